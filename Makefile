@@ -1,0 +1,78 @@
+# heapdelta: one non-recursive Makefile, everything built under build/.
+#
+#   make            build/libheapdelta.so and build/heapdelta
+#   make demo       install missing build dependencies, build, run the demo
+#   make test       install missing test dependencies, build, run every test
+#   make bench      the side-by-side benchmark against heaptrack
+#   make install    PREFIX=/usr/local DESTDIR= (shim, command, header)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+B       := build
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+           -Wmissing-prototypes -Wvla -Wformat=2 -Wno-missing-field-initializers
+CFLAGS  ?= -O2 -g
+BASE    := -std=gnu11 $(WARN) -D_GNU_SOURCE
+
+# The shim: position independent, everything hidden but the interposed
+# names, initial-exec TLS for the re-entrancy guard, frame pointers kept so
+# the frame-pointer unwinder can walk through our own frames.
+SHIM_CFLAGS := $(BASE) $(CFLAGS) -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+               -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
+               -fno-omit-frame-pointer -Ishim
+SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/stacks.c shim/live.c \
+               shim/modules.c shim/snapshot.c
+SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
+
+AN_CFLAGS   := $(BASE) $(CFLAGS) -Ishim -Ianalyzer -DHD_PREFIX='"$(PREFIX)"'
+AN_SRC      := $(wildcard analyzer/*.c)
+AN_OBJ      := $(AN_SRC:analyzer/%.c=$(B)/analyzer/%.o)
+AN_LIBS     := -ldw -lelf -lstdc++
+
+all: $(B)/libheapdelta.so $(B)/heapdelta
+
+$(B)/shim/%.o: shim/%.c shim/internal.h shim/hd_format.h | $(B)/shim
+	$(CC) $(SHIM_CFLAGS) -c $< -o $@
+
+$(B)/libheapdelta.so: $(SHIM_OBJ)
+	$(CC) -shared -Wl,-z,now -Wl,-z,nodelete -o $@ $(SHIM_OBJ) -ldl -lpthread
+
+$(B)/analyzer/%.o: analyzer/%.c $(wildcard analyzer/*.h) shim/hd_format.h | $(B)/analyzer
+	$(CC) $(AN_CFLAGS) -c $< -o $@
+
+$(B)/heapdelta: $(AN_OBJ)
+	$(CC) -o $@ $(AN_OBJ) $(AN_LIBS)
+
+$(B)/shim $(B)/analyzer:
+	mkdir -p $@
+
+deps:
+	scripts/deps.sh build
+
+demo:
+	scripts/deps.sh build
+	$(MAKE) all
+	scripts/demo.sh
+
+test:
+	scripts/deps.sh test
+	$(MAKE) all
+	tests/run
+
+bench:
+	scripts/deps.sh bench
+	$(MAKE) all
+	scripts/bench.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/heapdelta $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(B)/heapdelta $(DESTDIR)$(PREFIX)/bin/heapdelta
+	install -m 755 $(B)/libheapdelta.so $(DESTDIR)$(PREFIX)/lib/heapdelta/libheapdelta.so
+	install -m 644 shim/heapdelta.h $(DESTDIR)$(PREFIX)/include/heapdelta.h
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all deps demo test bench install clean

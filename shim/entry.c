@@ -1,0 +1,293 @@
+/*
+ * entry.c - the interposed allocation functions.
+ *
+ * Every function here forwards to the real allocator (glibc's unless the
+ * program loaded another) and mirrors its outcome in the tables, so that the
+ * recorded live set is exactly what the allocator holds:
+ *  - a block enters the live table after the real call returned it, and
+ *    leaves it *before* the real free, so another thread cannot be handed
+ *    the same address and insert it before our removal;
+ *  - a failed call records nothing (a failed realloc leaves the old block
+ *    live, so its entry goes back);
+ *  - errno is what the real call left, whatever recording did.
+ *
+ * Hot path cost: one TLS read and write for the re-entrancy guard, one
+ * stack capture, one intern lookup (a hit, nearly always), one live-table
+ * store, and relaxed atomic adds on the stack's counters.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <malloc.h>
+
+#define HDS_EXPORT __attribute__((visibility("default")))
+
+__thread int hds_busy __attribute__((tls_model("initial-exec")));
+
+/* Is this call to be recorded?  Runs init on the very first call, which may
+ * come before any constructor (C++ runtimes allocate early). */
+static inline int hds_enter(void)
+{
+	int st = atomic_load_relaxed(&hds.state);
+
+	if (likely(st == HDS_ACTIVE))
+		return !hds_busy;
+	if (st == HDS_UNINIT && !hds_busy) {
+		hds_init_core();
+		return atomic_load_acquire(&hds.state) == HDS_ACTIVE;
+	}
+	return 0;
+}
+
+static inline int hds_tables_ready(void)
+{
+	return atomic_load_relaxed(&hds.state) == HDS_ACTIVE;
+}
+
+/* Take a block's bytes and count off its stack and the process totals. */
+static void hds_uncount(uint64_t entry)
+{
+	struct hds_stack *s = hds_stack_get(hds_entry_stack(entry));
+	uint64_t size = hds_entry_size(entry);
+
+	atomic_sub_relaxed(&s->live_bytes, size);
+	atomic_sub_relaxed(&s->live_count, 1);
+	atomic_sub_relaxed(&hds.live_bytes, (int64_t)size);
+}
+
+/* Record block p of `size` requested bytes, attributed to the caller's stack.
+ * Called with hds_busy set. */
+static void hds_record_alloc(void *p, uint64_t size)
+{
+	uintptr_t frames[HD_MAX_DEPTH];
+	int truncated = 0, fresh = 0;
+	int depth = hds_capture(frames, hds.cfg.depth, &truncated);
+	int64_t id = hds_stack_intern(frames, depth, truncated ? HD_STACK_TRUNCATED : 0, &fresh);
+	uint64_t old;
+	struct hds_stack *s;
+
+	/* A new stack may run through a library loaded since the module map
+	 * was last refreshed; catch it now, while it is surely still mapped. */
+	for (int i = 0; fresh && i < depth; i++)
+		if (!hds_modules_contains(frames[i])) {
+			hds_modules_refresh(0);
+			break;
+		}
+
+	if (id < 0 || size > HDS_LIVE_MAX_SIZE) {
+		atomic_add_relaxed(&hds.dropped_allocs, 1);
+		return;
+	}
+	old = hds_live_insert(p, (uint32_t)id, size);
+	if (old == UINT64_MAX) {
+		atomic_add_relaxed(&hds.dropped_allocs, 1);
+		return;
+	}
+	if (old)   /* the slot held a block whose free we never saw */
+		hds_uncount(old);
+
+	s = hds_stack_get((uint32_t)id);
+	atomic_add_relaxed(&s->live_bytes, size);
+	atomic_add_relaxed(&s->live_count, 1);
+	atomic_add_relaxed(&s->alloc_bytes, size);
+	atomic_add_relaxed(&s->alloc_count, 1);
+	hds_note_peak(atomic_add_relaxed(&hds.live_bytes, (int64_t)size) + (int64_t)size);
+}
+
+/* The block at p is about to be released (free, or realloc that moves or
+ * frees it): remove it from the live table and return its entry, or 0 when
+ * it was never recorded.  Removal is one atomic exchange, safe even when
+ * re-entered from inside the shim, so it is done whether or not this call
+ * records: a tracked block freed by the loader while we are busy must leave.
+ * Only frees by the program (not by the shim's own callees) count as
+ * unknown. */
+static uint64_t hds_forget(void *p, int by_program)
+{
+	uint64_t e;
+
+	if (!hds_tables_ready())
+		return 0;
+	e = hds_live_remove(p);
+	if (!e && by_program)
+		atomic_add_relaxed(&hds.unknown_frees, 1);
+	return e;
+}
+
+/* Common tail of every allocating entry point. */
+static inline void *hds_after_alloc(void *p, uint64_t size, int record)
+{
+	if (p) {
+		int saved = errno;
+		if (record)
+			hds_record_alloc(p, size);
+		else if (hds_tables_ready())
+			atomic_add_relaxed(&hds.untracked_allocs, 1);
+		errno = saved;
+	}
+	return p;
+}
+
+HDS_EXPORT void *malloc(size_t size)
+{
+	int record = hds_enter();
+	int outer = hds_busy;
+	void *p;
+
+	hds_busy = 1;
+	p = hds.real.malloc(size);
+	hds_after_alloc(p, size, record);
+	hds_busy = outer;
+	return p;
+}
+
+HDS_EXPORT void free(void *p)
+{
+	int outer = hds_busy;
+	int saved;
+
+	if (!p)
+		return;
+	hds_busy = 1;
+	saved = errno;
+	uint64_t e = hds_forget(p, !outer);
+	if (e)
+		hds_uncount(e);
+	errno = saved;
+	hds.real.free(p);
+	hds_busy = outer;
+}
+
+HDS_EXPORT void *calloc(size_t n, size_t m)
+{
+	int record = hds_enter();
+	int outer = hds_busy;
+	size_t total = 0;
+	void *p;
+
+	hds_busy = 1;
+	p = hds.real.calloc(n, m);
+	if (p && __builtin_mul_overflow(n, m, &total))
+		total = HDS_LIVE_MAX_SIZE + 1;  /* cannot happen with glibc; dropped */
+	hds_after_alloc(p, total, record);
+	hds_busy = outer;
+	return p;
+}
+
+/* realloc and reallocarray after their argument checks. */
+static void *hds_realloc(void *old, size_t size)
+{
+	int record = hds_enter();
+	int outer = hds_busy;
+	uint64_t e;
+	void *p;
+	int saved;
+
+	hds_busy = 1;
+	saved = errno;
+	e = hds_forget(old, !outer);  /* before the real call: it may free old */
+	errno = saved;
+	p = hds.real.realloc(old, size);
+	saved = errno;
+	if (!p && size) {
+		/* Failed: old is still live, exactly as before. */
+		if (e)
+			hds_live_insert(old, hds_entry_stack(e), hds_entry_size(e));
+	} else {
+		if (e)
+			hds_uncount(e);
+		if (p) {
+			if (record)
+				hds_record_alloc(p, size);
+			else
+				atomic_add_relaxed(&hds.untracked_allocs, 1);
+		}
+	}
+	errno = saved;
+	hds_busy = outer;
+	return p;
+}
+
+HDS_EXPORT void *realloc(void *old, size_t size)
+{
+	if (!old)
+		return malloc(size);
+	return hds_realloc(old, size);
+}
+
+HDS_EXPORT void *reallocarray(void *old, size_t n, size_t m)
+{
+	size_t total;
+
+	if (__builtin_mul_overflow(n, m, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(old, total);
+}
+
+HDS_EXPORT void *memalign(size_t align, size_t size)
+{
+	int record = hds_enter();
+	int outer = hds_busy;
+	void *p;
+
+	hds_busy = 1;
+	p = hds.real.memalign(align, size);
+	hds_after_alloc(p, size, record);
+	hds_busy = outer;
+	return p;
+}
+
+HDS_EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+	int record = hds_enter();
+	int outer = hds_busy;
+	void *p;
+
+	hds_busy = 1;
+	p = hds.real.aligned_alloc(align, size);
+	hds_after_alloc(p, size, record);
+	hds_busy = outer;
+	return p;
+}
+
+HDS_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+	int record = hds_enter();
+	int outer = hds_busy;
+	int rc;
+
+	hds_busy = 1;
+	rc = hds.real.posix_memalign(out, align, size);
+	if (rc == 0)
+		hds_after_alloc(*out, size, record);
+	hds_busy = outer;
+	return rc;
+}
+
+HDS_EXPORT void *valloc(size_t size)
+{
+	int record = hds_enter();
+	int outer = hds_busy;
+	void *p;
+
+	hds_busy = 1;
+	p = hds.real.valloc(size);
+	hds_after_alloc(p, size, record);
+	hds_busy = outer;
+	return p;
+}
+
+HDS_EXPORT void *pvalloc(size_t size)
+{
+	int record = hds_enter();
+	int outer = hds_busy;
+	void *p;
+
+	hds_busy = 1;
+	p = hds.real.pvalloc(size);
+	hds_after_alloc(p, size, record);
+	hds_busy = outer;
+	return p;
+}

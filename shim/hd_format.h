@@ -1,0 +1,159 @@
+/*
+ * hd_format.h - the heapdelta snapshot file format, shared by the shim (writer)
+ * and the analyzer (reader).  FORMAT.md beside this file specifies it byte by
+ * byte; this header is its machine-readable half and the two must agree.
+ *
+ * Shape: a 16-byte file header, then tagged sections, then an END section.
+ * Every integer is little-endian and unaligned.  A reader skips sections
+ * whose tag it does not know (so a writer may add sections without a version
+ * bump) and refuses a file whose major version it does not know.
+ *
+ * This header holds constants and tiny inline encoders/decoders only: no
+ * allocation, no stdio, so the shim may include it on any path.
+ */
+#ifndef HD_FORMAT_H
+#define HD_FORMAT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define HD_MAGIC          "HEAPDLTA"   /* 8 bytes, no terminator in the file */
+#define HD_MAGIC_LEN      8
+#define HD_VERSION        1            /* bump on any incompatible change */
+#define HD_FILE_HDR_LEN   16           /* magic, u32 version, u32 flags (0) */
+#define HD_SEC_HDR_LEN    16           /* u32 tag, u32 reserved (0), u64 length */
+
+/* Section tags.  Numbers are forever: never reuse a retired one. */
+enum hd_section {
+	HD_SEC_META    = 1,      /* u64 fields, indexed by enum hd_meta */
+	HD_SEC_STRINGS = 2,      /* u32 n, then n x (u32 len, bytes): label, exe, argv... */
+	HD_SEC_MODULES = 3,      /* loaded and unloaded modules */
+	HD_SEC_STACKS  = 4,      /* interned stacks with their counters */
+	HD_SEC_END     = 0xffff, /* length 0; must be last */
+};
+
+/*
+ * META fields, each a u64, in this order.  A reader accepts a META section
+ * with more fields (newer writer: ignored) or fewer (older writer: the rest
+ * read as 0) as long as its length is a multiple of 8.
+ */
+enum hd_meta {
+	HD_META_PID = 0,
+	HD_META_PPID,
+	HD_META_SEQ,              /* per-process sequence number, from 1 */
+	HD_META_TRIGGER,          /* enum hd_trigger */
+	HD_META_UNWINDER,         /* enum hd_unwinder */
+	HD_META_DEPTH,            /* configured maximum stack depth */
+	HD_META_SAMPLE_BYTES,     /* mean sampling interval in bytes; 0 = every allocation */
+	HD_META_FLAGS,            /* enum hd_flags */
+	HD_META_WALL_NS,          /* CLOCK_REALTIME at the snapshot, ns since the epoch */
+	HD_META_MONO_NS,          /* CLOCK_MONOTONIC at the snapshot */
+	HD_META_START_MONO_NS,    /* CLOCK_MONOTONIC when the shim started */
+	HD_META_LIVE_BYTES,       /* requested bytes of all live recorded blocks */
+	HD_META_LIVE_COUNT,
+	HD_META_PEAK_BYTES,       /* highest LIVE_BYTES since start */
+	HD_META_PEAK_SINCE_PREV,  /* highest LIVE_BYTES since the previous snapshot */
+	HD_META_ALLOC_BYTES,      /* bytes allocated since start (recorded blocks) */
+	HD_META_ALLOC_COUNT,
+	HD_META_FREE_BYTES,       /* bytes of recorded blocks freed since start */
+	HD_META_FREE_COUNT,
+	HD_META_UNKNOWN_FREES,    /* frees of pointers the shim never recorded */
+	HD_META_DROPPED_ALLOCS,   /* allocations not recorded: a table was full */
+	HD_META_DROPPED_STACKS,   /* distinct stacks not interned: stack table full */
+	HD_META_RSS_BYTES,        /* resident set size of the process */
+	HD_META_SHIM_BYTES,       /* resident memory of the shim's own tables */
+	HD_META_UNTRACKED_ALLOCS, /* allocations made while the shim itself was busy */
+	HD_META_NFIELDS
+};
+
+enum hd_trigger {
+	HD_TRIGGER_INTERVAL = 1,
+	HD_TRIGGER_SIGNAL   = 2,
+	HD_TRIGGER_API      = 3,
+	HD_TRIGGER_EXIT     = 4,
+};
+
+enum hd_unwinder {
+	HD_UNWIND_LIBUNWIND = 1,
+	HD_UNWIND_FP        = 2,
+};
+
+enum hd_flags {
+	HD_FLAG_FOREIGN_MALLOC = 1u << 0, /* malloc is not glibc's (jemalloc, tcmalloc...) */
+	HD_FLAG_DROPPED        = 1u << 1, /* something was dropped: numbers are lower bounds */
+	HD_FLAG_SAMPLED        = 1u << 2, /* counters are estimates from sampling */
+};
+
+/* MODULES section: per-module flags. */
+enum hd_module_flags {
+	HD_MOD_UNLOADED = 1u << 0, /* dlclosed before this snapshot */
+	HD_MOD_MAIN     = 1u << 1, /* the executable */
+	HD_MOD_VDSO     = 1u << 2, /* the kernel's vDSO: no file on disk */
+};
+
+/* STACKS section: per-stack flags. */
+enum hd_stack_flags {
+	HD_STACK_TRUNCATED = 1u << 0, /* the real stack was deeper than DEPTH */
+};
+
+#define HD_MAX_DEPTH       256   /* upper bound a reader accepts per stack */
+#define HD_MAX_BUILD_ID    64
+#define HD_MAX_SEGMENTS    64
+
+static inline const char *hd_trigger_name(uint64_t t)
+{
+	switch (t) {
+	case HD_TRIGGER_INTERVAL: return "interval";
+	case HD_TRIGGER_SIGNAL:   return "signal";
+	case HD_TRIGGER_API:      return "api";
+	case HD_TRIGGER_EXIT:     return "exit";
+	}
+	return "unknown";
+}
+
+static inline const char *hd_unwinder_name(uint64_t u)
+{
+	switch (u) {
+	case HD_UNWIND_LIBUNWIND: return "libunwind";
+	case HD_UNWIND_FP:        return "fp";
+	}
+	return "unknown";
+}
+
+/* Little-endian encoders: p must have room; they return the next byte. */
+static inline unsigned char *hd_put_u16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8);
+	return p + 2;
+}
+
+static inline unsigned char *hd_put_u32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+	return p + 4;
+}
+
+static inline unsigned char *hd_put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+	return p + 8;
+}
+
+static inline uint16_t hd_get_u16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static inline uint32_t hd_get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t hd_get_u64(const unsigned char *p)
+{
+	return (uint64_t)hd_get_u32(p) | (uint64_t)hd_get_u32(p + 4) << 32;
+}
+
+#endif /* HD_FORMAT_H */

@@ -1,0 +1,204 @@
+/*
+ * internal.h - the shim's one internal header, sectioned by the file that
+ * defines each group.
+ *
+ * Rules for everything declared here (the shim runs inside someone else's
+ * program):
+ *  - nothing allocates through the interposed functions: memory comes from
+ *    hds_map() (mmap), which is never freed while the process lives;
+ *  - nothing uses stdio; messages go through hds_warn() (write(2));
+ *  - nothing on the allocation path takes a lock;
+ *  - nothing changes errno as seen by the program: the entry points save and
+ *    restore it around all recording.
+ */
+#ifndef HDS_INTERNAL_H
+#define HDS_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hd_format.h"
+
+#define HDS_HIDDEN __attribute__((visibility("hidden")))
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Atomics carry their memory order in the name. */
+#define atomic_load_relaxed(p)      atomic_load_explicit((p), memory_order_relaxed)
+#define atomic_load_acquire(p)      atomic_load_explicit((p), memory_order_acquire)
+#define atomic_store_relaxed(p, v)  atomic_store_explicit((p), (v), memory_order_relaxed)
+#define atomic_store_release(p, v)  atomic_store_explicit((p), (v), memory_order_release)
+#define atomic_add_relaxed(p, v)    atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
+#define atomic_sub_relaxed(p, v)    atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
+#define atomic_xchg_acq_rel(p, v)   atomic_exchange_explicit((p), (v), memory_order_acq_rel)
+#define atomic_cas_acq_rel(p, e, v) \
+	atomic_compare_exchange_strong_explicit((p), (e), (v), memory_order_acq_rel, memory_order_acquire)
+
+/* ---- init.c: configuration, process state, OS helpers ------------------- */
+
+struct hds_real {
+	void *(*malloc)(size_t);
+	void *(*calloc)(size_t, size_t);
+	void *(*realloc)(void *, size_t);
+	void  (*free)(void *);
+	void *(*memalign)(size_t, size_t);
+	int   (*posix_memalign)(void **, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+};
+
+struct hds_config {
+	int      unwinder;        /* enum hd_unwinder */
+	int      depth;           /* frames kept per stack, 1..HD_MAX_DEPTH */
+	uint64_t interval_ns;     /* 0: no periodic snapshots */
+	int      signo;           /* 0: no snapshot signal */
+	int      children;        /* 0: strip the shim from LD_PRELOAD for exec'd children */
+	uint32_t max_stacks;      /* capacity of the stack table */
+	char     outdir[4096];    /* absolute output directory */
+};
+
+enum hds_state {
+	HDS_UNINIT = 0,  /* nothing set up yet */
+	HDS_BOOTING,     /* one thread is inside hds_init_core() */
+	HDS_ACTIVE,      /* recording */
+	HDS_PASSIVE,     /* not recording (setuid program, or set-up failed) */
+};
+
+struct hds_globals {
+	_Atomic int state;                 /* enum hds_state */
+	struct hds_real real;              /* where allocations really go */
+	struct hds_config cfg;
+	int foreign_malloc;                /* malloc is not glibc's */
+
+	/* Process-wide counters.  live_bytes is signed: a free can be seen by a
+	 * snapshot before the matching malloc's add on another core. */
+	_Atomic int64_t  live_bytes;
+	_Atomic uint64_t peak_bytes;
+	_Atomic uint64_t peak_since_prev;
+	_Atomic uint64_t unknown_frees;
+	_Atomic uint64_t dropped_allocs;
+	_Atomic uint64_t dropped_stacks;
+	_Atomic uint64_t untracked_allocs;
+
+	uint64_t start_mono_ns;
+	int pid;                           /* refreshed in the child after fork */
+	char exe[4096];                    /* /proc/self/exe at start */
+	char *cmdline;                     /* /proc/self/cmdline, NUL-separated, hds_map()ed */
+	size_t cmdline_len;
+};
+
+HDS_HIDDEN extern struct hds_globals hds;
+
+/* Set up tables and configuration; safe to call from the first hook, before
+ * constructors have run.  Returns with hds.state ACTIVE or PASSIVE, or
+ * BOOTING when another thread is doing it (the caller passes through). */
+HDS_HIDDEN void hds_init_core(void);
+/* Anonymous private memory that is never freed, reserved without commit
+ * (MAP_NORESERVE): pages cost only once touched.  NULL on failure. */
+HDS_HIDDEN void *hds_map(size_t size);
+/* Resident bytes of [addr, addr+len) by mincore(): touched pages only. */
+HDS_HIDDEN uint64_t hds_resident(const void *addr, uint64_t len);
+/* One line on stderr, prefixed "heapdelta: ", without stdio or malloc. */
+HDS_HIDDEN void hds_warn(const char *msg, const char *detail);
+HDS_HIDDEN uint64_t hds_now_ns(int clock);
+/* Raise peak_bytes and peak_since_prev to at least `live`. */
+HDS_HIDDEN void hds_note_peak(int64_t live);
+
+/* ---- entry.c: the interposed functions ---------------------------------- */
+
+/* Nonzero while this thread runs shim code: allocations made then (by
+ * libunwind, the loader, ourselves) are passed through unrecorded.  Also set
+ * for the duration of a snapshot in the writing thread. */
+HDS_HIDDEN extern __thread int hds_busy __attribute__((tls_model("initial-exec")));
+
+/* ---- capture.c: the only file that includes libunwind ------------------- */
+
+/* Load libunwind privately (RTLD_LOCAL) and note the shim's own text range.
+ * Returns 0, or -1 when libunwind is unavailable (frame pointers are used). */
+HDS_HIDDEN int hds_capture_init(void);
+/* Fill out[] with up to `max` return addresses of the current thread,
+ * innermost first, skipping the shim's own frames.  Sets *truncated when
+ * the stack was deeper than max.  Returns the number of frames. */
+HDS_HIDDEN int hds_capture(uintptr_t *out, int max, int *truncated);
+
+/* ---- stacks.c: the stack interning table -------------------------------- */
+
+struct hds_stack {               /* one cache line */
+	_Atomic uint64_t live_bytes;
+	_Atomic uint64_t live_count;
+	_Atomic uint64_t alloc_bytes;
+	_Atomic uint64_t alloc_count;
+	uint64_t hash;
+	uint64_t frames_off;         /* index of the first frame in the frame arena */
+	uint16_t depth;
+	uint16_t flags;              /* enum hd_stack_flags */
+	_Atomic uint32_t ready;      /* 1 once published; 2 lost a race, unused */
+	uint32_t pad[3];
+};
+
+HDS_HIDDEN int hds_stacks_init(uint32_t max_stacks);
+/* Return the id of the stack (frames, depth, flags), interning it when it is
+ * new (then *fresh is set); -1 when the table is full (the caller counts a
+ * dropped allocation). */
+HDS_HIDDEN int64_t hds_stack_intern(const uintptr_t *frames, int depth, unsigned flags, int *fresh);
+/* Stack record by id (id < hds_stacks_count()). */
+HDS_HIDDEN struct hds_stack *hds_stack_get(uint32_t id);
+HDS_HIDDEN const uintptr_t *hds_stack_frames(const struct hds_stack *s);
+/* Number of ids handed out so far (published or not). */
+HDS_HIDDEN uint32_t hds_stacks_count(void);
+HDS_HIDDEN uint64_t hds_stacks_resident(void);
+
+/* ---- live.c: live blocks by address ------------------------------------- */
+
+/* An entry packs the stack id + 1 (24 bits) and the requested size (40
+ * bits); 0 is "no block here". */
+#define HDS_LIVE_SIZE_BITS 40
+#define HDS_LIVE_MAX_SIZE  ((UINT64_C(1) << HDS_LIVE_SIZE_BITS) - 1)
+#define HDS_LIVE_MAX_STACK ((UINT32_C(1) << 24) - 2)
+
+HDS_HIDDEN int hds_live_init(int granule_shift);
+/* Record block p; returns the entry that was in its slot before (0 normally;
+ * nonzero when a free went unseen, and the caller un-counts it), or
+ * UINT64_MAX when p cannot be recorded (address out of range, no memory). */
+HDS_HIDDEN uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t size);
+/* Forget block p and return its entry, or 0 when p was not recorded. */
+HDS_HIDDEN uint64_t hds_live_remove(const void *p);
+HDS_HIDDEN uint64_t hds_live_resident(void);
+
+static inline uint32_t hds_entry_stack(uint64_t e) { return (uint32_t)(e >> HDS_LIVE_SIZE_BITS) - 1; }
+static inline uint64_t hds_entry_size(uint64_t e)  { return e & HDS_LIVE_MAX_SIZE; }
+
+/* ---- modules.c: the module map ------------------------------------------ */
+
+HDS_HIDDEN int hds_modules_init(void);
+/* Bring the map up to date with the loader (dl_iterate_phdr), marking
+ * modules that went away as unloaded.  With wait == 0 it gives up when
+ * another thread is refreshing.  Never called with a shim lock held. */
+HDS_HIDDEN void hds_modules_refresh(int wait);
+/* Nonzero when addr lies in a module the map knows (loaded or not). */
+HDS_HIDDEN int hds_modules_contains(uintptr_t addr);
+/* Encode the MODULES payload into buf (NULL: only measure); returns bytes. */
+HDS_HIDDEN size_t hds_modules_encode(unsigned char *buf, size_t cap);
+HDS_HIDDEN uint64_t hds_modules_resident(void);
+/* The child after fork: a refresh the parent had under way is gone. */
+HDS_HIDDEN void hds_modules_after_fork(void);
+
+/* ---- snapshot.c: snapshot writing and its triggers ---------------------- */
+
+/* Start the writer thread and install the snapshot signal (constructor, and
+ * the child after fork). */
+HDS_HIDDEN void hds_triggers_start(void);
+/* The child after fork: new pid, sequence from 1, writer thread restarted. */
+HDS_HIDDEN void hds_triggers_after_fork(void);
+/* Write the exit snapshot once (destructor). */
+HDS_HIDDEN void hds_snapshot_at_exit(void);
+/* Write one snapshot now, in this thread.  0 on success, -1 on failure
+ * (warned about once). */
+HDS_HIDDEN int hds_snapshot_write(int trigger, const char *label);
+
+#endif /* HDS_INTERNAL_H */

@@ -1,0 +1,232 @@
+/*
+ * modules.c - the module map: which ELF file is mapped where, with its
+ * build-id, so stacks can be symbolized offline.  Modules never leave the
+ * map: one that is dlclosed is flagged unloaded and kept, so addresses
+ * captured inside it still symbolize.
+ *
+ * Workload: refreshed when a newly interned stack holds an address the map
+ * does not know (a library was loaded since), and before every snapshot.
+ * Loads and unloads are noticed with the dlpi_adds/dlpi_subs counters that
+ * dl_iterate_phdr passes: when they have not moved, a refresh stops after
+ * one callback.  We never wrap dlopen (that changes the caller the loader
+ * sees and breaks $ORIGIN and RUNPATH lookups).
+ *
+ * Concurrency: readers (hds_modules_contains, encode) walk entries
+ * 0..count-1 without a lock; an entry is filled before count is raised
+ * (release).  Writers serialize on `lock`.  A refresh from an allocation
+ * hook only tries the lock: the thread that holds it may be inside
+ * dl_iterate_phdr waiting for the loader, whose lock the hooking thread may
+ * hold, so waiting there could deadlock.  The snapshot path, which holds
+ * nothing the loader needs, waits.
+ */
+#include "internal.h"
+
+#include <elf.h>
+#include <link.h>
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_MODULES  4096
+#define MAX_SEGS     16
+#define PATH_ARENA   (1u << 20)
+
+struct hds_module {
+	uintptr_t base;
+	_Atomic uint32_t flags;          /* enum hd_module_flags */
+	uint32_t build_id_len;
+	unsigned char build_id[HD_MAX_BUILD_ID];
+	uint32_t nseg;
+	struct { uint64_t start, size, offset; uint32_t flags; } seg[MAX_SEGS];
+	uint32_t path_off, path_len;
+	uint64_t seen;                   /* generation of the last refresh that saw it */
+};
+
+static struct hds_module *mods;
+static _Atomic uint32_t nmods;
+static char *paths;
+static uint32_t paths_used;
+static atomic_flag lock = ATOMIC_FLAG_INIT;
+static unsigned long long last_adds, last_subs;
+static uint64_t generation;
+
+int hds_modules_init(void)
+{
+	mods = hds_map(sizeof *mods * MAX_MODULES);
+	paths = hds_map(PATH_ARENA);
+	return mods && paths ? 0 : -1;
+}
+
+static void read_build_id(const struct dl_phdr_info *info, struct hds_module *m)
+{
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_NOTE)
+			continue;
+		uint64_t align = ph->p_align == 8 ? 8 : 4;
+		const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
+		const unsigned char *end = p + ph->p_memsz;
+		while (p + sizeof(ElfW(Nhdr)) <= end) {
+			const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
+			const unsigned char *name = p + sizeof *nh;
+			const unsigned char *desc = name + ((nh->n_namesz + align - 1) & ~(align - 1));
+			const unsigned char *next = desc + ((nh->n_descsz + align - 1) & ~(align - 1));
+			if (next > end || next <= p)
+				break;
+			if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+			    memcmp(name, "GNU", 4) == 0 && nh->n_descsz <= HD_MAX_BUILD_ID) {
+				memcpy(m->build_id, desc, nh->n_descsz);
+				m->build_id_len = nh->n_descsz;
+				return;
+			}
+			p = next;
+		}
+	}
+}
+
+static int same_module(const struct hds_module *m, uintptr_t base, const char *path, size_t len)
+{
+	return m->base == base && m->path_len == len && memcmp(paths + m->path_off, path, len) == 0;
+}
+
+struct refresh { int first; int force; };
+
+static int refresh_one(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct refresh *r = arg;
+	char exe[4096];
+	const char *path = info->dlpi_name ? info->dlpi_name : "";
+	uint32_t flags = 0;
+
+	if (r->first) {
+		r->first = 0;
+		if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+			if (!r->force && info->dlpi_adds == last_adds && info->dlpi_subs == last_subs)
+				return 1;   /* nothing loaded or unloaded since last time */
+			last_adds = info->dlpi_adds;
+			last_subs = info->dlpi_subs;
+		}
+		generation++;
+		if (!*path) {
+			ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+			exe[n > 0 ? n : 0] = 0;
+			path = exe;
+			flags |= HD_MOD_MAIN;
+		}
+	}
+	if (strncmp(path, "linux-vdso", 10) == 0 || strncmp(path, "linux-gate", 10) == 0)
+		flags |= HD_MOD_VDSO;
+
+	size_t len = strlen(path);
+	uint32_t n = atomic_load_relaxed(&nmods);
+	for (uint32_t i = 0; i < n; i++) {
+		if (same_module(&mods[i], info->dlpi_addr, path, len)) {
+			mods[i].seen = generation;
+			atomic_store_relaxed(&mods[i].flags, atomic_load_relaxed(&mods[i].flags) & ~HD_MOD_UNLOADED);
+			return 0;
+		}
+	}
+	if (n >= MAX_MODULES || paths_used + len > PATH_ARENA)
+		return 0;
+
+	struct hds_module *m = &mods[n];
+	m->base = info->dlpi_addr;
+	m->seen = generation;
+	atomic_store_relaxed(&m->flags, flags);
+	m->nseg = 0;
+	for (int i = 0; i < info->dlpi_phnum && m->nseg < MAX_SEGS; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		m->seg[m->nseg].start = info->dlpi_addr + ph->p_vaddr;
+		m->seg[m->nseg].size = ph->p_memsz;
+		m->seg[m->nseg].offset = ph->p_offset;
+		m->seg[m->nseg].flags = ph->p_flags;
+		m->nseg++;
+	}
+	read_build_id(info, m);
+	memcpy(paths + paths_used, path, len);
+	m->path_off = paths_used;
+	m->path_len = (uint32_t)len;
+	paths_used += (uint32_t)len;
+	atomic_store_release(&nmods, n + 1);
+	return 0;
+}
+
+static void refresh_locked(int force)
+{
+	struct refresh r = { 1, force };
+	uint64_t before = generation;
+
+	dl_iterate_phdr(refresh_one, &r);
+	if (generation == before)
+		return;
+	uint32_t n = atomic_load_relaxed(&nmods);
+	for (uint32_t i = 0; i < n; i++)
+		if (mods[i].seen != generation)
+			atomic_store_relaxed(&mods[i].flags, atomic_load_relaxed(&mods[i].flags) | HD_MOD_UNLOADED);
+}
+
+void hds_modules_refresh(int wait)
+{
+	while (atomic_flag_test_and_set_explicit(&lock, memory_order_acquire)) {
+		if (!wait)
+			return;
+		sched_yield();
+	}
+	refresh_locked(0);
+	atomic_flag_clear_explicit(&lock, memory_order_release);
+}
+
+void hds_modules_after_fork(void)
+{
+	atomic_flag_clear_explicit(&lock, memory_order_release);
+}
+
+int hds_modules_contains(uintptr_t addr)
+{
+	uint32_t n = atomic_load_acquire(&nmods);
+
+	for (uint32_t i = 0; i < n; i++)
+		for (uint32_t s = 0; s < mods[i].nseg; s++)
+			if (addr - mods[i].seg[s].start < mods[i].seg[s].size)
+				return 1;
+	return 0;
+}
+
+size_t hds_modules_encode(unsigned char *buf, size_t cap)
+{
+	uint32_t n = atomic_load_acquire(&nmods);
+	size_t need = 4;
+
+	for (uint32_t i = 0; i < n; i++)
+		need += 8 + 4 + 4 + mods[i].build_id_len + 4 + 28 * mods[i].nseg + 4 + mods[i].path_len;
+	if (!buf || need > cap)
+		return need;
+
+	unsigned char *p = hd_put_u32(buf, n);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct hds_module *m = &mods[i];
+		p = hd_put_u64(p, m->base);
+		p = hd_put_u32(p, atomic_load_relaxed(&m->flags));
+		p = hd_put_u32(p, m->build_id_len);
+		memcpy(p, m->build_id, m->build_id_len);
+		p += m->build_id_len;
+		p = hd_put_u32(p, m->nseg);
+		for (uint32_t s = 0; s < m->nseg; s++) {
+			p = hd_put_u64(p, m->seg[s].start);
+			p = hd_put_u64(p, m->seg[s].size);
+			p = hd_put_u64(p, m->seg[s].offset);
+			p = hd_put_u32(p, m->seg[s].flags);
+		}
+		p = hd_put_u32(p, m->path_len);
+		memcpy(p, paths + m->path_off, m->path_len);
+		p += m->path_len;
+	}
+	return (size_t)(p - buf);
+}
+
+uint64_t hds_modules_resident(void)
+{
+	return hds_resident(mods, sizeof *mods * MAX_MODULES) + hds_resident(paths, PATH_ARENA);
+}

@@ -1,0 +1,544 @@
+/*
+ * snapshot.c - writing snapshot files, and what triggers them: a timer,
+ * a signal, the program's request (heapdelta.h), and exit.
+ *
+ * Cost of one snapshot: a walk over the stack records (proportional to the
+ * number of distinct stacks, not to live blocks) plus the module map.  It
+ * reads the counters with relaxed loads while other threads keep running:
+ * nothing is paused, so a snapshot of a busy process is a fuzzy cut, exact
+ * once the process is quiet.
+ *
+ * Hazards handled here:
+ *  - the signal handler only sets a flag and posts a semaphore (both
+ *    async-signal-safe); the writer thread does the work;
+ *  - the writer thread blocks every signal, so it never takes one meant for
+ *    the program;
+ *  - files are written under a temporary name created O_EXCL|O_NOFOLLOW, mode
+ *    0600, then renamed with RENAME_NOREPLACE: no reader sees half a file,
+ *    no planted symlink is followed, no existing file is replaced; on any
+ *    error the temporary file is removed and one warning is printed;
+ *  - the buffer is mapped per snapshot, so the writer thread and an exiting
+ *    thread can write at once without sharing anything but the sequence;
+ *  - fork: the child gets a fresh sequence and its own writer thread.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>        /* renameat2 only */
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OUT_BUF (256u << 10)
+
+static _Atomic uint64_t seq;
+static sem_t wake;
+static _Atomic int signal_pending;
+static _Atomic int stopping;
+static _Atomic int writes_active;
+static _Atomic int exit_done;
+static _Atomic int warned;
+static int writer_running;
+
+/* ---- buffered output with a remembered file offset ------------------- */
+
+struct out {
+	int fd;
+	int err;               /* first errno seen */
+	unsigned char *buf;
+	size_t len;
+	uint64_t off;          /* file offset of buf[0] */
+};
+
+static void out_flush(struct out *o)
+{
+	size_t done = 0;
+
+	while (!o->err && done < o->len) {
+		ssize_t n = write(o->fd, o->buf + done, o->len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			o->err = n < 0 ? errno : ENOSPC;
+			break;
+		}
+		done += (size_t)n;
+	}
+	o->off += o->len;
+	o->len = 0;
+}
+
+static void out_bytes(struct out *o, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+
+	while (n) {
+		if (o->len == OUT_BUF)
+			out_flush(o);
+		size_t k = OUT_BUF - o->len < n ? OUT_BUF - o->len : n;
+		memcpy(o->buf + o->len, c, k);
+		o->len += k;
+		c += k;
+		n -= k;
+	}
+}
+
+static void out_u32(struct out *o, uint32_t v) { unsigned char b[4]; hd_put_u32(b, v); out_bytes(o, b, 4); }
+static void out_u64(struct out *o, uint64_t v) { unsigned char b[8]; hd_put_u64(b, v); out_bytes(o, b, 8); }
+
+static void out_section(struct out *o, uint32_t tag, uint64_t len)
+{
+	out_u32(o, tag);
+	out_u32(o, 0);
+	out_u64(o, len);
+}
+
+static void out_string(struct out *o, const char *s, size_t len)
+{
+	out_u32(o, (uint32_t)len);
+	out_bytes(o, s, len);
+}
+
+/* Overwrite 8 bytes already emitted at file offset `at`. */
+static void out_patch_u64(struct out *o, uint64_t at, uint64_t v)
+{
+	unsigned char b[8];
+
+	hd_put_u64(b, v);
+	if (at >= o->off) {
+		memcpy(o->buf + (at - o->off), b, 8);
+		return;
+	}
+	if (!o->err && pwrite(o->fd, b, 8, (off_t)at) != 8)
+		o->err = errno ? errno : EIO;
+}
+
+static void out_patch_u32(struct out *o, uint64_t at, uint32_t v)
+{
+	unsigned char b[4];
+
+	hd_put_u32(b, v);
+	if (at >= o->off) {
+		memcpy(o->buf + (at - o->off), b, 4);
+		return;
+	}
+	if (!o->err && pwrite(o->fd, b, 4, (off_t)at) != 4)
+		o->err = errno ? errno : EIO;
+}
+
+/* ---- small helpers without stdio ------------------------------------- */
+
+static char *put_str(char *p, const char *s)
+{
+	while (*s)
+		*p++ = *s++;
+	*p = 0;
+	return p;
+}
+
+static char *put_dec(char *p, uint64_t v)
+{
+	char tmp[24];
+	int n = 0;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (n)
+		*p++ = tmp[--n];
+	*p = 0;
+	return p;
+}
+
+static uint64_t read_rss(void)
+{
+	char buf[128];
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	uint64_t pages = 0;
+	const char *c;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	for (c = buf; *c && *c != ' '; c++)
+		;
+	for (c++; *c >= '0' && *c <= '9'; c++)
+		pages = pages * 10 + (uint64_t)(*c - '0');
+	return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void warn_once(const char *what, int err)
+{
+	if (atomic_exchange(&warned, 1))
+		return;
+	const char *why = strerrordesc_np(err);
+	char msg[4352];
+	char *p = put_str(msg, what);
+	p = put_str(p, " in ");
+	p = put_str(p, hds.cfg.outdir);
+	if (why) {
+		p = put_str(p, ": ");
+		put_str(p, why);
+	}
+	hds_warn(msg, "further snapshot errors are not reported");
+}
+
+/* ---- the snapshot ---------------------------------------------------- */
+
+struct totals { uint64_t live_bytes, live_count, alloc_bytes, alloc_count; };
+
+static void emit_meta(struct out *o, int trigger, uint64_t n, const struct totals *t)
+{
+	uint64_t f[HD_META_NFIELDS] = { 0 };
+	uint64_t dropped = atomic_load_relaxed(&hds.dropped_allocs) + atomic_load_relaxed(&hds.dropped_stacks);
+
+	f[HD_META_PID] = (uint64_t)hds.pid;
+	f[HD_META_PPID] = (uint64_t)getppid();
+	f[HD_META_SEQ] = n;
+	f[HD_META_TRIGGER] = (uint64_t)trigger;
+	f[HD_META_UNWINDER] = (uint64_t)hds.cfg.unwinder;
+	f[HD_META_DEPTH] = (uint64_t)hds.cfg.depth;
+	f[HD_META_SAMPLE_BYTES] = 0;
+	f[HD_META_FLAGS] = (hds.foreign_malloc ? HD_FLAG_FOREIGN_MALLOC : 0) | (dropped ? HD_FLAG_DROPPED : 0);
+	f[HD_META_WALL_NS] = hds_now_ns(CLOCK_REALTIME);
+	f[HD_META_MONO_NS] = hds_now_ns(CLOCK_MONOTONIC);
+	f[HD_META_START_MONO_NS] = hds.start_mono_ns;
+	f[HD_META_LIVE_BYTES] = t->live_bytes;
+	f[HD_META_LIVE_COUNT] = t->live_count;
+	f[HD_META_PEAK_BYTES] = atomic_load_relaxed(&hds.peak_bytes);
+	int64_t live_now = atomic_load_relaxed(&hds.live_bytes);
+	f[HD_META_PEAK_SINCE_PREV] = atomic_exchange_explicit(&hds.peak_since_prev,
+		live_now > 0 ? (uint64_t)live_now : 0, memory_order_relaxed);
+	f[HD_META_ALLOC_BYTES] = t->alloc_bytes;
+	f[HD_META_ALLOC_COUNT] = t->alloc_count;
+	f[HD_META_FREE_BYTES] = t->alloc_bytes - t->live_bytes;
+	f[HD_META_FREE_COUNT] = t->alloc_count - t->live_count;
+	f[HD_META_UNKNOWN_FREES] = atomic_load_relaxed(&hds.unknown_frees);
+	f[HD_META_DROPPED_ALLOCS] = atomic_load_relaxed(&hds.dropped_allocs);
+	f[HD_META_DROPPED_STACKS] = atomic_load_relaxed(&hds.dropped_stacks);
+	f[HD_META_RSS_BYTES] = read_rss();
+	f[HD_META_SHIM_BYTES] = hds_stacks_resident() + hds_live_resident() + hds_modules_resident();
+	f[HD_META_UNTRACKED_ALLOCS] = atomic_load_relaxed(&hds.untracked_allocs);
+
+	out_section(o, HD_SEC_META, sizeof f);
+	for (int i = 0; i < HD_META_NFIELDS; i++)
+		out_u64(o, f[i]);
+}
+
+static void emit_strings(struct out *o, const char *label)
+{
+	uint32_t nargs = 0;
+	uint64_t len = 4 + 4 + strlen(label) + 4 + strlen(hds.exe);
+
+	for (size_t i = 0; i < hds.cmdline_len; i += strlen(hds.cmdline + i) + 1) {
+		nargs++;
+		len += 4 + strlen(hds.cmdline + i);
+	}
+	out_section(o, HD_SEC_STRINGS, len);
+	out_u32(o, 2 + nargs);
+	out_string(o, label, strlen(label));
+	out_string(o, hds.exe, strlen(hds.exe));
+	for (size_t i = 0; i < hds.cmdline_len; i += strlen(hds.cmdline + i) + 1)
+		out_string(o, hds.cmdline + i, strlen(hds.cmdline + i));
+}
+
+static void emit_modules(struct out *o)
+{
+	size_t need = hds_modules_encode(NULL, 0);
+	unsigned char *buf = hds_map(need);
+
+	if (!buf) {
+		o->err = ENOMEM;
+		return;
+	}
+	size_t len = hds_modules_encode(buf, need);
+	out_section(o, HD_SEC_MODULES, len);
+	out_bytes(o, buf, len);
+	munmap(buf, need);
+}
+
+/* Stacks, with their counters read once each; the totals are summed from
+ * the same reads so the file is self-consistent. */
+static void emit_stacks(struct out *o, struct totals *t)
+{
+	uint64_t hdr_at = o->off + o->len;
+	uint32_t n = hds_stacks_count(), written = 0;
+
+	out_section(o, HD_SEC_STACKS, 0);
+	out_u32(o, 0);
+	for (uint32_t id = 0; id < n; id++) {
+		struct hds_stack *s = hds_stack_get(id);
+		if (atomic_load_acquire(&s->ready) != 1)
+			continue;
+		uint64_t ac = atomic_load_relaxed(&s->alloc_count);
+		if (!ac)
+			continue;
+		uint64_t ab = atomic_load_relaxed(&s->alloc_bytes);
+		uint64_t lb = atomic_load_relaxed(&s->live_bytes);
+		uint64_t lc = atomic_load_relaxed(&s->live_count);
+		/* A free on one core can be counted before the matching malloc's
+		 * add on another: clamp the transient underflow. */
+		if ((int64_t)lb < 0)
+			lb = 0;
+		if ((int64_t)lc < 0)
+			lc = 0;
+		unsigned char rec[4 + 2 + 2 + 32];
+		unsigned char *p = hd_put_u32(rec, id);
+		p = hd_put_u16(p, s->depth);
+		p = hd_put_u16(p, s->flags);
+		p = hd_put_u64(p, lb);
+		p = hd_put_u64(p, lc);
+		p = hd_put_u64(p, ab);
+		hd_put_u64(p, ac);
+		out_bytes(o, rec, sizeof rec);
+		const uintptr_t *f = hds_stack_frames(s);
+		for (int i = 0; i < s->depth; i++)
+			out_u64(o, f[i]);
+		t->live_bytes += lb;
+		t->live_count += lc;
+		t->alloc_bytes += ab;
+		t->alloc_count += ac;
+		written++;
+	}
+	uint64_t end = o->off + o->len;
+	out_patch_u64(o, hdr_at + 8, end - hdr_at - HD_SEC_HDR_LEN);
+	out_patch_u32(o, hdr_at + HD_SEC_HDR_LEN, written);
+}
+
+/* Write everything into o.  META goes first in the file but needs the
+ * totals from the stack walk, so it is written with a placeholder and
+ * patched: its length is fixed. */
+static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *label)
+{
+	struct totals t = { 0 };
+	unsigned char hdr[HD_FILE_HDR_LEN];
+
+	memcpy(hdr, HD_MAGIC, HD_MAGIC_LEN);
+	hd_put_u32(hdr + 8, HD_VERSION);
+	hd_put_u32(hdr + 12, 0);
+	out_bytes(o, hdr, sizeof hdr);
+
+	uint64_t meta_at = o->off + o->len;
+	struct totals zero = { 0 };
+	emit_meta(o, trigger, n, &zero);
+	emit_strings(o, label);
+	emit_modules(o);
+	emit_stacks(o, &t);
+	out_section(o, HD_SEC_END, 0);
+
+	/* Patch the counters that depend on the walk. */
+	uint64_t base = meta_at + HD_SEC_HDR_LEN;
+	out_patch_u64(o, base + 8 * HD_META_LIVE_BYTES, t.live_bytes);
+	out_patch_u64(o, base + 8 * HD_META_LIVE_COUNT, t.live_count);
+	out_patch_u64(o, base + 8 * HD_META_ALLOC_BYTES, t.alloc_bytes);
+	out_patch_u64(o, base + 8 * HD_META_ALLOC_COUNT, t.alloc_count);
+	out_patch_u64(o, base + 8 * HD_META_FREE_BYTES, t.alloc_bytes - t.live_bytes);
+	out_patch_u64(o, base + 8 * HD_META_FREE_COUNT, t.alloc_count - t.live_count);
+	/* A peak is never below what is live now (the counters race by a hair
+	 * while other threads run). */
+	if (atomic_load_relaxed(&hds.peak_bytes) < t.live_bytes)
+		out_patch_u64(o, base + 8 * HD_META_PEAK_BYTES, t.live_bytes);
+	out_flush(o);
+}
+
+int hds_snapshot_write(int trigger, const char *label)
+{
+	int outer = hds_busy, saved = errno, rc = -1;
+	char tmp[4400], final[4400], *p;
+	struct out o = { .fd = -1 };
+
+	hds_busy = 1;
+	hds_modules_refresh(1);
+	atomic_add_relaxed(&writes_active, 1);
+
+	uint64_t n = atomic_add_relaxed(&seq, 1) + 1;
+	const char *trig = hd_trigger_name((uint64_t)trigger);
+	p = put_str(tmp, hds.cfg.outdir);
+	p = put_str(p, "/.heapdelta.");
+	p = put_dec(p, (uint64_t)hds.pid);
+	p = put_str(p, ".");
+	p = put_dec(p, n);
+	p = put_str(p, ".");
+	p = put_str(p, trig);
+	put_str(p, ".tmp");
+
+	o.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (o.fd < 0) {
+		warn_once("cannot create a snapshot file", errno);
+		goto done;
+	}
+	o.buf = hds_map(OUT_BUF);
+	if (!o.buf) {
+		o.err = ENOMEM;
+	} else {
+		emit_snapshot(&o, trigger, n, label ? label : "");
+		munmap(o.buf, OUT_BUF);
+	}
+	if (close(o.fd) < 0 && !o.err)
+		o.err = errno;
+	if (o.err) {
+		unlink(tmp);
+		warn_once("cannot write a snapshot", o.err);
+		goto done;
+	}
+	/* Rename without replacing: a file of that name (an earlier process
+	 * with the same pid) is kept, and we take the next sequence number. */
+	for (int tries = 0; tries < 1000; tries++) {
+		p = put_str(final, hds.cfg.outdir);
+		p = put_str(p, "/heapdelta.");
+		p = put_dec(p, (uint64_t)hds.pid);
+		p = put_str(p, ".");
+		p = put_dec(p, n);
+		p = put_str(p, ".");
+		p = put_str(p, trig);
+		put_str(p, ".snap");
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) == 0) {
+			rc = 0;
+			break;
+		}
+		if (errno != EEXIST) {
+			warn_once("cannot rename a snapshot file", errno);
+			break;
+		}
+		n = atomic_add_relaxed(&seq, 1) + 1;
+	}
+	if (rc < 0)
+		unlink(tmp);
+done:
+	atomic_sub_relaxed(&writes_active, 1);
+	hds_busy = outer;
+	errno = saved;
+	return rc;
+}
+
+/* ---- triggers -------------------------------------------------------- */
+
+static void on_signal(int signo)
+{
+	int saved = errno;
+	(void)signo;
+	atomic_store_relaxed(&signal_pending, 1);
+	sem_post(&wake);
+	errno = saved;
+}
+
+static void *writer_main(void *arg)
+{
+	uint64_t interval = hds.cfg.interval_ns;
+	uint64_t next = hds_now_ns(CLOCK_MONOTONIC) + interval;
+	(void)arg;
+
+	hds_busy = 1;   /* this thread's own allocations are not the program's */
+	for (;;) {
+		int timed_out = 0;
+		if (interval) {
+			struct timespec ts = { (time_t)(next / 1000000000u), (long)(next % 1000000000u) };
+			if (sem_clockwait(&wake, CLOCK_MONOTONIC, &ts) < 0 && errno == ETIMEDOUT)
+				timed_out = 1;
+		} else if (sem_wait(&wake) < 0) {
+			continue;
+		}
+		if (atomic_load_relaxed(&stopping))
+			break;
+		if (atomic_exchange(&signal_pending, 0))
+			hds_snapshot_write(HD_TRIGGER_SIGNAL, "");
+		if (timed_out) {
+			hds_snapshot_write(HD_TRIGGER_INTERVAL, "");
+			uint64_t now = hds_now_ns(CLOCK_MONOTONIC);
+			next += interval;
+			if (next <= now)   /* fell behind: do not write a burst */
+				next = now + interval;
+		}
+	}
+	return NULL;
+}
+
+static void start_writer(void)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int outer = hds_busy;
+
+	writer_running = 0;
+	if (!hds.cfg.interval_ns && !hds.cfg.signo)
+		return;
+	hds_busy = 1;
+	sem_init(&wake, 0, 0);
+	/* The new thread inherits this mask: it must never take a signal
+	 * meant for the program. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 << 10);
+	if (pthread_create(&t, &attr, writer_main, NULL) == 0)
+		writer_running = 1;
+	else
+		hds_warn("cannot start the snapshot thread; interval and signal snapshots are off", NULL);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	hds_busy = outer;
+}
+
+void hds_triggers_start(void)
+{
+	start_writer();
+	if (hds.cfg.signo && writer_running) {
+		struct sigaction old, sa;
+		if (sigaction(hds.cfg.signo, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+		    !(old.sa_flags & SA_SIGINFO)) {
+			memset(&sa, 0, sizeof sa);
+			sa.sa_handler = on_signal;
+			sa.sa_flags = SA_RESTART;
+			sigemptyset(&sa.sa_mask);
+			sigaction(hds.cfg.signo, &sa, NULL);
+		}
+	}
+}
+
+void hds_triggers_after_fork(void)
+{
+	atomic_store_relaxed(&seq, 0);
+	atomic_store_relaxed(&signal_pending, 0);
+	atomic_store_relaxed(&writes_active, 0);
+	atomic_store_relaxed(&hds.peak_since_prev, 0);
+	hds_modules_after_fork();
+	if (!atomic_load_relaxed(&stopping))
+		start_writer();
+}
+
+void hds_snapshot_at_exit(void)
+{
+	if (atomic_exchange(&exit_done, 1))
+		return;
+	atomic_store_relaxed(&stopping, 1);
+	if (writer_running)
+		sem_post(&wake);
+	/* Let a snapshot the writer thread has under way finish (at most 2 s),
+	 * so the process does not end with its temporary file behind. */
+	for (int i = 0; i < 2000 && atomic_load_relaxed(&writes_active) > 0; i++) {
+		struct timespec ms = { 0, 1000000 };
+		nanosleep(&ms, NULL);
+	}
+	hds_snapshot_write(HD_TRIGGER_EXIT, "");
+}
+
+/* heapdelta.h's heapdelta_snapshot() finds this with dlsym. */
+__attribute__((visibility("default"))) int heapdelta_snapshot_request(const char *label);
+int heapdelta_snapshot_request(const char *label)
+{
+	if (atomic_load_acquire(&hds.state) != HDS_ACTIVE)
+		return -1;
+	return hds_snapshot_write(HD_TRIGGER_API, label ? label : "");
+}

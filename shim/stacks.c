@@ -1,0 +1,150 @@
+/*
+ * stacks.c - the stack interning table: same frames, same id.
+ *
+ * Workload: called on every recorded allocation.  After warm-up nearly every
+ * call is a hit (programs have thousands to a few hundred thousand distinct
+ * allocation stacks and make millions of allocations), so lookups must be
+ * cheap and never wait; inserts are rare and may be slower.
+ *
+ * Layout, all in hds_map()ed memory sized once at start-up:
+ *  - records[max]: one 64-byte record per id (counters, hash, depth, where
+ *    the frames are);
+ *  - frames[]: an append-only arena of return addresses;
+ *  - slots[2^k >= 2*max]: open addressing with linear probing; a slot holds
+ *    id + 1, or 0 when empty.  Slots never go back to 0 (stacks are never
+ *    removed), so a probe that reaches an empty slot proves absence.
+ *
+ * Insert (lock-free): take a fresh id and frame space with fetch-add, fill
+ * the record while nobody can see it, then CAS the empty slot from 0 to
+ * id + 1 (release).  A reader loads the slot with acquire, so it sees the
+ * record filled.  If the CAS loses to an equal stack, our record is marked
+ * unused (ready = 2) and its id is wasted: rare, harmless, never reused.
+ * `ready` is set to 1 after publication so snapshot writers, which walk
+ * records by id rather than by slot, skip a record still being filled; an
+ * insert interrupted by fork leaves such a record unpublished forever, and
+ * nothing ever waits on it.
+ *
+ * Full: when ids or frame space run out, intern returns -1; the caller
+ * counts a dropped allocation and the snapshot says so.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+static struct hds_stack *records;
+static uintptr_t *frames;
+static _Atomic uint32_t *slots;
+static uint32_t max_records;
+static uint64_t max_frames;
+static uint64_t slot_mask;
+static _Atomic uint32_t next_id;
+static _Atomic uint64_t next_frame;
+
+int hds_stacks_init(uint32_t max)
+{
+	uint64_t nslots = 1024;
+
+	while (nslots < 2 * (uint64_t)max)
+		nslots <<= 1;
+	max_records = max;
+	max_frames = (uint64_t)max * 48;
+	slot_mask = nslots - 1;
+	records = hds_map(sizeof *records * max);
+	frames = hds_map(sizeof *frames * max_frames);
+	slots = hds_map(sizeof *slots * nslots);
+	return records && frames && slots ? 0 : -1;
+}
+
+static inline uint64_t stack_hash(const uintptr_t *f, int depth)
+{
+	uint64_t h = (uint64_t)depth * 0x9e3779b97f4a7c15u;
+
+	for (int i = 0; i < depth; i++) {
+		h = (h ^ f[i]) * 0x9e3779b97f4a7c15u;
+		h ^= h >> 29;
+	}
+	h ^= h >> 32;
+	h *= 0xd6e8feb86659fd93u;
+	h ^= h >> 32;
+	return h;
+}
+
+static inline int stack_equal(const struct hds_stack *s, uint64_t hash,
+			      const uintptr_t *f, int depth, unsigned flags)
+{
+	return s->hash == hash && s->depth == depth && s->flags == flags &&
+	       memcmp(frames + s->frames_off, f, sizeof *f * (size_t)depth) == 0;
+}
+
+/* Take an id and frame space and fill the record; -1 when full. */
+static int64_t stack_prepare(uint64_t hash, const uintptr_t *f, int depth, unsigned flags)
+{
+	uint32_t id = atomic_add_relaxed(&next_id, 1);
+	if (id >= max_records) {
+		atomic_store_relaxed(&next_id, max_records);  /* keep it from wrapping */
+		return -1;
+	}
+	uint64_t off = atomic_add_relaxed(&next_frame, (uint64_t)depth);
+	if (off + (uint64_t)depth > max_frames) {
+		atomic_store_relaxed(&records[id].ready, 2);
+		return -1;
+	}
+	memcpy(frames + off, f, sizeof *f * (size_t)depth);
+	struct hds_stack *s = &records[id];
+	s->hash = hash;
+	s->frames_off = off;
+	s->depth = (uint16_t)depth;
+	s->flags = (uint16_t)flags;
+	return id;
+}
+
+int64_t hds_stack_intern(const uintptr_t *f, int depth, unsigned flags, int *fresh)
+{
+	uint64_t hash = stack_hash(f, depth) ^ flags;
+	int64_t mine = -1;
+
+	for (uint64_t i = hash & slot_mask, n = 0; n <= slot_mask; i = (i + 1) & slot_mask, n++) {
+		uint32_t v = atomic_load_acquire(&slots[i]);
+		if (v == 0) {
+			if (mine < 0 && (mine = stack_prepare(hash, f, depth, flags)) < 0) {
+				atomic_add_relaxed(&hds.dropped_stacks, 1);
+				return -1;
+			}
+			if (atomic_cas_acq_rel(&slots[i], &v, (uint32_t)mine + 1)) {
+				atomic_store_release(&records[mine].ready, 1);
+				*fresh = 1;
+				return mine;
+			}
+			/* Lost the slot: v is the winner; it may be our stack. */
+		}
+		if (stack_equal(&records[v - 1], hash, f, depth, flags)) {
+			if (mine >= 0)
+				atomic_store_relaxed(&records[mine].ready, 2);
+			return v - 1;
+		}
+	}
+	return -1;  /* every slot full: cannot happen with nslots >= 2 * max */
+}
+
+struct hds_stack *hds_stack_get(uint32_t id)
+{
+	return &records[id];
+}
+
+const uintptr_t *hds_stack_frames(const struct hds_stack *s)
+{
+	return frames + s->frames_off;
+}
+
+uint32_t hds_stacks_count(void)
+{
+	uint32_t n = atomic_load_acquire(&next_id);
+	return n < max_records ? n : max_records;
+}
+
+uint64_t hds_stacks_resident(void)
+{
+	return hds_resident(records, sizeof *records * max_records) +
+	       hds_resident(frames, sizeof *frames * max_frames) +
+	       hds_resident((const void *)slots, sizeof *slots * (slot_mask + 1));
+}
