@@ -29,7 +29,7 @@ SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
 AN_CFLAGS   := $(BASE) $(CFLAGS) -Ishim -Ianalyzer -DHD_PREFIX='"$(PREFIX)"'
 AN_SRC      := $(wildcard analyzer/*.c)
 AN_OBJ      := $(AN_SRC:analyzer/%.c=$(B)/analyzer/%.o)
-AN_LIBS     := -ldw -lelf -lstdc++
+AN_LIBS     := -ldw -lelf -lstdc++ -lm
 
 all: $(B)/libheapdelta.so $(B)/heapdelta
 

@@ -1,0 +1,23 @@
+/*
+ * cmd.h - the analyzer's commands; main.c dispatches to them.
+ */
+#ifndef HD_CMD_H
+#define HD_CMD_H
+
+/* Exit codes of every command. */
+#define EXIT_OK     0
+#define EXIT_NO     1   /* the answer is no: a check failed */
+#define EXIT_USAGE  2   /* usage error or unreadable input */
+
+int cmd_top(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+/* Print "heapdelta: MSG" and the command's short usage on stderr; returns
+ * EXIT_USAGE. */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print the command's full help on stdout; returns EXIT_OK. */
+int show_help(const char *cmd);
+
+#endif /* HD_CMD_H */

@@ -1,0 +1,189 @@
+/*
+ * cmd_stats.c - `heapdelta top` and `heapdelta diff`: tracemalloc's
+ * Snapshot.statistics() and Snapshot.compare_to() for native snapshots.
+ */
+#include "cmd.h"
+#include "group.h"
+#include "report.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct stats_args {
+	struct group_opts g;
+	long limit;
+	int json;
+	char *paths[2];
+	int npaths;
+	regex_t focus, ignore;
+};
+
+static int add_filter(struct stats_args *a, const char *arg, int inclusive)
+{
+	struct file_filter f = { NULL, -1, inclusive };
+	const char *colon = strrchr(arg, ':');
+	long line;
+
+	if (colon && colon[1] && parse_count(colon + 1, 1L << 30, &line) == 0) {
+		f.pattern = xstrndup(arg, (size_t)(colon - arg));
+		f.line = (int)line;
+	} else {
+		f.pattern = xstrdup(arg);
+	}
+	a->g.filters = xrealloc(a->g.filters, (size_t)(a->g.nfilters + 1) * sizeof *a->g.filters);
+	a->g.filters[a->g.nfilters++] = f;
+	return 0;
+}
+
+static int compile(regex_t *re, const char *pattern, const char *cmd, const char *opt)
+{
+	if (regcomp(re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
+		return usage_error(cmd, "%s: invalid regular expression '%s'", opt, pattern);
+	return 0;
+}
+
+static int parse_args(const char *cmd, int argc, char **argv, struct stats_args *a, int want)
+{
+	enum { O_BY = 256, O_CUM, O_LIMIT, O_INC, O_EXC, O_ALL, O_MOD, O_FOCUS, O_IGNORE, O_FORMAT };
+	static const struct option opts[] = {
+		{ "by", required_argument, NULL, O_BY },
+		{ "cumulative", no_argument, NULL, O_CUM },
+		{ "limit", required_argument, NULL, O_LIMIT },
+		{ "include", required_argument, NULL, O_INC },
+		{ "exclude", required_argument, NULL, O_EXC },
+		{ "all-frames", no_argument, NULL, O_ALL },
+		{ "module", required_argument, NULL, O_MOD },
+		{ "focus", required_argument, NULL, O_FOCUS },
+		{ "ignore", required_argument, NULL, O_IGNORE },
+		{ "format", required_argument, NULL, O_FORMAT },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(a, 0, sizeof *a);
+	a->limit = 10;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_BY:
+			if (!strcmp(optarg, "lineno")) a->g.by = BY_LINENO;
+			else if (!strcmp(optarg, "filename")) a->g.by = BY_FILENAME;
+			else if (!strcmp(optarg, "function")) a->g.by = BY_FUNCTION;
+			else if (!strcmp(optarg, "traceback")) a->g.by = BY_TRACEBACK;
+			else return usage_error(cmd, "--by must be lineno, filename, function or traceback, not '%s'", optarg);
+			break;
+		case O_CUM: a->g.cumulative = 1; break;
+		case O_LIMIT:
+			if (parse_count(optarg, 1L << 30, &a->limit) < 0)
+				return usage_error(cmd, "--limit takes a number, not '%s'", optarg);
+			break;
+		case O_INC: add_filter(a, optarg, 1); break;
+		case O_EXC: add_filter(a, optarg, 0); break;
+		case O_ALL: a->g.all_frames = 1; break;
+		case O_MOD:
+			a->g.modules = xrealloc(a->g.modules, (size_t)(a->g.nmodules + 1) * sizeof *a->g.modules);
+			a->g.modules[a->g.nmodules++] = optarg;
+			break;
+		case O_FOCUS:
+			if (compile(&a->focus, optarg, cmd, "--focus"))
+				return EXIT_USAGE;
+			a->g.focus = &a->focus;
+			break;
+		case O_IGNORE:
+			if (compile(&a->ignore, optarg, cmd, "--ignore"))
+				return EXIT_USAGE;
+			a->g.ignore = &a->ignore;
+			break;
+		case O_FORMAT:
+			if (!strcmp(optarg, "json")) a->json = 1;
+			else if (strcmp(optarg, "text")) return usage_error(cmd, "--format must be text or json, not '%s'", optarg);
+			break;
+		case 'h':
+			exit(show_help(cmd));
+		case ':':
+			return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+		default:
+			return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (a->g.cumulative && a->g.by == BY_TRACEBACK)
+		return usage_error(cmd, "--cumulative cannot be used with --by traceback");
+	if (argc - optind != want)
+		return usage_error(cmd, "expected %d snapshot file%s, got %d", want, want > 1 ? "s" : "", argc - optind);
+	for (int i = 0; i < want; i++)
+		a->paths[i] = argv[optind + i];
+	a->npaths = want;
+	return 0;
+}
+
+static void args_release(struct stats_args *a)
+{
+	for (int i = 0; i < a->g.nfilters; i++)
+		free(a->g.filters[i].pattern);
+	free(a->g.filters);
+	free(a->g.modules);
+	if (a->g.focus)
+		regfree(&a->focus);
+	if (a->g.ignore)
+		regfree(&a->ignore);
+}
+
+static int run_stats(const char *cmd, int argc, char **argv, int diff)
+{
+	struct stats_args a;
+	struct snapshot snaps[2];
+	int rc = parse_args(cmd, argc, argv, &a, diff ? 2 : 1);
+
+	if (rc)
+		return rc;
+	memset(snaps, 0, sizeof snaps);
+	for (int i = 0; i < a.npaths; i++)
+		if (snapshot_load(a.paths[i], &snaps[i]) < 0) {
+			for (int k = 0; k <= i; k++)
+				snapshot_release(&snaps[k]);
+			args_release(&a);
+			return EXIT_USAGE;
+		}
+
+	struct symbolizer *sym = symbolizer_new();
+	struct stat_table *t = group_new(&a.g, sym);
+	struct report r = { .diff = diff, .by = a.g.by, .cumulative = a.g.cumulative, .limit = (size_t)a.limit };
+	const struct snapshot *cur = &snaps[diff ? 1 : 0];
+
+	group_add(t, cur, 0);
+	if (diff)
+		group_add(t, &snaps[0], 1);
+	r.cur.snap = cur;
+	group_totals(t, 0, &r.cur.total_size, &r.cur.total_count);
+	if (diff) {
+		r.old.snap = &snaps[0];
+		group_totals(t, 1, &r.old.total_size, &r.old.total_count);
+	}
+	r.entries = group_sorted(t, diff, &r.n);
+	if (a.json)
+		report_json(stdout, &r);
+	else
+		report_text(stdout, &r);
+
+	free(r.entries);
+	group_free(t);
+	symbolizer_free(sym);
+	for (int i = 0; i < a.npaths; i++)
+		snapshot_release(&snaps[i]);
+	args_release(&a);
+	return fflush(stdout) == 0 ? EXIT_OK : EXIT_USAGE;
+}
+
+int cmd_top(int argc, char **argv)
+{
+	return run_stats("top", argc, argv, 0);
+}
+
+int cmd_diff(int argc, char **argv)
+{
+	return run_stats("diff", argc, argv, 1);
+}

@@ -1,0 +1,319 @@
+/*
+ * group.c - grouping symbolized stacks into per-site statistics, and
+ * matching two snapshots' sites by their symbolized keys (never by raw
+ * address, so two runs at different load addresses compare cleanly).
+ */
+#include "group.h"
+#include "util.h"
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+struct stat_node {
+	struct stat_entry e;
+	UT_hash_handle hh;
+};
+
+struct stat_table {
+	const struct group_opts *opts;
+	struct symbolizer *sym;
+	struct stat_node *head;
+	/* Frame lists of every stack seen, kept alive for the entries. */
+	const struct sym_frame ***stacks;
+	size_t nstacks;
+	int64_t totals[2][2];   /* [old][size, count] over kept stacks */
+};
+
+struct stat_table *group_new(const struct group_opts *opts, struct symbolizer *sym)
+{
+	struct stat_table *t = xcalloc(1, sizeof *t);
+
+	t->opts = opts;
+	t->sym = sym;
+	return t;
+}
+
+void group_free(struct stat_table *t)
+{
+	struct stat_node *n, *tmp;
+
+	if (!t)
+		return;
+	HASH_ITER(hh, t->head, n, tmp) {
+		HASH_DEL(t->head, n);
+		free(n->e.key);
+		free(n);
+	}
+	for (size_t i = 0; i < t->nstacks; i++)
+		free(t->stacks[i]);
+	free(t->stacks);
+	free(t);
+}
+
+int frame_is_allocator(const struct sym_frame *f)
+{
+	static const char *const names[] = {
+		"malloc", "calloc", "realloc", "reallocarray", "free", "memalign", "posix_memalign",
+		"aligned_alloc", "valloc", "pvalloc", "__libc_malloc", "__libc_calloc", "__libc_realloc",
+		"__libc_memalign", "__libc_valloc", "__libc_pvalloc", "__libc_reallocarray",
+	};
+	const char *fn = f->function;
+
+	if (strncmp(fn, "operator new", 12) == 0 || strncmp(fn, "operator delete", 15) == 0)
+		return 1;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(fn, names[i]) == 0)
+			return 1;
+	return strcmp(f->module, "libheapdelta.so") == 0;
+}
+
+char *frame_location(const struct sym_frame *f)
+{
+	if (f->file)
+		return xasprintf("%s:%d", f->file, f->line);
+	return xasprintf("%s+0x%llx", f->module, (unsigned long long)f->offset);
+}
+
+/* The text the key starts with for one frame. */
+static char *frame_key(const struct sym_frame *f, enum group_by by)
+{
+	switch (by) {
+	case BY_FILENAME:
+		return xstrdup(f->file ? f->file : f->module);
+	case BY_FUNCTION:
+		if (strcmp(f->function, "??") == 0)
+			return frame_location(f);
+		return xstrdup(f->function);
+	case BY_LINENO:
+	case BY_TRACEBACK:
+		break;
+	}
+	return frame_location(f);
+}
+
+static const char *frame_file(const struct sym_frame *f)
+{
+	return f->file ? f->file : f->module;
+}
+
+static int filter_match(const struct file_filter *flt, const struct sym_frame *f)
+{
+	return fnmatch(flt->pattern, frame_file(f), 0) == 0 && (flt->line < 0 || flt->line == f->line);
+}
+
+static int frames_match_filter(const struct site_stack *st, int all, const struct file_filter *flt)
+{
+	for (int i = 0; i < (all ? st->n : 1); i++)
+		if (filter_match(flt, st->frames[i]))
+			return 1;
+	return 0;
+}
+
+/* tracemalloc's rule: kept when any inclusive filter matches (if there are
+ * any) and no exclusive filter does; then --module, --focus, --ignore. */
+static int keep_stack(const struct group_opts *o, const struct site_stack *st)
+{
+	int any_include = 0, included = 0;
+
+	for (int i = 0; i < o->nfilters; i++) {
+		const struct file_filter *flt = &o->filters[i];
+		int m = frames_match_filter(st, o->all_frames, flt);
+		if (flt->inclusive) {
+			any_include = 1;
+			included |= m;
+		} else if (m) {
+			return 0;
+		}
+	}
+	if (any_include && !included)
+		return 0;
+	if (o->nmodules) {
+		int hit = 0;
+		for (int i = 0; i < (o->all_frames ? st->n : 1) && !hit; i++)
+			for (int k = 0; k < o->nmodules && !hit; k++)
+				hit = fnmatch(o->modules[k], st->frames[i]->module, 0) == 0;
+		if (!hit)
+			return 0;
+	}
+	if (o->focus) {
+		int hit = 0;
+		for (int i = 0; i < st->n && !hit; i++)
+			hit = regexec(o->focus, st->frames[i]->function, 0, NULL, 0) == 0;
+		if (!hit)
+			return 0;
+	}
+	if (o->ignore)
+		for (int i = 0; i < st->n; i++)
+			if (regexec(o->ignore, st->frames[i]->function, 0, NULL, 0) == 0)
+				return 0;
+	return 1;
+}
+
+/* Symbolize a stack and cut it at the allocation site. */
+static struct site_stack expand(struct stat_table *t, const struct snapshot *s, const struct hd_stack *hs)
+{
+	const struct sym_frame **v = NULL;
+	int n = 0, cap = 0;
+
+	for (int i = 0; i < hs->depth; i++) {
+		size_t k;
+		const struct sym_frame *f = symbolize_addr(t->sym, s, hs->frames[i], 1, &k);
+		for (size_t j = 0; j < k; j++) {
+			if (n == cap) {
+				cap = cap ? 2 * cap : 16;
+				v = xrealloc(v, (size_t)cap * sizeof *v);
+			}
+			v[n++] = &f[j];
+		}
+	}
+	int site = 0;
+	while (site < n && frame_is_allocator(v[site]))
+		site++;
+	if (site == n)
+		site = 0;
+	t->stacks = xrealloc(t->stacks, (t->nstacks + 1) * sizeof *t->stacks);
+	t->stacks[t->nstacks++] = v;
+	return (struct site_stack){ v ? v + site : NULL, n - site };
+}
+
+static char *traceback_key(const struct site_stack *st)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	for (int i = 0; i < st->n; i++) {
+		char *loc = frame_location(st->frames[i]);
+		strbuf_addf(&sb, "%s%s %s", i ? "\n" : "", loc, st->frames[i]->function);
+		free(loc);
+	}
+	if (!sb.buf)
+		strbuf_adds(&sb, "??");
+	return sb.buf;
+}
+
+static void charge(struct stat_table *t, char *key, const struct sym_frame *site,
+		   const struct site_stack *st, const struct hd_stack *hs, int old)
+{
+	struct stat_node *node;
+
+	HASH_FIND_STR(t->head, key, node);
+	if (!node) {
+		node = xcalloc(1, sizeof *node);
+		node->e.key = key;
+		node->e.site = site;
+		node->e.tb = *st;
+		HASH_ADD_KEYPTR(hh, t->head, node->e.key, strlen(node->e.key), node);
+	} else {
+		free(key);
+	}
+	if (old) {
+		node->e.old_size += (int64_t)hs->live_bytes;
+		node->e.old_count += (int64_t)hs->live_count;
+	} else {
+		node->e.size += (int64_t)hs->live_bytes;
+		node->e.count += (int64_t)hs->live_count;
+		node->e.alloc_size += (int64_t)hs->alloc_bytes;
+		node->e.alloc_count += (int64_t)hs->alloc_count;
+	}
+
+}
+
+void group_add(struct stat_table *t, const struct snapshot *s, int old)
+{
+	const struct group_opts *o = t->opts;
+
+	for (uint32_t i = 0; i < s->nstacks; i++) {
+		const struct hd_stack *hs = &s->stacks[i];
+		struct site_stack st = expand(t, s, hs);
+		if (!st.n || !keep_stack(o, &st))
+			continue;
+		t->totals[old][0] += (int64_t)hs->live_bytes;
+		t->totals[old][1] += (int64_t)hs->live_count;
+		if (o->by == BY_TRACEBACK) {
+			charge(t, traceback_key(&st), st.frames[0], &st, hs, old);
+			continue;
+		}
+		if (!o->cumulative) {
+			charge(t, frame_key(st.frames[0], o->by), st.frames[0], &st, hs, old);
+			continue;
+		}
+		/* Every frame's location, each once per stack. */
+		char **seen = xcalloc((size_t)st.n, sizeof *seen);
+		int nseen = 0;
+		for (int k = 0; k < st.n; k++) {
+			char *key = frame_key(st.frames[k], o->by);
+			int dup = 0;
+			for (int j = 0; j < nseen && !dup; j++)
+				dup = strcmp(seen[j], key) == 0;
+			if (dup) {
+				free(key);
+				continue;
+			}
+			seen[nseen++] = xstrdup(key);
+			struct site_stack sub = { st.frames + k, st.n - k };
+			charge(t, key, st.frames[k], &sub, hs, old);
+		}
+		for (int j = 0; j < nseen; j++)
+			free(seen[j]);
+		free(seen);
+	}
+}
+
+static int64_t abs64(int64_t v) { return v < 0 ? -v : v; }
+
+static int cmp_key(const struct stat_entry *a, const struct stat_entry *b)
+{
+	/* tracemalloc compares frames as (filename, lineno) tuples. */
+	const char *fa = a->site->file ? a->site->file : a->site->module;
+	const char *fb = b->site->file ? b->site->file : b->site->module;
+	int c = strcmp(fa, fb);
+	if (c)
+		return c;
+	if (a->site->line != b->site->line)
+		return a->site->line < b->site->line ? -1 : 1;
+	return strcmp(a->key, b->key);
+}
+
+#define CMP(x, y) do { if ((x) != (y)) return (x) < (y) ? 1 : -1; } while (0)
+
+/* Descending, as tracemalloc's sort(reverse=True). */
+static int cmp_stats(const void *pa, const void *pb)
+{
+	const struct stat_entry *a = *(struct stat_entry *const *)pa, *b = *(struct stat_entry *const *)pb;
+	CMP(a->size, b->size);
+	CMP(a->count, b->count);
+	return -cmp_key(a, b);
+}
+
+static int cmp_diffs(const void *pa, const void *pb)
+{
+	const struct stat_entry *a = *(struct stat_entry *const *)pa, *b = *(struct stat_entry *const *)pb;
+	CMP(abs64(a->size - a->old_size), abs64(b->size - b->old_size));
+	CMP(a->size, b->size);
+	CMP(abs64(a->count - a->old_count), abs64(b->count - b->old_count));
+	CMP(a->count, b->count);
+	return -cmp_key(a, b);
+}
+
+struct stat_entry **group_sorted(struct stat_table *t, int diff, size_t *n)
+{
+	struct stat_entry **v = xcalloc(HASH_COUNT(t->head) + 1, sizeof *v);
+	struct stat_node *node, *tmp;
+	size_t k = 0;
+
+	HASH_ITER(hh, t->head, node, tmp) {
+		struct stat_entry *e = &node->e;
+		if (e->count || e->size || (diff && (e->old_count || e->old_size)))
+			v[k++] = e;
+	}
+	qsort(v, k, sizeof *v, diff ? cmp_diffs : cmp_stats);
+	*n = k;
+	return v;
+}
+
+void group_totals(const struct stat_table *t, int old, int64_t *size, int64_t *count)
+{
+	*size = t->totals[old ? 1 : 0][0];
+	*count = t->totals[old ? 1 : 0][1];
+}

@@ -1,0 +1,69 @@
+/*
+ * group.h - statistics by allocation site: tracemalloc's statistics() and
+ * compare_to(), on symbolized stacks.  The only users of uthash.
+ */
+#ifndef HD_GROUP_H
+#define HD_GROUP_H
+
+#include <regex.h>
+#include <stdint.h>
+
+#include "snapshot.h"
+#include "symbolize.h"
+
+enum group_by { BY_LINENO, BY_FILENAME, BY_FUNCTION, BY_TRACEBACK };
+
+struct file_filter {
+	char *pattern;     /* fnmatch glob on the file name */
+	int line;          /* -1: any line */
+	int inclusive;
+};
+
+struct group_opts {
+	enum group_by by;
+	int cumulative;
+	int all_frames;                /* filters test every frame, not only the site */
+	struct file_filter *filters;
+	int nfilters;
+	char **modules;                /* --module globs (any matches) */
+	int nmodules;
+	regex_t *focus, *ignore;       /* on function names, any frame */
+};
+
+/* One symbolized stack: its frames from the allocation site outwards. */
+struct site_stack {
+	const struct sym_frame **frames;
+	int n;
+};
+
+struct stat_entry {
+	char *key;                     /* what the text report prints before ':' */
+	const struct sym_frame *site;  /* the site frame (file, line, function) */
+	struct site_stack tb;          /* an example stack for --by traceback */
+	int64_t size, count;           /* in the newer snapshot */
+	int64_t old_size, old_count;   /* in the older one (diff) */
+	int64_t alloc_size, alloc_count; /* allocated since start, newer snapshot */
+};
+
+struct stat_table;
+
+struct stat_table *group_new(const struct group_opts *opts, struct symbolizer *sym);
+void group_free(struct stat_table *t);
+/* Add every stack of s (after filters) into the table, as the newer
+ * (old == 0) or older (old == 1) side. */
+void group_add(struct stat_table *t, const struct snapshot *s, int old);
+/* All entries, sorted as tracemalloc sorts statistics (diff == 0) or a
+ * comparison (diff == 1).  Entries with nothing on either side are left
+ * out.  The array is the caller's to free; entries belong to the table. */
+struct stat_entry **group_sorted(struct stat_table *t, int diff, size_t *n);
+
+/* Live size and count of all stacks kept by the filters, newer (old == 0)
+ * or older side; unlike a sum of entries, right with --cumulative too. */
+void group_totals(const struct stat_table *t, int old, int64_t *size, int64_t *count);
+
+/* Frame helpers shared with the reports. */
+int frame_is_allocator(const struct sym_frame *f);
+/* "file:line", or "module+0xoffset" when there is no line information. */
+char *frame_location(const struct sym_frame *f);
+
+#endif /* HD_GROUP_H */

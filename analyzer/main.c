@@ -1,0 +1,141 @@
+/*
+ * main.c - the heapdelta command: a table of commands, their help, and
+ * dispatch to cmd_<name>().
+ */
+#include "cmd.h"
+#include "util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define STATS_OPTIONS \
+"  --by KEY            group by lineno (default), filename, function or traceback\n" \
+"  --cumulative        charge each stack to every frame in it, each location\n" \
+"                      once per stack (tracemalloc counts a location as often as\n" \
+"                      it appears in a traceback; heapdelta counts it once)\n" \
+"  --limit N           show the first N entries (default 10; 0 shows all)\n" \
+"  --include PAT[:LINE]  keep stacks whose site file matches the fnmatch glob\n" \
+"                      (and line); repeatable: any include may match\n" \
+"  --exclude PAT[:LINE]  drop stacks whose site file matches; repeatable\n" \
+"  --all-frames        --include/--exclude/--module test every frame, not only\n" \
+"                      the allocation site\n" \
+"  --module GLOB       keep stacks whose site is in a module (file name) matching GLOB\n" \
+"  --focus REGEX       keep stacks with a function matching REGEX in any frame\n" \
+"  --ignore REGEX      drop stacks with a function matching REGEX in any frame\n" \
+"  --format FMT        text (default) or json\n" \
+"\n" \
+"The allocation site of a stack is its innermost frame that is not an\n" \
+"allocation function (malloc family, C++ operator new/delete).\n"
+
+struct cmd {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *usage;
+	const char *summary;
+	const char *help;
+};
+
+static const struct cmd commands[] = {
+	{ "run", cmd_run,
+	  "heapdelta run [-o DIR] [--interval S] [--depth N] [--unwind fp|libunwind] [--signal SIG] [--no-children] -- CMD [ARGS...]",
+	  "run a program with the shim preloaded; snapshots go to DIR",
+	  "  -o, --out DIR       where snapshots are written (default: the current\n"
+	  "                      directory; created if missing)\n"
+	  "  --interval S        also write a snapshot every S seconds (fractions allowed)\n"
+	  "  --depth N           frames kept per stack, 1 to 256 (default 32)\n"
+	  "  --unwind MODE       libunwind (default; exact without frame pointers) or fp\n"
+	  "                      (frame pointers: faster, for programs built with them)\n"
+	  "  --signal SIG        snapshot signal (default USR2; 0 disables)\n"
+	  "  --no-children       do not trace programs that CMD executes\n"
+	  "\n"
+	  "CMD's standard streams, exit status and signals pass through unchanged.\n"
+	  "Options after CMD belong to CMD. A statically linked CMD cannot be traced:\n"
+	  "heapdelta says so and exits 2 without running it.\n" },
+	{ "top", cmd_top,
+	  "heapdelta top SNAP [options]",
+	  "what is live in a snapshot, by site (tracemalloc's statistics())",
+	  STATS_OPTIONS },
+	{ "diff", cmd_diff,
+	  "heapdelta diff OLD NEW [options]",
+	  "what grew between two snapshots (tracemalloc's compare_to())",
+	  STATS_OPTIONS
+	  "\nSites are matched by their symbolized location, so OLD and NEW may come\n"
+	  "from two runs of the same program. Sorted by the absolute size difference.\n" },
+	{ "info", cmd_info,
+	  "heapdelta info SNAP...",
+	  "a snapshot's process, trigger, counters and modules",
+	  "  --format FMT        text (default) or json\n" },
+};
+
+static void print_usage_list(FILE *out)
+{
+	fprintf(out, "usage: heapdelta COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(out, "  %-6s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\n'heapdelta help COMMAND' or 'heapdelta COMMAND --help' describes a command.\n");
+}
+
+static const struct cmd *find_cmd(const char *name)
+{
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+int usage_error(const char *cmd, const char *fmt, ...)
+{
+	const struct cmd *c = find_cmd(cmd);
+	va_list ap;
+
+	fputs("heapdelta: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (c)
+		fprintf(stderr, "usage: %s\n", c->usage);
+	return EXIT_USAGE;
+}
+
+int show_help(const char *cmd)
+{
+	const struct cmd *c = find_cmd(cmd);
+
+	if (!c)
+		return usage_error("", "unknown command '%s'", cmd);
+	printf("usage: %s\n\n%s.\n\n%s", c->usage, c->summary, c->help);
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_usage_list(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		print_usage_list(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("heapdelta 0.1 (snapshot format %d)\n", 1);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "help")) {
+		if (argc < 3) {
+			print_usage_list(stdout);
+			return EXIT_OK;
+		}
+		return find_cmd(argv[2]) ? show_help(argv[2])
+					 : usage_error("", "unknown command '%s'", argv[2]);
+	}
+	const struct cmd *c = find_cmd(argv[1]);
+	if (!c) {
+		error("unknown command '%s'", argv[1]);
+		print_usage_list(stderr);
+		return EXIT_USAGE;
+	}
+	return c->fn(argc - 1, argv + 1);
+}

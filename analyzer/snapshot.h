@@ -1,0 +1,58 @@
+/*
+ * snapshot.h - reading snapshot files (format: shim/FORMAT.md).
+ */
+#ifndef HD_SNAPSHOT_H
+#define HD_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hd_format.h"
+
+struct hd_segment {
+	uint64_t start, size, offset;
+	uint32_t flags;
+};
+
+struct hd_module {
+	uint64_t base;
+	uint32_t flags;                        /* enum hd_module_flags */
+	uint32_t build_id_len;
+	unsigned char build_id[HD_MAX_BUILD_ID];
+	uint32_t nseg;
+	struct hd_segment *seg;
+	char *path;
+};
+
+struct hd_stack {
+	uint32_t id;
+	uint16_t depth, flags;
+	uint64_t live_bytes, live_count, alloc_bytes, alloc_count;
+	uint64_t *frames;                      /* innermost first */
+};
+
+struct snapshot {
+	char *path;
+	uint64_t meta[HD_META_NFIELDS];
+	char *label, *exe;
+	char **argv;
+	uint32_t argc;
+	struct hd_module *modules;
+	uint32_t nmodules;
+	struct hd_stack *stacks;
+	uint32_t nstacks;
+	uint64_t *frame_pool;
+};
+
+/* Read and validate the snapshot at path.  0 on success; -1 after printing
+ * one line naming the file, the byte offset and what was being read. */
+int snapshot_load(const char *path, struct snapshot *s);
+/* The same on bytes in memory (the fuzz target's entry point). */
+int snapshot_parse(const char *path, const unsigned char *data, size_t len, struct snapshot *s);
+void snapshot_release(struct snapshot *s);
+
+/* The module containing runtime address addr, preferring loaded modules
+ * over unloaded ones; NULL when none. */
+const struct hd_module *snapshot_module_of(const struct snapshot *s, uint64_t addr);
+
+#endif /* HD_SNAPSHOT_H */

@@ -1,0 +1,223 @@
+/*
+ * util.c - errors, memory, strings and sizes for the analyzer.
+ */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("heapdelta: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return -1;
+}
+
+void warning(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("heapdelta: warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void oom(size_t n)
+{
+	error("out of memory allocating %zu bytes", n);
+	exit(2);
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom(n);
+	return p;
+}
+
+void *xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+	if (!p)
+		oom(n * m);
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		oom(n);
+	return p;
+}
+
+char *xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = 0;
+	return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		oom(strlen(fmt));
+	va_end(ap);
+	return s;
+}
+
+void strbuf_add(struct strbuf *sb, const char *s, size_t n)
+{
+	if (sb->len + n + 1 > sb->cap) {
+		sb->cap = (sb->len + n + 1) * 2;
+		sb->buf = xrealloc(sb->buf, sb->cap);
+	}
+	memcpy(sb->buf + sb->len, s, n);
+	sb->len += n;
+	sb->buf[sb->len] = 0;
+}
+
+void strbuf_adds(struct strbuf *sb, const char *s)
+{
+	strbuf_add(sb, s, strlen(s));
+}
+
+void strbuf_addf(struct strbuf *sb, const char *fmt, ...)
+{
+	va_list ap;
+	char small[256];
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof small, fmt, ap);
+	va_end(ap);
+	if (n < (int)sizeof small) {
+		strbuf_add(sb, small, (size_t)n);
+		return;
+	}
+	char *big = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	strbuf_add(sb, big, (size_t)n);
+	free(big);
+}
+
+void strbuf_add_json(struct strbuf *sb, const char *s)
+{
+	strbuf_add(sb, "\"", 1);
+	for (const unsigned char *c = (const unsigned char *)(s ? s : ""); *c; c++) {
+		switch (*c) {
+		case '"':  strbuf_add(sb, "\\\"", 2); break;
+		case '\\': strbuf_add(sb, "\\\\", 2); break;
+		case '\n': strbuf_add(sb, "\\n", 2); break;
+		case '\t': strbuf_add(sb, "\\t", 2); break;
+		case '\r': strbuf_add(sb, "\\r", 2); break;
+		default:
+			if (*c < 0x20 || *c == 0x7f)
+				strbuf_addf(sb, "\\u%04x", *c);
+			else
+				strbuf_add(sb, (const char *)c, 1);
+		}
+	}
+	strbuf_add(sb, "\"", 1);
+}
+
+void strbuf_release(struct strbuf *sb)
+{
+	free(sb->buf);
+	sb->buf = NULL;
+	sb->len = sb->cap = 0;
+}
+
+char *format_size(char *buf, double size, int sign)
+{
+	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+
+	for (int i = 0; i < 5; i++) {
+		if (fabs(size) < 100 && i) {
+			snprintf(buf, 32, sign ? "%+.1f %s" : "%.1f %s", size, units[i]);
+			return buf;
+		}
+		if (fabs(size) < 10 * 1024 || i == 4) {
+			snprintf(buf, 32, sign ? "%+.0f %s" : "%.0f %s", size, units[i]);
+			return buf;
+		}
+		size /= 1024;
+	}
+	return buf;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+	static const struct { const char *unit; double mult; } units[] = {
+		{ "", 1 }, { "b", 1 },
+		{ "k", 1024.0 }, { "kib", 1024.0 }, { "kb", 1e3 },
+		{ "m", 1048576.0 }, { "mib", 1048576.0 }, { "mb", 1e6 },
+		{ "g", 1073741824.0 }, { "gib", 1073741824.0 }, { "gb", 1e9 },
+		{ "t", 1099511627776.0 }, { "tib", 1099511627776.0 }, { "tb", 1e12 },
+	};
+	char *end;
+	char unit[8];
+	size_t n = 0;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || v < 0)
+		return -1;
+	while (*end == ' ')
+		end++;
+	for (; *end && n < sizeof unit - 1; end++)
+		unit[n++] = (char)tolower((unsigned char)*end);
+	unit[n] = 0;
+	if (*end)
+		return -1;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+		if (strcmp(unit, units[i].unit) == 0) {
+			double bytes = v * units[i].mult;
+			if (bytes > 1.8e19)
+				return -1;
+			*out = (uint64_t)llround(bytes);
+			return 0;
+		}
+	return -1;
+}
+
+int parse_count(const char *s, long max, long *out)
+{
+	char *end;
+	long v;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v < 0 || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
