@@ -58,7 +58,7 @@ demo:
 
 test:
 	scripts/deps.sh test
-	$(MAKE) all
+	$(MAKE) test-build
 	tests/run
 
 bench:
@@ -76,3 +76,46 @@ clean:
 	rm -rf $(B)
 
 .PHONY: all deps demo test bench install clean
+
+# ---- tests -------------------------------------------------------------
+# Fixtures are built the way users build: -O2 -g, no frame pointers forced.
+T := $(B)/tests
+FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
+            $(T)/sites_fp
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
+UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/fuzz_reader
+
+$(T):
+	mkdir -p $@
+
+$(T)/%: tests/fixtures/%.c | $(T)
+	$(CC) -O2 -g -Ishim -pthread -o $@ $<
+
+$(T)/sites_fp: tests/fixtures/sites.c | $(T)
+	$(CC) -O2 -g -fno-omit-frame-pointer -o $@ $<
+
+$(T)/%: tests/fixtures/%.cpp | $(T)
+	$(CXX) -O2 -g -o $@ $<
+
+$(T)/static_hello: tests/fixtures/static_hello.c | $(T)
+	$(CC) -O2 -static -o $@ $<
+
+TABLE_SRC := shim/stacks.c shim/live.c tests/unit/test_tables.c
+$(T)/unit_tables: $(TABLE_SRC) shim/internal.h tests/unit/testhelp.h | $(T)
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Itests/unit -pthread -o $@ $(TABLE_SRC)
+
+$(T)/unit_tables_tsan: $(TABLE_SRC) shim/internal.h tests/unit/testhelp.h | $(T)
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g -fsanitize=thread -Ishim -Itests/unit -pthread -o $@ $(TABLE_SRC)
+
+$(T)/unit_reader: $(UNIT_AN_SRC) tests/unit/test_reader.c analyzer/snapshot.h tests/unit/testhelp.h | $(T)
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Ianalyzer -Itests/unit -o $@ \
+		$(UNIT_AN_SRC) tests/unit/test_reader.c -lm
+
+$(T)/fuzz_reader: $(UNIT_AN_SRC) tests/fuzz/fuzz_reader.c | $(T)
+	clang -std=gnu11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Ishim -Ianalyzer -o $@ \
+		$(UNIT_AN_SRC) tests/fuzz/fuzz_reader.c -lm
+
+test-build: all $(FIXTURES) $(UNITS)
+
+.PHONY: test-build

@@ -48,6 +48,8 @@ int hds_stacks_init(uint32_t max)
 		nslots <<= 1;
 	max_records = max;
 	max_frames = (uint64_t)max * 48;
+	atomic_store_relaxed(&next_id, 0);
+	atomic_store_relaxed(&next_frame, 0);
 	slot_mask = nslots - 1;
 	records = hds_map(sizeof *records * max);
 	frames = hds_map(sizeof *frames * max_frames);

@@ -1,0 +1,228 @@
+/*
+ * test_reader.c - the snapshot reader on well-formed and broken bytes, and
+ * the size formatting and parsing helpers.  Built with ASan and UBSan: a
+ * broken file must end in an error return, never in a bad read.
+ */
+#include "snapshot.h"
+#include "testhelp.h"
+#include "util.h"
+
+#include <stdlib.h>
+
+/* ---- a small well-formed snapshot ------------------------------------- */
+
+struct buf { unsigned char b[4096]; size_t n; };
+
+static void put32(struct buf *b, uint32_t v) { hd_put_u32(b->b + b->n, v); b->n += 4; }
+static void put64(struct buf *b, uint64_t v) { hd_put_u64(b->b + b->n, v); b->n += 8; }
+static void putstr(struct buf *b, const char *s) { put32(b, (uint32_t)strlen(s)); memcpy(b->b + b->n, s, strlen(s)); b->n += strlen(s); }
+
+static size_t begin_section(struct buf *b, uint32_t tag)
+{
+	put32(b, tag);
+	put32(b, 0);
+	put64(b, 0);
+	return b->n;
+}
+
+static void end_section(struct buf *b, size_t start)
+{
+	hd_put_u64(b->b + start - 8, b->n - start);
+}
+
+static void build(struct buf *b)
+{
+	size_t s;
+
+	b->n = 0;
+	memcpy(b->b, HD_MAGIC, 8);
+	b->n = 8;
+	put32(b, HD_VERSION);
+	put32(b, 0);
+
+	s = begin_section(b, HD_SEC_META);
+	for (int i = 0; i < HD_META_NFIELDS; i++)
+		put64(b, (uint64_t)i * 10);
+	end_section(b, s);
+
+	s = begin_section(b, HD_SEC_STRINGS);
+	put32(b, 4);
+	putstr(b, "a label");
+	putstr(b, "/bin/prog");
+	putstr(b, "prog");
+	putstr(b, "--flag");
+	end_section(b, s);
+
+	s = begin_section(b, HD_SEC_MODULES);
+	put32(b, 1);
+	put64(b, 0x400000);
+	put32(b, HD_MOD_MAIN);
+	put32(b, 4);
+	memcpy(b->b + b->n, "\xde\xad\xbe\xef", 4);
+	b->n += 4;
+	put32(b, 1);
+	put64(b, 0x401000);
+	put64(b, 0x2000);
+	put64(b, 0x1000);
+	put32(b, 5);
+	putstr(b, "/bin/prog");
+	end_section(b, s);
+
+	s = begin_section(b, HD_SEC_STACKS);
+	put32(b, 2);
+	for (int k = 0; k < 2; k++) {
+		put32(b, (uint32_t)k);
+		b->b[b->n++] = (unsigned char)(k + 1); b->b[b->n++] = 0;   /* depth */
+		b->b[b->n++] = 0; b->b[b->n++] = 0;                        /* flags */
+		put64(b, 100 * (uint64_t)(k + 1));
+		put64(b, (uint64_t)k + 1);
+		put64(b, 1000);
+		put64(b, 10);
+		for (int f = 0; f <= k; f++)
+			put64(b, 0x401100 + (uint64_t)f);
+	}
+	end_section(b, s);
+
+	begin_section(b, 0x77);  /* unknown: skipped */
+	begin_section(b, HD_SEC_END);
+}
+
+static void a_well_formed_snapshot_reads_back_exactly(void)
+{
+	struct buf b;
+	struct snapshot s;
+
+	build(&b);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), 0);
+	ASSERT_EQ(s.meta[HD_META_PID], 0);
+	ASSERT_EQ(s.meta[HD_META_LIVE_BYTES], 10 * HD_META_LIVE_BYTES);
+	ASSERT_STR(s.label, "a label");
+	ASSERT_STR(s.exe, "/bin/prog");
+	ASSERT_EQ(s.argc, 2);
+	ASSERT_STR(s.argv[1], "--flag");
+	ASSERT_EQ(s.nmodules, 1);
+	ASSERT_EQ(s.modules[0].build_id_len, 4);
+	ASSERT_EQ(s.modules[0].seg[0].start, 0x401000);
+	ASSERT_EQ(s.nstacks, 2);
+	ASSERT_EQ(s.stacks[1].depth, 2);
+	ASSERT_EQ(s.stacks[1].live_bytes, 200);
+	ASSERT_EQ(s.stacks[1].frames[1], 0x401101);
+	ASSERT_TRUE(snapshot_module_of(&s, 0x401fff) == &s.modules[0]);
+	ASSERT_TRUE(snapshot_module_of(&s, 0x403000) == NULL);
+	snapshot_release(&s);
+}
+
+static void every_truncation_is_an_error(void)
+{
+	struct buf b;
+	struct snapshot s;
+
+	build(&b);
+	for (size_t n = 0; n < b.n; n++) {
+		unsigned char *copy = malloc(n ? n : 1);   /* exact size: ASan sees overreads */
+		memcpy(copy, b.b, n);
+		int rc = snapshot_parse("t", copy, n, &s);
+		snapshot_release(&s);
+		free(copy);
+		if (rc != -1)
+			printf("  truncated to %zu bytes was accepted\n", n);
+		ASSERT_EQ(rc, -1);
+	}
+}
+
+static void every_single_byte_corruption_is_handled(void)
+{
+	struct buf b;
+	struct snapshot s;
+
+	build(&b);
+	for (size_t i = 0; i < b.n; i++)
+		for (int v = 0; v < 256; v += 51) {
+			unsigned char *copy = malloc(b.n);
+			memcpy(copy, b.b, b.n);
+			copy[i] ^= (unsigned char)(v | 1);
+			snapshot_parse("t", copy, b.n, &s);   /* either outcome; never a crash */
+			snapshot_release(&s);
+			free(copy);
+		}
+}
+
+static void wrong_magic_future_version_and_huge_counts_are_errors(void)
+{
+	struct buf b;
+	struct snapshot s;
+
+	build(&b);
+	b.b[0] = 'X';
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+
+	build(&b);
+	hd_put_u32(b.b + 8, HD_VERSION + 1);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+
+	/* The STACKS count claims far more records than the section holds. */
+	build(&b);
+	for (size_t i = 16; i + 16 < b.n;) {
+		uint32_t tag = hd_get_u32(b.b + i);
+		uint64_t len = hd_get_u64(b.b + i + 8);
+		if (tag == HD_SEC_STACKS)
+			hd_put_u32(b.b + i + 16, 0x7fffffff);
+		i += 16 + len;
+	}
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+
+	ASSERT_EQ(snapshot_parse("t", (const unsigned char *)"", 0, &s), -1);
+	snapshot_release(&s);
+}
+
+/* ---- sizes ------------------------------------------------------------ */
+
+static void sizes_format_as_tracemalloc_does(void)
+{
+	char b[32];
+
+	ASSERT_STR(format_size(b, 0, 0), "0 B");
+	ASSERT_STR(format_size(b, 10239, 0), "10239 B");
+	ASSERT_STR(format_size(b, 10240, 0), "10.0 KiB");
+	ASSERT_STR(format_size(b, 102399, 0), "100.0 KiB");
+	ASSERT_STR(format_size(b, 102400, 0), "100 KiB");
+	ASSERT_STR(format_size(b, 1258291, 0), "1229 KiB");
+	ASSERT_STR(format_size(b, 12582912, 0), "12.0 MiB");
+	ASSERT_STR(format_size(b, 1048576, 1), "+1024 KiB");
+	ASSERT_STR(format_size(b, -500, 1), "-500 B");
+	ASSERT_STR(format_size(b, 0, 1), "+0 B");
+	ASSERT_STR(format_size(b, 1.5, 0), "2 B");
+	ASSERT_STR(format_size(b, 2.5, 0), "2 B");   /* round half to even, like Python */
+}
+
+static void sizes_parse_with_binary_and_decimal_units(void)
+{
+	uint64_t v;
+
+	ASSERT_EQ(parse_size("123", &v), 0); ASSERT_EQ(v, 123);
+	ASSERT_EQ(parse_size("1KiB", &v), 0); ASSERT_EQ(v, 1024);
+	ASSERT_EQ(parse_size("1KB", &v), 0); ASSERT_EQ(v, 1000);
+	ASSERT_EQ(parse_size("2 MB", &v), 0); ASSERT_EQ(v, 2000000);
+	ASSERT_EQ(parse_size("1.5MiB", &v), 0); ASSERT_EQ(v, 1572864);
+	ASSERT_EQ(parse_size("3g", &v), 0); ASSERT_EQ(v, 3221225472u);
+	ASSERT_EQ(parse_size("1 GB", &v), 0); ASSERT_EQ(v, 1000000000);
+	ASSERT_EQ(parse_size("x", &v), -1);
+	ASSERT_EQ(parse_size("1 parsec", &v), -1);
+	ASSERT_EQ(parse_size("-1", &v), -1);
+}
+
+int main(void)
+{
+	static const struct unit_test tests[] = {
+		{ "a well-formed snapshot reads back exactly", a_well_formed_snapshot_reads_back_exactly },
+		{ "every truncation is an error", every_truncation_is_an_error },
+		{ "every single-byte corruption is handled", every_single_byte_corruption_is_handled },
+		{ "wrong magic, future version and huge counts are errors", wrong_magic_future_version_and_huge_counts_are_errors },
+		{ "sizes format as tracemalloc does", sizes_format_as_tracemalloc_does },
+		{ "sizes parse with binary and decimal units", sizes_parse_with_binary_and_decimal_units },
+	};
+	return run_unit_tests("reader", tests, sizeof tests / sizeof tests[0]);
+}

@@ -1,0 +1,271 @@
+/*
+ * test_tables.c - the shim's two lock-free tables against trivial reference
+ * models: random operation sequences, compared after every step, then the
+ * same tables hammered by threads (this file is also built with TSan).
+ */
+#include "internal.h"
+#include "testhelp.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+/* What the tables need from the rest of the shim. */
+struct hds_globals hds;
+
+void *hds_map(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+uint64_t hds_resident(const void *addr, uint64_t len)
+{
+	(void)addr;
+	return len;
+}
+
+static uint64_t rng_state = 88172645463325252u;
+
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+/* ---- stack interning ---------------------------------------------------- */
+
+#define NSTACKS 600
+
+struct model_stack {
+	uintptr_t frames[64];
+	int depth;
+	unsigned flags;
+	int64_t id;   /* -1 until first interned */
+};
+
+static struct model_stack pool[NSTACKS];
+
+static void make_pool(void)
+{
+	for (int i = 0; i < NSTACKS; i++) {
+		struct model_stack *s = &pool[i];
+		/* Shared outer frames and a few equal-prefix pairs, as real
+		 * programs have. */
+		s->depth = 1 + (int)(rnd() % 60);
+		for (int k = 0; k < s->depth; k++)
+			s->frames[k] = k < s->depth - 3 && i > 0 && rnd() % 4 == 0 ? pool[i - 1].frames[k]
+										: 0x400000 + (rnd() % 4096) * 16;
+		s->flags = rnd() % 8 == 0 ? HD_STACK_TRUNCATED : 0;
+		s->id = -1;
+	}
+	/* Two stacks that differ only in depth, and two only in flags. */
+	pool[1] = pool[0];
+	pool[1].depth = pool[0].depth > 1 ? pool[0].depth - 1 : 2;
+	pool[3] = pool[2];
+	pool[3].flags = pool[2].flags ^ HD_STACK_TRUNCATED;
+}
+
+static int same_stack(const struct model_stack *a, const struct model_stack *b)
+{
+	return a->depth == b->depth && a->flags == b->flags &&
+	       memcmp(a->frames, b->frames, sizeof a->frames[0] * (size_t)a->depth) == 0;
+}
+
+static void interning_matches_a_reference_model(void)
+{
+	ASSERT_EQ(hds_stacks_init(4096), 0);
+	make_pool();
+	for (int step = 0; step < 50000; step++) {
+		struct model_stack *s = &pool[rnd() % NSTACKS];
+		int fresh = 0;
+		int64_t id = hds_stack_intern(s->frames, s->depth, s->flags, &fresh);
+		ASSERT_TRUE(id >= 0);
+		/* The model: equal stacks share one id, from the first insert. */
+		int64_t want = -1;
+		for (int k = 0; k < NSTACKS; k++)
+			if (pool[k].id >= 0 && same_stack(&pool[k], s))
+				want = pool[k].id;
+		if (want < 0) {
+			ASSERT_EQ(fresh, 1);
+			for (int k = 0; k < NSTACKS; k++)
+				if (same_stack(&pool[k], s))
+					pool[k].id = id;
+		} else {
+			ASSERT_EQ(fresh, 0);
+			ASSERT_EQ(id, want);
+		}
+		const struct hds_stack *rec = hds_stack_get((uint32_t)id);
+		ASSERT_EQ(rec->depth, s->depth);
+		ASSERT_EQ(rec->flags, s->flags);
+		ASSERT_EQ(atomic_load(&rec->ready), 1);
+		ASSERT_EQ(memcmp(hds_stack_frames(rec), s->frames, sizeof s->frames[0] * (size_t)s->depth), 0);
+	}
+	/* Distinct stacks got distinct ids. */
+	for (int a = 0; a < NSTACKS; a++)
+		for (int b = a + 1; b < NSTACKS; b++)
+			if (pool[a].id >= 0 && pool[b].id >= 0 && !same_stack(&pool[a], &pool[b]))
+				ASSERT_TRUE(pool[a].id != pool[b].id);
+}
+
+static void a_full_stack_table_refuses_new_stacks_and_counts_them(void)
+{
+	uintptr_t f[2] = { 0x1000, 0 };
+	int fresh = 0;
+
+	ASSERT_EQ(hds_stacks_init(16), 0);
+	atomic_store(&hds.dropped_stacks, 0);
+	for (int i = 0; i < 16; i++) {
+		f[1] = (uintptr_t)i;
+		ASSERT_EQ(hds_stack_intern(f, 2, 0, &fresh), i);
+	}
+	f[1] = 99;
+	ASSERT_EQ(hds_stack_intern(f, 2, 0, &fresh), -1);
+	ASSERT_EQ(atomic_load(&hds.dropped_stacks), 1);
+	/* Known stacks still resolve. */
+	f[1] = 5;
+	ASSERT_EQ(hds_stack_intern(f, 2, 0, &fresh), 5);
+	ASSERT_EQ(hds_stacks_count(), 16);
+}
+
+/* ---- live blocks -------------------------------------------------------- */
+
+#define NADDR 5000
+
+struct model_block { uintptr_t addr; uint64_t entry; };
+static struct model_block blocks[NADDR];
+
+static void live_table_matches_a_reference_model(void)
+{
+	ASSERT_EQ(hds_live_init(5), 0);
+	/* Addresses in a few distant regions, 32-byte granules apart. */
+	static const uintptr_t regions[] = { 0x555555554000, 0x7f0000000000, 0x10000, 0x7ffffff00000 };
+	for (int i = 0; i < NADDR; i++) {
+		blocks[i].addr = regions[i % 4] + (uintptr_t)(i / 4) * 96 + (uintptr_t)(i % 3) * 32;
+		blocks[i].entry = 0;
+	}
+	for (int step = 0; step < 200000; step++) {
+		struct model_block *b = &blocks[rnd() % NADDR];
+		if (b->entry == 0 || rnd() % 2) {
+			if (b->entry)
+				continue;   /* an address is live at most once */
+			uint32_t stack = (uint32_t)(rnd() % 1000);
+			uint64_t size = rnd() % (UINT64_C(1) << 33);
+			ASSERT_EQ(hds_live_insert((void *)b->addr, stack, size), 0);
+			b->entry = ((uint64_t)stack + 1) << HDS_LIVE_SIZE_BITS | size;
+			ASSERT_EQ(hds_entry_stack(b->entry), stack);
+			ASSERT_EQ(hds_entry_size(b->entry), size);
+		} else {
+			uint64_t got = hds_live_remove((void *)b->addr);
+			ASSERT_EQ(got, b->entry);
+			b->entry = 0;
+		}
+	}
+	for (int i = 0; i < NADDR; i++)
+		ASSERT_EQ(hds_live_remove((void *)blocks[i].addr), blocks[i].entry);
+	/* Everything is gone; unknown pointers find nothing. */
+	for (int i = 0; i < NADDR; i++)
+		ASSERT_EQ(hds_live_remove((void *)blocks[i].addr), 0);
+	ASSERT_EQ(hds_live_remove((void *)0x123456780), 0);
+}
+
+static void live_table_refuses_what_it_cannot_hold(void)
+{
+	ASSERT_EQ(hds_live_init(5), 0);
+	ASSERT_EQ(hds_live_insert((void *)(UINT64_C(1) << 47), 1, 10), UINT64_MAX);
+	ASSERT_EQ(hds_live_insert((void *)0x10000, HDS_LIVE_MAX_STACK + 1, 10), UINT64_MAX);
+	ASSERT_EQ(hds_live_insert((void *)0x10000, 1, HDS_LIVE_MAX_SIZE + 1), UINT64_MAX);
+	ASSERT_EQ(hds_live_insert((void *)0x10000, 1, HDS_LIVE_MAX_SIZE), 0);
+	ASSERT_EQ(hds_entry_size(hds_live_remove((void *)0x10000)), HDS_LIVE_MAX_SIZE);
+}
+
+static void an_unseen_free_is_reported_by_the_next_insert(void)
+{
+	ASSERT_EQ(hds_live_init(5), 0);
+	ASSERT_EQ(hds_live_insert((void *)0x20000, 7, 100), 0);
+	/* The block was freed without us seeing it, and the address reused. */
+	uint64_t old = hds_live_insert((void *)0x20000, 9, 50);
+	ASSERT_EQ(hds_entry_stack(old), 7);
+	ASSERT_EQ(hds_entry_size(old), 100);
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+#define THREADS 8
+#define PER_THREAD 20000
+
+static _Atomic(uintptr_t) handoff[1024];
+static _Atomic uint64_t inserted_bytes, removed_bytes;
+
+static void *hammer(void *arg)
+{
+	uintptr_t t = (uintptr_t)arg;
+	uint64_t seed = t * 7919 + 1;
+
+	for (int i = 0; i < PER_THREAD; i++) {
+		seed = seed * 6364136223846793005u + 1442695040888963407u;
+		/* Intern one of 64 shared stacks, concurrently with the others. */
+		uintptr_t f[3] = { 0x1000 + (seed >> 58), 0x2000, 0x3000 };
+		int fresh = 0;
+		int64_t id = hds_stack_intern(f, 3, 0, &fresh);
+		if (id < 0)
+			abort();
+		/* A unique address per (thread, i): live at most once. */
+		uintptr_t addr = 0x100000000 + (t * PER_THREAD + (uintptr_t)i) * 32;
+		uint64_t size = 1 + (seed >> 40) % 1000;
+		if (hds_live_insert((void *)addr, (uint32_t)id, size) != 0)
+			abort();
+		atomic_fetch_add(&inserted_bytes, size);
+		/* Hand the block to whichever thread takes the slot next, and
+		 * free what was there: frees cross threads. */
+		uintptr_t prev = atomic_exchange(&handoff[(seed >> 20) % 1024], addr);
+		if (prev) {
+			uint64_t e = hds_live_remove((void *)prev);
+			if (!e)
+				abort();
+			atomic_fetch_add(&removed_bytes, hds_entry_size(e));
+		}
+	}
+	return NULL;
+}
+
+static void tables_stay_exact_under_eight_threads(void)
+{
+	pthread_t th[THREADS];
+
+	ASSERT_EQ(hds_stacks_init(4096), 0);
+	ASSERT_EQ(hds_live_init(5), 0);
+	for (uintptr_t t = 0; t < THREADS; t++)
+		pthread_create(&th[t], NULL, hammer, (void *)t);
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	for (int i = 0; i < 1024; i++) {
+		uintptr_t a = atomic_exchange(&handoff[i], 0);
+		if (a) {
+			uint64_t e = hds_live_remove((void *)a);
+			ASSERT_TRUE(e != 0);
+			atomic_fetch_add(&removed_bytes, hds_entry_size(e));
+		}
+	}
+	ASSERT_EQ(atomic_load(&inserted_bytes), atomic_load(&removed_bytes));
+	/* 64 distinct stacks, each interned once. */
+	int published = 0;
+	for (uint32_t id = 0; id < hds_stacks_count(); id++)
+		published += atomic_load(&hds_stack_get(id)->ready) == 1;
+	ASSERT_EQ(published, 64);
+}
+
+int main(void)
+{
+	static const struct unit_test tests[] = {
+		{ "interning matches a reference model", interning_matches_a_reference_model },
+		{ "a full stack table refuses new stacks and counts them", a_full_stack_table_refuses_new_stacks_and_counts_them },
+		{ "live table matches a reference model", live_table_matches_a_reference_model },
+		{ "live table refuses what it cannot hold", live_table_refuses_what_it_cannot_hold },
+		{ "an unseen free is reported by the next insert", an_unseen_free_is_reported_by_the_next_insert },
+		{ "tables stay exact under eight threads", tables_stay_exact_under_eight_threads },
+	};
+	return run_unit_tests("tables", tests, sizeof tests / sizeof tests[0]);
+}
