@@ -182,6 +182,9 @@ static int parse_stacks(struct cursor *c, struct snapshot *s)
 			return bad(c, c->pos - 36, "stack depth above 256");
 		if (need(c, (size_t)st->depth * 8, "stack frames"))
 			return -1;
+		/* The frames must leave room for the records still to come. */
+		if (used + st->depth > max_frames)
+			return bad(c, c->pos, "stack frames run into the records that follow");
 		if (st->live_count > st->alloc_count)
 			return bad(c, c->pos - 16, "stack has more live blocks than it ever allocated");
 		st->frames = s->frame_pool + used;

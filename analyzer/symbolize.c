@@ -200,13 +200,25 @@ static const char *die_linkage_name(Dwarf_Die *die)
 	return n;
 }
 
-static void push(struct sym_frame **v, size_t *n, const char *fn, const char *file, int line, int inlined)
+/* file made absolute against the compilation directory, "/./" folded. */
+static char *absolute(const char *file, const char *comp_dir)
+{
+	char *p = file[0] == '/' || !comp_dir || !*comp_dir ? xstrdup(file) : xasprintf("%s/%s", comp_dir, file);
+	char *dot;
+
+	while ((dot = strstr(p, "/./")))
+		memmove(dot, dot + 2, strlen(dot + 2) + 1);
+	return p;
+}
+
+static void push(struct sym_frame **v, size_t *n, const char *fn, const char *file, const char *comp_dir,
+		 int line, int inlined)
 {
 	*v = xrealloc(*v, (*n + 1) * sizeof **v);
 	struct sym_frame *f = &(*v)[(*n)++];
 	memset(f, 0, sizeof *f);
 	f->function = demangle(fn);
-	f->file = file ? xstrdup(file) : NULL;
+	f->file = file ? absolute(file, comp_dir) : NULL;
 	f->line = line;
 	f->inlined = inlined;
 }
@@ -217,12 +229,14 @@ static void lookup(struct sym_module *m, uint64_t a, struct sym_frame **out, siz
 	GElf_Off off;
 	GElf_Sym elfsym;
 	const char *symname = dwfl_module_addrinfo(m->mod, a, &off, &elfsym, NULL, NULL, NULL);
-	const char *file = NULL;
+	const char *file = NULL, *comp_dir = NULL;
 	int line = 0;
 	Dwfl_Line *dl = dwfl_module_getsrc(m->mod, a);
 
-	if (dl)
+	if (dl) {
 		file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
+		comp_dir = dwfl_line_comp_dir(dl);
+	}
 
 	Dwarf_Addr bias = 0;
 	Dwarf_Die *cu = dwfl_module_addrdie(m->mod, a, &bias);
@@ -247,19 +261,21 @@ static void lookup(struct sym_module *m, uint64_t a, struct sym_frame **out, siz
 		int tag = dwarf_tag(die);
 		if (tag == DW_TAG_subprogram) {
 			const char *fn = die_linkage_name(die);
-			push(out, n, fn ? fn : symname, cur_file, cur_line, 0);
+			push(out, n, fn ? fn : symname, cur_file, comp_dir, cur_line, 0);
 			break;
 		}
 		if (tag != DW_TAG_inlined_subroutine)
 			continue;
-		push(out, n, die_linkage_name(die), cur_file, cur_line, 1);
+		push(out, n, die_linkage_name(die), cur_file, comp_dir, cur_line, 1);
 		Dwarf_Attribute attr;
 		Dwarf_Word val;
 		Dwarf_Die cudie;
 		cur_file = NULL;
 		cur_line = 0;
-		if (!files && dwarf_diecu(die, &cudie, NULL, NULL))
+		if (!files && dwarf_diecu(die, &cudie, NULL, NULL)) {
 			dwarf_getsrcfiles(&cudie, &files, NULL);
+			comp_dir = dwarf_formstring(dwarf_attr(&cudie, DW_AT_comp_dir, &attr));
+		}
 		if (files && dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &val) == 0)
 			cur_file = dwarf_filesrc(files, val, NULL, NULL);
 		if (dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &val) == 0)
@@ -267,7 +283,7 @@ static void lookup(struct sym_module *m, uint64_t a, struct sym_frame **out, siz
 	}
 	free(scopes);
 	if (*n == 0 || (*out)[*n - 1].inlined)
-		push(out, n, symname, *n ? cur_file : file, *n ? cur_line : line, 0);
+		push(out, n, symname, cur_file, comp_dir, cur_line, 0);
 }
 
 static uint64_t mix(uint64_t h)
@@ -325,7 +341,7 @@ const struct sym_frame *symbolize_addr(struct symbolizer *sym, const struct snap
 		if (m->state == MOD_OK)
 			lookup(m, rel - (is_return ? 1 : 0), &e->frames, &e->n);
 		if (!e->n)
-			push(&e->frames, &e->n, NULL, NULL, 0, 0);
+			push(&e->frames, &e->n, NULL, NULL, NULL, 0, 0);
 		for (size_t i = 0; i < e->n; i++) {
 			e->frames[i].module = m->name;
 			e->frames[i].offset = rel;

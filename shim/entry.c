@@ -18,8 +18,10 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <malloc.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define HDS_EXPORT __attribute__((visibility("default")))
 
@@ -290,4 +292,27 @@ HDS_EXPORT void *pvalloc(size_t size)
 	hds_after_alloc(p, size, record);
 	hds_busy = outer;
 	return p;
+}
+
+/*
+ * _exit and _Exit skip destructors, so the exit snapshot is written here.
+ * Programs such as dash end this way; a signal handler may too, so this
+ * path is async-signal-safe (see hds_snapshot_at_exit).
+ */
+static __attribute__((noreturn)) void hds_exit_now(int status)
+{
+	if (atomic_load_acquire(&hds.state) == HDS_ACTIVE)
+		hds_snapshot_at_exit(1);
+	for (;;)
+		syscall(SYS_exit_group, status);
+}
+
+HDS_EXPORT void _exit(int status)
+{
+	hds_exit_now(status);
+}
+
+HDS_EXPORT void _Exit(int status)
+{
+	hds_exit_now(status);
 }

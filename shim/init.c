@@ -406,5 +406,5 @@ __attribute__((constructor)) static void hds_constructor(void)
 __attribute__((destructor)) static void hds_destructor(void)
 {
 	if (atomic_load_acquire(&hds.state) == HDS_ACTIVE)
-		hds_snapshot_at_exit();
+		hds_snapshot_at_exit(0);
 }

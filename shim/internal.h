@@ -195,8 +195,10 @@ HDS_HIDDEN void hds_modules_after_fork(void);
 HDS_HIDDEN void hds_triggers_start(void);
 /* The child after fork: new pid, sequence from 1, writer thread restarted. */
 HDS_HIDDEN void hds_triggers_after_fork(void);
-/* Write the exit snapshot once (destructor). */
-HDS_HIDDEN void hds_snapshot_at_exit(void);
+/* Write the exit snapshot once per process: from the destructor (exit,
+ * return from main) or from _exit/_Exit (from_exit_call = 1, which
+ * skips a vfork child and does nothing that is not async-signal-safe). */
+HDS_HIDDEN void hds_snapshot_at_exit(int from_exit_call);
 /* Write one snapshot now, in this thread.  0 on success, -1 on failure
  * (warned about once). */
 HDS_HIDDEN int hds_snapshot_write(int trigger, const char *label);

@@ -351,28 +351,44 @@ static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *la
 	out_flush(o);
 }
 
-int hds_snapshot_write(int trigger, const char *label)
+/* OUTDIR PREFIX PID.SEQ.TRIGGER SUFFIX into out (4400 bytes). */
+static void snapshot_name(char *out, const char *prefix, uint64_t n, const char *trig, const char *suffix)
 {
-	int outer = hds_busy, saved = errno, rc = -1;
-	char tmp[4400], final[4400], *p;
-	struct out o = { .fd = -1 };
-
-	hds_busy = 1;
-	hds_modules_refresh(1);
-	atomic_add_relaxed(&writes_active, 1);
-
-	uint64_t n = atomic_add_relaxed(&seq, 1) + 1;
-	const char *trig = hd_trigger_name((uint64_t)trigger);
-	p = put_str(tmp, hds.cfg.outdir);
-	p = put_str(p, "/.heapdelta.");
+	char *p = put_str(out, hds.cfg.outdir);
+	p = put_str(p, prefix);
 	p = put_dec(p, (uint64_t)hds.pid);
 	p = put_str(p, ".");
 	p = put_dec(p, n);
 	p = put_str(p, ".");
 	p = put_str(p, trig);
-	put_str(p, ".tmp");
+	put_str(p, suffix);
+}
 
-	o.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+/* refresh == 0: do not ask the loader for new modules (the _exit path,
+ * which may run in a signal handler; the map already holds every module a
+ * recorded frame lies in). */
+static int snapshot_write(int trigger, const char *label, int refresh)
+{
+	int outer = hds_busy, saved = errno, rc = -1;
+	char tmp[4400], final[4400];
+	struct out o = { .fd = -1 };
+
+	hds_busy = 1;
+	if (refresh)
+		hds_modules_refresh(1);
+	atomic_add_relaxed(&writes_active, 1);
+
+	uint64_t n = atomic_add_relaxed(&seq, 1) + 1;
+	const char *trig = hd_trigger_name((uint64_t)trigger);
+	snapshot_name(tmp, "/.heapdelta.", n, trig, ".tmp");
+
+	/* O_EXCL|O_NOFOLLOW: a file or planted link of that name is never
+	 * written through; we move on to the next sequence number. */
+	for (int tries = 0; (o.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0 &&
+			    errno == EEXIST && tries < 1000; tries++) {
+		n = atomic_add_relaxed(&seq, 1) + 1;
+		snapshot_name(tmp, "/.heapdelta.", n, trig, ".tmp");
+	}
 	if (o.fd < 0) {
 		warn_once("cannot create a snapshot file", errno);
 		goto done;
@@ -394,14 +410,7 @@ int hds_snapshot_write(int trigger, const char *label)
 	/* Rename without replacing: a file of that name (an earlier process
 	 * with the same pid) is kept, and we take the next sequence number. */
 	for (int tries = 0; tries < 1000; tries++) {
-		p = put_str(final, hds.cfg.outdir);
-		p = put_str(p, "/heapdelta.");
-		p = put_dec(p, (uint64_t)hds.pid);
-		p = put_str(p, ".");
-		p = put_dec(p, n);
-		p = put_str(p, ".");
-		p = put_str(p, trig);
-		put_str(p, ".snap");
+		snapshot_name(final, "/heapdelta.", n, trig, ".snap");
 		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) == 0) {
 			rc = 0;
 			break;
@@ -419,6 +428,11 @@ done:
 	hds_busy = outer;
 	errno = saved;
 	return rc;
+}
+
+int hds_snapshot_write(int trigger, const char *label)
+{
+	return snapshot_write(trigger, label, 1);
 }
 
 /* ---- triggers -------------------------------------------------------- */
@@ -509,6 +523,7 @@ void hds_triggers_start(void)
 
 void hds_triggers_after_fork(void)
 {
+	atomic_store_relaxed(&exit_done, 0);
 	atomic_store_relaxed(&seq, 0);
 	atomic_store_relaxed(&signal_pending, 0);
 	atomic_store_relaxed(&writes_active, 0);
@@ -518,8 +533,12 @@ void hds_triggers_after_fork(void)
 		start_writer();
 }
 
-void hds_snapshot_at_exit(void)
+void hds_snapshot_at_exit(int from_exit_call)
 {
+	/* A vfork child shares our memory but has its own pid and never ran
+	 * the fork handlers: it is not the process these tables describe. */
+	if (from_exit_call && getpid() != hds.pid)
+		return;
 	if (atomic_exchange(&exit_done, 1))
 		return;
 	atomic_store_relaxed(&stopping, 1);
@@ -531,7 +550,7 @@ void hds_snapshot_at_exit(void)
 		struct timespec ms = { 0, 1000000 };
 		nanosleep(&ms, NULL);
 	}
-	hds_snapshot_write(HD_TRIGGER_EXIT, "");
+	snapshot_write(HD_TRIGGER_EXIT, "", !from_exit_call);
 }
 
 /* heapdelta.h's heapdelta_snapshot() finds this with dlsym. */

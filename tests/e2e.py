@@ -1,0 +1,620 @@
+#!/usr/bin/env python3
+"""End-to-end tests: the real heapdelta binaries on fixture programs.
+
+Expected file:line values come from `@site NAME` markers in the fixture
+sources; expected bytes and counts come from the fixtures themselves
+("expect NAME BYTES COUNT", computed from what their calls returned).
+Expected text is built with CPython's own tracemalloc._format_size, so the
+layout is checked against tracemalloc itself.
+
+Usage: tests/e2e.py [-k SUBSTRING]   (run from anywhere)
+"""
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from tracemalloc import _format_size
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+HD = os.path.join(BUILD, "heapdelta")
+SHIM = os.path.join(BUILD, "libheapdelta.so")
+FIX = os.path.join(ROOT, "tests", "fixtures")
+BIN = os.path.join(BUILD, "tests")
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def eq(got, want, what):
+    if got != want:
+        raise Failure(f"{what}: got {got!r}, want {want!r}")
+
+
+def markers(src):
+    """{name: line} for every `@site NAME` in a fixture source."""
+    out = {}
+    with open(os.path.join(FIX, src)) as f:
+        for n, line in enumerate(f, 1):
+            m = re.search(r"@site (\w+)", line)
+            if m:
+                out[m.group(1)] = n
+    return out
+
+
+def run(cmd, timeout=120, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def hd(*args, timeout=120):
+    return run([HD, *args], timeout=timeout)
+
+
+def traced(cmd, outdir, *opts, env=None, timeout=120):
+    """Run cmd under `heapdelta run`; return the process and its snapshots."""
+    p = run([HD, "run", "-o", outdir, *opts, "--", *cmd], env=env, timeout=timeout)
+    return p, sorted(glob.glob(os.path.join(outdir, "heapdelta.*.snap")), key=snap_order)
+
+
+def snap_order(path):
+    m = re.search(r"heapdelta\.(\d+)\.(\d+)\.", os.path.basename(path))
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def snaps_of(outdir, trigger):
+    return [s for s in sorted(glob.glob(os.path.join(outdir, "heapdelta.*.snap")), key=snap_order)
+            if s.endswith(f".{trigger}.snap")]
+
+
+def expectations(stdout):
+    exp = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "expect":
+            exp[parts[1]] = tuple(int(x) for x in parts[2:])
+    return exp
+
+
+def top_json(snap, *args):
+    p = hd("top", snap, "--limit", "0", "--format", "json", *args)
+    eq(p.returncode, 0, f"heapdelta top exit status (stderr: {p.stderr.strip()})")
+    return json.loads(p.stdout)
+
+
+def by_site(report, src):
+    """{line: stat} for the entries whose site is in fixture src."""
+    out = {}
+    for st in report["stats"]:
+        if st["file"] and os.path.basename(st["file"]) == src:
+            check(st["line"] not in out, f"two entries for {src}:{st['line']}")
+            out[st["line"]] = st
+    return out
+
+
+def check_sites(report, src, exp, names=None):
+    marks = markers(src)
+    sites = by_site(report, src)
+    for name, (size, count) in exp.items():
+        if names is not None and name not in names:
+            continue
+        line = marks[name]
+        st = sites.get(line)
+        if count == 0:
+            check(st is None or (st["size"] == 0 and st["count"] == 0),
+                  f"{name} ({src}:{line}) should hold nothing, has {st and (st['size'], st['count'])}")
+        else:
+            check(st is not None, f"{name} ({src}:{line}) missing from the report")
+            eq((st["size"], st["count"]), (size, count), f"{name} ({src}:{line}) size, count")
+    return sites
+
+
+def stat_line(key, size, count, size_diff=None, count_diff=None):
+    text = f"{key}: size={_format_size(size, False)}"
+    if size_diff is not None:
+        text += f" ({_format_size(size_diff, True)})"
+    text += f", count={count}"
+    if count_diff is not None:
+        text += f" ({count_diff:+d})"
+    if count:
+        text += f", average={_format_size(size / count, False)}"
+    return text
+
+
+TMPS = []
+
+
+def tmpdir():
+    TMPS.append(tempfile.mkdtemp(prefix="hd-e2e-"))
+    return TMPS[-1]
+
+
+# ---------------------------------------------------------------------------
+# The shim records exactly what the program holds.
+
+@test
+def every_allocation_api_is_recorded_exactly_at_its_line():
+    d = tmpdir()
+    p, snaps = traced([os.path.join(BIN, "sites")], d)
+    eq(p.returncode, 0, f"fixture exit status (stdout: {p.stdout})")
+    check("done 0 failures" in p.stdout, p.stdout)
+    exits = snaps_of(d, "exit")
+    eq(len(exits), 1, "exit snapshots")
+    exp = expectations(p.stdout)
+    check(len(exp) >= 20, f"fixture printed {len(exp)} expectations")
+    direct = {k: v for k, v in exp.items() if k != "strdup"}
+    check_sites(top_json(exits[0]), "sites.c", direct)
+    # strdup allocates inside glibc: the fixture's line is a caller, so it
+    # is checked in the cumulative view, where every frame is charged.
+    check_sites(top_json(exits[0], "--cumulative"), "sites.c", {"strdup": exp["strdup"]})
+    info = json.loads(hd("info", "--format", "json", exits[0]).stdout)[0]
+    eq(info["unknown_frees"], 1, "unknown frees (one __libc_malloc block freed)")
+    eq(info["dropped_allocs"], 0, "dropped allocations")
+
+
+@test
+def frame_pointer_mode_gives_the_same_sites():
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "sites_fp")], d, "--unwind", "fp")
+    eq(p.returncode, 0, "fixture exit status")
+    exp = expectations(p.stdout)
+    snap = snaps_of(d, "exit")[0]
+    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    eq(info["unwinder"], "fp", "unwinder recorded in the snapshot")
+    direct = {k: v for k, v in exp.items() if k != "strdup"}
+    check_sites(top_json(snap), "sites.c", direct)
+
+
+@test
+def top_text_is_tracemalloc_format_exactly():
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "sites")], d)
+    exp = expectations(p.stdout)
+    snap = snaps_of(d, "exit")[0]
+    marks = markers("sites.c")
+    src = os.path.join(FIX, "sites.c")
+    rows = [(size, count, marks[name]) for name, (size, count) in exp.items()
+            if count and name != "strdup"]
+    # tracemalloc's order: size, count, then the frame, all descending.
+    rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
+    want = [stat_line(f"{src}:{line}", size, count) for size, count, line in rows]
+    total_size = sum(r[0] for r in rows)
+    total_count = sum(r[1] for r in rows)
+    want.append(f"Total: size={_format_size(total_size, False)}, count={total_count}")
+    out = hd("top", snap, "--limit", "0", "--include", "*/sites.c")
+    eq(out.returncode, 0, "exit status")
+    lines = out.stdout.splitlines()
+    eq(lines[:-1], want, "top text")
+    check(re.fullmatch(r"Peak: \d+(\.\d)? (B|KiB|MiB)", lines[-1]), f"peak line {lines[-1]!r}")
+    # --limit: the rest is summarized on one line.
+    out = hd("top", snap, "--limit", "2", "--include", "*/sites.c").stdout.splitlines()
+    eq(out[:2], want[:2], "first two lines with --limit 2")
+    rest = rows[2:]
+    eq(out[2], f"{len(rest)} other: size={_format_size(sum(r[0] for r in rest), False)}, "
+               f"count={sum(r[1] for r in rest)}", "other line")
+
+
+@test
+def cpp_sites_show_demangled_names_and_the_line_that_called_new():
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "sites_cpp")], d)
+    eq(p.returncode, 0, f"fixture exit status (stdout: {p.stdout})")
+    check("caught 500" in p.stdout, "exceptions thrown and caught under the shim")
+    exp = expectations(p.stdout)
+    report = top_json(snaps_of(d, "exit")[0])
+    sites = check_sites(report, "sites_cpp.cpp", {k: v for k, v in exp.items() if k != "string"})
+    fill = sites[markers("sites_cpp.cpp")["cache_fill"]]
+    eq(fill["function"], "app::Cache::fill(int)", "demangled site function")
+    eq(sites[markers("sites_cpp.cpp")["new"]]["function"], "main", "site function of new")
+
+
+@test
+def cpp_program_output_is_identical_under_the_shim():
+    plain = run([os.path.join(BIN, "sites_cpp")])
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "sites_cpp")], d)
+    eq(p.stdout, plain.stdout, "stdout")
+    eq(p.returncode, plain.returncode, "exit status")
+
+
+@test
+def eight_threads_with_cross_thread_frees_end_exact():
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "threads")], d, timeout=300)
+    eq(p.returncode, 0, "fixture exit status")
+    exp = expectations(p.stdout)
+    snap = snaps_of(d, "exit")[0]
+    check_sites(top_json(snap), "threads.c", exp)
+    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    check(info["alloc_count"] >= 8 * 150000, f"allocations recorded: {info['alloc_count']}")
+    eq(info["dropped_allocs"], 0, "dropped allocations")
+    eq(info["alloc_bytes"] - info["free_bytes"], info["live_bytes"], "allocated - freed = live")
+
+
+@test
+def every_trigger_writes_its_snapshot():
+    d = tmpdir()
+    p, snaps = traced([os.path.join(BIN, "triggers"), "1.2"], d, "--interval", "0.25")
+    eq(p.returncode, 0, "fixture exit status")
+    check("api 0" in p.stdout, f"heapdelta_snapshot() returns 0 under the shim: {p.stdout}")
+    kinds = {}
+    for s in snaps:
+        m = re.fullmatch(r"heapdelta\.(\d+)\.(\d+)\.(interval|signal|api|exit)\.snap", os.path.basename(s))
+        check(m, f"snapshot name {s}")
+        kinds.setdefault(m.group(3), []).append(s)
+        eq(stat.S_IMODE(os.stat(s).st_mode), 0o600, f"mode of {s}")
+    eq(len(kinds.get("api", [])), 1, "api snapshots")
+    eq(len(kinds.get("signal", [])), 1, "signal snapshots")
+    eq(len(kinds.get("exit", [])), 1, "exit snapshots")
+    check(len(kinds.get("interval", [])) >= 3, f"interval snapshots: {len(kinds.get('interval', []))}")
+    infos = json.loads(hd("info", "--format", "json", *snaps).stdout)
+    api = [i for i in infos if i["trigger"] == "api"][0]
+    eq(api["label"], "first checkpoint", "api label")
+    seqs = sorted(i["seq"] for i in infos)
+    eq(seqs, list(range(1, len(snaps) + 1)), "sequence numbers")
+    eq([f for f in os.listdir(d) if f.startswith(".")], [], "temporary files left behind")
+    # Without the shim the same call is harmless.
+    plain = run([os.path.join(BIN, "triggers"), "0"], env={**os.environ, "HEAPDELTA_SIGNAL": "0"})
+    check("api -1" in plain.stdout or plain.returncode != 0, plain.stdout)
+
+
+@test
+def heapdelta_snapshot_is_harmless_without_the_shim():
+    # SIGUSR2 would kill it without the shim: skip the raise by not tracing
+    # and ignoring the signal in the parent (ignored dispositions inherit).
+    p = subprocess.run([os.path.join(BIN, "triggers"), "0"], capture_output=True, text=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN))
+    eq(p.returncode, 0, "exit status")
+    check("api -1" in p.stdout, p.stdout)
+
+
+@test
+def the_programs_own_handler_for_the_snapshot_signal_is_left_alone():
+    d = tmpdir()
+    script = "import signal,os; signal.signal(signal.SIGUSR2, lambda *a: print('mine')); os.kill(os.getpid(), signal.SIGUSR2); print('end')"
+    p, snaps = traced(["/usr/bin/python3", "-c", script], d)
+    eq(p.stdout, "mine\nend\n", "program handler ran")
+    eq(snaps_of(d, "signal"), [], "no signal snapshot")
+
+
+# ---------------------------------------------------------------------------
+# diff
+
+@test
+def diff_puts_the_grown_lines_on_top_with_exact_numbers():
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "grow")], d)
+    eq(p.returncode, 0, "fixture exit status")
+    check("api 0" in p.stdout, p.stdout)
+    before, after = snaps_of(d, "api")
+    exp = {k: v for k, v in expectations(p.stdout).items()}
+    marks = markers("grow.c")
+    src = os.path.join(FIX, "grow.c")
+    r = json.loads(hd("diff", before, after, "--limit", "0", "--format", "json").stdout)
+    top4 = r["stats"][:4]
+    order = sorted(exp.items(), key=lambda kv: abs(kv[1][0]), reverse=True)
+    for st, (name, (sdiff, cdiff, size, count)) in zip(top4, order):
+        eq((st["file"], st["line"]), (src, marks[name]), f"site of {name}")
+        eq((st["size_diff"], st["count_diff"], st["size"], st["count"]), (sdiff, cdiff, size, count),
+           f"{name} numbers")
+    text = hd("diff", before, after, "--limit", "4").stdout.splitlines()
+    want = [stat_line(f"{src}:{marks[name]}", size, count, sdiff, cdiff)
+            for name, (sdiff, cdiff, size, count) in order]
+    eq(text[:4], want, "diff text")
+    # The inlined allocation: the inlined function's line, then its caller.
+    leaf = [s for s in r["stats"] if s["line"] == marks["inl_leaf"]][0]
+    tb = leaf["traceback"]
+    eq((tb[0]["line"], tb[0]["function"], tb[0]["inlined"]), (marks["inl_leaf"], "make_record", True), "inline frame")
+    eq((tb[1]["line"], tb[1]["function"], tb[1]["inlined"]), (marks["inl_caller"], "add_records", False), "caller frame")
+
+
+@test
+def traceback_view_shows_the_inline_chain_and_source_lines():
+    d = tmpdir()
+    traced([os.path.join(BIN, "grow")], d)
+    marks = markers("grow.c")
+    src = os.path.join(FIX, "grow.c")
+    out = hd("top", snaps_of(d, "exit")[0], "--by", "traceback", "--include", f"{src}:{marks['inl_leaf']}").stdout
+    lines = out.splitlines()
+    eq(lines[0], stat_line(f"{src}:{marks['inl_leaf']}", 1000, 4), "first line")
+    eq(lines[1], f'  File "{src}", line {marks["inl_leaf"]}, in make_record (inlined)', "inline frame")
+    eq(lines[2], "    return malloc(n); /* @site inl_leaf */", "source line")
+    eq(lines[3], f'  File "{src}", line {marks["inl_caller"]}, in add_records', "caller frame")
+
+
+@test
+def two_runs_of_one_program_diff_to_zero():
+    a, b = tmpdir(), tmpdir()
+    traced([os.path.join(BIN, "sites")], a)
+    traced([os.path.join(BIN, "sites")], b)
+    sa, sb = snaps_of(a, "exit")[0], snaps_of(b, "exit")[0]
+    ia = json.loads(hd("info", "--format", "json", sa).stdout)[0]
+    ib = json.loads(hd("info", "--format", "json", sb).stdout)[0]
+    check(ia["modules"][0]["base"] != ib["modules"][0]["base"], "the two runs loaded at different addresses")
+    r = json.loads(hd("diff", sa, sb, "--limit", "0", "--format", "json").stdout)
+    eq((r["total"]["size_diff"], r["total"]["count_diff"]), (0, 0), "total difference")
+    changed = [s["key"] for s in r["stats"] if s["size_diff"] or s["count_diff"]]
+    eq(changed, [], "sites that changed")
+
+
+@test
+def filters_follow_tracemalloc_semantics():
+    d = tmpdir()
+    traced([os.path.join(BIN, "grow")], d)
+    snap = snaps_of(d, "exit")[0]
+    marks = markers("grow.c")
+    only = top_json(snap, "--include", f"*grow.c:{marks['grow_b']}")
+    eq([(s["line"], s["size"]) for s in only["stats"]], [(marks["grow_b"], 21000)], "include with line")
+    eq(only["total"], {"size": 21000, "count": 7}, "total after filter")
+    excl = top_json(snap, "--exclude", "*grow.c")
+    eq([s for s in excl["stats"] if s["file"] and s["file"].endswith("grow.c")], [], "exclude")
+    # All frames: the caller's file also matches the inlined stack.
+    focus = top_json(snap, "--focus", "^add_records$")
+    eq([(s["line"], s["size"]) for s in focus["stats"]], [(marks["inl_leaf"], 1000)], "focus on a caller")
+    ign = top_json(snap, "--ignore", "^add_records$")
+    check(all(s["line"] != marks["inl_leaf"] for s in ign["stats"]), "ignore")
+    by_fn = top_json(snap, "--by", "function", "--include", "*grow.c")
+    eq(sorted((s["key"], s["size"]) for s in by_fn["stats"]),
+       [("main", 50000 + 21000 + 1500), ("make_record", 1000)], "by function")
+    by_file = top_json(snap, "--by", "filename", "--include", "*grow.c")
+    eq([(s["key"], s["size"]) for s in by_file["stats"]], [(os.path.join(FIX, "grow.c"), 73500)], "by filename")
+    mod = top_json(snap, "--module", "grow")
+    eq(sum(s["size"] for s in mod["stats"]), 73500, "module filter")
+
+
+# ---------------------------------------------------------------------------
+# Real programs behave exactly as without the shim.
+
+def same_behaviour(cmd, cwd=None, stdin=None, env=None):
+    plain = subprocess.run(cmd, capture_output=True, cwd=cwd, input=stdin, env=env, timeout=300)
+    d = tmpdir()
+    traced_env = dict(env or os.environ)
+    traced_env.update(LD_PRELOAD=SHIM, HEAPDELTA_OUT=d)
+    under = subprocess.run(cmd, capture_output=True, cwd=cwd, input=stdin, env=traced_env, timeout=300)
+    eq(under.stdout, plain.stdout, f"stdout of {cmd[0]}")
+    eq(under.returncode, plain.returncode, f"exit status of {cmd[0]}")
+    snaps = snaps_of(d, "exit")
+    check(snaps, f"{cmd[0]} wrote no exit snapshot")
+    return d, snaps
+
+
+@test
+def python3_runs_identically():
+    script = "import json,collections\nd=collections.Counter(str(i%97) for i in range(200000))\nprint(json.dumps(sorted(d.items())[:5]))\n"
+    env = {**os.environ, "PYTHONMALLOC": "malloc"}
+    same_behaviour(["/usr/bin/python3", "-c", script], env=env)
+
+
+@test
+def sqlite3_runs_identically():
+    sql = "create table t(a,b);" + "".join(f"insert into t values({i},'{'x' * (i % 50)}');" for i in range(2000)) + \
+          "select count(*), sum(length(b)) from t; select a from t order by b desc, a limit 3;"
+    same_behaviour(["sqlite3", ":memory:"], stdin=sql.encode())
+
+
+@test
+def perl_runs_identically():
+    same_behaviour(["perl", "-e", 'my %h; $h{$_ % 1000} .= "x" for 1..200000; print scalar(keys %h), " ", length($h{7}), "\\n"'])
+
+
+@test
+def gcc_compiles_identically():
+    d = tmpdir()
+    src = os.path.join(d, "unit.c")
+    with open(src, "w") as f:
+        f.write("".join(f"int f{i}(int x) {{ return x * {i} + {i % 7}; }}\n" for i in range(300)))
+    plain_o, traced_o = os.path.join(d, "plain.o"), os.path.join(d, "traced.o")
+    subprocess.run(["gcc", "-O2", "-c", src, "-o", plain_o], check=True)
+    out = tmpdir()
+    env = {**os.environ, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": out}
+    p = subprocess.run(["gcc", "-O2", "-c", src, "-o", traced_o], env=env, capture_output=True)
+    eq(p.returncode, 0, "gcc exit status")
+    with open(plain_o, "rb") as a, open(traced_o, "rb") as b:
+        check(a.read() == b.read(), "object files differ")
+    names = " ".join(os.path.basename(s) for s in snaps_of(out, "exit"))
+    progs = {json.loads(hd("info", "--format", "json", s).stdout)[0]["exe"].split("/")[-1] for s in snaps_of(out, "exit")}
+    check("cc1" in progs, f"cc1 (a child of gcc) was traced: {progs} {names}")
+
+
+# ---------------------------------------------------------------------------
+# heapdelta run
+
+@test
+def run_passes_exit_status_and_signals_through():
+    d = tmpdir()
+    p, _ = traced(["sh", "-c", "echo out; echo err >&2; exit 7"], d)
+    eq(p.returncode, 7, "exit status")
+    eq(p.stdout, "out\n", "stdout")
+    check(p.stderr.startswith("err\n"), p.stderr)
+    check(re.search(r"^heapdelta: \d+ snapshots? of pid \d+ in ", p.stderr, re.M), p.stderr)
+    p, _ = traced(["sh", "-c", "kill -TERM $$"], d)
+    eq(p.returncode, -signal.SIGTERM, "killed by the same signal")
+    p = run([HD, "run", "-o", d, "--", "cat"], input="stdin passes\n")
+    eq(p.stdout, "stdin passes\n", "stdin")
+
+
+@test
+def run_forwards_a_signal_sent_to_it():
+    d = tmpdir()
+    proc = subprocess.Popen([HD, "run", "-o", d, "--", "sleep", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    eq(proc.returncode, -signal.SIGTERM, "status after forwarding SIGTERM")
+
+
+@test
+def run_refuses_a_static_binary_without_hanging():
+    p = hd("run", "-o", tmpdir(), "--", os.path.join(BIN, "static_hello"), timeout=20)
+    eq(p.returncode, 2, "exit status")
+    lines = p.stderr.splitlines()
+    eq(len(lines), 1, f"one line: {p.stderr!r}")
+    check("statically linked" in lines[0], lines[0])
+    eq(p.stdout, "", "the program did not run")
+
+
+@test
+def children_are_traced_into_their_own_files_unless_disabled():
+    d = tmpdir()
+    p, snaps = traced(["sh", "-c", f"{os.path.join(BIN, 'sites')} >/dev/null; true"], d)
+    pids = {snap_order(s)[0] for s in snaps_of(d, "exit")}
+    eq(len(pids), 2, f"exit snapshots from the shell and the program: {snaps}")
+    d2 = tmpdir()
+    p, snaps = traced(["sh", "-c", f"{os.path.join(BIN, 'sites')} >/dev/null; true"], d2, "--no-children")
+    eq(len(snaps_of(d2, "exit")), 1, "only the shell is traced")
+
+
+@test
+def make_install_gives_a_working_heapdelta_without_environment():
+    dest = tmpdir()
+    p = run(["make", "-C", ROOT, "install", f"DESTDIR={dest}", "PREFIX=/opt/hd"], timeout=300)
+    eq(p.returncode, 0, f"make install: {p.stderr}")
+    for f in ("bin/heapdelta", "lib/heapdelta/libheapdelta.so", "include/heapdelta.h"):
+        check(os.path.exists(os.path.join(dest, "opt/hd", f)), f"installed {f}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPDELTA")}
+    d = tmpdir()
+    p = run([os.path.join(dest, "opt/hd/bin/heapdelta"), "run", "-o", d, "--", "true"], env=env)
+    eq(p.returncode, 0, f"installed run: {p.stderr}")
+    eq(len(snaps_of(d, "exit")), 1, "exit snapshot via the installed shim")
+
+
+# ---------------------------------------------------------------------------
+# Usage and bad input
+
+@test
+def usage_errors_exit_2_with_one_line_and_the_usage():
+    for args, msg in [(["top"], "expected 1 snapshot file, got 0"),
+                      (["diff", "a"], "expected 2 snapshot files, got 1"),
+                      (["top", "--by", "nope", "x"], "--by must be lineno, filename, function or traceback, not 'nope'"),
+                      (["top", "--frob", "x"], "unknown option '--frob'"),
+                      (["top", "--cumulative", "--by", "traceback", "x"], "--cumulative cannot be used with --by traceback"),
+                      (["run"], "no command to run"),
+                      (["run", "--depth", "0", "--", "true"], "--depth takes 1 to 256, not '0'")]:
+        p = hd(*args)
+        eq(p.returncode, 2, f"exit status of {args}")
+        lines = p.stderr.splitlines()
+        eq(lines[0], f"heapdelta: {msg}", f"message for {args}")
+        eq(len(lines), 2, f"message and usage for {args}")
+        check(lines[1].startswith("usage: heapdelta "), lines[1])
+    p = hd("frobnicate")
+    eq(p.returncode, 2, "unknown command")
+    check(p.stderr.startswith("heapdelta: unknown command 'frobnicate'\n"), p.stderr)
+
+
+@test
+def help_describes_every_command_and_option():
+    for cmd in ("top", "diff", "run", "info"):
+        a, b = hd("help", cmd), hd(cmd, "--help")
+        eq(a.returncode, 0, f"help {cmd}")
+        eq(a.stdout, b.stdout, f"help {cmd} == {cmd} --help")
+        check(a.stdout.startswith("usage: heapdelta " + cmd), a.stdout)
+    text = hd("help", "top").stdout
+    for opt in ("--by", "--cumulative", "--limit", "--include", "--exclude", "--all-frames",
+                "--module", "--focus", "--ignore", "--format"):
+        check(opt in text, f"top --help mentions {opt}")
+    check("once per stack" in text, "--help says where --cumulative differs from tracemalloc")
+    eq(hd("--help").returncode, 0, "heapdelta --help")
+
+
+@test
+def bad_snapshot_files_get_one_line_and_exit_2():
+    d = tmpdir()
+    traced([os.path.join(BIN, "sites")], d)
+    good = open(snaps_of(d, "exit")[0], "rb").read()
+    cases = {
+        "empty": b"",
+        "random": os.urandom(3000),
+        "magic": b"NOTASNAP" + good[8:],
+        "future": good[:8] + (99).to_bytes(4, "little") + good[12:],
+        "trailing": good + b"x",
+    }
+    for cut in (1, 8, 15, 16, 40, len(good) // 3, len(good) // 2, len(good) - 17, len(good) - 1):
+        cases[f"cut{cut}"] = good[:cut]
+    # A count pointing past the end: the first section's length, made huge.
+    cases["count"] = good[:24] + (1 << 40).to_bytes(8, "little") + good[32:]
+    for name, data in cases.items():
+        path = os.path.join(d, f"bad-{name}.snap")
+        with open(path, "wb") as f:
+            f.write(data)
+        for cmd in (["top", path], ["diff", path, path], ["info", path]):
+            p = hd(*cmd)
+            eq(p.returncode, 2, f"exit status of {cmd[0]} on {name}")
+            lines = p.stderr.splitlines()
+            eq(len(lines), 1, f"one line for {name}: {p.stderr!r}")
+            check(lines[0].startswith(f"heapdelta: '{path}': byte "), f"{name}: {lines[0]}")
+    p = hd("top", os.path.join(d, "missing.snap"))
+    eq(p.returncode, 2, "missing file")
+    check(p.stderr.startswith("heapdelta: cannot open"), p.stderr)
+
+
+@test
+def snapshots_never_overwrite_and_never_follow_links():
+    d = tmpdir()
+    # A planted symlink at the temporary name of the next snapshot of a
+    # process is not followed: pid is unknown in advance, so plant one for
+    # every sequence of a process we control: run once to learn nothing
+    # else is written through it.
+    target = os.path.join(d, "victim")
+    with open(target, "w") as f:
+        f.write("precious")
+    p = subprocess.Popen([os.path.join(BIN, "triggers"), "0.5"],
+                         env={**os.environ, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": d},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Plant links for this pid's exit snapshot under its final and temporary names.
+    for seq in range(1, 6):
+        for name in (f".heapdelta.{p.pid}.{seq}.exit.tmp", f"heapdelta.{p.pid}.{seq}.exit.snap"):
+            try:
+                os.symlink(target, os.path.join(d, name))
+            except FileExistsError:
+                pass
+    p.communicate(timeout=30)
+    eq(open(target).read(), "precious", "the link target is untouched")
+    exits = [s for s in snaps_of(d, "exit") if not os.path.islink(s)]
+    eq(len(exits), 1, f"one exit snapshot under a free name: {os.listdir(d)}")
+
+
+def main():
+    only = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
+    passed = failed = 0
+    for fn in TESTS:
+        if only and only not in fn.__name__:
+            continue
+        name = fn.__name__.replace("_", " ")
+        t0 = time.time()
+        try:
+            fn()
+        except Exception as e:  # a failing test reports and the run goes on
+            failed += 1
+            detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
+            print(f"FAIL - e2e: {name}\n  {detail}")
+        else:
+            passed += 1
+            print(f"ok - e2e: {name} ({time.time() - t0:.1f}s)")
+        sys.stdout.flush()
+    print(f"# {passed} passed, {failed} failed")
+    for d in TMPS:
+        shutil.rmtree(d, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
