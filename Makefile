@@ -3,7 +3,6 @@
 #   make            build/libheapdelta.so and build/heapdelta
 #   make demo       install missing build dependencies, build, run the demo
 #   make test       install missing test dependencies, build, run every test
-#   make bench      the side-by-side benchmark against heaptrack
 #   make install    PREFIX=/usr/local DESTDIR= (shim, command, header)
 
 PREFIX  ?= /usr/local
@@ -61,11 +60,6 @@ test:
 	$(MAKE) test-build
 	tests/run
 
-bench:
-	scripts/deps.sh bench
-	$(MAKE) all
-	scripts/bench.sh
-
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/heapdelta $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(B)/heapdelta $(DESTDIR)$(PREFIX)/bin/heapdelta
@@ -75,7 +69,7 @@ install: all
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps demo test bench install clean
+.PHONY: all deps demo test install clean
 
 # ---- tests -------------------------------------------------------------
 # Fixtures are built the way users build: -O2 -g, no frame pointers forced.

@@ -200,10 +200,14 @@ static const char *die_linkage_name(Dwarf_Die *die)
 	return n;
 }
 
-/* file made absolute against the compilation directory, "/./" folded. */
+/* file made absolute against the compilation directory, "/./" folded.
+ * libdw has joined some relative names with the compilation directory
+ * already (DWARF 5 directory 0): those start with it and are kept. */
 static char *absolute(const char *file, const char *comp_dir)
 {
-	char *p = file[0] == '/' || !comp_dir || !*comp_dir ? xstrdup(file) : xasprintf("%s/%s", comp_dir, file);
+	int joined = comp_dir && strncmp(file, comp_dir, strlen(comp_dir)) == 0;
+	char *p = file[0] == '/' || !comp_dir || !*comp_dir || joined ? xstrdup(file)
+								    : xasprintf("%s/%s", comp_dir, file);
 	char *dot;
 
 	while ((dot = strstr(p, "/./")))
