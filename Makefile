@@ -75,7 +75,7 @@ clean:
 # Fixtures are built the way users build: -O2 -g, no frame pointers forced.
 T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
-            $(T)/sites_fp
+            $(T)/sites_fp $(T)/bindings $(T)/heapdelta_asan
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
 UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/fuzz_reader
@@ -105,6 +105,10 @@ $(T)/unit_tables_tsan: $(TABLE_SRC) shim/internal.h tests/unit/testhelp.h | $(T)
 $(T)/unit_reader: $(UNIT_AN_SRC) tests/unit/test_reader.c analyzer/snapshot.h tests/unit/testhelp.h | $(T)
 	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Ianalyzer -Itests/unit -o $@ \
 		$(UNIT_AN_SRC) tests/unit/test_reader.c -lm
+
+# The whole analyzer under ASan/UBSan, for the end-to-end tests.
+$(T)/heapdelta_asan: $(AN_SRC) $(wildcard analyzer/*.h) shim/hd_format.h | $(T)
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Ianalyzer -o $@ $(AN_SRC) $(AN_LIBS)
 
 $(T)/fuzz_reader: $(UNIT_AN_SRC) tests/fuzz/fuzz_reader.c | $(T)
 	clang -std=gnu11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Ishim -Ianalyzer -o $@ \

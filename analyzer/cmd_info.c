@@ -18,6 +18,15 @@ static const char *const meta_names[HD_META_NFIELDS] = {
 	"untracked_allocs",
 };
 
+static unsigned truncated_stacks(const struct snapshot *s)
+{
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < s->nstacks; i++)
+		n += (s->stacks[i].flags & HD_STACK_TRUNCATED) != 0;
+	return n;
+}
+
 static void print_text(const struct snapshot *s)
 {
 	printf("%s:\n", s->path);
@@ -31,7 +40,7 @@ static void print_text(const struct snapshot *s)
 	for (int i = 0; i < HD_META_NFIELDS; i++)
 		if (i != HD_META_TRIGGER && i != HD_META_UNWINDER)
 			printf("  %s: %" PRIu64 "\n", meta_names[i], s->meta[i]);
-	printf("  stacks: %u\n  modules: %u\n", s->nstacks, s->nmodules);
+	printf("  stacks: %u (%u truncated)\n  modules: %u\n", s->nstacks, truncated_stacks(s), s->nmodules);
 	for (uint32_t i = 0; i < s->nmodules; i++) {
 		const struct hd_module *m = &s->modules[i];
 		printf("    0x%" PRIx64 " %s%s%s build-id ", m->base, m->path,
@@ -65,7 +74,8 @@ static void print_json(const struct snapshot *s, int first)
 	for (int i = 0; i < HD_META_NFIELDS; i++)
 		if (i != HD_META_TRIGGER && i != HD_META_UNWINDER)
 			strbuf_addf(&sb, ", \"%s\": %" PRIu64, meta_names[i], s->meta[i]);
-	strbuf_addf(&sb, ", \"stacks\": %u, \"modules\": [", s->nstacks);
+	strbuf_addf(&sb, ", \"stacks\": %u, \"truncated_stacks\": %u, \"modules\": [", s->nstacks,
+		    truncated_stacks(s));
 	for (uint32_t i = 0; i < s->nmodules; i++) {
 		const struct hd_module *m = &s->modules[i];
 		strbuf_adds(&sb, i ? ", {\"path\": " : "{\"path\": ");

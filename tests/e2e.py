@@ -296,6 +296,65 @@ def the_programs_own_handler_for_the_snapshot_signal_is_left_alone():
     eq(snaps_of(d, "signal"), [], "no signal snapshot")
 
 
+@test
+def program_bindings_stay_glibcs_and_exit_from_a_thread_writes_the_exit_snapshot():
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "bindings")], d)
+    eq(p.returncode, 3, f"exit status from the thread (stdout: {p.stdout})")
+    check(p.stdout.startswith("backtrace works"), p.stdout)
+    exits = snaps_of(d, "exit")
+    eq(len(exits), 1, "exit snapshots")
+    sites = by_site(top_json(exits[0]), "bindings.c")
+    eq((sites[markers("bindings.c")["thread_leak"]]["size"]), 4321, "block allocated by the exiting thread")
+
+
+@test
+def deep_stacks_are_cut_at_the_depth_and_marked_truncated():
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "grow")], d, "--depth", "2")
+    snap = snaps_of(d, "exit")[0]
+    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    eq(info["depth"], 2, "depth recorded")
+    check(info["truncated_stacks"] > 0, "some stacks are marked truncated")
+    r = top_json(snap)
+    check(all(len(s["traceback"]) <= 3 for s in r["stats"]), "at most 2 return addresses (+1 inline frame)")
+    check_sites(r, "grow.c", {"grow_a": (50000, 50)})
+
+
+@test
+def a_rebuilt_binary_is_reported_not_misattributed():
+    d = tmpdir()
+    prog = os.path.join(d, "prog")
+    shutil.copy(os.path.join(BIN, "sites"), prog)
+    out = os.path.join(d, "out")
+    traced([prog], out)
+    snap = snaps_of(out, "exit")[0]
+    shutil.copy(os.path.join(BIN, "grow"), prog)   # another build-id at the same path
+    p = hd("top", snap, "--limit", "0", "--format", "json")
+    eq(p.returncode, 0, "exit status")
+    check(f"heapdelta: warning: '{prog}' has changed since the snapshot was taken" in p.stderr, p.stderr)
+    r = json.loads(p.stdout)
+    mine = [s for s in r["stats"] if s["traceback"][0]["module"] == "prog"]
+    check(mine, "frames of the rebuilt binary are listed")
+    check(all(s["file"] is None and s["key"].startswith("prog+0x") for s in mine), [s["key"] for s in mine])
+
+
+@test
+def the_analyzer_under_asan_gives_the_same_reports():
+    d = tmpdir()
+    traced([os.path.join(BIN, "grow")], d)
+    traced([os.path.join(BIN, "sites_cpp")], d)
+    snaps = snaps_of(d, "api") + snaps_of(d, "exit")
+    asan = os.path.join(BIN, "heapdelta_asan")
+    cmds = [["top", snaps[-1], "--limit", "0"], ["top", snaps[-1], "--by", "traceback"],
+            ["top", snaps[-2], "--cumulative", "--format", "json"], ["diff", snaps[0], snaps[1], "--by", "function"],
+            ["info", *snaps]]
+    for cmd in cmds:
+        a, b = hd(*cmd), run([asan, *cmd])
+        eq(b.returncode, 0, f"asan {cmd}: {b.stderr[-2000:]}")
+        eq(b.stdout, a.stdout, f"output of {cmd}")
+
+
 # ---------------------------------------------------------------------------
 # diff
 
