@@ -31,7 +31,6 @@ static int (*unw_backtrace_fn)(void **, int);
 struct text_range { uintptr_t lo, hi; };
 static struct text_range self_text, unwind_text;
 
-static __thread uintptr_t tl_stack_lo __attribute__((tls_model("initial-exec")));
 static __thread uintptr_t tl_stack_hi __attribute__((tls_model("initial-exec")));
 
 struct range_query { uintptr_t base; struct text_range *out; };
@@ -98,24 +97,31 @@ static void thread_bounds(void)
 	tl_stack_hi = 1;   /* tried: do not try again */
 	if (pthread_getattr_np(pthread_self(), &attr) != 0)
 		return;
-	if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
-		tl_stack_lo = (uintptr_t)addr;
+	if (pthread_attr_getstack(&attr, &addr, &size) == 0)
 		tl_stack_hi = (uintptr_t)addr + size;
-	}
 	pthread_attr_destroy(&attr);
 }
 
-/* Walk the frame-pointer chain: exact only when every frame keeps one. */
+/* Walk the frame-pointer chain: exact only when every frame keeps one.
+ * In code built without frame pointers rbp holds anything, so every frame
+ * address is checked before it is read: it must lie between our own frame
+ * (everything above the current stack pointer is mapped) and the top of the
+ * thread's stack, and must grow.  The bottom of the stack as pthread
+ * reports it is not a safe bound: the main thread's stack is mapped only as
+ * far down as it has grown. */
 static int __attribute__((noinline)) fp_walk(uintptr_t *out, int cap)
 {
 	const uintptr_t *fp = __builtin_frame_address(0);
+	uintptr_t lo = (uintptr_t)fp;
 	int n = 0;
 
 	if (!tl_stack_hi)
 		thread_bounds();
+	if (tl_stack_hi < lo + 16)
+		return 0;   /* bounds unknown (or an alternate signal stack): read nothing */
 	while (n < cap) {
 		uintptr_t f = (uintptr_t)fp;
-		if (f & 7 || f < tl_stack_lo || f + 16 > tl_stack_hi)
+		if (f & 7 || f < lo || f > tl_stack_hi - 16)   /* no overflow near 2^64 */
 			break;
 		uintptr_t ret = fp[1];
 		if (!ret)

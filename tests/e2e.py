@@ -185,6 +185,17 @@ def frame_pointer_mode_gives_the_same_sites():
 
 
 @test
+def frame_pointer_mode_never_crashes_a_program_built_without_them():
+    # python3 is built without frame pointers: rbp holds arbitrary values.
+    script = "d={str(i):[i]*3 for i in range(100000)}\nprint(len(d))"
+    env = {**os.environ, "PYTHONMALLOC": "malloc"}
+    for _ in range(3):
+        d = tmpdir()
+        p, _ = traced(["/usr/bin/python3", "-c", script], d, "--unwind", "fp", env=env)
+        eq((p.returncode, p.stdout), (0, "100000\n"), "python3 under the frame-pointer unwinder")
+
+
+@test
 def top_text_is_tracemalloc_format_exactly():
     d = tmpdir()
     p, _ = traced([os.path.join(BIN, "sites")], d)
