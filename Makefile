@@ -21,7 +21,7 @@ BASE    := -std=gnu11 $(WARN) -D_GNU_SOURCE
 SHIM_CFLAGS := $(BASE) $(CFLAGS) -fPIC -fvisibility=hidden -ftls-model=initial-exec \
                -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
                -fno-omit-frame-pointer -Ishim
-SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/stacks.c shim/live.c \
+SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
                shim/modules.c shim/snapshot.c
 SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
 

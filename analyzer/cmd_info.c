@@ -15,7 +15,7 @@ static const char *const meta_names[HD_META_NFIELDS] = {
 	"wall_ns", "mono_ns", "start_mono_ns", "live_bytes", "live_count", "peak_bytes",
 	"peak_since_prev", "alloc_bytes", "alloc_count", "free_bytes", "free_count",
 	"unknown_frees", "dropped_allocs", "dropped_stacks", "rss_bytes", "shim_bytes",
-	"untracked_allocs",
+	"untracked_allocs", "unwind_fallbacks", "unwind_checked", "unwind_mismatches",
 };
 
 static unsigned truncated_stacks(const struct snapshot *s)

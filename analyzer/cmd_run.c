@@ -193,8 +193,8 @@ int cmd_run(int argc, char **argv)
 			depth = optarg;
 			break;
 		case O_UNWIND:
-			if (strcmp(optarg, "fp") && strcmp(optarg, "libunwind"))
-				return usage_error("run", "--unwind must be fp or libunwind, not '%s'", optarg);
+			if (strcmp(optarg, "fp") && strcmp(optarg, "libunwind") && strcmp(optarg, "cfi"))
+				return usage_error("run", "--unwind must be cfi, libunwind or fp, not '%s'", optarg);
 			unwind = optarg;
 			break;
 		case O_SIGNAL: sig = optarg; break;

@@ -38,14 +38,16 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "run", cmd_run,
-	  "heapdelta run [-o DIR] [--interval S] [--depth N] [--unwind fp|libunwind] [--signal SIG] [--no-children] -- CMD [ARGS...]",
+	  "heapdelta run [-o DIR] [--interval S] [--depth N] [--unwind cfi|libunwind|fp] [--signal SIG] [--no-children] -- CMD [ARGS...]",
 	  "run a program with the shim preloaded; snapshots go to DIR",
 	  "  -o, --out DIR       where snapshots are written (default: the current\n"
 	  "                      directory; created if missing)\n"
 	  "  --interval S        also write a snapshot every S seconds (fractions allowed)\n"
 	  "  --depth N           frames kept per stack, 1 to 256 (default 32)\n"
-	  "  --unwind MODE       libunwind (default; exact without frame pointers) or fp\n"
-	  "                      (frame pointers: faster, for programs built with them)\n"
+	  "  --unwind MODE       cfi (default): heapdelta's cached .eh_frame unwinder, exact\n"
+	  "                      without frame pointers, libunwind where it cannot follow;\n"
+	  "                      libunwind: libunwind's unw_backtrace for every stack;\n"
+	  "                      fp: frame pointers, for programs built with them\n"
 	  "  --signal SIG        snapshot signal (default USR2; 0 disables)\n"
 	  "  --no-children       do not trace programs that CMD executes\n"
 	  "\n"

@@ -2,20 +2,29 @@
  * capture.c - the current thread's call stack as return addresses.  The only
  * file that knows libunwind.
  *
- * libunwind is loaded with dlopen(RTLD_LOCAL) rather than linked: linking
- * would put its `backtrace` and `_Unwind_*` exports in the global scope,
- * where they could replace the program's own (C++ exceptions, glibc's
- * backtrace).  We call unw_backtrace(), its fast path (a per-thread cache of
- * frame rules keyed by return address), never the unw_step() loop, which
- * makes two sigprocmask calls per frame.
+ * Three unwinders:
+ *  - cfi (default): our own, driven by .eh_frame rules cached per return
+ *    address (cfi.c), exact on code built without frame pointers.  On top of
+ *    the rule cache it reuses the outer part of the thread's previous stack:
+ *    once the unwind reaches a frame whose (ip, sp, rbp) equals a frame of
+ *    the previous stack, and every stack slot the previous unwind read from
+ *    there outwards (return addresses, saved rbp) still holds the same value,
+ *    the rest of the walk would read the same values and compute the same
+ *    frames, so they are copied instead.  Any rule it cannot interpret, or a
+ *    frame outside the thread's stack (alternate signal stacks, coroutines),
+ *    hands the whole stack to libunwind.
+ *  - libunwind: unw_backtrace(), libunwind's fast path.  Loaded with
+ *    dlopen(RTLD_LOCAL): linking would put its `backtrace` and `_Unwind_*`
+ *    in the global scope, where they could replace the program's own.
+ *  - fp: the frame-pointer chain, for programs built with frame pointers.
+ * With HEAPDELTA_UNWIND_CHECK=1 every cfi stack is also unwound by libunwind
+ * and compared (the tests use this); libunwind's answer is recorded.
  *
- * Both unwinders run with hds_busy set by the caller: libunwind may call
- * malloc (its first call in a thread, .debug_frame loading), and those
- * allocations pass through unrecorded.
+ * Memory safety: every stack read is bounds-checked against [our own frame,
+ * top of the thread's stack]: everything in that range is mapped.
  *
- * The shim's own frames (this function, the recording function, the
- * interposed entry point) and libunwind's are cut from the front, so the
- * first frame returned is the return address into the allocation's caller.
+ * All of this runs with hds_busy set by the caller: libunwind and the
+ * loader may call malloc, and those calls pass through unrecorded.
  */
 #include "internal.h"
 
@@ -23,8 +32,10 @@
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define SKIP_SLACK 8   /* room for our own frames at the top of the stack */
+#define CAP (HD_MAX_DEPTH + SKIP_SLACK + 1)
 
 static int (*unw_backtrace_fn)(void **, int);
 
@@ -32,6 +43,8 @@ struct text_range { uintptr_t lo, hi; };
 static struct text_range self_text, unwind_text;
 
 static __thread uintptr_t tl_stack_hi __attribute__((tls_model("initial-exec")));
+
+/* ---- module text ranges ------------------------------------------------ */
 
 struct range_query { uintptr_t base; struct text_range *out; };
 
@@ -61,30 +74,40 @@ static void text_of(const void *addr, struct text_range *out)
 
 	if (!dladdr(addr, &dl))
 		return;
+	/* dladdr gives where the ELF header is mapped, dl_iterate_phdr the load
+	 * bias: equal for PIC libraries, whose first segment is at vaddr 0. */
 	q.base = (uintptr_t)dl.dli_fbase;
-	/* dladdr gives the ELF header address; dl_iterate_phdr the load bias.
-	 * For our own PIC library they are equal (first segment at vaddr 0). */
 	dl_iterate_phdr(find_text, &q);
-}
-
-int hds_capture_init(void)
-{
-	text_of((const void *)hds_capture, &self_text);
-
-	void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		return -1;
-	void *sym = dlsym(h, "unw_backtrace");
-	if (!sym)
-		return -1;
-	memcpy(&unw_backtrace_fn, &sym, sizeof sym);
-	text_of(sym, &unwind_text);
-	return 0;
 }
 
 static inline int in_range(const struct text_range *r, uintptr_t a)
 {
 	return a >= r->lo && a < r->hi;
+}
+
+/* ---- per-thread state --------------------------------------------------- */
+
+/* One frame as the cfi unwinder saw it: its registers, and the slots read
+ * to step out of it (address 0: none). */
+struct uframe {
+	uint64_t ip, sp, bp;
+	uint64_t ra_addr, ra_val, bp_addr, bp_val;
+};
+
+struct unwind_mem {
+	int n;                       /* frames of the previous stack */
+	int cut;                     /* it stopped at the cap, not at its end */
+	struct uframe rev[CAP];      /* previous stack, outermost first */
+	struct uframe scratch[CAP];  /* the stack being unwound, innermost first */
+};
+
+static __thread struct unwind_mem *tl_mem __attribute__((tls_model("initial-exec")));
+static pthread_key_t mem_key;
+static int mem_key_ok;
+
+static void mem_release(void *p)
+{
+	munmap(p, sizeof(struct unwind_mem));
 }
 
 /* Stack bounds of this thread, once per thread. */
@@ -102,13 +125,31 @@ static void thread_bounds(void)
 	pthread_attr_destroy(&attr);
 }
 
-/* Walk the frame-pointer chain: exact only when every frame keeps one.
- * In code built without frame pointers rbp holds anything, so every frame
+int hds_capture_init(void)
+{
+	text_of((const void *)hds_capture, &self_text);
+	mem_key_ok = pthread_key_create(&mem_key, mem_release) == 0;
+	if (hds_cfi_init() < 0)
+		return -1;
+
+	void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return -1;
+	void *sym = dlsym(h, "unw_backtrace");
+	if (!sym)
+		return -1;
+	memcpy(&unw_backtrace_fn, &sym, sizeof sym);
+	text_of(sym, &unwind_text);
+	return 0;
+}
+
+/* ---- frame pointers ----------------------------------------------------- */
+
+/* In code built without frame pointers rbp holds anything, so every frame
  * address is checked before it is read: it must lie between our own frame
- * (everything above the current stack pointer is mapped) and the top of the
- * thread's stack, and must grow.  The bottom of the stack as pthread
- * reports it is not a safe bound: the main thread's stack is mapped only as
- * far down as it has grown. */
+ * and the top of the thread's stack, and must grow.  (The bottom of the
+ * stack as pthread reports it is no bound: the main thread's stack is
+ * mapped only as far down as it has grown.) */
 static int __attribute__((noinline)) fp_walk(uintptr_t *out, int cap)
 {
 	const uintptr_t *fp = __builtin_frame_address(0);
@@ -135,17 +176,173 @@ static int __attribute__((noinline)) fp_walk(uintptr_t *out, int cap)
 	return n;
 }
 
-int hds_capture(uintptr_t *out, int max, int *truncated)
-{
-	uintptr_t buf[HD_MAX_DEPTH + SKIP_SLACK + 1];
-	int want = max + SKIP_SLACK + 1, n, skip = 0;
+/* ---- the cfi unwinder --------------------------------------------------- */
 
-	if (hds.cfg.unwinder == HD_UNWIND_LIBUNWIND && unw_backtrace_fn)
-		n = unw_backtrace_fn((void **)buf, want);
-	else
-		n = fp_walk(buf, want);
+static inline int readable(uint64_t a, uint64_t lo, uint64_t hi)
+{
+	return !(a & 7) && a >= lo && a <= hi - 8;
+}
+
+/* Are the slots that the previous unwind read from frame k outwards
+ * unchanged?  All of them lie above frame k's sp, itself above us. */
+static int outer_unchanged(const struct unwind_mem *m, int k, uint64_t lo, uint64_t hi)
+{
+	for (int i = m->n - 1 - k; i >= 0; i--) {
+		const struct uframe *f = &m->rev[i];
+		if (f->ra_addr && (!readable(f->ra_addr, lo, hi) || *(const uint64_t *)f->ra_addr != f->ra_val))
+			return 0;
+		if (f->bp_addr && (!readable(f->bp_addr, lo, hi) || *(const uint64_t *)f->bp_addr != f->bp_val))
+			return 0;
+	}
+	return 1;
+}
+
+/* Unwind into out[0..want).  Returns the number of frames, or -1 when the
+ * stack must go to libunwind. */
+static int __attribute__((noinline)) cfi_walk(uintptr_t *out, int want)
+{
+	struct unwind_mem *m = tl_mem;
+
+	if (!m) {
+		m = tl_mem = hds_map(sizeof *m);
+		if (!m)
+			return -1;
+		if (mem_key_ok)
+			pthread_setspecific(mem_key, m);
+	}
+	if (!tl_stack_hi)
+		thread_bounds();
+
+	const uint64_t *fp = __builtin_frame_address(0);
+	uint64_t lo = (uint64_t)fp, hi = tl_stack_hi;
+	if (hi < lo + 16)
+		return -1;
+	/* This function keeps a frame pointer: its caller's registers are
+	 * known without any rule. */
+	uint64_t ip = fp[1], sp = (uint64_t)fp + 16, bp = fp[0];
+	int j = 0, k = 0;   /* k: cursor into the previous stack, innermost first */
+
+	for (;;) {
+		struct uframe *f = &m->scratch[j];
+		f->ip = ip;
+		f->sp = sp;
+		f->bp = bp;
+		f->ra_addr = f->bp_addr = 0;
+
+		/* Same frame as in the previous stack, with the same slots? */
+		while (k < m->n && m->rev[m->n - 1 - k].sp < sp)
+			k++;
+		if (k < m->n) {
+			const struct uframe *p = &m->rev[m->n - 1 - k];
+			if (p->sp == sp && p->ip == ip && p->bp == bp && (!m->cut || j >= k) &&
+			    outer_unchanged(m, k, lo, hi)) {
+				/* Keep rev[0 .. n-1-k] (the outer part, frame k
+				 * included); put the j new inner frames after it. */
+				int outer = m->n - k;
+				int total = outer + j;
+				if (total > want)
+					total = want;
+				for (int t = 0; t < j && t < want; t++)
+					out[t] = m->scratch[t].ip;
+				for (int t = j; t < total; t++)
+					out[t] = m->rev[m->n - 1 - (k + t - j)].ip;
+				if (outer + j <= CAP) {
+					for (int t = 0; t < j; t++)
+						m->rev[outer + j - 1 - t] = m->scratch[t];
+					m->n = outer + j;
+				} else {
+					m->n = 0;   /* too deep to keep: next time from scratch */
+				}
+				return total;
+			}
+		}
+
+		j++;
+		if (j == want)
+			break;
+		uint64_t rule = hds_cfi_rule(ip - 1);
+		int kind = hds_rule_kind(rule);
+		if (kind == (int)HDS_RULE_END || kind == (int)HDS_RULE_NONE)
+			break;   /* outermost frame, or code without CFI: the end */
+		if (kind == (int)HDS_RULE_UNSUPPORTED)
+			return -1;
+		uint64_t cfa = (hds_rule_cfa_rbp(rule) ? bp : sp) + (uint64_t)hds_rule_cfa_off(rule);
+		if (cfa <= sp || cfa > hi)
+			return -1;
+		f->ra_addr = cfa + (uint64_t)hds_rule_ra_off(rule);
+		if (!readable(f->ra_addr, lo, hi))
+			return -1;
+		f->ra_val = *(const uint64_t *)f->ra_addr;
+		if (hds_rule_rbp_saved(rule)) {
+			f->bp_addr = cfa + (uint64_t)hds_rule_rbp_off(rule);
+			if (!readable(f->bp_addr, lo, hi))
+				return -1;
+			f->bp_val = *(const uint64_t *)f->bp_addr;
+			bp = f->bp_val;
+		}
+		ip = f->ra_val;
+		sp = cfa;
+		if (!ip)
+			break;
+	}
+	/* No reuse: the new stack replaces the previous one. */
+	for (int t = 0; t < j; t++) {
+		out[t] = m->scratch[t].ip;
+		m->rev[j - 1 - t] = m->scratch[t];
+	}
+	m->n = j;
+	m->cut = j == want;
+	return j;
+}
+
+static int libunwind_walk(uintptr_t *buf, int want)
+{
+	return unw_backtrace_fn ? unw_backtrace_fn((void **)buf, want) : fp_walk(buf, want);
+}
+
+/* Index of the first frame that is neither ours nor libunwind's. */
+static int skip_own(const uintptr_t *buf, int n)
+{
+	int skip = 0;
+
 	while (skip < n && (in_range(&self_text, buf[skip]) || in_range(&unwind_text, buf[skip])))
 		skip++;
+	return skip;
+}
+
+int hds_capture(uintptr_t *out, int max, int *truncated)
+{
+	uintptr_t buf[CAP];
+	int want = max + SKIP_SLACK + 1, n = -1, skip;
+
+	switch (hds.cfg.unwinder) {
+	case HD_UNWIND_CFI:
+		n = cfi_walk(buf, want);
+		if (n < 0) {
+			atomic_add_relaxed(&hds.unwind_fallbacks, 1);
+			if (tl_mem)
+				tl_mem->n = 0;
+			n = libunwind_walk(buf, want);
+		} else if (hds.cfg.unwind_check && unw_backtrace_fn) {
+			uintptr_t ref[CAP];
+			int rn = libunwind_walk(ref, want);
+			int a = skip_own(buf, n), b = skip_own(ref, rn);
+			int na = n - a > max ? max : n - a, nb = rn - b > max ? max : rn - b;
+			atomic_add_relaxed(&hds.unwind_checked, 1);
+			if (na != nb || memcmp(buf + a, ref + b, sizeof *buf * (size_t)(na > 0 ? na : 0)) != 0) {
+				atomic_add_relaxed(&hds.unwind_mismatches, 1);
+				memcpy(buf, ref, sizeof *buf * (size_t)rn);
+				n = rn;
+			}
+		}
+		break;
+	case HD_UNWIND_LIBUNWIND:
+		n = libunwind_walk(buf, want);
+		break;
+	default:
+		n = fp_walk(buf, want);
+	}
+	skip = skip_own(buf, n);
 	n -= skip;
 	*truncated = n > max;
 	if (n > max)

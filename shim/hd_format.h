@@ -63,6 +63,9 @@ enum hd_meta {
 	HD_META_RSS_BYTES,        /* resident set size of the process */
 	HD_META_SHIM_BYTES,       /* resident memory of the shim's own tables */
 	HD_META_UNTRACKED_ALLOCS, /* allocations made while the shim itself was busy */
+	HD_META_UNWIND_FALLBACKS, /* stacks the fast unwinder handed to libunwind */
+	HD_META_UNWIND_CHECKED,   /* stacks compared with libunwind (check mode) */
+	HD_META_UNWIND_MISMATCHES,/* ... that differed */
 	HD_META_NFIELDS
 };
 
@@ -74,8 +77,9 @@ enum hd_trigger {
 };
 
 enum hd_unwinder {
-	HD_UNWIND_LIBUNWIND = 1,
-	HD_UNWIND_FP        = 2,
+	HD_UNWIND_LIBUNWIND = 1,  /* libunwind's unw_backtrace for every stack */
+	HD_UNWIND_FP        = 2,  /* frame pointers */
+	HD_UNWIND_CFI       = 3,  /* heapdelta's cached CFI unwinder, libunwind as fallback */
 };
 
 enum hd_flags {
@@ -116,6 +120,7 @@ static inline const char *hd_unwinder_name(uint64_t u)
 	switch (u) {
 	case HD_UNWIND_LIBUNWIND: return "libunwind";
 	case HD_UNWIND_FP:        return "fp";
+	case HD_UNWIND_CFI:       return "cfi";
 	}
 	return "unknown";
 }

@@ -206,7 +206,7 @@ static void config_load(struct hds_config *cfg)
 	const char *v;
 	unsigned long n;
 
-	cfg->unwinder = HD_UNWIND_LIBUNWIND;
+	cfg->unwinder = HD_UNWIND_CFI;
 	cfg->depth = 32;
 	cfg->interval_ns = 0;
 	cfg->signo = SIGUSR2;
@@ -216,9 +216,13 @@ static void config_load(struct hds_config *cfg)
 	if ((v = getenv("HEAPDELTA_UNWIND")) && *v) {
 		if (strcmp(v, "fp") == 0)
 			cfg->unwinder = HD_UNWIND_FP;
-		else if (strcmp(v, "libunwind") != 0)
-			hds_warn("HEAPDELTA_UNWIND must be 'libunwind' or 'fp'; using libunwind", v);
+		else if (strcmp(v, "libunwind") == 0)
+			cfg->unwinder = HD_UNWIND_LIBUNWIND;
+		else if (strcmp(v, "cfi") != 0)
+			hds_warn("HEAPDELTA_UNWIND must be 'cfi', 'libunwind' or 'fp'; using cfi", v);
 	}
+	if ((v = getenv("HEAPDELTA_UNWIND_CHECK")) && *v)
+		cfg->unwind_check = strcmp(v, "0") != 0;
 	if ((v = getenv("HEAPDELTA_DEPTH")) && *v) {
 		if (parse_uint(v, 1, HD_MAX_DEPTH, &n) == 0)
 			cfg->depth = (int)n;
@@ -371,10 +375,8 @@ void hds_init_core(void)
 		hds_warn("cannot map memory for the tables; not tracing", NULL);
 		goto out;
 	}
-	if (hds_capture_init() < 0 && hds.cfg.unwinder == HD_UNWIND_LIBUNWIND) {
-		hds_warn("libunwind.so.8 not found; falling back to frame pointers", NULL);
-		hds.cfg.unwinder = HD_UNWIND_FP;
-	}
+	if (hds_capture_init() < 0 && hds.cfg.unwinder != HD_UNWIND_FP)
+		hds_warn("libunwind.so.8 not found: stacks the CFI unwinder cannot follow use frame pointers", NULL);
 	read_process_identity();
 	if (!hds.cfg.children)
 		strip_from_ld_preload();

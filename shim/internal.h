@@ -54,6 +54,7 @@ struct hds_real {
 
 struct hds_config {
 	int      unwinder;        /* enum hd_unwinder */
+	int      unwind_check;    /* compare every stack with libunwind's (tests) */
 	int      depth;           /* frames kept per stack, 1..HD_MAX_DEPTH */
 	uint64_t interval_ns;     /* 0: no periodic snapshots */
 	int      signo;           /* 0: no snapshot signal */
@@ -84,6 +85,9 @@ struct hds_globals {
 	_Atomic uint64_t dropped_allocs;
 	_Atomic uint64_t dropped_stacks;
 	_Atomic uint64_t untracked_allocs;
+	_Atomic uint64_t unwind_fallbacks;   /* stacks our unwinder handed to libunwind */
+	_Atomic uint64_t unwind_checked;     /* HEAPDELTA_UNWIND_CHECK: stacks compared */
+	_Atomic uint64_t unwind_mismatches;  /* ... that differed from libunwind's */
 
 	uint64_t start_mono_ns;
 	int pid;                           /* refreshed in the child after fork */
@@ -115,6 +119,48 @@ HDS_HIDDEN void hds_note_peak(int64_t live);
  * libunwind, the loader, ourselves) are passed through unrecorded.  Also set
  * for the duration of a snapshot in the writing thread. */
 HDS_HIDDEN extern __thread int hds_busy __attribute__((tls_model("initial-exec")));
+
+/* ---- cfi.c: frame rules from .eh_frame, cached by return address -------- */
+
+/* A frame rule, packed into 64 bits for the cache (see hds_rule_pack). */
+struct hds_rule {
+	int cfa_rbp;        /* CFA = rbp + cfa_off (else rsp + cfa_off) */
+	int64_t cfa_off;
+	int end;            /* the return address is undefined: outermost frame */
+	int64_t ra_off;     /* RA = *(CFA + ra_off) */
+	int rbp_saved;      /* rbp = *(CFA + rbp_off) (else unchanged) */
+	int64_t rbp_off;
+	int bad;            /* not expressible: use libunwind */
+};
+
+#define HDS_RULE_NONE        UINT64_C(1)   /* no CFI covers the address */
+#define HDS_RULE_UNSUPPORTED UINT64_C(2)   /* CFI we do not interpret */
+#define HDS_RULE_END         UINT64_C(3)   /* outermost frame */
+
+static inline uint64_t hds_rule_pack(const struct hds_rule *r)
+{
+	if (r->bad || r->cfa_off != (int32_t)r->cfa_off || r->ra_off % 8 || r->rbp_off % 8 ||
+	    r->ra_off / 8 != (int8_t)(r->ra_off / 8) || r->rbp_off / 8 != (int8_t)(r->rbp_off / 8))
+		return HDS_RULE_UNSUPPORTED;
+	if (r->end)
+		return HDS_RULE_END;
+	return (uint64_t)(r->cfa_rbp ? 4 : 0) | (uint64_t)(r->rbp_saved ? 8 : 0) |
+	       (uint64_t)(uint8_t)(int8_t)(r->ra_off / 8) << 16 |
+	       (uint64_t)(uint8_t)(int8_t)(r->rbp_off / 8) << 24 |
+	       (uint64_t)(uint32_t)(int32_t)r->cfa_off << 32;
+}
+
+static inline int hds_rule_kind(uint64_t v) { return (int)(v & 3); }   /* 0: a normal rule */
+static inline int hds_rule_cfa_rbp(uint64_t v) { return (v & 4) != 0; }
+static inline int hds_rule_rbp_saved(uint64_t v) { return (v & 8) != 0; }
+static inline int64_t hds_rule_ra_off(uint64_t v) { return (int64_t)(int8_t)(v >> 16) * 8; }
+static inline int64_t hds_rule_rbp_off(uint64_t v) { return (int64_t)(int8_t)(v >> 24) * 8; }
+static inline int64_t hds_rule_cfa_off(uint64_t v) { return (int64_t)(int32_t)(v >> 32); }
+
+HDS_HIDDEN int hds_cfi_init(void);
+/* The rule for code address pc (a return address minus one). */
+HDS_HIDDEN uint64_t hds_cfi_rule(uint64_t pc);
+HDS_HIDDEN uint64_t hds_cfi_resident(void);
 
 /* ---- capture.c: the only file that includes libunwind ------------------- */
 

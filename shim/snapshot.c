@@ -227,8 +227,12 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 	f[HD_META_DROPPED_ALLOCS] = atomic_load_relaxed(&hds.dropped_allocs);
 	f[HD_META_DROPPED_STACKS] = atomic_load_relaxed(&hds.dropped_stacks);
 	f[HD_META_RSS_BYTES] = read_rss();
-	f[HD_META_SHIM_BYTES] = hds_stacks_resident() + hds_live_resident() + hds_modules_resident();
+	f[HD_META_SHIM_BYTES] = hds_stacks_resident() + hds_live_resident() + hds_modules_resident() +
+				hds_cfi_resident();
 	f[HD_META_UNTRACKED_ALLOCS] = atomic_load_relaxed(&hds.untracked_allocs);
+	f[HD_META_UNWIND_FALLBACKS] = atomic_load_relaxed(&hds.unwind_fallbacks);
+	f[HD_META_UNWIND_CHECKED] = atomic_load_relaxed(&hds.unwind_checked);
+	f[HD_META_UNWIND_MISMATCHES] = atomic_load_relaxed(&hds.unwind_mismatches);
 
 	out_section(o, HD_SEC_META, sizeof f);
 	for (int i = 0; i < HD_META_NFIELDS; i++)

@@ -505,6 +505,38 @@ def gcc_compiles_identically():
     check("cc1" in progs, f"cc1 (a child of gcc) was traced: {progs} {names}")
 
 
+@test
+def the_cfi_unwinder_matches_libunwind_frame_for_frame():
+    """HEAPDELTA_UNWIND_CHECK=1 unwinds every stack both ways and counts
+    differences; real programs and the fixtures must have none."""
+    d = tmpdir()
+    src = os.path.join(d, "unit.c")
+    with open(src, "w") as f:
+        f.write("".join(f"static int f{i}(int x) {{ return x * {i}; }}\nint g{i}(int y) {{ return f{i}(y) + {i}; }}\n"
+                        for i in range(200)))
+    env = {**os.environ, "HEAPDELTA_UNWIND_CHECK": "1", "PYTHONMALLOC": "malloc"}
+    sql = "create table t(a,b);" + "".join(f"insert into t values({i},'{i * 7}');" for i in range(500)) + "select count(*) from t;"
+    runs = [(["/usr/bin/python3", "-c", "import json; print(len(json.dumps({str(i): [i] * 5 for i in range(20000)})))"], None),
+            (["sqlite3", ":memory:"], sql),
+            (["perl", "-e", 'my %h; $h{$_} = [$_] for 1..50000; print scalar(keys %h), "\\n"'], None),
+            (["gcc", "-O2", "-c", src, "-o", os.path.join(d, "unit.o")], None),
+            ([os.path.join(BIN, "sites_cpp")], None),
+            ([os.path.join(BIN, "threads")], None)]
+    for cmd, stdin in runs:
+        out = tmpdir()
+        p = subprocess.run([HD, "run", "-o", out, "--", *cmd], env=env, input=stdin, capture_output=True, text=True,
+                           timeout=300)
+        eq(p.returncode, 0, f"{cmd[0]} exit status: {p.stderr[-500:]}")
+        checked = mismatched = 0
+        for s in snaps_of(out, "exit"):
+            info = json.loads(hd("info", "--format", "json", s).stdout)[0]
+            eq(info["unwinder"], "cfi", "default unwinder")
+            checked += info["unwind_checked"]
+            mismatched += info["unwind_mismatches"]
+        check(checked > 1000, f"{cmd[0]}: only {checked} stacks compared")
+        eq(mismatched, 0, f"{cmd[0]}: stacks that differ from libunwind's (of {checked})")
+
+
 # ---------------------------------------------------------------------------
 # heapdelta run
 
