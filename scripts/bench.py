@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""heapdelta's benchmark: real, unmodified, allocation-heavy programs and a
+synthetic multi-threaded churn program, each run untraced, under heaptrack
+(its whole pipeline) and under heapdelta, interleaved, RUNS times each.
+
+Prints a markdown table of median ratios to the untraced run (wall time, CPU
+time of the whole process tree, peak RSS of its largest process), the sizes
+of what each tool wrote, and whether the program's output under heapdelta
+was identical.  Also writes it to build/bench/results.md.
+
+    scripts/bench.py [--runs N] [--only NAME] [--modes untraced,heaptrack,...]
+
+Run by `make bench`.
+"""
+import argparse
+import glob
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+WORK = os.path.join(BUILD, "bench")
+SHIM = os.path.join(BUILD, "libheapdelta.so")
+HD = os.path.join(BUILD, "heapdelta")
+HEAPTRACK_AS_LIMIT = 8 << 30   # heaptrack's analysis can grow without bound
+
+
+def generate_inputs():
+    os.makedirs(WORK, exist_ok=True)
+    with open(os.path.join(WORK, "alloc.py"), "w") as f:
+        f.write("import collections, json\n"
+                "d = {}\n"
+                "for i in range(260000):\n"
+                "    d[str(i)] = [i, str(i * 2), (i, i + 1), {'k': i}]\n"
+                "s = json.dumps(list(d.items())[:60000])\n"
+                "c = collections.Counter(x % 1000 for x in range(600000))\n"
+                "words = ' '.join(str(i) for i in range(200000)).split()\n"
+                "print(len(s), len(c), len(words))\n")
+    with open(os.path.join(WORK, "load.sql"), "w") as f:
+        f.write("create table t(a integer primary key, b text, c real);\ncreate index tb on t(b);\n")
+        f.write("begin;\n")
+        for i in range(60000):
+            f.write(f"insert into t(b, c) values('{'k%07d' % ((i * 7919) % 100003)}-{'x' * (i % 40)}', {i * 0.5});\n")
+        f.write("commit;\n")
+        f.write("select count(*), sum(length(b)) from t;\n")
+        f.write("select b, count(*) from t group by substr(b, 1, 4) order by 2 desc limit 5;\n")
+        f.write("create table u as select a, upper(b) as b from t where a % 3 = 0;\n")
+        f.write("select count(*) from t join u using (a);\n")
+    with open(os.path.join(WORK, "gen.c"), "w") as f:
+        f.write("#include <stddef.h>\n")
+        for i in range(700):
+            f.write(f"struct s{i} {{ int a; long b[{i % 7 + 1}]; struct s{i} *next; }};\n"
+                    f"static int helper{i}(struct s{i} *p, int n) {{ int t = 0; for (int k = 0; k < n; k++) "
+                    f"{{ t += p->a * k + (int)p->b[k % {i % 7 + 1}]; if (t > {i}) t -= {i % 13 + 1}; }} return t; }}\n"
+                    f"int api{i}(struct s{i} *p) {{ return p ? helper{i}(p, {i % 17 + 3}) + "
+                    f"api{max(i - 1, 0)}((void *)0) : {i}; }}\n")
+    with open(os.path.join(WORK, "gen.cpp"), "w") as f:
+        f.write("#include <vector>\n#include <string>\n#include <map>\n")
+        for i in range(900):
+            f.write(f"namespace n{i % 17} {{ template <typename T> class Widget{i} : public std::vector<T> {{ public: "
+                    f"Widget{i}(int a,int b):x(a),y(b){{}} int sum() const {{ int t=0; for(auto v:*this) t+=v*{i}; "
+                    f"return t+x*y; }} std::map<std::string,int> m; private: int x; int y; }}; }}\n"
+                    f"int use{i}() {{ n{i % 17}::Widget{i}<int> w({i},{i + 1}); w.push_back({i}); "
+                    f"return w.sum(); }}\n")
+    with open(os.path.join(WORK, "work.pl"), "w") as f:
+        f.write("my %h; my @a;\n"
+                "for my $i (1..300000) { my $k = 'key' . ($i % 50000); $h{$k} .= chr(65 + $i % 26); "
+                "push @a, [$i, $k] if $i % 3 == 0; }\n"
+                "my $n = 0; for my $r (@a) { $n += length($h{$r->[1]}); }\n"
+                "my @s = sort { $a cmp $b } keys %h; my $j = join(',', @s[0..9]);\n"
+                "(my $t = $j) =~ s/key/K/g; print scalar(@a), ' ', $n, ' ', $t, \"\\n\";\n")
+    for name, extra in (("churn", []), ("churn-fp", ["-fno-omit-frame-pointer"])):
+        subprocess.run(["cc", "-O2", "-g", "-pthread", *extra, "-o", os.path.join(WORK, name),
+                        os.path.join(ROOT, "scripts", "bench", "churn.c")], check=True)
+
+
+def workloads():
+    cc1 = subprocess.run(["gcc", "-print-prog-name=cc1"], capture_output=True, text=True).stdout.strip()
+    w = os.path.join
+    return [
+        ("python3", ["/usr/bin/python3", w(WORK, "alloc.py")], {"PYTHONMALLOC": "malloc"}, None, False),
+        ("sqlite3", ["sqlite3", ":memory:"], {}, w(WORK, "load.sql"), False),
+        ("cc1", [cc1, "-quiet", "-O2", w(WORK, "gen.c"), "-o", w(WORK, "gen.s")], {}, None, False),
+        ("clang-format", ["clang-format", w(WORK, "gen.cpp")], {}, None, False),
+        ("perl", ["perl", w(WORK, "work.pl")], {}, None, False),
+        ("churn, 2 threads", [w(WORK, "churn"), "1000000", "2"], {}, None, False),
+        ("churn, 2 threads, fp build", [w(WORK, "churn-fp"), "1000000", "2"], {}, None, True),
+    ]
+
+
+def measure(cmd, env, stdin_path, limit_as=None, timeout=600):
+    """Run cmd; return wall, CPU (user+sys of the tree), max RSS (KiB),
+    stdout bytes and the exit status."""
+    out = tempfile.TemporaryFile()
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+
+    def limits():
+        if limit_as:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
+
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL, env=env, preexec_fn=limits)
+    deadline = t0 + timeout
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            p.kill()
+            pid, status, ru = os.wait4(p.pid, 0)
+            break
+        time.sleep(0.002)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out.seek(0)
+    data = out.read()
+    if stdin_path:
+        stdin.close()
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, data, p.returncode
+
+
+def dir_size(pattern):
+    return sum(os.path.getsize(f) for f in glob.glob(pattern))
+
+
+def fmt_ratio(v):
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def fmt_size(n):
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only")
+    ap.add_argument("--modes", default="untraced,heaptrack,heapdelta,heapdelta-fp")
+    args = ap.parse_args()
+    modes = args.modes.split(",")
+    generate_inputs()
+    base_env = dict(os.environ)
+    rows = []
+    for name, cmd, extra_env, stdin_path, fp_build in workloads():
+        if args.only and args.only not in name:
+            continue
+        env = {**base_env, **extra_env}
+        wl_modes = [m for m in modes if m != "heapdelta-fp" or fp_build]
+        res = {m: [] for m in wl_modes}
+        outputs, status, sizes, died = {}, {}, {}, {}
+        for run in range(args.runs):
+            for mode in wl_modes:   # interleaved: one run of each mode per round
+                odir = tempfile.mkdtemp(prefix="hd-bench-")
+                limit = None
+                if mode == "untraced":
+                    c, e = cmd, env
+                elif mode == "heaptrack":
+                    c, e = ["heaptrack", "-o", os.path.join(odir, "ht"), *cmd], env
+                    limit = HEAPTRACK_AS_LIMIT
+                else:
+                    c = cmd
+                    e = {**env, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": odir}
+                    if mode == "heapdelta-fp":
+                        e["HEAPDELTA_UNWIND"] = "fp"
+                wall, cpu, rss, data, rc = measure(c, e, stdin_path, limit)
+                if mode == "heaptrack":
+                    size = dir_size(os.path.join(odir, "ht*"))
+                    if rc != 0 or size == 0:
+                        died[mode] = True
+                else:
+                    size = dir_size(os.path.join(odir, "heapdelta.*.snap")) if mode != "untraced" else 0
+                    outputs.setdefault(mode, data)
+                    if data != outputs.get("untraced", data) or rc != status.get("untraced", rc):
+                        outputs[mode] = None   # differs from the untraced run
+                    status.setdefault(mode, rc)
+                sizes.setdefault(mode, []).append(size)
+                res[mode].append((wall, cpu, rss))
+                shutil.rmtree(odir, ignore_errors=True)
+                print(f"  {name:28} {mode:13} run {run + 1}: {wall:6.2f}s cpu {cpu:6.2f}s rss {rss / 1024:7.1f} MiB"
+                      f"{'  (died)' if died.get(mode) and mode == 'heaptrack' else ''}", file=sys.stderr)
+        med = {m: tuple(statistics.median(x[i] for x in res[m]) for i in range(3)) for m in wl_modes}
+        base = med["untraced"]
+        ratio = {m: tuple(med[m][i] / base[i] for i in range(3)) for m in wl_modes}
+        rows.append((name, base, ratio, {m: statistics.median(sizes[m]) for m in wl_modes}, died,
+                     {m: outputs.get(m) is not None for m in wl_modes if m.startswith("heapdelta")}))
+
+    lines = ["| workload | untraced | heaptrack wall | heapdelta wall | fp wall | overhead vs heaptrack's "
+             "| heaptrack CPU | heapdelta CPU | heaptrack RSS | heapdelta RSS | heaptrack output | snapshots | output identical |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+    for name, base, ratio, sizes, died, same in rows:
+        ht = ratio.get("heaptrack")
+        hdm = ratio.get("heapdelta")
+        fp = ratio.get("heapdelta-fp")
+        if ht and hdm and not died.get("heaptrack"):
+            share = f"{(hdm[0] - 1) / (ht[0] - 1) * 100:.0f}%" if ht[0] > 1 else "-"
+            if fp:
+                share += f" (fp {(fp[0] - 1) / (ht[0] - 1) * 100:.0f}%)"
+        else:
+            share = "heaptrack died" if died.get("heaptrack") else "-"
+        htw = "died" if died.get("heaptrack") else fmt_ratio(ht and ht[0])
+        lines.append(f"| {name} | {base[0]:.2f}s | {htw} | {fmt_ratio(hdm and hdm[0])} | {fmt_ratio(fp and fp[0])} "
+                     f"| {share} | {fmt_ratio(ht and ht[1])} | {fmt_ratio(hdm and hdm[1])} "
+                     f"| {fmt_ratio(ht and ht[2])} | {fmt_ratio(hdm and hdm[2])} "
+                     f"| {fmt_size(sizes.get('heaptrack'))} | {fmt_size(sizes.get('heapdelta'))} "
+                     f"| {'yes' if all(same.values()) else 'NO'} |")
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(WORK, "results.md"), "w") as f:
+        f.write(f"{args.runs} runs per mode, interleaved; medians; ratios to the untraced run.\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
