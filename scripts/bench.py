@@ -4,7 +4,8 @@ synthetic multi-threaded churn program, each run untraced, under heaptrack
 (its whole pipeline) and under heapdelta, interleaved, RUNS times each.
 
 Prints a markdown table of median ratios to the untraced run (wall time, CPU
-time of the whole process tree, peak RSS of its largest process), the sizes
+time of the whole process tree, peak RSS of the whole process tree: heaptrack
+runs a second process), the sizes
 of what each tool wrote, and whether the program's output under heapdelta
 was identical.  Also writes it to build/bench/results.md.
 
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +47,7 @@ def generate_inputs():
     with open(os.path.join(WORK, "load.sql"), "w") as f:
         f.write("create table t(a integer primary key, b text, c real);\ncreate index tb on t(b);\n")
         f.write("begin;\n")
-        for i in range(60000):
+        for i in range(120000):
             f.write(f"insert into t(b, c) values('{'k%07d' % ((i * 7919) % 100003)}-{'x' * (i % 40)}', {i * 0.5});\n")
         f.write("commit;\n")
         f.write("select count(*), sum(length(b)) from t;\n")
@@ -54,7 +56,7 @@ def generate_inputs():
         f.write("select count(*) from t join u using (a);\n")
     with open(os.path.join(WORK, "gen.c"), "w") as f:
         f.write("#include <stddef.h>\n")
-        for i in range(700):
+        for i in range(260):
             f.write(f"struct s{i} {{ int a; long b[{i % 7 + 1}]; struct s{i} *next; }};\n"
                     f"static int helper{i}(struct s{i} *p, int n) {{ int t = 0; for (int k = 0; k < n; k++) "
                     f"{{ t += p->a * k + (int)p->b[k % {i % 7 + 1}]; if (t > {i}) t -= {i % 13 + 1}; }} return t; }}\n"
@@ -70,7 +72,7 @@ def generate_inputs():
                     f"return w.sum(); }}\n")
     with open(os.path.join(WORK, "work.pl"), "w") as f:
         f.write("my %h; my @a;\n"
-                "for my $i (1..300000) { my $k = 'key' . ($i % 50000); $h{$k} .= chr(65 + $i % 26); "
+                "for my $i (1..900000) { my $k = 'key' . ($i % 50000); $h{$k} .= chr(65 + $i % 26); "
                 "push @a, [$i, $k] if $i % 3 == 0; }\n"
                 "my $n = 0; for my $r (@a) { $n += length($h{$r->[1]}); }\n"
                 "my @s = sort { $a cmp $b } keys %h; my $j = join(',', @s[0..9]);\n"
@@ -89,14 +91,33 @@ def workloads():
         ("cc1", [cc1, "-quiet", "-O2", w(WORK, "gen.c"), "-o", w(WORK, "gen.s")], {}, None, False),
         ("clang-format", ["clang-format", w(WORK, "gen.cpp")], {}, None, False),
         ("perl", ["perl", w(WORK, "work.pl")], {}, None, False),
-        ("churn, 2 threads", [w(WORK, "churn"), "1000000", "2"], {}, None, False),
-        ("churn, 2 threads, fp build", [w(WORK, "churn-fp"), "1000000", "2"], {}, None, True),
+        ("churn, 2 threads", [w(WORK, "churn"), "3000000", "2"], {}, None, False),
+        ("churn, 2 threads, fp build", [w(WORK, "churn-fp"), "3000000", "2"], {}, None, True),
     ]
 
 
+def tree_rss_kib(pid):
+    """Sum of VmRSS over pid and its descendants, in KiB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            pass
+    return total
+
+
 def measure(cmd, env, stdin_path, limit_as=None, timeout=600):
-    """Run cmd; return wall, CPU (user+sys of the tree), max RSS (KiB),
-    stdout bytes and the exit status."""
+    """Run cmd; return wall, CPU (user+sys of the tree), peak RSS in KiB (the
+    sum over the process tree, sampled every 10 ms, or the largest single
+    process if that is more), stdout bytes and the exit status."""
     out = tempfile.TemporaryFile()
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
 
@@ -106,6 +127,15 @@ def measure(cmd, env, stdin_path, limit_as=None, timeout=600):
 
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL, env=env, preexec_fn=limits)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], tree_rss_kib(p.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     deadline = t0 + timeout
     while True:
         pid, status, ru = os.wait4(p.pid, os.WNOHANG)
@@ -117,12 +147,14 @@ def measure(cmd, env, stdin_path, limit_as=None, timeout=600):
             break
         time.sleep(0.002)
     wall = time.perf_counter() - t0
+    done.set()
+    sampler.join()
     p.returncode = os.waitstatus_to_exitcode(status)
     out.seek(0)
     data = out.read()
     if stdin_path:
         stdin.close()
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, data, p.returncode
+    return wall, ru.ru_utime + ru.ru_stime, max(ru.ru_maxrss, peak[0]), data, p.returncode
 
 
 def dir_size(pattern):

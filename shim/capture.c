@@ -92,9 +92,15 @@ static inline int in_range(const struct text_range *r, uintptr_t a)
 struct uframe {
 	uint64_t ip, sp, bp;
 	uint64_t ra_addr, ra_val, bp_addr, bp_val;
+	int uses_bp;      /* its rule reads rbp (CFA = rbp + off) */
+	int needs_bp;     /* the walk from here outwards reads this frame's rbp
+			     before any frame restores it from the stack */
 };
 
+#define L1_RULES 512
+
 struct unwind_mem {
+	struct { uint64_t pc, rule; } l1[L1_RULES];   /* this thread's recent rules */
 	int n;                       /* frames of the previous stack */
 	int cut;                     /* it stopped at the cap, not at its end */
 	struct uframe rev[CAP];      /* previous stack, outermost first */
@@ -183,6 +189,36 @@ static inline int readable(uint64_t a, uint64_t lo, uint64_t hi)
 	return !(a & 7) && a >= lo && a <= hi - 8;
 }
 
+/* Plain stores: a struct assignment here compiles to `rep movs`, whose
+ * start-up cost dominated the whole capture. */
+static inline void uframe_copy(struct uframe *d, const struct uframe *f)
+{
+	d->ip = f->ip;
+	d->sp = f->sp;
+	d->bp = f->bp;
+	d->ra_addr = f->ra_addr;
+	d->ra_val = f->ra_val;
+	d->bp_addr = f->bp_addr;
+	d->bp_val = f->bp_val;
+	d->uses_bp = f->uses_bp;
+	d->needs_bp = f->needs_bp;
+}
+
+/* needs_bp of rev[from .. n-1], innermost last, given the frames outside. */
+static void mark_needs_bp(struct uframe *rev, int from, int n, int cut)
+{
+	for (int i = from; i < n; i++) {
+		struct uframe *f = &rev[i];
+		int outer = i ? rev[i - 1].needs_bp : cut;   /* beyond a cut: assume so */
+		if (f->uses_bp)
+			f->needs_bp = 1;
+		else if (f->bp_addr)
+			f->needs_bp = 0;   /* restores rbp before anything outside reads it */
+		else
+			f->needs_bp = f->ra_addr ? outer : 0;
+	}
+}
+
 /* Are the slots that the previous unwind read from frame k outwards
  * unchanged?  All of them lie above frame k's sp, itself above us. */
 static int outer_unchanged(const struct unwind_mem *m, int k, uint64_t lo, uint64_t hi)
@@ -197,9 +233,26 @@ static int outer_unchanged(const struct unwind_mem *m, int k, uint64_t lo, uint6
 	return 1;
 }
 
-/* Unwind into out[0..want).  Returns the number of frames, or -1 when the
- * stack must go to libunwind. */
-static int __attribute__((noinline)) cfi_walk(uintptr_t *out, int want)
+/* The rule for pc: this thread's direct-mapped cache (hot in L1), then the
+ * process-wide one. */
+static inline uint64_t rule_for(struct unwind_mem *m, uint64_t pc)
+{
+	unsigned i = (unsigned)((pc * 0x9e3779b97f4a7c15u) >> 55) & (L1_RULES - 1);
+
+	if (m->l1[i].pc == pc)
+		return m->l1[i].rule;
+	uint64_t rule = hds_cfi_rule(pc);
+	m->l1[i].pc = pc;
+	m->l1[i].rule = rule;
+	return rule;
+}
+
+/* Unwind into out[0..want), starting in the function that called the
+ * interposed entry point whose frame is `entry` (the entry points keep a
+ * frame pointer: entry[0] is the caller's rbp, entry[1] its return
+ * address, and the caller's stack pointer is entry + 16).  Returns the
+ * number of frames, or -1 when the stack must go to libunwind. */
+static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry)
 {
 	struct unwind_mem *m = tl_mem;
 
@@ -213,13 +266,10 @@ static int __attribute__((noinline)) cfi_walk(uintptr_t *out, int want)
 	if (!tl_stack_hi)
 		thread_bounds();
 
-	const uint64_t *fp = __builtin_frame_address(0);
-	uint64_t lo = (uint64_t)fp, hi = tl_stack_hi;
-	if (hi < lo + 16)
+	uint64_t lo = (uint64_t)__builtin_frame_address(0), hi = tl_stack_hi;
+	if (hi < lo + 16 || (uint64_t)entry < lo || (uint64_t)entry > hi - 16)
 		return -1;
-	/* This function keeps a frame pointer: its caller's registers are
-	 * known without any rule. */
-	uint64_t ip = fp[1], sp = (uint64_t)fp + 16, bp = fp[0];
+	uint64_t ip = entry[1], sp = (uint64_t)entry + 16, bp = entry[0];
 	int j = 0, k = 0;   /* k: cursor into the previous stack, innermost first */
 
 	for (;;) {
@@ -228,13 +278,16 @@ static int __attribute__((noinline)) cfi_walk(uintptr_t *out, int want)
 		f->sp = sp;
 		f->bp = bp;
 		f->ra_addr = f->bp_addr = 0;
+		f->uses_bp = 0;
 
 		/* Same frame as in the previous stack, with the same slots? */
 		while (k < m->n && m->rev[m->n - 1 - k].sp < sp)
 			k++;
 		if (k < m->n) {
 			const struct uframe *p = &m->rev[m->n - 1 - k];
-			if (p->sp == sp && p->ip == ip && p->bp == bp && (!m->cut || j >= k) &&
+			/* rbp is an ordinary register in code without frame
+			 * pointers: it matters only if the outer walk reads it. */
+			if (p->sp == sp && p->ip == ip && (!p->needs_bp || p->bp == bp) && (!m->cut || j >= k) &&
 			    outer_unchanged(m, k, lo, hi)) {
 				/* Keep rev[0 .. n-1-k] (the outer part, frame k
 				 * included); put the j new inner frames after it. */
@@ -248,8 +301,9 @@ static int __attribute__((noinline)) cfi_walk(uintptr_t *out, int want)
 					out[t] = m->rev[m->n - 1 - (k + t - j)].ip;
 				if (outer + j <= CAP) {
 					for (int t = 0; t < j; t++)
-						m->rev[outer + j - 1 - t] = m->scratch[t];
+						uframe_copy(&m->rev[outer + j - 1 - t], &m->scratch[t]);
 					m->n = outer + j;
+					mark_needs_bp(m->rev, outer, m->n, m->cut);
 				} else {
 					m->n = 0;   /* too deep to keep: next time from scratch */
 				}
@@ -260,13 +314,14 @@ static int __attribute__((noinline)) cfi_walk(uintptr_t *out, int want)
 		j++;
 		if (j == want)
 			break;
-		uint64_t rule = hds_cfi_rule(ip - 1);
+		uint64_t rule = rule_for(m, ip - 1);
 		int kind = hds_rule_kind(rule);
 		if (kind == (int)HDS_RULE_END || kind == (int)HDS_RULE_NONE)
 			break;   /* outermost frame, or code without CFI: the end */
 		if (kind == (int)HDS_RULE_UNSUPPORTED)
 			return -1;
-		uint64_t cfa = (hds_rule_cfa_rbp(rule) ? bp : sp) + (uint64_t)hds_rule_cfa_off(rule);
+		f->uses_bp = hds_rule_cfa_rbp(rule);
+		uint64_t cfa = (f->uses_bp ? bp : sp) + (uint64_t)hds_rule_cfa_off(rule);
 		if (cfa <= sp || cfa > hi)
 			return -1;
 		f->ra_addr = cfa + (uint64_t)hds_rule_ra_off(rule);
@@ -288,10 +343,11 @@ static int __attribute__((noinline)) cfi_walk(uintptr_t *out, int want)
 	/* No reuse: the new stack replaces the previous one. */
 	for (int t = 0; t < j; t++) {
 		out[t] = m->scratch[t].ip;
-		m->rev[j - 1 - t] = m->scratch[t];
+		uframe_copy(&m->rev[j - 1 - t], &m->scratch[t]);
 	}
 	m->n = j;
 	m->cut = j == want;
+	mark_needs_bp(m->rev, 0, j, m->cut);
 	return j;
 }
 
@@ -310,14 +366,14 @@ static int skip_own(const uintptr_t *buf, int n)
 	return skip;
 }
 
-int hds_capture(uintptr_t *out, int max, int *truncated)
+int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry)
 {
 	uintptr_t buf[CAP];
 	int want = max + SKIP_SLACK + 1, n = -1, skip;
 
 	switch (hds.cfg.unwinder) {
 	case HD_UNWIND_CFI:
-		n = cfi_walk(buf, want);
+		n = cfi_walk(buf, want, entry);
 		if (n < 0) {
 			atomic_add_relaxed(&hds.unwind_fallbacks, 1);
 			if (tl_mem)

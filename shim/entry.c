@@ -59,12 +59,14 @@ static void hds_uncount(uint64_t entry)
 }
 
 /* Record block p of `size` requested bytes, attributed to the caller's stack.
- * Called with hds_busy set. */
-static void hds_record_alloc(void *p, uint64_t size)
+ * `entry` is the frame of the interposed function the program called (every
+ * exported function passes its own __builtin_frame_address(0); this file is
+ * built with frame pointers).  Called with hds_busy set. */
+static void hds_record_alloc(void *p, uint64_t size, const void *entry)
 {
 	uintptr_t frames[HD_MAX_DEPTH];
 	int truncated = 0, fresh = 0;
-	int depth = hds_capture(frames, hds.cfg.depth, &truncated);
+	int depth = hds_capture(frames, hds.cfg.depth, &truncated, entry);
 	int64_t id = hds_stack_intern(frames, depth, truncated ? HD_STACK_TRUNCATED : 0, &fresh);
 	uint64_t old;
 	struct hds_stack *s;
@@ -117,12 +119,12 @@ static uint64_t hds_forget(void *p, int by_program)
 }
 
 /* Common tail of every allocating entry point. */
-static inline void *hds_after_alloc(void *p, uint64_t size, int record)
+static inline void *hds_after_alloc(void *p, uint64_t size, int record, const void *entry)
 {
 	if (p) {
 		int saved = errno;
 		if (record)
-			hds_record_alloc(p, size);
+			hds_record_alloc(p, size, entry);
 		else if (hds_tables_ready())
 			atomic_add_relaxed(&hds.untracked_allocs, 1);
 		errno = saved;
@@ -138,7 +140,7 @@ HDS_EXPORT void *malloc(size_t size)
 
 	hds_busy = 1;
 	p = hds.real.malloc(size);
-	hds_after_alloc(p, size, record);
+	hds_after_alloc(p, size, record, __builtin_frame_address(0));
 	hds_busy = outer;
 	return p;
 }
@@ -171,13 +173,13 @@ HDS_EXPORT void *calloc(size_t n, size_t m)
 	p = hds.real.calloc(n, m);
 	if (p && __builtin_mul_overflow(n, m, &total))
 		total = HDS_LIVE_MAX_SIZE + 1;  /* cannot happen with glibc; dropped */
-	hds_after_alloc(p, total, record);
+	hds_after_alloc(p, total, record, __builtin_frame_address(0));
 	hds_busy = outer;
 	return p;
 }
 
 /* realloc and reallocarray after their argument checks. */
-static void *hds_realloc(void *old, size_t size)
+static void *hds_realloc(void *old, size_t size, const void *entry)
 {
 	int record = hds_enter();
 	int outer = hds_busy;
@@ -200,7 +202,7 @@ static void *hds_realloc(void *old, size_t size)
 			hds_uncount(e);
 		if (p) {
 			if (record)
-				hds_record_alloc(p, size);
+				hds_record_alloc(p, size, entry);
 			else
 				atomic_add_relaxed(&hds.untracked_allocs, 1);
 		}
@@ -214,7 +216,7 @@ HDS_EXPORT void *realloc(void *old, size_t size)
 {
 	if (!old)
 		return malloc(size);
-	return hds_realloc(old, size);
+	return hds_realloc(old, size, __builtin_frame_address(0));
 }
 
 HDS_EXPORT void *reallocarray(void *old, size_t n, size_t m)
@@ -225,7 +227,9 @@ HDS_EXPORT void *reallocarray(void *old, size_t n, size_t m)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return realloc(old, total);
+	if (!old)
+		return malloc(total);
+	return hds_realloc(old, total, __builtin_frame_address(0));
 }
 
 HDS_EXPORT void *memalign(size_t align, size_t size)
@@ -236,7 +240,7 @@ HDS_EXPORT void *memalign(size_t align, size_t size)
 
 	hds_busy = 1;
 	p = hds.real.memalign(align, size);
-	hds_after_alloc(p, size, record);
+	hds_after_alloc(p, size, record, __builtin_frame_address(0));
 	hds_busy = outer;
 	return p;
 }
@@ -249,7 +253,7 @@ HDS_EXPORT void *aligned_alloc(size_t align, size_t size)
 
 	hds_busy = 1;
 	p = hds.real.aligned_alloc(align, size);
-	hds_after_alloc(p, size, record);
+	hds_after_alloc(p, size, record, __builtin_frame_address(0));
 	hds_busy = outer;
 	return p;
 }
@@ -263,7 +267,7 @@ HDS_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 	hds_busy = 1;
 	rc = hds.real.posix_memalign(out, align, size);
 	if (rc == 0)
-		hds_after_alloc(*out, size, record);
+		hds_after_alloc(*out, size, record, __builtin_frame_address(0));
 	hds_busy = outer;
 	return rc;
 }
@@ -276,7 +280,7 @@ HDS_EXPORT void *valloc(size_t size)
 
 	hds_busy = 1;
 	p = hds.real.valloc(size);
-	hds_after_alloc(p, size, record);
+	hds_after_alloc(p, size, record, __builtin_frame_address(0));
 	hds_busy = outer;
 	return p;
 }
@@ -289,7 +293,7 @@ HDS_EXPORT void *pvalloc(size_t size)
 
 	hds_busy = 1;
 	p = hds.real.pvalloc(size);
-	hds_after_alloc(p, size, record);
+	hds_after_alloc(p, size, record, __builtin_frame_address(0));
 	hds_busy = outer;
 	return p;
 }

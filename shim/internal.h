@@ -168,9 +168,11 @@ HDS_HIDDEN uint64_t hds_cfi_resident(void);
  * Returns 0, or -1 when libunwind is unavailable (frame pointers are used). */
 HDS_HIDDEN int hds_capture_init(void);
 /* Fill out[] with up to `max` return addresses of the current thread,
- * innermost first, skipping the shim's own frames.  Sets *truncated when
- * the stack was deeper than max.  Returns the number of frames. */
-HDS_HIDDEN int hds_capture(uintptr_t *out, int max, int *truncated);
+ * innermost first, skipping the shim's own frames.  `entry` is the frame
+ * address (__builtin_frame_address(0)) of the interposed function the
+ * program called: the cfi unwinder starts at its caller.  Sets *truncated
+ * when the stack was deeper than max.  Returns the number of frames. */
+HDS_HIDDEN int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry);
 
 /* ---- stacks.c: the stack interning table -------------------------------- */
 
