@@ -92,6 +92,7 @@ static inline int in_range(const struct text_range *r, uintptr_t a)
 struct uframe {
 	uint64_t ip, sp, bp;
 	uint64_t ra_addr, ra_val, bp_addr, bp_val;
+	uint64_t chain;   /* hash chain from the outermost frame to this one */
 	int uses_bp;      /* its rule reads rbp (CFA = rbp + off) */
 	int needs_bp;     /* the walk from here outwards reads this frame's rbp
 			     before any frame restores it from the stack */
@@ -202,14 +203,17 @@ static inline void uframe_copy(struct uframe *d, const struct uframe *f)
 	d->bp_val = f->bp_val;
 	d->uses_bp = f->uses_bp;
 	d->needs_bp = f->needs_bp;
+	d->chain = f->chain;
 }
 
-/* needs_bp of rev[from .. n-1], innermost last, given the frames outside. */
-static void mark_needs_bp(struct uframe *rev, int from, int n, int cut)
+/* needs_bp and the hash chain of rev[from .. n-1] (innermost last), from
+ * the frames outside them. */
+static void mark_outer(struct uframe *rev, int from, int n, int cut)
 {
 	for (int i = from; i < n; i++) {
 		struct uframe *f = &rev[i];
 		int outer = i ? rev[i - 1].needs_bp : cut;   /* beyond a cut: assume so */
+		f->chain = hds_hash_step(i ? rev[i - 1].chain : HDS_HASH_SEED, f->ip);
 		if (f->uses_bp)
 			f->needs_bp = 1;
 		else if (f->bp_addr)
@@ -303,7 +307,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry)
 					for (int t = 0; t < j; t++)
 						uframe_copy(&m->rev[outer + j - 1 - t], &m->scratch[t]);
 					m->n = outer + j;
-					mark_needs_bp(m->rev, outer, m->n, m->cut);
+					mark_outer(m->rev, outer, m->n, m->cut);
 				} else {
 					m->n = 0;   /* too deep to keep: next time from scratch */
 				}
@@ -347,7 +351,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry)
 	}
 	m->n = j;
 	m->cut = j == want;
-	mark_needs_bp(m->rev, 0, j, m->cut);
+	mark_outer(m->rev, 0, j, m->cut);
 	return j;
 }
 
@@ -366,14 +370,15 @@ static int skip_own(const uintptr_t *buf, int n)
 	return skip;
 }
 
-int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry)
+int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry, uint64_t *chain)
 {
 	uintptr_t buf[CAP];
-	int want = max + SKIP_SLACK + 1, n = -1, skip;
+	int want = max + SKIP_SLACK + 1, n = -1, skip, from_cfi = 0;
 
 	switch (hds.cfg.unwinder) {
 	case HD_UNWIND_CFI:
 		n = cfi_walk(buf, want, entry);
+		from_cfi = n >= 0;
 		if (n < 0) {
 			atomic_add_relaxed(&hds.unwind_fallbacks, 1);
 			if (tl_mem)
@@ -389,6 +394,7 @@ int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry)
 				atomic_add_relaxed(&hds.unwind_mismatches, 1);
 				memcpy(buf, ref, sizeof *buf * (size_t)rn);
 				n = rn;
+				from_cfi = 0;
 			}
 		}
 		break;
@@ -399,6 +405,11 @@ int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry)
 		n = fp_walk(buf, want);
 	}
 	skip = skip_own(buf, n);
+	/* The unwinder's chain covers the whole stack it kept: usable when the
+	 * recorded frames are exactly its frames skip .. end. */
+	*chain = 0;
+	if (from_cfi && tl_mem && tl_mem->n == n && !tl_mem->cut && n - skip <= max && n > skip)
+		*chain = tl_mem->rev[n - 1 - skip].chain;
 	n -= skip;
 	*truncated = n > max;
 	if (n > max)

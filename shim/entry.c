@@ -66,8 +66,11 @@ static void hds_record_alloc(void *p, uint64_t size, const void *entry)
 {
 	uintptr_t frames[HD_MAX_DEPTH];
 	int truncated = 0, fresh = 0;
-	int depth = hds_capture(frames, hds.cfg.depth, &truncated, entry);
-	int64_t id = hds_stack_intern(frames, depth, truncated ? HD_STACK_TRUNCATED : 0, &fresh);
+	uint64_t chain = 0;
+	int depth = hds_capture(frames, hds.cfg.depth, &truncated, entry, &chain);
+	unsigned flags = truncated ? HD_STACK_TRUNCATED : 0;
+	int64_t id = chain ? hds_stack_intern_chain(frames, depth, flags, chain, &fresh)
+			   : hds_stack_intern(frames, depth, flags, &fresh);
 	uint64_t old;
 	struct hds_stack *s;
 

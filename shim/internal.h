@@ -171,8 +171,10 @@ HDS_HIDDEN int hds_capture_init(void);
  * innermost first, skipping the shim's own frames.  `entry` is the frame
  * address (__builtin_frame_address(0)) of the interposed function the
  * program called: the cfi unwinder starts at its caller.  Sets *truncated
- * when the stack was deeper than max.  Returns the number of frames. */
-HDS_HIDDEN int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry);
+ * when the stack was deeper than max.  Sets *chain to the stack's hash chain
+ * (hds_hash_step over out[n-1] .. out[0]) when the unwinder knew it, else
+ * 0.  Returns the number of frames. */
+HDS_HIDDEN int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry, uint64_t *chain);
 
 /* ---- stacks.c: the stack interning table -------------------------------- */
 
@@ -189,11 +191,32 @@ struct hds_stack {               /* one cache line */
 	uint32_t pad[3];
 };
 
+/* A stack's hash is a chain over its frames from the outermost inwards,
+ * so an unwinder that reuses the outer part of a stack can keep the chain
+ * value of that part and hash only the new inner frames. */
+#define HDS_HASH_SEED UINT64_C(0x2545f4914f6cdd1d)
+static inline uint64_t hds_hash_step(uint64_t h, uint64_t frame)
+{
+	h = (h ^ frame) * UINT64_C(0x9e3779b97f4a7c15);
+	return h ^ (h >> 29);
+}
+
+static inline uint64_t hds_hash_final(uint64_t chain, int depth, unsigned flags)
+{
+	uint64_t h = chain ^ ((uint64_t)depth << 48) ^ flags;
+	h ^= h >> 32;
+	h *= UINT64_C(0xd6e8feb86659fd93);
+	return h ^ (h >> 32);
+}
+
 HDS_HIDDEN int hds_stacks_init(uint32_t max_stacks);
 /* Return the id of the stack (frames, depth, flags), interning it when it is
  * new (then *fresh is set); -1 when the table is full (the caller counts a
  * dropped allocation). */
 HDS_HIDDEN int64_t hds_stack_intern(const uintptr_t *frames, int depth, unsigned flags, int *fresh);
+/* The same with the chain value of frames[depth-1 .. 0] already known. */
+HDS_HIDDEN int64_t hds_stack_intern_chain(const uintptr_t *frames, int depth, unsigned flags,
+					  uint64_t chain, int *fresh);
 /* Stack record by id (id < hds_stacks_count()). */
 HDS_HIDDEN struct hds_stack *hds_stack_get(uint32_t id);
 HDS_HIDDEN const uintptr_t *hds_stack_frames(const struct hds_stack *s);

@@ -57,17 +57,12 @@ int hds_stacks_init(uint32_t max)
 	return records && frames && slots ? 0 : -1;
 }
 
-static inline uint64_t stack_hash(const uintptr_t *f, int depth)
+static inline uint64_t stack_chain(const uintptr_t *f, int depth)
 {
-	uint64_t h = (uint64_t)depth * 0x9e3779b97f4a7c15u;
+	uint64_t h = HDS_HASH_SEED;
 
-	for (int i = 0; i < depth; i++) {
-		h = (h ^ f[i]) * 0x9e3779b97f4a7c15u;
-		h ^= h >> 29;
-	}
-	h ^= h >> 32;
-	h *= 0xd6e8feb86659fd93u;
-	h ^= h >> 32;
+	for (int i = depth - 1; i >= 0; i--)
+		h = hds_hash_step(h, f[i]);
 	return h;
 }
 
@@ -102,7 +97,12 @@ static int64_t stack_prepare(uint64_t hash, const uintptr_t *f, int depth, unsig
 
 int64_t hds_stack_intern(const uintptr_t *f, int depth, unsigned flags, int *fresh)
 {
-	uint64_t hash = stack_hash(f, depth) ^ flags;
+	return hds_stack_intern_chain(f, depth, flags, stack_chain(f, depth), fresh);
+}
+
+int64_t hds_stack_intern_chain(const uintptr_t *f, int depth, unsigned flags, uint64_t chain, int *fresh)
+{
+	uint64_t hash = hds_hash_final(chain, depth, flags);
 	int64_t mine = -1;
 
 	for (uint64_t i = hash & slot_mask, n = 0; n <= slot_mask; i = (i + 1) & slot_mask, n++) {

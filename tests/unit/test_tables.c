@@ -110,6 +110,24 @@ static void interning_matches_a_reference_model(void)
 				ASSERT_TRUE(pool[a].id != pool[b].id);
 }
 
+static void a_known_hash_chain_interns_to_the_same_id(void)
+{
+	uintptr_t f[5] = { 0x11, 0x22, 0x33, 0x44, 0x55 };
+	int fresh = 0;
+
+	ASSERT_EQ(hds_stacks_init(64), 0);
+	int64_t a = hds_stack_intern(f, 5, 0, &fresh);
+	uint64_t chain = HDS_HASH_SEED;
+	for (int i = 4; i >= 0; i--)
+		chain = hds_hash_step(chain, f[i]);
+	fresh = 0;
+	ASSERT_EQ(hds_stack_intern_chain(f, 5, 0, chain, &fresh), a);
+	ASSERT_EQ(fresh, 0);
+	/* The same frames with another depth or flags are other stacks. */
+	ASSERT_TRUE(hds_stack_intern(f, 4, 0, &fresh) != a);
+	ASSERT_TRUE(hds_stack_intern(f, 5, HD_STACK_TRUNCATED, &fresh) != a);
+}
+
 static void a_full_stack_table_refuses_new_stacks_and_counts_them(void)
 {
 	uintptr_t f[2] = { 0x1000, 0 };
@@ -261,6 +279,7 @@ int main(void)
 {
 	static const struct unit_test tests[] = {
 		{ "interning matches a reference model", interning_matches_a_reference_model },
+		{ "a known hash chain interns to the same id", a_known_hash_chain_interns_to_the_same_id },
 		{ "a full stack table refuses new stacks and counts them", a_full_stack_table_refuses_new_stacks_and_counts_them },
 		{ "live table matches a reference model", live_table_matches_a_reference_model },
 		{ "live table refuses what it cannot hold", live_table_refuses_what_it_cannot_hold },
