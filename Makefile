@@ -75,7 +75,7 @@ clean:
 # Fixtures are built the way users build: -O2 -g, no frame pointers forced.
 T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
-            $(T)/sites_fp $(T)/bindings $(T)/heapdelta_asan
+            $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/heapdelta_asan
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
 UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/fuzz_reader

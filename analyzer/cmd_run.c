@@ -8,6 +8,7 @@
  * same signal re-raised (without a core file of our own).
  */
 #include "cmd.h"
+#include "gate.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -139,6 +140,43 @@ static int mkdir_p(const char *dir)
 	return rc;
 }
 
+/* Names of the snapshot files in dir, sorted; NULL-terminated. */
+static char **list_snapshots(const char *dir, int *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char **v = NULL;
+
+	*n = 0;
+	while (d && (de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		if (strncmp(de->d_name, "heapdelta.", 10) || l < 6 || strcmp(de->d_name + l - 5, ".snap"))
+			continue;
+		v = xrealloc(v, (size_t)(*n + 2) * sizeof *v);
+		v[(*n)++] = xasprintf("%s/%s", dir, de->d_name);
+	}
+	if (d)
+		closedir(d);
+	v = xrealloc(v, (size_t)(*n + 1) * sizeof *v);
+	v[*n] = NULL;
+	return v;
+}
+
+static int listed_in(char **list, const char *path)
+{
+	for (; *list; list++)
+		if (!strcmp(*list, path))
+			return 1;
+	return 0;
+}
+
+static void free_list(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
 static void report_snapshots(const char *dir, pid_t pid)
 {
 	DIR *d = opendir(dir);
@@ -159,24 +197,42 @@ static void report_snapshots(const char *dir, pid_t pid)
 
 int cmd_run(int argc, char **argv)
 {
-	enum { O_INTERVAL = 256, O_DEPTH, O_UNWIND, O_SIGNAL, O_NOCHILD };
-	static const struct option opts[] = {
+	enum { O_INTERVAL = 256, O_DEPTH, O_UNWIND, O_SIGNAL, O_NOCHILD, O_CHECK };
+	static const struct option own[] = {
 		{ "out", required_argument, NULL, 'o' },
 		{ "interval", required_argument, NULL, O_INTERVAL },
 		{ "depth", required_argument, NULL, O_DEPTH },
 		{ "unwind", required_argument, NULL, O_UNWIND },
 		{ "signal", required_argument, NULL, O_SIGNAL },
 		{ "no-children", no_argument, NULL, O_NOCHILD },
+		{ "check", no_argument, NULL, O_CHECK },
 		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
 	};
-	const char *out = ".", *interval = NULL, *depth = NULL, *unwind = NULL, *sig = NULL;
-	int children = 1, c;
-	long n;
+	/* run's own options, then the gate's (for --check). */
+	struct option opts[sizeof own / sizeof own[0] + 32];
+	size_t nopts = 0;
+	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+		opts[nopts++] = own[i];
+	for (const struct option *g = gate_options; g->name && nopts < sizeof opts / sizeof opts[0] - 1; g++)
+		opts[nopts++] = *g;
+	memset(&opts[nopts], 0, sizeof opts[nopts]);
 
+	const char *out = ".", *interval = NULL, *depth = NULL, *unwind = NULL, *sig = NULL;
+	int children = 1, check = 0, gate_args = 0, c;
+	long n;
+	struct gate_opts gate;
+
+	gate_opts_init(&gate);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+:o:h", opts, NULL)) != -1) {
+		if (c >= GATE_OPT_MAX_LEAKED) {
+			int rc = gate_option("run", &gate, c, optarg);
+			if (rc)
+				return rc;
+			gate_args = 1;
+			continue;
+		}
 		switch (c) {
 		case 'o': out = optarg; break;
 		case O_INTERVAL: {
@@ -199,6 +255,7 @@ int cmd_run(int argc, char **argv)
 			break;
 		case O_SIGNAL: sig = optarg; break;
 		case O_NOCHILD: children = 0; break;
+		case O_CHECK: check = 1; break;
 		case 'h': return show_help("run");
 		case ':': return usage_error("run", "option '%s' needs a value", argv[optind - 1]);
 		default: return usage_error("run", "unknown option '%s'", argv[optind - 1]);
@@ -206,6 +263,11 @@ int cmd_run(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return usage_error("run", "no command to run");
+	if (gate_args && !check)
+		return usage_error("run", "budget and report options need --check");
+	if (check && !gate_has_budget(&gate))
+		return usage_error("run", "--check needs a budget: --max-leaked, --max-growth, --max-growth-per-site, "
+				   "--max-peak or --baseline");
 	char **cmd = argv + optind;
 
 	char *shim = find_shim();
@@ -233,6 +295,10 @@ int cmd_run(int argc, char **argv)
 		error("output directory '%s' is not writable", out);
 		return EXIT_USAGE;
 	}
+
+	/* With --check, the gate looks at this run's snapshots only. */
+	int nbefore = 0;
+	char **before = check ? list_snapshots(outdir, &nbefore) : NULL;
 
 	const char *old = getenv("LD_PRELOAD");
 	char *preload = old && *old ? xasprintf("%s:%s", shim, old) : xstrdup(shim);
@@ -284,9 +350,31 @@ int cmd_run(int argc, char **argv)
 		signal(forwarded[i], SIG_DFL);
 
 	report_snapshots(outdir, pid);
+	int verdict = -1;
+	if (check) {
+		int nafter = 0, nnew = 0;
+		char **after = list_snapshots(outdir, &nafter);
+		char **fresh = xcalloc((size_t)nafter + 1, sizeof *fresh);
+		for (int i = 0; i < nafter; i++)
+			if (!listed_in(before, after[i]))
+				fresh[nnew++] = after[i];
+		/* The program owns standard output. */
+		gate.to_stderr = 1;
+		verdict = nnew ? gate_run(&gate, fresh, nnew) : (error("the run wrote no snapshots to check"), EXIT_USAGE);
+		free(fresh);
+		free_list(after);
+		free_list(before);
+	}
+	suppressions_release(&gate.supp);
 	free(outdir);
 	free(preload);
 	free(shim);
+	int failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+	if (check && failed)
+		fprintf(stderr, "heapdelta: '%s' itself failed (%s %d): its status is kept\n", cmd[0],
+			WIFEXITED(status) ? "exit status" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	if (check && !failed)
+		return verdict;
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	if (WIFSIGNALED(status)) {

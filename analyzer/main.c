@@ -38,7 +38,7 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "run", cmd_run,
-	  "heapdelta run [-o DIR] [--interval S] [--depth N] [--unwind cfi|libunwind|fp] [--signal SIG] [--no-children] -- CMD [ARGS...]",
+	  "heapdelta run [-o DIR] [--interval S] [--depth N] [--unwind cfi|libunwind|fp] [--signal SIG] [--no-children] [--check BUDGETS...] -- CMD [ARGS...]",
 	  "run a program with the shim preloaded; snapshots go to DIR",
 	  "  -o, --out DIR       where snapshots are written (default: the current\n"
 	  "                      directory; created if missing)\n"
@@ -50,7 +50,12 @@ static const struct cmd commands[] = {
 	  "                      fp: frame pointers, for programs built with them\n"
 	  "  --signal SIG        snapshot signal (default USR2; 0 disables)\n"
 	  "  --no-children       do not trace programs that CMD executes\n"
+	  "  --check             after CMD ends, gate its snapshots as 'heapdelta check'\n"
+	  "                      does, with the same budget, baseline, suppression and\n"
+	  "                      report options; the report goes to stderr (or --output)\n"
 	  "\n"
+	  "With --check the exit status is CMD's own when CMD fails, else the gate's:\n"
+	  "0 within budget, 1 over budget.\n"
 	  "CMD's standard streams, exit status and signals pass through unchanged.\n"
 	  "Options after CMD belong to CMD. A statically linked CMD cannot be traced:\n"
 	  "heapdelta says so and exits 2 without running it.\n" },
@@ -64,6 +69,49 @@ static const struct cmd commands[] = {
 	  STATS_OPTIONS
 	  "\nSites are matched by their symbolized location, so OLD and NEW may come\n"
 	  "from two runs of the same program. Sorted by the absolute size difference.\n" },
+	{ "leaks", cmd_leaks,
+	  "heapdelta leaks SNAP... | DIR [--suppressions FILE] [--format text|json]",
+	  "what was not freed at exit, by allocation stack, largest first",
+	  "  --suppressions FILE  LeakSanitizer-format file of leak:PATTERN lines;\n"
+	  "                      repeatable\n"
+	  "  --print-suppressions  show which suppressions matched, and how much\n"
+	  "  --format FMT        text (default) or json\n"
+	  "  --output FILE       write the report to FILE\n"
+	  "\n"
+	  "Blocks still allocated when the program exited, not a reachability\n"
+	  "analysis: memory a program keeps until exit on purpose is listed too (use\n"
+	  "suppressions). Given several snapshots, the last of each process counts.\n"
+	  "Exit status 0, or 2 on unreadable input.\n" },
+	{ "check", cmd_check,
+	  "heapdelta check [budgets] [options] SNAP... | DIR",
+	  "fail a build when memory is over budget or grew past a baseline",
+	  "budgets (SIZE: 123, 10KiB, 1.5MiB, 2GiB in powers of 1024; 10KB, 2MB, 1GB in\n"
+	  "powers of 1000):\n"
+	  "  --max-leaked SIZE   bytes not freed at exit (the last snapshot of each process)\n"
+	  "  --max-growth SIZE   growth from the first to the last snapshot of each process,\n"
+	  "                      or from OLD to NEW when given two files of two runs\n"
+	  "  --max-growth-per-site SIZE  the same, for each allocation stack\n"
+	  "  --max-peak SIZE     peak live heap\n"
+	  "baselines (sites are allocation stacks, fingerprinted by function and file\n"
+	  "names, not addresses):\n"
+	  "  --write-baseline FILE  record every site's bytes and count not freed\n"
+	  "  --baseline FILE     fail on sites that are new, or grew past their\n"
+	  "                      baselined bytes; report each as new, grew, unchanged, gone\n"
+	  "  --baseline-slack SIZE  growth a site may have before it counts as grown\n"
+	  "  --baseline-lines    fingerprints include line numbers (default: they do not,\n"
+	  "                      so unrelated edits keep them)\n"
+	  "suppressions and output:\n"
+	  "  --suppressions FILE  LeakSanitizer format: leak:PATTERN lines, # comments,\n"
+	  "                      * wildcards, ^ and $ anchors, matched against the\n"
+	  "                      function, file and module of every frame; repeatable\n"
+	  "  --print-suppressions  which suppressions matched, and how much\n"
+	  "  --gen-suppressions  a ready-to-paste leak: line for each failing site\n"
+	  "  --format FMT        text (default), json, junit, sarif or github\n"
+	  "  --output FILE       write the report to FILE\n"
+	  "\n"
+	  "Exit status: 0 within budget, 1 over budget, 2 usage error or unreadable\n"
+	  "input. The last line of text output is a SUMMARY line (on stderr for json,\n"
+	  "junit and sarif).\n" },
 	{ "info", cmd_info,
 	  "heapdelta info SNAP...",
 	  "a snapshot's process, trigger, counters and modules",
