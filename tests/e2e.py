@@ -774,6 +774,22 @@ def github_annotations_point_at_the_site():
     eq(lines[-1], "SUMMARY: heapdelta: 2 sites over budget, +1320 B in 15 allocations", "summary")
 
 
+@test
+def the_plain_ci_snippet_writes_a_baseline_then_gates_on_it():
+    d = tmpdir()
+    script = os.path.join(ROOT, "scripts", "ci", "any-ci.sh")
+    env = {**os.environ, "HEAPDELTA": HD, "HEAPDELTA_BASELINE": os.path.join(d, "base")}
+    p = run([script, os.path.join(BIN, "leaky")], cwd=d, env=env)
+    eq(p.returncode, 0, f"first run writes the baseline: {p.stderr}")
+    check(os.path.exists(os.path.join(d, "base")), "baseline written")
+    eq(run([script, os.path.join(BIN, "leaky")], cwd=d, env=env).returncode, 0, "unchanged build passes")
+    p = run([script, os.path.join(BIN, "leaky"), "new-leak"], cwd=d, env=env)
+    eq(p.returncode, 1, "a new leak fails")
+    for f in ("report.xml", "report.sarif"):
+        check(os.path.getsize(os.path.join(d, "heapdelta-reports", f)) > 0, f)
+    eq(run([script, os.path.join(BIN, "leaky"), "fail"], cwd=d, env=env).returncode, 3, "the test's own failure wins")
+
+
 # ---------------------------------------------------------------------------
 # Usage and bad input
 
