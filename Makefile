@@ -22,7 +22,7 @@ SHIM_CFLAGS := $(BASE) $(CFLAGS) -fPIC -fvisibility=hidden -ftls-model=initial-e
                -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
                -fno-omit-frame-pointer -Ishim
 SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
-               shim/modules.c shim/snapshot.c
+               shim/modules.c shim/snapshot.c shim/creds.c
 SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
 
 AN_CFLAGS   := $(BASE) $(CFLAGS) -Ishim -Ianalyzer -DHD_PREFIX='"$(PREFIX)"'
@@ -75,7 +75,7 @@ clean:
 # Fixtures are built the way users build: -O2 -g, no frame pointers forced.
 T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
-            $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/heapdelta_asan
+            $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/heapdelta_asan
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
 UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/fuzz_reader
@@ -91,6 +91,9 @@ $(T)/sites_fp: tests/fixtures/sites.c | $(T)
 
 $(T)/%: tests/fixtures/%.cpp | $(T)
 	$(CXX) -O2 -g -o $@ $<
+
+$(T)/libplugin.so: tests/fixtures/plugin.c | $(T)
+	$(CC) -O2 -g -fPIC -shared -o $@ $<
 
 $(T)/static_hello: tests/fixtures/static_hello.c | $(T)
 	$(CC) -O2 -static -o $@ $<

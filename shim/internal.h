@@ -240,6 +240,11 @@ HDS_HIDDEN uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t s
 /* Forget block p and return its entry, or 0 when p was not recorded. */
 HDS_HIDDEN uint64_t hds_live_remove(const void *p);
 HDS_HIDDEN uint64_t hds_live_resident(void);
+/* Release resident pages of the map that hold no block; returns bytes
+ * released.  From the writer thread only (one reclaimer at a time). */
+HDS_HIDDEN uint64_t hds_live_reclaim(void);
+/* The child after fork: a reclaim under way in the parent is gone. */
+HDS_HIDDEN void hds_live_after_fork(void);
 
 static inline uint32_t hds_entry_stack(uint64_t e) { return (uint32_t)(e >> HDS_LIVE_SIZE_BITS) - 1; }
 static inline uint64_t hds_entry_size(uint64_t e)  { return e & HDS_LIVE_MAX_SIZE; }
@@ -264,6 +269,12 @@ HDS_HIDDEN void hds_modules_after_fork(void);
 /* Start the writer thread and install the snapshot signal (constructor, and
  * the child after fork). */
 HDS_HIDDEN void hds_triggers_start(void);
+/* Stop the writer thread and wait for it (before the program changes its
+ * credentials: glibc applies a setuid in every thread, and fails the whole
+ * call if one thread cannot follow, e.g. when capabilities were kept in the
+ * calling thread only); start it again afterwards, with the new ones. */
+HDS_HIDDEN void hds_writer_pause(void);
+HDS_HIDDEN void hds_writer_resume(void);
 /* The child after fork: new pid, sequence from 1, writer thread restarted. */
 HDS_HIDDEN void hds_triggers_after_fork(void);
 /* Write the exit snapshot once per process: from the destructor (exit,

@@ -15,101 +15,239 @@
  * operate on one slot at once.  The exchange (acq_rel) returns what was
  * there, which is how a free learns the block's stack and size.
  *
- * Index: a block's slot is (address >> granule_shift).  Distinct live blocks
- * must never share a slot: glibc's chunks are at least 32 bytes apart, so
- * the granule is 32 bytes there; with another allocator (which may hand out
- * 8-byte blocks) it is 8.  The 47-bit user address space is split into a
- * directory of leaves; each leaf holds 2^21 slots (16 MiB of address
- * space-ish mappings, reserved with MAP_NORESERVE) and is created on first
- * use with a CAS.  Memory follows the heap's address span, page by page:
- * for glibc at most 8 bytes per 32 bytes of heap actually touched, less for
- * large blocks (one touched slot per block).
+ * Index: a block's slot is (address >> granule shift), in one of two maps.
+ * Distinct live blocks must never share a slot.  Blocks under 4 KiB go to
+ * the fine map: glibc's chunks are at least 32 bytes apart, so its granule
+ * is 32 bytes (8 with another allocator, which may hand out 8-byte blocks).
+ * Blocks of 4 KiB and more go to the coarse map, whose granule is 4 KiB:
+ * their starts are more than 4 KiB apart whatever the allocator.  Without
+ * it, every large block would touch a page of the fine map of its own, and
+ * the map would grow with the span of addresses ever used rather than with
+ * what is live.  A free looks in the fine map, then the coarse one.
+ *
+ * Each map splits the 47-bit user address space into a directory of leaves
+ * of 2^21 slots of 8 bytes (16 MiB, MAP_NORESERVE), created on first use
+ * with a CAS.  Memory follows the touched slots page by page: for small
+ * blocks at most 8 bytes per 32 bytes of heap they occupy, for large ones
+ * at most 8 bytes per 4 KiB.
+ *
+ * Reclaim: pages of slots that once held blocks stay dirty after the blocks
+ * are freed, so the writer thread gives back the resident pages that hold no
+ * block (hds_live_reclaim).  Each leaf keeps, per 4 KiB page of slots, a
+ * "present" bit (set before a block is stored there, cleared only when the
+ * page is released) and a "reclaiming" flag.  The reclaimer sets the flag,
+ * scans the page again, and only if it is still empty clears the bit and
+ * releases the page; an insert that finds the flag after its store (both
+ * sides seq_cst) waits for the reclaim and stores again.  A lookup in a page
+ * whose bit is clear touches nothing, so probing the fine map for a large
+ * or unknown block costs no memory.  The map then follows the live
+ * population, not the span of addresses ever used.
  *
  * Full: a block above 2^47 or a leaf that cannot be mapped is not recorded
  * (the caller counts a dropped allocation).
  */
 #include "internal.h"
 
+#include <sched.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #define LEAF_BITS   21
 #define LEAF_SLOTS  (UINT64_C(1) << LEAF_BITS)
+#define PAGE_SLOTS  512                          /* 4 KiB of slots */
+#define LEAF_PAGES  (LEAF_SLOTS / PAGE_SLOTS)
 #define ADDR_BITS   47
-#define MAX_LEAVES  65536
+#define MAX_LEAVES  16384
+#define LARGE_SHIFT 12                           /* blocks of 4 KiB and more */
+#define LARGE_BLOCK (UINT64_C(1) << LARGE_SHIFT)
 
-static int shift;
-static unsigned dir_bits;
-static _Atomic(_Atomic uint64_t *) *dir;
-static _Atomic uint64_t **leaves;      /* every leaf created, for hds_live_resident() */
-static _Atomic uint32_t nleaves;
+struct leaf {
+	_Atomic uint64_t *slots;                    /* LEAF_SLOTS entries */
+	_Atomic uint64_t present[LEAF_PAGES / 64];  /* page may hold a block */
+	_Atomic unsigned char reclaiming[LEAF_PAGES];
+};
+
+struct radix {
+	int shift;
+	unsigned dir_bits;
+	_Atomic(struct leaf *) *dir;
+	struct leaf *leaves;                        /* MAX_LEAVES, claimed in order */
+	_Atomic uint32_t nleaves;
+};
+
+static struct radix small, large;
+
+static int radix_init(struct radix *r, int shift)
+{
+	r->shift = shift;
+	r->dir_bits = ADDR_BITS - LEAF_BITS - (unsigned)shift;
+	r->dir = hds_map(sizeof *r->dir << r->dir_bits);
+	r->leaves = hds_map(sizeof *r->leaves * MAX_LEAVES);
+	atomic_store_relaxed(&r->nleaves, 0);
+	return r->dir && r->leaves ? 0 : -1;
+}
 
 int hds_live_init(int granule_shift)
 {
-	shift = granule_shift;
-	dir_bits = ADDR_BITS - LEAF_BITS - (unsigned)shift;
-	dir = hds_map(sizeof *dir << dir_bits);
-	leaves = hds_map(sizeof *leaves * MAX_LEAVES);
-	return dir && leaves ? 0 : -1;
+	return radix_init(&small, granule_shift) == 0 && radix_init(&large, LARGE_SHIFT) == 0 ? 0 : -1;
 }
 
-static _Atomic uint64_t *leaf_for(uint64_t slot, int create)
+/* The leaf covering slot; with create, make it (CAS on the directory; the
+ * loser's leaf keeps its index but is never published). */
+static struct leaf *leaf_for(struct radix *r, uint64_t slot, int create)
 {
 	uint64_t d = slot >> LEAF_BITS;
-	_Atomic uint64_t *leaf = atomic_load_acquire(&dir[d]);
+	struct leaf *l = atomic_load_acquire(&r->dir[d]);
 
-	if (leaf || !create)
-		return leaf;
-	_Atomic uint64_t *fresh = hds_map(sizeof *fresh * LEAF_SLOTS);
-	if (!fresh)
+	if (l || !create)
+		return l;
+	uint32_t n = atomic_add_relaxed(&r->nleaves, 1);
+	if (n >= MAX_LEAVES)
 		return NULL;
-	_Atomic uint64_t *expected = NULL;
-	if (!atomic_cas_acq_rel(&dir[d], &expected, fresh)) {
-		munmap((void *)fresh, sizeof *fresh * LEAF_SLOTS);
+	struct leaf *fresh = &r->leaves[n];
+	_Atomic uint64_t *slots = hds_map(sizeof *slots * LEAF_SLOTS);
+	if (!slots)
+		return NULL;
+	atomic_store_relaxed(&fresh->slots, slots);
+	struct leaf *expected = NULL;
+	if (!atomic_cas_acq_rel(&r->dir[d], &expected, fresh)) {
+		atomic_store_relaxed(&fresh->slots, NULL);
+		munmap((void *)slots, sizeof *slots * LEAF_SLOTS);
 		return expected;
 	}
-	uint32_t n = atomic_add_relaxed(&nleaves, 1);
-	if (n < MAX_LEAVES)
-		leaves[n] = fresh;
 	return fresh;
+}
+
+static inline int page_present(struct leaf *l, uint64_t pg)
+{
+	return (atomic_load_relaxed(&l->present[pg / 64]) >> (pg % 64)) & 1;
+}
+
+static inline void page_mark(struct leaf *l, uint64_t pg)
+{
+	if (!page_present(l, pg))
+		atomic_fetch_or_explicit(&l->present[pg / 64], UINT64_C(1) << (pg % 64), memory_order_seq_cst);
 }
 
 uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t size)
 {
-	uint64_t slot = (uintptr_t)p >> shift;
+	struct radix *r = size >= LARGE_BLOCK ? &large : &small;
+	uint64_t slot = (uintptr_t)p >> r->shift;
 
 	if ((uintptr_t)p >> ADDR_BITS || stack_id > HDS_LIVE_MAX_STACK || size > HDS_LIVE_MAX_SIZE)
 		return UINT64_MAX;
-	_Atomic uint64_t *leaf = leaf_for(slot, 1);
-	if (!leaf)
+	struct leaf *l = leaf_for(r, slot, 1);
+	if (!l)
 		return UINT64_MAX;
 	uint64_t entry = ((uint64_t)stack_id + 1) << HDS_LIVE_SIZE_BITS | size;
-	return atomic_xchg_acq_rel(&leaf[slot & (LEAF_SLOTS - 1)], entry);
+	uint64_t i = slot & (LEAF_SLOTS - 1), pg = i / PAGE_SLOTS;
+	_Atomic uint64_t *slots = atomic_load_relaxed(&l->slots);
+
+	page_mark(l, pg);
+	uint64_t old = atomic_exchange_explicit(&slots[i], entry, memory_order_seq_cst);
+	/* A reclaim that started before our store was visible may release the
+	 * page under us: wait for it, then mark and store again. */
+	if (unlikely(atomic_load_explicit(&l->reclaiming[pg], memory_order_seq_cst))) {
+		while (atomic_load_acquire(&l->reclaiming[pg]))
+			sched_yield();
+		page_mark(l, pg);
+		atomic_store_explicit(&slots[i], entry, memory_order_seq_cst);
+	}
+	return old;
 }
 
-uint64_t hds_live_remove(const void *p)
+static uint64_t radix_remove(struct radix *r, uintptr_t p)
 {
-	uint64_t slot = (uintptr_t)p >> shift;
+	uint64_t slot = p >> r->shift;
+	struct leaf *l = leaf_for(r, slot, 0);
 
-	if ((uintptr_t)p >> ADDR_BITS)
+	if (!l)
 		return 0;
-	_Atomic uint64_t *leaf = leaf_for(slot, 0);
-	if (!leaf)
-		return 0;
-	_Atomic uint64_t *e = &leaf[slot & (LEAF_SLOTS - 1)];
-	/* Plain load first: most frees of unknown pointers then cost no
-	 * write to a page we would otherwise not touch. */
+	uint64_t i = slot & (LEAF_SLOTS - 1);
+	if (!page_present(l, i / PAGE_SLOTS))
+		return 0;   /* no block in that page: touch nothing */
+	_Atomic uint64_t *e = &atomic_load_relaxed(&l->slots)[i];
 	if (atomic_load_relaxed(e) == 0)
 		return 0;
 	return atomic_xchg_acq_rel(e, 0);
 }
 
+uint64_t hds_live_remove(const void *p)
+{
+	if ((uintptr_t)p >> ADDR_BITS)
+		return 0;
+	uint64_t e = radix_remove(&small, (uintptr_t)p);
+	return e ? e : radix_remove(&large, (uintptr_t)p);
+}
+
+static uint64_t radix_resident(const struct radix *r)
+{
+	uint64_t total = hds_resident((const void *)r->dir, sizeof *r->dir << r->dir_bits) +
+			 hds_resident(r->leaves, sizeof *r->leaves * MAX_LEAVES);
+	uint32_t n = atomic_load_relaxed(&r->nleaves);
+
+	for (uint32_t k = 0; k < n && k < MAX_LEAVES; k++) {
+		_Atomic uint64_t *slots = atomic_load_relaxed(&r->leaves[k].slots);
+		if (slots)
+			total += hds_resident((const void *)slots, sizeof *slots * LEAF_SLOTS);
+	}
+	return total;
+}
+
 uint64_t hds_live_resident(void)
 {
-	uint64_t total = hds_resident((const void *)dir, sizeof *dir << dir_bits);
-	uint32_t n = atomic_load_relaxed(&nleaves);
+	return radix_resident(&small) + radix_resident(&large);
+}
 
-	for (uint32_t i = 0; i < n && i < MAX_LEAVES; i++)
-		if (leaves[i])
-			total += hds_resident((const void *)leaves[i], sizeof *leaves[i] * LEAF_SLOTS);
-	return total;
+/* Give back the pages of r's leaves that are marked present but hold no
+ * block. */
+static uint64_t radix_reclaim(struct radix *r)
+{
+	uint32_t n = atomic_load_acquire(&r->nleaves);
+	uint64_t freed = 0;
+
+	for (uint32_t k = 0; k < n && k < MAX_LEAVES; k++) {
+		struct leaf *l = &r->leaves[k];
+		_Atomic uint64_t *slots = atomic_load_acquire(&l->slots);
+		if (!slots)
+			continue;
+		for (uint64_t pg = 0; pg < LEAF_PAGES; pg++) {
+			if (!page_present(l, pg))
+				continue;
+			_Atomic uint64_t *page = slots + pg * PAGE_SLOTS;
+			uint64_t i = 0;
+			while (i < PAGE_SLOTS && !atomic_load_relaxed(&page[i]))   /* cheap first look */
+				i++;
+			if (i < PAGE_SLOTS)
+				continue;
+			atomic_store_explicit(&l->reclaiming[pg], 1, memory_order_seq_cst);
+			for (i = 0; i < PAGE_SLOTS && !atomic_load_explicit(&page[i], memory_order_seq_cst); i++)
+				;
+			if (i == PAGE_SLOTS) {
+				atomic_fetch_and_explicit(&l->present[pg / 64], ~(UINT64_C(1) << (pg % 64)),
+							  memory_order_seq_cst);
+				if (madvise((void *)page, PAGE_SLOTS * sizeof *page, MADV_DONTNEED) == 0)
+					freed += PAGE_SLOTS * sizeof *page;
+			}
+			atomic_store_release(&l->reclaiming[pg], 0);
+		}
+	}
+	return freed;
+}
+
+uint64_t hds_live_reclaim(void)
+{
+	return radix_reclaim(&small) + radix_reclaim(&large);
+}
+
+void hds_live_after_fork(void)
+{
+	/* A reclaim the parent had under way is gone with its thread. */
+	struct radix *maps[] = { &small, &large };
+
+	for (int m = 0; m < 2; m++) {
+		uint32_t n = atomic_load_relaxed(&maps[m]->nleaves);
+		for (uint32_t k = 0; k < n && k < MAX_LEAVES; k++)
+			memset((void *)maps[m]->leaves[k].reclaiming, 0, LEAF_PAGES);
+	}
 }

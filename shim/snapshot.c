@@ -19,7 +19,9 @@
  *    error the temporary file is removed and one warning is printed;
  *  - the buffer is mapped per snapshot, so the writer thread and an exiting
  *    thread can write at once without sharing anything but the sequence;
- *  - fork: the child gets a fresh sequence and its own writer thread.
+ *  - fork: the child gets a fresh sequence and its own writer thread;
+ *  - a program's RLIMIT_FSIZE: SIGXFSZ is blocked while we write and the
+ *    instance our write raised is discarded, so the program lives on.
  */
 #include "internal.h"
 
@@ -43,7 +45,9 @@ static _Atomic int stopping;
 static _Atomic int writes_active;
 static _Atomic int exit_done;
 static _Atomic int warned;
+static _Atomic int writer_stop;
 static int writer_running;
+static pthread_t writer;
 
 /* ---- buffered output with a remembered file offset ------------------- */
 
@@ -376,8 +380,17 @@ static int snapshot_write(int trigger, const char *label, int refresh)
 	int outer = hds_busy, saved = errno, rc = -1;
 	char tmp[4400], final[4400];
 	struct out o = { .fd = -1 };
+	sigset_t xfsz, oldmask, pending;
 
 	hds_busy = 1;
+	/* A write past the program's RLIMIT_FSIZE raises SIGXFSZ, whose default
+	 * action ends the process: block it while we write, and discard the
+	 * one we caused (never one the program already had pending). */
+	sigemptyset(&xfsz);
+	sigaddset(&xfsz, SIGXFSZ);
+	pthread_sigmask(SIG_BLOCK, &xfsz, &oldmask);
+	sigpending(&pending);
+	int xfsz_was_pending = sigismember(&pending, SIGXFSZ);
 	if (refresh)
 		hds_modules_refresh(1);
 	atomic_add_relaxed(&writes_active, 1);
@@ -428,6 +441,13 @@ static int snapshot_write(int trigger, const char *label, int refresh)
 	if (rc < 0)
 		unlink(tmp);
 done:
+	if (!xfsz_was_pending) {
+		struct timespec zero = { 0, 0 };
+		sigpending(&pending);
+		if (sigismember(&pending, SIGXFSZ))
+			sigtimedwait(&xfsz, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 	atomic_sub_relaxed(&writes_active, 1);
 	hds_busy = outer;
 	errno = saved;
@@ -450,29 +470,33 @@ static void on_signal(int signo)
 	errno = saved;
 }
 
+#define RECLAIM_NS (UINT64_C(2) * 1000000000u)   /* housekeeping period */
+
 static void *writer_main(void *arg)
 {
 	uint64_t interval = hds.cfg.interval_ns;
-	uint64_t next = hds_now_ns(CLOCK_MONOTONIC) + interval;
+	uint64_t now = hds_now_ns(CLOCK_MONOTONIC);
+	uint64_t next = interval ? now + interval : UINT64_MAX;
+	uint64_t next_reclaim = now + RECLAIM_NS;
 	(void)arg;
 
 	hds_busy = 1;   /* this thread's own allocations are not the program's */
 	for (;;) {
-		int timed_out = 0;
-		if (interval) {
-			struct timespec ts = { (time_t)(next / 1000000000u), (long)(next % 1000000000u) };
-			if (sem_clockwait(&wake, CLOCK_MONOTONIC, &ts) < 0 && errno == ETIMEDOUT)
-				timed_out = 1;
-		} else if (sem_wait(&wake) < 0) {
-			continue;
-		}
-		if (atomic_load_relaxed(&stopping))
+		uint64_t wake_at = next < next_reclaim ? next : next_reclaim;
+		struct timespec ts = { (time_t)(wake_at / 1000000000u), (long)(wake_at % 1000000000u) };
+		sem_clockwait(&wake, CLOCK_MONOTONIC, &ts);
+		if (atomic_load_relaxed(&stopping) || atomic_load_relaxed(&writer_stop))
 			break;
 		if (atomic_exchange(&signal_pending, 0))
 			hds_snapshot_write(HD_TRIGGER_SIGNAL, "");
-		if (timed_out) {
+		now = hds_now_ns(CLOCK_MONOTONIC);
+		if (now >= next_reclaim) {
+			hds_live_reclaim();
+			next_reclaim = hds_now_ns(CLOCK_MONOTONIC) + RECLAIM_NS;
+		}
+		if (now >= next) {
 			hds_snapshot_write(HD_TRIGGER_INTERVAL, "");
-			uint64_t now = hds_now_ns(CLOCK_MONOTONIC);
+			now = hds_now_ns(CLOCK_MONOTONIC);
 			next += interval;
 			if (next <= now)   /* fell behind: do not write a burst */
 				next = now + interval;
@@ -483,12 +507,12 @@ static void *writer_main(void *arg)
 
 static void start_writer(void)
 {
-	pthread_t t;
 	pthread_attr_t attr;
 	sigset_t all, old;
 	int outer = hds_busy;
 
 	writer_running = 0;
+	atomic_store_relaxed(&writer_stop, 0);
 	if (!hds.cfg.interval_ns && !hds.cfg.signo)
 		return;
 	hds_busy = 1;
@@ -498,9 +522,8 @@ static void start_writer(void)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 << 10);
-	if (pthread_create(&t, &attr, writer_main, NULL) == 0)
+	if (pthread_create(&writer, &attr, writer_main, NULL) == 0)
 		writer_running = 1;
 	else
 		hds_warn("cannot start the snapshot thread; interval and signal snapshots are off", NULL);
@@ -525,6 +548,22 @@ void hds_triggers_start(void)
 	}
 }
 
+void hds_writer_pause(void)
+{
+	if (!writer_running || atomic_load_relaxed(&stopping))
+		return;
+	atomic_store_relaxed(&writer_stop, 1);
+	sem_post(&wake);
+	pthread_join(writer, NULL);
+	writer_running = 0;
+}
+
+void hds_writer_resume(void)
+{
+	if (!writer_running && !atomic_load_relaxed(&stopping) && atomic_load_relaxed(&writer_stop))
+		start_writer();
+}
+
 void hds_triggers_after_fork(void)
 {
 	atomic_store_relaxed(&exit_done, 0);
@@ -533,6 +572,7 @@ void hds_triggers_after_fork(void)
 	atomic_store_relaxed(&writes_active, 0);
 	atomic_store_relaxed(&hds.peak_since_prev, 0);
 	hds_modules_after_fork();
+	hds_live_after_fork();
 	if (!atomic_load_relaxed(&stopping))
 		start_writer();
 }

@@ -170,7 +170,9 @@ static void live_table_matches_a_reference_model(void)
 			if (b->entry)
 				continue;   /* an address is live at most once */
 			uint32_t stack = (uint32_t)(rnd() % 1000);
-			uint64_t size = rnd() % (UINT64_C(1) << 33);
+			/* Blocks of 4 KiB and more are 4 KiB apart in real heaps:
+			 * only every 128th address (4 KiB apart) gets one. */
+			uint64_t size = (b - blocks) % 512 == 0 ? 4096 + rnd() % (UINT64_C(1) << 33) : rnd() % 4096;
 			ASSERT_EQ(hds_live_insert((void *)b->addr, stack, size), 0);
 			b->entry = ((uint64_t)stack + 1) << HDS_LIVE_SIZE_BITS | size;
 			ASSERT_EQ(hds_entry_stack(b->entry), stack);
@@ -207,6 +209,20 @@ static void an_unseen_free_is_reported_by_the_next_insert(void)
 	uint64_t old = hds_live_insert((void *)0x20000, 9, 50);
 	ASSERT_EQ(hds_entry_stack(old), 7);
 	ASSERT_EQ(hds_entry_size(old), 100);
+}
+
+static void reclaimed_pages_lose_no_block(void)
+{
+	ASSERT_EQ(hds_live_init(5), 0);
+	/* Fill pages, empty most of them, reclaim: what is live stays. */
+	for (uintptr_t i = 0; i < 100000; i++)
+		ASSERT_EQ(hds_live_insert((void *)(0x200000000 + i * 32), 1, 16), 0);
+	for (uintptr_t i = 0; i < 100000; i++)
+		if (i % 5000)
+			ASSERT_TRUE(hds_live_remove((void *)(0x200000000 + i * 32)) != 0);
+	ASSERT_TRUE(hds_live_reclaim() > 0);
+	for (uintptr_t i = 0; i < 100000; i++)
+		ASSERT_EQ(hds_entry_size(hds_live_remove((void *)(0x200000000 + i * 32))), i % 5000 ? 0 : 16);
 }
 
 /* ---- threads ------------------------------------------------------------ */
@@ -249,16 +265,30 @@ static void *hammer(void *arg)
 	return NULL;
 }
 
-static void tables_stay_exact_under_eight_threads(void)
+static _Atomic int hammering;
+
+static void *reclaimer(void *arg)
 {
-	pthread_t th[THREADS];
+	(void)arg;
+	while (atomic_load(&hammering))
+		hds_live_reclaim();
+	return NULL;
+}
+
+static void tables_stay_exact_under_eight_threads_and_reclaims(void)
+{
+	pthread_t th[THREADS], rec;
 
 	ASSERT_EQ(hds_stacks_init(4096), 0);
 	ASSERT_EQ(hds_live_init(5), 0);
+	atomic_store(&hammering, 1);
+	pthread_create(&rec, NULL, reclaimer, NULL);
 	for (uintptr_t t = 0; t < THREADS; t++)
 		pthread_create(&th[t], NULL, hammer, (void *)t);
 	for (int t = 0; t < THREADS; t++)
 		pthread_join(th[t], NULL);
+	atomic_store(&hammering, 0);
+	pthread_join(rec, NULL);
 	for (int i = 0; i < 1024; i++) {
 		uintptr_t a = atomic_exchange(&handoff[i], 0);
 		if (a) {
@@ -284,7 +314,8 @@ int main(void)
 		{ "live table matches a reference model", live_table_matches_a_reference_model },
 		{ "live table refuses what it cannot hold", live_table_refuses_what_it_cannot_hold },
 		{ "an unseen free is reported by the next insert", an_unseen_free_is_reported_by_the_next_insert },
-		{ "tables stay exact under eight threads", tables_stay_exact_under_eight_threads },
+		{ "reclaimed pages lose no block", reclaimed_pages_lose_no_block },
+		{ "tables stay exact under eight threads and reclaims", tables_stay_exact_under_eight_threads_and_reclaims },
 	};
 	return run_unit_tests("tables", tests, sizeof tests / sizeof tests[0]);
 }
