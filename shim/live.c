@@ -34,7 +34,7 @@
  * Reclaim: pages of slots that once held blocks stay dirty after the blocks
  * are freed, so the writer thread gives back the resident pages that hold no
  * block (hds_live_reclaim).  Each leaf keeps, per 4 KiB page of slots, a
- * "present" bit (set before a block is stored there, cleared only when the
+ * "present" bit (set after a block is stored there, cleared only when the
  * page is released) and a "reclaiming" flag.  The reclaimer sets the flag,
  * scans the page again, and only if it is still empty clears the bit and
  * releases the page; an insert that finds the flag after its store (both
@@ -63,6 +63,7 @@
 
 struct leaf {
 	_Atomic uint64_t *slots;                    /* LEAF_SLOTS entries */
+	_Atomic int published;                      /* won its directory slot: walkers may look */
 	_Atomic uint64_t present[LEAF_PAGES / 64];  /* page may hold a block */
 	_Atomic unsigned char reclaiming[LEAF_PAGES];
 };
@@ -111,10 +112,11 @@ static struct leaf *leaf_for(struct radix *r, uint64_t slot, int create)
 	atomic_store_relaxed(&fresh->slots, slots);
 	struct leaf *expected = NULL;
 	if (!atomic_cas_acq_rel(&r->dir[d], &expected, fresh)) {
-		atomic_store_relaxed(&fresh->slots, NULL);
+		/* Never published: no walker ever looks at it. */
 		munmap((void *)slots, sizeof *slots * LEAF_SLOTS);
 		return expected;
 	}
+	atomic_store_release(&fresh->published, 1);
 	return fresh;
 }
 
@@ -125,8 +127,10 @@ static inline int page_present(struct leaf *l, uint64_t pg)
 
 static inline void page_mark(struct leaf *l, uint64_t pg)
 {
-	if (!page_present(l, pg))
-		atomic_fetch_or_explicit(&l->present[pg / 64], UINT64_C(1) << (pg % 64), memory_order_seq_cst);
+	uint64_t bit = UINT64_C(1) << (pg % 64);
+
+	if (!(atomic_load_explicit(&l->present[pg / 64], memory_order_seq_cst) & bit))
+		atomic_fetch_or_explicit(&l->present[pg / 64], bit, memory_order_seq_cst);
 }
 
 uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t size)
@@ -143,16 +147,18 @@ uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t size)
 	uint64_t i = slot & (LEAF_SLOTS - 1), pg = i / PAGE_SLOTS;
 	_Atomic uint64_t *slots = atomic_load_relaxed(&l->slots);
 
-	page_mark(l, pg);
 	uint64_t old = atomic_exchange_explicit(&slots[i], entry, memory_order_seq_cst);
 	/* A reclaim that started before our store was visible may release the
-	 * page under us: wait for it, then mark and store again. */
+	 * page under us: wait for it and store again. */
 	if (unlikely(atomic_load_explicit(&l->reclaiming[pg], memory_order_seq_cst))) {
 		while (atomic_load_acquire(&l->reclaiming[pg]))
 			sched_yield();
-		page_mark(l, pg);
 		atomic_store_explicit(&slots[i], entry, memory_order_seq_cst);
 	}
+	/* Mark the page only now: a reclaim that released it before our store
+	 * also cleared its bit, and a reclaim after our store sees the entry
+	 * and leaves the page (and its bit) alone. */
+	page_mark(l, pg);
 	return old;
 }
 
@@ -187,9 +193,9 @@ static uint64_t radix_resident(const struct radix *r)
 	uint32_t n = atomic_load_relaxed(&r->nleaves);
 
 	for (uint32_t k = 0; k < n && k < MAX_LEAVES; k++) {
-		_Atomic uint64_t *slots = atomic_load_relaxed(&r->leaves[k].slots);
-		if (slots)
-			total += hds_resident((const void *)slots, sizeof *slots * LEAF_SLOTS);
+		const struct leaf *l = &r->leaves[k];
+		if (atomic_load_acquire(&l->published))
+			total += hds_resident((const void *)l->slots, sizeof *l->slots * LEAF_SLOTS);
 	}
 	return total;
 }
@@ -208,9 +214,9 @@ static uint64_t radix_reclaim(struct radix *r)
 
 	for (uint32_t k = 0; k < n && k < MAX_LEAVES; k++) {
 		struct leaf *l = &r->leaves[k];
-		_Atomic uint64_t *slots = atomic_load_acquire(&l->slots);
-		if (!slots)
+		if (!atomic_load_acquire(&l->published))
 			continue;
+		_Atomic uint64_t *slots = atomic_load_relaxed(&l->slots);
 		for (uint64_t pg = 0; pg < LEAF_PAGES; pg++) {
 			if (!page_present(l, pg))
 				continue;

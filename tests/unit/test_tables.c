@@ -249,16 +249,21 @@ static void *hammer(void *arg)
 		/* A unique address per (thread, i): live at most once. */
 		uintptr_t addr = 0x100000000 + (t * PER_THREAD + (uintptr_t)i) * 32;
 		uint64_t size = 1 + (seed >> 40) % 1000;
-		if (hds_live_insert((void *)addr, (uint32_t)id, size) != 0)
+		uint64_t prev_entry = hds_live_insert((void *)addr, (uint32_t)id, size);
+		if (prev_entry != 0) {
+			fprintf(stderr, "insert of %#lx found %#llx\n", (unsigned long)addr, (unsigned long long)prev_entry);
 			abort();
+		}
 		atomic_fetch_add(&inserted_bytes, size);
 		/* Hand the block to whichever thread takes the slot next, and
 		 * free what was there: frees cross threads. */
 		uintptr_t prev = atomic_exchange(&handoff[(seed >> 20) % 1024], addr);
 		if (prev) {
 			uint64_t e = hds_live_remove((void *)prev);
-			if (!e)
+			if (!e) {
+				fprintf(stderr, "remove of %#lx found nothing\n", (unsigned long)prev);
 				abort();
+			}
 			atomic_fetch_add(&removed_bytes, hds_entry_size(e));
 		}
 	}
