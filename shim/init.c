@@ -328,22 +328,32 @@ static void strip_from_ld_preload(void)
 
 /* ---- start-up -------------------------------------------------------- */
 
+/* What the program's own references bind to: they carry glibc's symbol
+ * version, and an interposer such as libc_malloc_debug.so exports only that
+ * (non-default) version, which plain dlsym would skip.  Allocators without
+ * versions (jemalloc, tcmalloc) are found by dlsym. */
+static void *next_symbol(const char *name, const char *version)
+{
+	void *sym = dlvsym(RTLD_NEXT, name, version);
+	return sym ? sym : dlsym(RTLD_NEXT, name);
+}
+
 static void resolve_real(void)
 {
 	struct hds_real r = hds.real;
 	void *sym;
 
-#define RESOLVE(name) \
-	do { if ((sym = dlsym(RTLD_NEXT, #name))) memcpy(&r.name, &sym, sizeof sym); } while (0)
-	RESOLVE(malloc);
-	RESOLVE(calloc);
-	RESOLVE(realloc);
-	RESOLVE(free);
-	RESOLVE(memalign);
-	RESOLVE(posix_memalign);
-	RESOLVE(aligned_alloc);
-	RESOLVE(valloc);
-	RESOLVE(pvalloc);
+#define RESOLVE(name, version) \
+	do { if ((sym = next_symbol(#name, version))) memcpy(&r.name, &sym, sizeof sym); } while (0)
+	RESOLVE(malloc, "GLIBC_2.2.5");
+	RESOLVE(calloc, "GLIBC_2.2.5");
+	RESOLVE(realloc, "GLIBC_2.2.5");
+	RESOLVE(free, "GLIBC_2.2.5");
+	RESOLVE(memalign, "GLIBC_2.2.5");
+	RESOLVE(posix_memalign, "GLIBC_2.2.5");
+	RESOLVE(aligned_alloc, "GLIBC_2.16");
+	RESOLVE(valloc, "GLIBC_2.2.5");
+	RESOLVE(pvalloc, "GLIBC_2.2.5");
 #undef RESOLVE
 	hds.foreign_malloc = r.malloc != __libc_malloc;
 	hds.real = r;

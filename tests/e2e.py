@@ -758,6 +758,101 @@ def the_shim_gives_back_the_memory_of_a_transient_peak():
 
 
 # ---------------------------------------------------------------------------
+# The oracle: glibc's own allocation log (mtrace) for the same run
+
+MALLOC_DEBUG = "/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
+
+
+def mtrace_live(log):
+    """Blocks allocated and not freed, from an mtrace log: {address: size}."""
+    live = {}
+    with open(log, errors="replace") as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] == "@":          # "@ caller" prefix
+                parts = parts[2:] if len(parts) > 2 and parts[1] not in "+-<>!" else parts[1:]
+            if not parts or parts[0] == "=":
+                continue
+            if parts[0] in ("+", ">"):             # malloc family, realloc's new block
+                live[parts[1]] = int(parts[2], 16)
+            elif parts[0] in ("-", "<"):           # free, realloc's old block
+                live.pop(parts[1], None)
+            # "!": a failed realloc; the old block stays
+    return live
+
+
+def oracle_compare(cmd, stdin=None, env=None, adjust=None):
+    """Run cmd once under heapdelta and glibc's mtrace together; return
+    (heapdelta's bytes and count at exit, mtrace's)."""
+    d = tmpdir()
+    log = os.path.join(d, "mtrace.log")
+    # heapdelta first (the program's malloc), then the helper that starts
+    # mtrace and stops it right after heapdelta's exit snapshot (its
+    # destructor runs next, before libc_malloc_debug's own exit-time
+    # __libc_freeres), then glibc's debugging malloc, which writes the log.
+    e = {**(env or os.environ), "MALLOC_TRACE": log, "HEAPDELTA_OUT": d, "HEAPDELTA_SIGNAL": "0",
+         "LD_PRELOAD": f"{SHIM}:{os.path.join(BIN, 'libmtrace_start.so')}:{MALLOC_DEBUG}"}
+    p = subprocess.run(cmd, input=stdin, env=e, capture_output=True, timeout=300)
+    eq(p.returncode, 0, f"{cmd[0]} exit status")
+    live = mtrace_live(log)
+    r = top_json(snaps_of(d, "exit")[0], "--by", "traceback")
+    # mtrace's own blocks (its log FILE) are invisible to mtrace.
+    mine = [s for s in r["stats"] if not any(f["module"] == "libc_malloc_debug.so.0" for f in s["traceback"])]
+    ours = [sum(s["size"] for s in mine), sum(s["count"] for s in mine)]
+    if adjust:
+        adjust(mine, ours)
+    return tuple(ours), (sum(live.values()), len(live))
+
+
+@test
+def heapdelta_agrees_exactly_with_glibcs_own_allocation_log():
+    if not os.path.exists(MALLOC_DEBUG):
+        raise Failure(f"{MALLOC_DEBUG} is missing (glibc 2.34+ ships it)")
+    cc1 = run(["gcc", "-print-prog-name=cc1"]).stdout.strip()
+    d = tmpdir()
+    src = os.path.join(d, "unit.c")
+    with open(src, "w") as f:
+        f.write("".join(f"static int f{i}(int x) {{ return x * {i}; }}\nint g{i}(int y) {{ return f{i}(y); }}\n" for i in range(100)))
+    sql = ("create table t(a, b); " + "".join(f"insert into t values({i}, '{'x' * (i % 30)}'); " for i in range(300)) +
+           "select count(*), sum(length(b)) from t;").encode()
+
+    def pvalloc_logged_rounded(mine, ours):
+        # glibc's debugging pvalloc logs the page-rounded size plus one;
+        # heapdelta counts the size the program asked for.
+        line = markers("sites.c")["pvalloc"]
+        for s in mine:
+            if s["line"] == line:
+                ours[0] += ((s["size"] + 4095) // 4096 * 4096 + 1) - s["size"]
+
+    def before_mtrace_could_start(mine, ours):
+        # libstdc++'s initializer (run by the loader's _dl_init) allocates
+        # its emergency exception pool before any preloaded constructor
+        # runs, so before mtrace() starts.
+        for s in mine:
+            tb = s["traceback"]
+            if tb[0]["module"] == "libstdc++.so.6" and tb[-1]["module"].startswith("ld-linux"):
+                ours[0] -= s["size"]
+                ours[1] -= s["count"]
+
+    cases = [
+        (["/usr/bin/python3", "-c", "import json; print(len(json.dumps({str(i): [i] * 3 for i in range(5000)})))"],
+         None, {**os.environ, "PYTHONMALLOC": "malloc"}, None),
+        (["perl", "-e", 'my %h; $h{$_} = [$_] for 1..5000; print scalar(keys %h), "\\n"'], None, None, None),
+        (["sqlite3", ":memory:"], sql, None, None),
+        ([cc1, "-quiet", "-O2", src, "-o", os.path.join(d, "unit.s")], None, None, None),
+        ([os.path.join(BIN, "grow")], None, None, None),
+        ([os.path.join(BIN, "threads")], None, None, None),
+        ([os.path.join(BIN, "leaky")], None, None, None),
+        ([os.path.join(BIN, "sites")], None, None, pvalloc_logged_rounded),
+        ([os.path.join(BIN, "sites_cpp")], None, None, before_mtrace_could_start),
+    ]
+    for cmd, stdin, env, adjust in cases:
+        ours, theirs = oracle_compare(cmd, stdin, env, adjust)
+        check(theirs[1] > 0, f"{os.path.basename(cmd[0])}: mtrace logged nothing")
+        eq(ours, theirs, f"{os.path.basename(cmd[0])}: (bytes, blocks) not freed at exit, heapdelta vs mtrace")
+
+
+# ---------------------------------------------------------------------------
 # CI: leaks, check, suppressions, baselines, reports
 
 def leaky_run(*args):
