@@ -75,7 +75,8 @@ clean:
 # Fixtures are built the way users build: -O2 -g, no frame pointers forced.
 T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
-            $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so $(T)/heapdelta_asan
+            $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so \
+            $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/heapdelta_asan
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
 UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/fuzz_reader
@@ -91,6 +92,10 @@ $(T)/sites_fp: tests/fixtures/sites.c | $(T)
 
 $(T)/%: tests/fixtures/%.cpp | $(T)
 	$(CXX) -O2 -g -o $@ $<
+
+# The same fixtures with jemalloc as the program's allocator.
+$(T)/%_jemalloc: tests/fixtures/%.c | $(T)
+	$(CC) -O2 -g -pthread -o $@ $< -ljemalloc
 
 $(T)/libplugin.so: tests/fixtures/plugin.c | $(T)
 	$(CC) -O2 -g -fPIC -shared -o $@ $<

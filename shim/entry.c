@@ -47,6 +47,50 @@ static inline int hds_tables_ready(void)
 	return atomic_load_relaxed(&hds.state) == HDS_ACTIVE;
 }
 
+/*
+ * Blocks handed out before the real allocator is known come from glibc's
+ * __libc_* entry points.  When the program's allocator turns out to be
+ * another (jemalloc, tcmalloc), such a block must go back to glibc, not to
+ * it: they are remembered here (there are a handful, from dlsym).
+ */
+#define BOOT_MAX 64
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void  __libc_free(void *);
+extern void *__libc_realloc(void *, size_t);
+static void *boot_ptrs[BOOT_MAX];
+static _Atomic int boot_n;
+
+static void boot_remember(void *p)
+{
+	int n = atomic_load_relaxed(&boot_n);
+	if (p && n < BOOT_MAX) {
+		boot_ptrs[n] = p;
+		atomic_store_release(&boot_n, n + 1);
+	}
+}
+
+/* Is p a bootstrap block of glibc's, while the real allocator is another?
+ * Then forget it and return 1. */
+static int boot_owned(void *p)
+{
+	int n = atomic_load_acquire(&boot_n);
+
+	if (likely(!n) || !hds.foreign_malloc)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (boot_ptrs[i] == p) {
+			boot_ptrs[i] = NULL;
+			return 1;
+		}
+	return 0;
+}
+
+static inline int booting(void)
+{
+	return atomic_load_relaxed(&hds.state) != HDS_ACTIVE && atomic_load_relaxed(&hds.state) != HDS_PASSIVE;
+}
+
 /* Take a block's bytes and count off its stack and the process totals. */
 static void hds_uncount(uint64_t entry)
 {
@@ -142,7 +186,10 @@ HDS_EXPORT void *malloc(size_t size)
 	void *p;
 
 	hds_busy = 1;
-	p = hds.real.malloc(size);
+	void *(*fn)(size_t) = hds.real.malloc;
+	p = fn(size);
+	if (unlikely(booting()) && fn == __libc_malloc)
+		boot_remember(p);
 	hds_after_alloc(p, size, record, __builtin_frame_address(0));
 	hds_busy = outer;
 	return p;
@@ -161,7 +208,10 @@ HDS_EXPORT void free(void *p)
 	if (e)
 		hds_uncount(e);
 	errno = saved;
-	hds.real.free(p);
+	if (unlikely(boot_owned(p)))
+		__libc_free(p);
+	else
+		hds.real.free(p);
 	hds_busy = outer;
 }
 
@@ -173,7 +223,10 @@ HDS_EXPORT void *calloc(size_t n, size_t m)
 	void *p;
 
 	hds_busy = 1;
-	p = hds.real.calloc(n, m);
+	void *(*fn)(size_t, size_t) = hds.real.calloc;
+	p = fn(n, m);
+	if (unlikely(booting()) && fn == __libc_calloc)
+		boot_remember(p);
 	if (p && __builtin_mul_overflow(n, m, &total))
 		total = HDS_LIVE_MAX_SIZE + 1;  /* cannot happen with glibc; dropped */
 	hds_after_alloc(p, total, record, __builtin_frame_address(0));
@@ -194,7 +247,7 @@ static void *hds_realloc(void *old, size_t size, const void *entry)
 	saved = errno;
 	e = hds_forget(old, !outer);  /* before the real call: it may free old */
 	errno = saved;
-	p = hds.real.realloc(old, size);
+	p = unlikely(boot_owned(old)) ? __libc_realloc(old, size) : hds.real.realloc(old, size);
 	saved = errno;
 	if (!p && size) {
 		/* Failed: old is still live, exactly as before. */

@@ -17,6 +17,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -328,14 +329,26 @@ static void strip_from_ld_preload(void)
 
 /* ---- start-up -------------------------------------------------------- */
 
-/* What the program's own references bind to: they carry glibc's symbol
- * version, and an interposer such as libc_malloc_debug.so exports only that
- * (non-default) version, which plain dlsym would skip.  Allocators without
- * versions (jemalloc, tcmalloc) are found by dlsym. */
+/* What the program's own references bind to.  They carry glibc's symbol
+ * version and bind to the first library in lookup order that defines the
+ * name with that version (libc_malloc_debug.so exports only that,
+ * non-default, version: plain dlsym skips it) or without any version
+ * (jemalloc, tcmalloc: dlvsym skips those).  So ask both ways and keep the
+ * answer from the library that comes first in the link-map chain. */
 static void *next_symbol(const char *name, const char *version)
 {
-	void *sym = dlvsym(RTLD_NEXT, name, version);
-	return sym ? sym : dlsym(RTLD_NEXT, name);
+	void *v = dlvsym(RTLD_NEXT, name, version), *d = dlsym(RTLD_NEXT, name);
+	struct link_map *mv = NULL, *md = NULL;
+	Dl_info info;
+
+	if (!v || !d || v == d)
+		return v ? v : d;
+	if (!dladdr1(v, &info, (void **)&mv, RTLD_DL_LINKMAP) || !dladdr1(d, &info, (void **)&md, RTLD_DL_LINKMAP))
+		return v;
+	for (struct link_map *m = mv; m; m = m->l_next)
+		if (m == md)
+			return v;   /* d's library comes after v's */
+	return d;
 }
 
 static void resolve_real(void)

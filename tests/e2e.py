@@ -757,6 +757,22 @@ def the_shim_gives_back_the_memory_of_a_transient_peak():
           f"shim memory {peak['shim_bytes'] >> 20} MiB at the peak, {after['shim_bytes'] >> 20} MiB after")
 
 
+@test
+def a_program_linked_against_jemalloc_is_traced_through_jemalloc():
+    for name in ("threads_jemalloc", "leaky_jemalloc"):
+        prog = os.path.join(BIN, name)
+        check("libjemalloc" in run(["ldd", prog]).stdout, f"{name} uses jemalloc")
+        plain = run([prog])
+        d = tmpdir()
+        p, _ = traced([prog], d, timeout=300)
+        eq((p.returncode, p.stdout), (plain.returncode, plain.stdout), f"{name}: status and output")
+        check("heapdelta: malloc is not glibc's (another allocator is loaded); tracing it through its malloc"
+              in p.stderr.splitlines(), p.stderr)
+        src = name.replace("_jemalloc", ".c")
+        exp = expectations(p.stdout) if src == "threads.c" else {"known_leak": (1000, 10), "intentional_cache": (320, 5)}
+        check_sites(top_json(snaps_of(d, "exit")[0]), src, exp)
+
+
 # ---------------------------------------------------------------------------
 # The oracle: glibc's own allocation log (mtrace) for the same run
 
