@@ -701,6 +701,39 @@ def exits_that_write_an_exit_snapshot_and_exits_that_cannot():
 
 
 @test
+def a_setuid_program_keeps_the_shim_passive():
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        raise Failure("needs root and setpriv (util-linux) to run a setuid program as another user")
+    libdir = "/usr/lib/x86_64-linux-gnu"
+    lib = os.path.join(libdir, f"libheapdelta-test-{os.getpid()}.so")
+    d = tmpdir()
+    prog = os.path.join(d, "robust-setuid")
+    out = os.path.join(d, "out")
+    os.mkdir(out)
+    os.chmod(out, 0o777)
+    os.chmod(d, 0o755)
+    try:
+        # The loader preloads into a secure-execution program only a library
+        # named without a slash, from a system directory, with the set-user-ID bit.
+        shutil.copy(SHIM, lib)
+        os.chmod(lib, 0o4755)
+        shutil.copy(ROBUST, prog)
+        os.chmod(prog, 0o4755)
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", prog, "secure"],
+                           env={**os.environ, "LD_PRELOAD": os.path.basename(lib), "HEAPDELTA_OUT": out},
+                           capture_output=True, text=True, cwd="/")
+        eq((p.returncode, p.stdout), (0, "loaded 1 api -1\n"), f"loaded but passive: {p.stderr}")
+        eq(os.listdir(out), [], "a setuid program writes no snapshot")
+        # The same program without the set-user-ID bit is traced.
+        os.chmod(prog, 0o755)
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", prog, "secure"],
+                           env={**os.environ, "LD_PRELOAD": lib, "HEAPDELTA_OUT": out}, capture_output=True, text=True, cwd="/")
+        eq(p.stdout, "loaded 1 api 0\n", "traced when not setuid")
+    finally:
+        os.unlink(lib)
+
+
+@test
 def a_full_disk_or_an_unwritable_directory_costs_one_warning_and_nothing_else():
     d = tmpdir()
     p, _ = traced([ROBUST, "fsize"], d)
