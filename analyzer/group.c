@@ -317,3 +317,94 @@ void group_totals(const struct stat_table *t, int old, int64_t *size, int64_t *c
 	*size = t->totals[old ? 1 : 0][0];
 	*count = t->totals[old ? 1 : 0][1];
 }
+
+/* ---- time series -------------------------------------------------------- */
+
+struct series_node {
+	struct series s;
+	UT_hash_handle hh;
+};
+
+struct series_table {
+	struct stat_table base;     /* options, symbolizer, kept stack arrays */
+	struct series_node *head;
+	int npoints;
+};
+
+struct series_table *series_new(const struct group_opts *opts, struct symbolizer *sym, int npoints)
+{
+	struct series_table *t = xcalloc(1, sizeof *t);
+
+	t->base.opts = opts;
+	t->base.sym = sym;
+	t->npoints = npoints;
+	return t;
+}
+
+static void series_charge(struct series_table *t, char *key, const struct site_stack *st,
+			  const struct hd_stack *hs, int point)
+{
+	struct series_node *node;
+
+	HASH_FIND_STR(t->head, key, node);
+	if (!node) {
+		node = xcalloc(1, sizeof *node);
+		node->s.key = key;
+		node->s.site = st->frames[0];
+		node->s.tb = *st;
+		node->s.bytes = xcalloc((size_t)t->npoints, sizeof *node->s.bytes);
+		node->s.count = xcalloc((size_t)t->npoints, sizeof *node->s.count);
+		HASH_ADD_KEYPTR(hh, t->head, node->s.key, strlen(node->s.key), node);
+	} else {
+		free(key);
+	}
+	node->s.bytes[point] += (int64_t)hs->live_bytes;
+	node->s.count[point] += (int64_t)hs->live_count;
+}
+
+void series_add(struct series_table *t, const struct snapshot *s, int point)
+{
+	const struct group_opts *o = t->base.opts;
+
+	for (uint32_t i = 0; i < s->nstacks; i++) {
+		const struct hd_stack *hs = &s->stacks[i];
+		if (!hs->live_count && !hs->live_bytes)
+			continue;
+		struct site_stack st = expand(&t->base, s, hs);
+		if (!st.n || !keep_stack(o, &st))
+			continue;
+		char *key = o->by == BY_TRACEBACK ? traceback_key(&st) : frame_key(st.frames[0], o->by);
+		series_charge(t, key, &st, hs, point);
+	}
+}
+
+struct series **series_all(struct series_table *t, size_t *n)
+{
+	struct series **v = xcalloc(HASH_COUNT(t->head) + 1, sizeof *v);
+	struct series_node *node, *tmp;
+	size_t k = 0;
+
+	HASH_ITER(hh, t->head, node, tmp)
+		v[k++] = &node->s;
+	*n = k;
+	return v;
+}
+
+void series_free(struct series_table *t)
+{
+	struct series_node *node, *tmp;
+
+	if (!t)
+		return;
+	HASH_ITER(hh, t->head, node, tmp) {
+		HASH_DEL(t->head, node);
+		free(node->s.key);
+		free(node->s.bytes);
+		free(node->s.count);
+		free(node);
+	}
+	for (size_t i = 0; i < t->base.nstacks; i++)
+		free(t->base.stacks[i]);
+	free(t->base.stacks);
+	free(t);
+}

@@ -61,6 +61,23 @@ struct stat_entry **group_sorted(struct stat_table *t, int diff, size_t *n);
  * or older side; unlike a sum of entries, right with --cumulative too. */
 void group_totals(const struct stat_table *t, int old, int64_t *size, int64_t *count);
 
+/* Per-site time series over many snapshots (`heapdelta trend`, the HTML
+ * report): column i holds snapshot i's live bytes and count per key. */
+struct series {
+	char *key;
+	const struct sym_frame *site;
+	struct site_stack tb;
+	int64_t *bytes, *count;        /* npoints each */
+};
+
+struct series_table;
+
+struct series_table *series_new(const struct group_opts *opts, struct symbolizer *sym, int npoints);
+void series_add(struct series_table *t, const struct snapshot *s, int point);
+/* Every series; the array is the caller's to free, the series the table's. */
+struct series **series_all(struct series_table *t, size_t *n);
+void series_free(struct series_table *t);
+
 /* Frame helpers shared with the reports. */
 int frame_is_allocator(const struct sym_frame *f);
 /* "file:line", or "module+0xoffset" when there is no line information. */

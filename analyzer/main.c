@@ -112,6 +112,21 @@ static const struct cmd commands[] = {
 	  "Exit status: 0 within budget, 1 over budget, 2 usage error or unreadable\n"
 	  "input. The last line of text output is a SUMMARY line (on stderr for json,\n"
 	  "junit and sarif).\n" },
+	{ "trend", cmd_trend,
+	  "heapdelta trend SNAP... | DIR [--by KEY] [--limit N] [--pid PID] [--format text|json]",
+	  "the sites that grow steadily over many snapshots of one process",
+	  "  --by KEY            lineno (default), filename, function or traceback\n"
+	  "  --limit N           show the first N sites (default 10; 0 shows all)\n"
+	  "  --pid PID           the process to follow (default: the one with the most\n"
+	  "                      snapshots)\n"
+	  "  --format FMT        text (default) or json\n"
+	  "\n"
+	  "For each site: its growth rate (least squares, bytes per second), how\n"
+	  "steadily it grows ((intervals that grew - intervals that shrank) / intervals),\n"
+	  "its growth over the run, its size now and a sparkline. Sites rank by their\n"
+	  "rate over the last third of the run times their steadiness, so a leak comes\n"
+	  "first, and a cache that filled up and stays flat (marked plateaued) or noise\n"
+	  "that goes up and down does not.\n" },
 	{ "info", cmd_info,
 	  "heapdelta info SNAP...",
 	  "a snapshot's process, trigger, counters and modules",

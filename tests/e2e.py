@@ -1093,6 +1093,37 @@ def the_plain_ci_snippet_writes_a_baseline_then_gates_on_it():
 
 
 # ---------------------------------------------------------------------------
+# Trends, reports and exports
+
+def slowleak_run():
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "slowleak"), "3"], d, "--interval", "0.1")
+    eq(p.returncode, 0, "exit status")
+    return d, float(p.stdout.split()[1])
+
+
+@test
+def trend_puts_the_steady_leak_first_with_its_true_rate():
+    d, rate = slowleak_run()
+    r = json.loads(hd("trend", d, "--format", "json", "--limit", "0").stdout)
+    check(r["snapshots"] >= 20, f"{r['snapshots']} snapshots")
+    marks = markers("slowleak.c")
+    sites = {s["line"]: s for s in r["sites"] if s["file"] and s["file"].endswith("slowleak.c")}
+    first = r["sites"][0]
+    eq((os.path.basename(first["file"] or ""), first["line"]), ("slowleak.c", marks["leak"]), "the leak ranks first")
+    check(abs(first["rate"] - rate) <= 0.1 * rate, f"rate {first['rate']:.0f} B/s, true {rate:.0f} B/s")
+    check(first["steadiness"] > 0.9, f"steadiness {first['steadiness']}")
+    cache, noise = sites[marks["cache"]], sites[marks["noise"]]
+    check(cache["plateaued"], "the cache plateaued")
+    check(not first["plateaued"], "the leak did not")
+    check(cache["score"] < first["score"] / 10 and noise["score"] < first["score"] / 10,
+          f"scores: leak {first['score']:.0f}, cache {cache['score']:.0f}, noise {noise['score']:.0f}")
+    text = hd("trend", d, "--limit", "1").stdout.splitlines()
+    check(re.match(rf"^{re.escape(os.path.join(FIX, 'slowleak.c'))}:{marks['leak']}: \+\d+(\.\d)? (B|KiB)/s, steady \d+%, "
+                   rf"\+\d+(\.\d)? (B|KiB|MiB) over \d+\.\d s, size=\S+ \S+ ?[\u2581-\u2588]+$", text[1]), text[1])
+
+
+# ---------------------------------------------------------------------------
 # Usage and bad input
 
 @test
@@ -1117,7 +1148,7 @@ def usage_errors_exit_2_with_one_line_and_the_usage():
 
 @test
 def help_describes_every_command_and_option():
-    for cmd in ("top", "diff", "run", "info", "leaks", "check"):
+    for cmd in ("top", "diff", "run", "info", "leaks", "check", "trend"):
         a, b = hd("help", cmd), hd(cmd, "--help")
         eq(a.returncode, 0, f"help {cmd}")
         eq(a.stdout, b.stdout, f"help {cmd} == {cmd} --help")

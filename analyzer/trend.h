@@ -1,0 +1,37 @@
+/*
+ * trend.h - per-site growth over many snapshots of one process, shared by
+ * `heapdelta trend` and `heapdelta report`.
+ */
+#ifndef HD_TREND_H
+#define HD_TREND_H
+
+#include "group.h"
+
+struct trend_site {
+	struct series *s;
+	double rate;          /* bytes per second, least squares over the run */
+	double recent;        /* the same over the last third */
+	double steadiness;    /* (intervals up - intervals down) / intervals */
+	int64_t growth;       /* last - first */
+	int plateaued;
+	double score;         /* ranking: steady, current growth first */
+};
+
+struct trend {
+	struct snapshot *snaps;    /* borrowed, ordered by sequence */
+	int n;
+	double *t;                 /* seconds since the first snapshot */
+	struct series_table *table;
+	struct trend_site *sites;  /* ranked */
+	size_t nsites;
+};
+
+/* Load the snapshots of one process (pid, or -1: the one with the most)
+ * from files and directories, ordered by sequence.  0 or -1 (message
+ * printed). */
+int trend_load(char **args, int nargs, long pid, struct snapshot **snaps, int *nsnaps);
+struct trend *trend_build(struct snapshot *snaps, int n, const struct group_opts *opts, struct symbolizer *sym);
+void trend_compute(struct trend_site *ts, const double *t, int n);
+void trend_free(struct trend *tr);
+
+#endif /* HD_TREND_H */
