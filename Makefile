@@ -25,10 +25,10 @@ SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c 
                shim/modules.c shim/snapshot.c shim/creds.c
 SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
 
-AN_CFLAGS   := $(BASE) $(CFLAGS) -Ishim -Ianalyzer -DHD_PREFIX='"$(PREFIX)"'
+AN_CFLAGS   := $(BASE) $(CFLAGS) -Ishim -Ianalyzer -I$(B)/gen -DHD_PREFIX='"$(PREFIX)"'
 AN_SRC      := $(wildcard analyzer/*.c)
-AN_OBJ      := $(AN_SRC:analyzer/%.c=$(B)/analyzer/%.o)
-AN_LIBS     := -ldw -lelf -lstdc++ -lm
+AN_OBJ      := $(AN_SRC:analyzer/%.c=$(B)/analyzer/%.o) $(B)/gen/profile.pb-c.o
+AN_LIBS     := -ldw -lelf -lprotobuf-c -lz -lstdc++ -lm
 
 all: $(B)/libheapdelta.so $(B)/heapdelta
 
@@ -38,8 +38,17 @@ $(B)/shim/%.o: shim/%.c shim/internal.h shim/hd_format.h | $(B)/shim
 $(B)/libheapdelta.so: $(SHIM_OBJ)
 	$(CC) -shared -Wl,-z,now -Wl,-z,nodelete -o $@ $(SHIM_OBJ) -ldl -lpthread
 
-$(B)/analyzer/%.o: analyzer/%.c $(wildcard analyzer/*.h) shim/hd_format.h | $(B)/analyzer
+$(B)/analyzer/%.o: analyzer/%.c $(wildcard analyzer/*.h) shim/hd_format.h $(B)/gen/profile.pb-c.h | $(B)/analyzer
 	$(CC) $(AN_CFLAGS) -c $< -o $@
+
+# pprof's profile.proto, compiled to C by protoc-c (generated code: its own,
+# milder warning flags).
+$(B)/gen/profile.pb-c.c $(B)/gen/profile.pb-c.h: analyzer/profile.proto
+	mkdir -p $(B)/gen
+	protoc-c --proto_path=analyzer --c_out=$(B)/gen profile.proto
+
+$(B)/gen/profile.pb-c.o: $(B)/gen/profile.pb-c.c
+	$(CC) $(CFLAGS) -std=gnu11 -I$(B)/gen -c $< -o $@
 
 $(B)/heapdelta: $(AN_OBJ)
 	$(CC) -o $@ $(AN_OBJ) $(AN_LIBS)
@@ -118,8 +127,9 @@ $(T)/unit_reader: $(UNIT_AN_SRC) tests/unit/test_reader.c analyzer/snapshot.h te
 		$(UNIT_AN_SRC) tests/unit/test_reader.c -lm
 
 # The whole analyzer under ASan/UBSan, for the end-to-end tests.
-$(T)/heapdelta_asan: $(AN_SRC) $(wildcard analyzer/*.h) shim/hd_format.h | $(T)
-	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Ianalyzer -o $@ $(AN_SRC) $(AN_LIBS)
+$(T)/heapdelta_asan: $(AN_SRC) $(wildcard analyzer/*.h) shim/hd_format.h $(B)/gen/profile.pb-c.c | $(T)
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Ianalyzer -I$(B)/gen -o $@ $(AN_SRC) \
+		$(B)/gen/profile.pb-c.c $(AN_LIBS)
 
 $(T)/fuzz_reader: $(UNIT_AN_SRC) tests/fuzz/fuzz_reader.c | $(T)
 	clang -std=gnu11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Ishim -Ianalyzer -o $@ \

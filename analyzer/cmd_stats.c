@@ -3,18 +3,24 @@
  * Snapshot.statistics() and Snapshot.compare_to() for native snapshots.
  */
 #include "cmd.h"
+#include "export.h"
 #include "group.h"
 #include "report.h"
 #include "util.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+enum stats_format { FMT_TEXT, FMT_JSON, FMT_COLLAPSED, FMT_PPROF };
 
 struct stats_args {
 	struct group_opts g;
 	long limit;
-	int json;
+	enum stats_format format;
+	const char *output;
 	char *paths[2];
 	int npaths;
 	regex_t focus, ignore;
@@ -46,7 +52,7 @@ static int compile(regex_t *re, const char *pattern, const char *cmd, const char
 
 static int parse_args(const char *cmd, int argc, char **argv, struct stats_args *a, int want)
 {
-	enum { O_BY = 256, O_CUM, O_LIMIT, O_INC, O_EXC, O_ALL, O_MOD, O_FOCUS, O_IGNORE, O_FORMAT };
+	enum { O_BY = 256, O_CUM, O_LIMIT, O_INC, O_EXC, O_ALL, O_MOD, O_FOCUS, O_IGNORE, O_FORMAT, O_OUTPUT };
 	static const struct option opts[] = {
 		{ "by", required_argument, NULL, O_BY },
 		{ "cumulative", no_argument, NULL, O_CUM },
@@ -58,6 +64,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 		{ "focus", required_argument, NULL, O_FOCUS },
 		{ "ignore", required_argument, NULL, O_IGNORE },
 		{ "format", required_argument, NULL, O_FORMAT },
+		{ "output", required_argument, NULL, O_OUTPUT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -99,8 +106,14 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 			a->g.ignore = &a->ignore;
 			break;
 		case O_FORMAT:
-			if (!strcmp(optarg, "json")) a->json = 1;
-			else if (strcmp(optarg, "text")) return usage_error(cmd, "--format must be text or json, not '%s'", optarg);
+			if (!strcmp(optarg, "json")) a->format = FMT_JSON;
+			else if (!strcmp(optarg, "collapsed")) a->format = FMT_COLLAPSED;
+			else if (!strcmp(optarg, "pprof")) a->format = FMT_PPROF;
+			else if (!strcmp(optarg, "text")) a->format = FMT_TEXT;
+			else return usage_error(cmd, "--format must be text, json, collapsed or pprof, not '%s'", optarg);
+			break;
+		case O_OUTPUT:
+			a->output = optarg;
 			break;
 		case 'h':
 			exit(show_help(cmd));
@@ -112,6 +125,15 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 	}
 	if (a->g.cumulative && a->g.by == BY_TRACEBACK)
 		return usage_error(cmd, "--cumulative cannot be used with --by traceback");
+	if (a->format == FMT_PPROF && want == 2)
+		return usage_error(cmd, "--format pprof writes one snapshot: use 'heapdelta top'");
+	if (a->format == FMT_COLLAPSED || a->format == FMT_PPROF) {
+		/* One entry per stack, all of them. */
+		if (a->g.cumulative)
+			return usage_error(cmd, "--cumulative does not apply to --format collapsed or pprof");
+		a->g.by = BY_TRACEBACK;
+		a->limit = 0;
+	}
 	if (argc - optind != want)
 		return usage_error(cmd, "expected %d snapshot file%s, got %d", want, want > 1 ? "s" : "", argc - optind);
 	for (int i = 0; i < want; i++)
@@ -164,10 +186,19 @@ static int run_stats(const char *cmd, int argc, char **argv, int diff)
 		group_totals(t, 1, &r.old.total_size, &r.old.total_count);
 	}
 	r.entries = group_sorted(t, diff, &r.n);
-	if (a.json)
-		report_json(stdout, &r);
-	else
-		report_text(stdout, &r);
+	FILE *out = stdout;
+	if (a.output && !(out = fopen(a.output, "w"))) {
+		rc = error("cannot write '%s': %s", a.output, strerror(errno));
+	} else {
+		switch (a.format) {
+		case FMT_TEXT: report_text(out, &r); break;
+		case FMT_JSON: report_json(out, &r); break;
+		case FMT_COLLAPSED: export_collapsed(out, &r); break;
+		case FMT_PPROF: rc = export_pprof(out, &r); break;
+		}
+		if (fflush(out) != 0 || (out != stdout && fclose(out) != 0))
+			rc = error("cannot write '%s': %s", a.output ? a.output : "standard output", strerror(errno));
+	}
 
 	free(r.entries);
 	group_free(t);
@@ -175,7 +206,7 @@ static int run_stats(const char *cmd, int argc, char **argv, int diff)
 	for (int i = 0; i < a.npaths; i++)
 		snapshot_release(&snaps[i]);
 	args_release(&a);
-	return fflush(stdout) == 0 ? EXIT_OK : EXIT_USAGE;
+	return rc ? EXIT_USAGE : EXIT_OK;
 }
 
 int cmd_top(int argc, char **argv)

@@ -23,7 +23,14 @@
 "  --module GLOB       keep stacks whose site is in a module (file name) matching GLOB\n" \
 "  --focus REGEX       keep stacks with a function matching REGEX in any frame\n" \
 "  --ignore REGEX      drop stacks with a function matching REGEX in any frame\n" \
-"  --format FMT        text (default) or json\n" \
+"  --format FMT        text (default), json, collapsed (folded stacks for\n" \
+"                      flamegraph.pl, inferno and speedscope: 'root;...;site\n" \
+"                      BYTES', with diff 'root;...;site OLD NEW' for\n" \
+"                      differential flame graphs) or pprof (top only: a\n" \
+"                      gzipped profile.proto with alloc_objects, alloc_space,\n" \
+"                      inuse_objects and inuse_space, for pprof, Pyroscope,\n" \
+"                      Parca)\n" \
+"  --output FILE       write the report to FILE\n" \
 "\n" \
 "The allocation site of a stack is its innermost frame that is not an\n" \
 "allocation function (malloc family, C++ operator new/delete).\n"
