@@ -16,6 +16,7 @@ int cmd_info(int argc, char **argv);
 int cmd_leaks(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_trend(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Print "heapdelta: MSG" and the command's short usage on stderr; returns
  * EXIT_USAGE. */

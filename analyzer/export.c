@@ -50,75 +50,15 @@ void export_collapsed(FILE *out, const struct report *r)
 
 /* ---- pprof -------------------------------------------------------------- */
 
-/* A string -> index map with open addressing, for the string table and the
- * function and location ids. */
-struct intern {
-	char **keys;
-	uint64_t *vals;
-	size_t cap, n;
-};
-
-static uint64_t str_hash(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3u;
-	return h;
-}
-
-/* The value of key, inserting it with value `next` when new (*fresh set). */
-static uint64_t intern_get(struct intern *m, const char *key, uint64_t next, int *fresh)
-{
-	if (2 * (m->n + 1) > m->cap) {
-		struct intern old = *m;
-		m->cap = m->cap ? 2 * m->cap : 1024;
-		m->keys = xcalloc(m->cap, sizeof *m->keys);
-		m->vals = xcalloc(m->cap, sizeof *m->vals);
-		m->n = 0;
-		for (size_t i = 0; i < old.cap; i++)
-			if (old.keys[i]) {
-				size_t k = str_hash(old.keys[i]) & (m->cap - 1);
-				while (m->keys[k])
-					k = (k + 1) & (m->cap - 1);
-				m->keys[k] = old.keys[i];
-				m->vals[k] = old.vals[i];
-				m->n++;
-			}
-		free(old.keys);
-		free(old.vals);
-	}
-	size_t k = str_hash(key) & (m->cap - 1);
-	while (m->keys[k]) {
-		if (!strcmp(m->keys[k], key)) {
-			*fresh = 0;
-			return m->vals[k];
-		}
-		k = (k + 1) & (m->cap - 1);
-	}
-	m->keys[k] = xstrdup(key);
-	m->vals[k] = next;
-	m->n++;
-	*fresh = 1;
-	return next;
-}
-
-static void intern_release(struct intern *m)
-{
-	for (size_t i = 0; i < m->cap; i++)
-		free(m->keys[i]);
-	free(m->keys);
-	free(m->vals);
-}
-
 struct pprof {
 	Perftools__Profiles__Profile p;
-	struct intern strings, functions, locations;
+	struct strmap strings, functions, locations;
 };
 
 static int64_t str_index(struct pprof *pp, const char *s)
 {
 	int fresh;
-	uint64_t idx = intern_get(&pp->strings, s ? s : "", pp->p.n_string_table, &fresh);
+	uint64_t idx = strmap_get(&pp->strings, s ? s : "", pp->p.n_string_table, &fresh);
 
 	if (fresh) {
 		pp->p.string_table = xrealloc(pp->p.string_table, (pp->p.n_string_table + 1) * sizeof *pp->p.string_table);
@@ -140,7 +80,7 @@ static uint64_t function_id(struct pprof *pp, const struct sym_frame *f)
 {
 	char *key = xasprintf("%s\x1f%s", f->function, f->file ? f->file : f->module);
 	int fresh;
-	uint64_t id = intern_get(&pp->functions, key, pp->p.n_function + 1, &fresh);
+	uint64_t id = strmap_get(&pp->functions, key, pp->p.n_function + 1, &fresh);
 
 	free(key);
 	if (fresh) {
@@ -164,7 +104,7 @@ static uint64_t location_id(struct pprof *pp, const struct snapshot *s, const st
 	int fresh;
 
 	snprintf(key, sizeof key, "%" PRIx64, f[0]->address);
-	uint64_t id = intern_get(&pp->locations, key, pp->p.n_location + 1, &fresh);
+	uint64_t id = strmap_get(&pp->locations, key, pp->p.n_location + 1, &fresh);
 	if (!fresh)
 		return id;
 	Perftools__Profiles__Location *loc = xmalloc(sizeof *loc);
@@ -312,8 +252,8 @@ int export_pprof(FILE *out, const struct report *r)
 	free(pp.p.mapping);
 	free(pp.p.sample_type);
 	free(pp.p.string_table);
-	intern_release(&pp.strings);
-	intern_release(&pp.functions);
-	intern_release(&pp.locations);
+	strmap_release(&pp.strings);
+	strmap_release(&pp.functions);
+	strmap_release(&pp.locations);
 	return rc;
 }

@@ -329,8 +329,14 @@ struct series_table {
 	struct stat_table base;     /* options, symbolizer, kept stack arrays */
 	struct series_node *head;
 	int npoints;
+	/* Stack ids are stable across one process's snapshots: each id is
+	 * symbolized, filtered and keyed once (NULL node: filtered out). */
+	struct { int done; struct series_node *node; } *by_id;
+	size_t nby_id;
 };
 
+/* All snapshots given to one table must come from one process (stack ids
+ * are per process). */
 struct series_table *series_new(const struct group_opts *opts, struct symbolizer *sym, int npoints)
 {
 	struct series_table *t = xcalloc(1, sizeof *t);
@@ -341,8 +347,8 @@ struct series_table *series_new(const struct group_opts *opts, struct symbolizer
 	return t;
 }
 
-static void series_charge(struct series_table *t, char *key, const struct site_stack *st,
-			  const struct hd_stack *hs, int point)
+static struct series_node *series_charge(struct series_table *t, char *key, const struct site_stack *st,
+					 const struct hd_stack *hs, int point)
 {
 	struct series_node *node;
 
@@ -360,6 +366,7 @@ static void series_charge(struct series_table *t, char *key, const struct site_s
 	}
 	node->s.bytes[point] += (int64_t)hs->live_bytes;
 	node->s.count[point] += (int64_t)hs->live_count;
+	return node;
 }
 
 void series_add(struct series_table *t, const struct snapshot *s, int point)
@@ -370,11 +377,28 @@ void series_add(struct series_table *t, const struct snapshot *s, int point)
 		const struct hd_stack *hs = &s->stacks[i];
 		if (!hs->live_count && !hs->live_bytes)
 			continue;
+		if (hs->id >= t->nby_id) {
+			size_t n = t->nby_id ? t->nby_id : 1024;
+			while (n <= hs->id)
+				n *= 2;
+			t->by_id = xrealloc(t->by_id, n * sizeof *t->by_id);
+			memset(t->by_id + t->nby_id, 0, (n - t->nby_id) * sizeof *t->by_id);
+			t->nby_id = n;
+		}
+		if (t->by_id[hs->id].done) {
+			struct series_node *node = t->by_id[hs->id].node;
+			if (node) {
+				node->s.bytes[point] += (int64_t)hs->live_bytes;
+				node->s.count[point] += (int64_t)hs->live_count;
+			}
+			continue;
+		}
+		t->by_id[hs->id].done = 1;
 		struct site_stack st = expand(&t->base, s, hs);
 		if (!st.n || !keep_stack(o, &st))
 			continue;
 		char *key = o->by == BY_TRACEBACK ? traceback_key(&st) : frame_key(st.frames[0], o->by);
-		series_charge(t, key, &st, hs, point);
+		t->by_id[hs->id].node = series_charge(t, key, &st, hs, point);
 	}
 }
 
@@ -406,5 +430,6 @@ void series_free(struct series_table *t)
 	for (size_t i = 0; i < t->base.nstacks; i++)
 		free(t->base.stacks[i]);
 	free(t->base.stacks);
+	free(t->by_id);
 	free(t);
 }

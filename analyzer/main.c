@@ -134,6 +134,20 @@ static const struct cmd commands[] = {
 	  "rate over the last third of the run times their steadiness, so a leak comes\n"
 	  "first, and a cache that filled up and stays flat (marked plateaued) or noise\n"
 	  "that goes up and down does not.\n" },
+	{ "report", cmd_report,
+	  "heapdelta report SNAP... | DIR -o report.html [--by KEY] [--pid PID]",
+	  "one self-contained HTML page: memory over time, sites by growth, flame graphs",
+	  "  -o, --output FILE   the HTML file to write\n"
+	  "  --by KEY            lineno (default), filename, function or traceback\n"
+	  "  --pid PID           the process to show (default: the one with the most\n"
+	  "                      snapshots)\n"
+	  "\n"
+	  "The page holds: live memory over time (the largest sites stacked, the traced\n"
+	  "heap, and the process's RSS beside it: a widening gap is memory the heap does\n"
+	  "not explain); the sites ranked as 'heapdelta trend' ranks them, each row\n"
+	  "expanding to its stack; flame graphs of live memory at the last snapshot and\n"
+	  "of growth from the first to the last, zoomable (click) and searchable. No\n"
+	  "network access is needed to view it.\n" },
 	{ "info", cmd_info,
 	  "heapdelta info SNAP...",
 	  "a snapshot's process, trigger, counters and modules",

@@ -221,3 +221,57 @@ int parse_count(const char *s, long max, long *out)
 	*out = v;
 	return 0;
 }
+
+static uint64_t str_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+	return h;
+}
+
+uint64_t strmap_get(struct strmap *m, const char *key, uint64_t next, int *fresh)
+{
+	if (2 * (m->n + 1) > m->cap) {
+		struct strmap old = *m;
+		m->cap = m->cap ? 2 * m->cap : 1024;
+		m->keys = xcalloc(m->cap, sizeof *m->keys);
+		m->vals = xcalloc(m->cap, sizeof *m->vals);
+		m->n = 0;
+		for (size_t i = 0; i < old.cap; i++) {
+			if (!old.keys[i])
+				continue;
+			size_t k = str_hash(old.keys[i]) & (m->cap - 1);
+			while (m->keys[k])
+				k = (k + 1) & (m->cap - 1);
+			m->keys[k] = old.keys[i];
+			m->vals[k] = old.vals[i];
+			m->n++;
+		}
+		free(old.keys);
+		free(old.vals);
+	}
+	size_t k = str_hash(key) & (m->cap - 1);
+	while (m->keys[k]) {
+		if (!strcmp(m->keys[k], key)) {
+			*fresh = 0;
+			return m->vals[k];
+		}
+		k = (k + 1) & (m->cap - 1);
+	}
+	m->keys[k] = xstrdup(key);
+	m->vals[k] = next;
+	m->n++;
+	*fresh = 1;
+	return next;
+}
+
+void strmap_release(struct strmap *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		free(m->keys[i]);
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof *m);
+}

@@ -36,6 +36,17 @@ void strbuf_addf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(
 void strbuf_add_json(struct strbuf *sb, const char *s);
 void strbuf_release(struct strbuf *sb);
 
+/* A map from strings to numbers (open addressing; keys copied). */
+struct strmap {
+	char **keys;
+	uint64_t *vals;
+	size_t cap, n;
+};
+/* The value of key; when key is new, insert it with value `next` and set
+ * *fresh. */
+uint64_t strmap_get(struct strmap *m, const char *key, uint64_t next, int *fresh);
+void strmap_release(struct strmap *m);
+
 /* tracemalloc's _format_size: "123 B", "10.0 KiB", "1234 KiB"; with
  * sign, "+1.2 MiB".  Writes into buf (at least 32 bytes), returns buf. */
 char *format_size(char *buf, double size, int sign);

@@ -1,0 +1,350 @@
+/*
+ * cmd_report.c - `heapdelta report`: one self-contained HTML file with live
+ * memory over time (the top sites stacked, the traced heap, the process's
+ * RSS), the sites ranked by growth (each expandable to its stack), and two
+ * flame graphs (live at the last snapshot; growth from the first to the
+ * last), zoomable and searchable.
+ *
+ * The page stays light whatever the run: series are cut to at most 400
+ * points, sparklines to 20, stacks are indexes into one table of frame
+ * names, and the flame graphs are compact arrays.
+ */
+#include "cmd.h"
+#include "group.h"
+#include "trend.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The page template (report.html), linked in as bytes. */
+__asm__(".section .rodata\n"
+	".global heapdelta_report_template\n"
+	"heapdelta_report_template:\n"
+	".incbin \"analyzer/report.html\"\n"
+	".byte 0\n"
+	".previous\n");
+extern const char heapdelta_report_template[];
+
+#define MAX_POINTS 400
+#define SPARK_POINTS 20
+#define TOP_SITES 6
+
+struct frames {
+	struct strmap map;
+	char **names;
+	size_t n;
+};
+
+static uint64_t frame_index(struct frames *f, const char *name)
+{
+	int fresh;
+	uint64_t i = strmap_get(&f->map, name, f->n, &fresh);
+
+	if (fresh) {
+		f->names = xrealloc(f->names, (f->n + 1) * sizeof *f->names);
+		f->names[f->n++] = xstrdup(name);
+	}
+	return i;
+}
+
+static uint64_t frame_long(struct frames *fr, const struct sym_frame *f)
+{
+	char *s = f->file ? xasprintf("%s  %s:%d%s", f->function, f->file, f->line, f->inlined ? " (inlined)" : "")
+			  : xasprintf("%s  %s+0x%" PRIx64, f->function, f->module, f->offset);
+	uint64_t i = frame_index(fr, s);
+	free(s);
+	return i;
+}
+
+static uint64_t frame_short(struct frames *fr, const struct sym_frame *f)
+{
+	if (strcmp(f->function, "??"))
+		return frame_index(fr, f->function);
+	char *s = xasprintf("%s+0x%" PRIx64, f->module, f->offset);
+	uint64_t i = frame_index(fr, s);
+	free(s);
+	return i;
+}
+
+/* A flame graph: nodes in parent-before-child order; node 0 is the root. */
+struct flame {
+	int64_t *name, *value;
+	size_t *parent;
+	size_t n;
+	struct strmap children;   /* "parent:frame" -> node */
+};
+
+static size_t flame_node(struct flame *fl, size_t parent, int64_t name)
+{
+	char key[48];
+	int fresh;
+
+	snprintf(key, sizeof key, "%zu:%" PRId64, parent, name);
+	size_t i = (size_t)strmap_get(&fl->children, key, fl->n, &fresh);
+	if (fresh) {
+		fl->name = xrealloc(fl->name, (fl->n + 1) * sizeof *fl->name);
+		fl->value = xrealloc(fl->value, (fl->n + 1) * sizeof *fl->value);
+		fl->parent = xrealloc(fl->parent, (fl->n + 1) * sizeof *fl->parent);
+		fl->name[fl->n] = name;
+		fl->value[fl->n] = 0;
+		fl->parent[fl->n] = parent;
+		fl->n++;
+	}
+	return i;
+}
+
+/* Add `value` along a stack (site outwards: walked from the root in). */
+static void flame_add(struct flame *fl, struct frames *fr, const struct site_stack *st, int64_t value)
+{
+	size_t node = 0;
+
+	if (value <= 0)
+		return;
+	fl->value[0] += value;
+	for (int k = st->n - 1; k >= 0; k--) {
+		node = flame_node(fl, node, (int64_t)frame_short(fr, st->frames[k]));
+		fl->value[node] += value;
+	}
+}
+
+static void flame_init(struct flame *fl)
+{
+	memset(fl, 0, sizeof *fl);
+	fl->name = xcalloc(1, sizeof *fl->name);
+	fl->value = xcalloc(1, sizeof *fl->value);
+	fl->parent = xcalloc(1, sizeof *fl->parent);
+	fl->name[0] = -1;
+	fl->n = 1;
+}
+
+static void flame_json(struct strbuf *sb, const struct flame *fl)
+{
+	strbuf_adds(sb, "{\"n\": [");
+	for (size_t i = 0; i < fl->n; i++)
+		strbuf_addf(sb, "%s%" PRId64, i ? "," : "", fl->name[i]);
+	strbuf_adds(sb, "], \"v\": [");
+	for (size_t i = 0; i < fl->n; i++)
+		strbuf_addf(sb, "%s%" PRId64, i ? "," : "", fl->value[i]);
+	strbuf_adds(sb, "], \"p\": [");
+	for (size_t i = 0; i < fl->n; i++)
+		strbuf_addf(sb, "%s%zu", i ? "," : "", fl->parent[i]);
+	strbuf_adds(sb, "]}");
+}
+
+static void flame_release(struct flame *fl)
+{
+	free(fl->name);
+	free(fl->value);
+	free(fl->parent);
+	strmap_release(&fl->children);
+}
+
+/* Indexes of at most m points spread over 0 .. n-1, first and last kept. */
+static size_t pick(size_t k, size_t m, size_t n)
+{
+	return m <= 1 ? n - 1 : (size_t)((double)k * (double)(n - 1) / (double)(m - 1) + 0.5);
+}
+
+static void build_json(struct strbuf *sb, struct trend *tr, const struct group_opts *g, struct symbolizer *sym)
+{
+	static const char *const by_names[] = { "lineno", "filename", "function", "traceback" };
+	const struct snapshot *first = &tr->snaps[0], *last = &tr->snaps[tr->n - 1];
+	size_t n = (size_t)tr->n, m = n < MAX_POINTS ? n : MAX_POINTS;
+	struct frames fr = { 0 };
+
+	strbuf_adds(sb, "{\"exe\": ");
+	strbuf_add_json(sb, last->exe);
+	strbuf_addf(sb, ", \"pid\": %" PRIu64 ", \"snapshots\": %d, \"duration\": %.6f, \"nsites\": %zu, \"by\": \"%s\"",
+		    last->meta[HD_META_PID], tr->n, tr->t[n - 1], tr->nsites, by_names[g->by]);
+
+	strbuf_adds(sb, ",\n \"times\": [");
+	for (size_t k = 0; k < m; k++)
+		strbuf_addf(sb, "%s%.3f", k ? "," : "", tr->t[pick(k, m, n)]);
+	strbuf_adds(sb, "],\n \"total\": [");
+	for (size_t k = 0; k < m; k++)
+		strbuf_addf(sb, "%s%" PRIu64, k ? "," : "", tr->snaps[pick(k, m, n)].meta[HD_META_LIVE_BYTES]);
+	strbuf_adds(sb, "],\n \"rss\": [");
+	for (size_t k = 0; k < m; k++)
+		strbuf_addf(sb, "%s%" PRIu64, k ? "," : "", tr->snaps[pick(k, m, n)].meta[HD_META_RSS_BYTES]);
+
+	/* The chart stacks the sites that are largest at the end. */
+	strbuf_adds(sb, "],\n \"top\": [");
+	struct trend_site **bysize = xcalloc(tr->nsites + 1, sizeof *bysize);
+	for (size_t i = 0; i < tr->nsites; i++)
+		bysize[i] = &tr->sites[i];
+	for (size_t a = 0; a < tr->nsites && a < TOP_SITES; a++)
+		for (size_t b = a + 1; b < tr->nsites; b++)
+			if (bysize[b]->s->bytes[n - 1] > bysize[a]->s->bytes[n - 1]) {
+				struct trend_site *x = bysize[a];
+				bysize[a] = bysize[b];
+				bysize[b] = x;
+			}
+	for (size_t i = 0; i < tr->nsites && i < TOP_SITES; i++) {
+		const struct series *s = bysize[i]->s;
+		char *site = strchr(s->key, '\n') ? frame_location(s->site) : NULL;
+		strbuf_adds(sb, i ? ",\n  {\"key\": " : "\n  {\"key\": ");
+		strbuf_add_json(sb, site ? site : s->key);
+		free(site);
+		strbuf_adds(sb, ", \"series\": [");
+		for (size_t k = 0; k < m; k++)
+			strbuf_addf(sb, "%s%" PRId64, k ? "," : "", s->bytes[pick(k, m, n)]);
+		strbuf_adds(sb, "]}");
+	}
+	free(bysize);
+
+	strbuf_adds(sb, "],\n \"sites\": [");
+	for (size_t i = 0; i < tr->nsites; i++) {
+		const struct trend_site *ts = &tr->sites[i];
+		const struct series *s = ts->s;
+		char *site = strchr(s->key, '\n') ? frame_location(s->site) : NULL;
+		strbuf_adds(sb, i ? ",\n  {\"k\": " : "\n  {\"k\": ");
+		strbuf_add_json(sb, site ? site : s->key);
+		free(site);
+		strbuf_addf(sb, ", \"r\": %.1f, \"s\": %.3f, \"g\": %" PRId64 ", \"z\": %" PRId64 ", \"p\": %d, \"sp\": [",
+			    ts->rate, ts->steadiness, ts->growth, s->bytes[n - 1], ts->plateaued);
+		size_t sm = n < SPARK_POINTS ? n : SPARK_POINTS;
+		for (size_t k = 0; k < sm; k++)
+			strbuf_addf(sb, "%s%" PRId64, k ? "," : "", s->bytes[pick(k, sm, n)]);
+		strbuf_adds(sb, "], \"st\": [");
+		for (int k = 0; k < s->tb.n; k++)
+			strbuf_addf(sb, "%s%" PRIu64, k ? "," : "", frame_long(&fr, s->tb.frames[k]));
+		strbuf_adds(sb, "]}");
+	}
+
+	/* Flame graphs, from every stack of the first and last snapshots. */
+	struct group_opts tb_opts = *g;
+	tb_opts.by = BY_TRACEBACK;
+	tb_opts.cumulative = 0;
+	struct stat_table *t = group_new(&tb_opts, sym);
+	group_add(t, last, 0);
+	group_add(t, first, 1);
+	size_t ne;
+	struct stat_entry **ents = group_sorted(t, 1, &ne);
+	struct flame live, growth;
+	flame_init(&live);
+	flame_init(&growth);
+	for (size_t i = 0; i < ne; i++) {
+		flame_add(&live, &fr, &ents[i]->tb, ents[i]->size);
+		flame_add(&growth, &fr, &ents[i]->tb, ents[i]->size - ents[i]->old_size);
+	}
+	strbuf_adds(sb, "],\n \"flame_live\": ");
+	flame_json(sb, &live);
+	strbuf_adds(sb, ",\n \"flame_growth\": ");
+	flame_json(sb, &growth);
+	flame_release(&live);
+	flame_release(&growth);
+	free(ents);
+	group_free(t);
+
+	strbuf_adds(sb, ",\n \"frames\": [");
+	for (size_t i = 0; i < fr.n; i++) {
+		if (i)
+			strbuf_adds(sb, ",");
+		strbuf_add_json(sb, fr.names[i]);
+		free(fr.names[i]);
+	}
+	strbuf_adds(sb, "]}");
+	free(fr.names);
+	strmap_release(&fr.map);
+}
+
+static int write_report(const char *path, const char *json)
+{
+	const char *marker = strstr(heapdelta_report_template, "HEAPDELTA_DATA");
+	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	FILE *f = fopen(tmp, "w");
+	int bad;
+
+	if (!f) {
+		error("cannot write '%s': %s", path, strerror(errno));
+		free(tmp);
+		return -1;
+	}
+	fwrite(heapdelta_report_template, 1, (size_t)(marker - heapdelta_report_template), f);
+	/* Inside <script>, "</" would end the element: write "<\/". */
+	for (const char *c = json; *c; c++) {
+		if (c[0] == '<' && c[1] == '/')
+			fputs("<\\", f);
+		else
+			fputc(*c, f);
+	}
+	fputs(marker + strlen("HEAPDELTA_DATA"), f);
+	bad = ferror(f);
+	bad |= fclose(f) != 0;
+	if (bad || rename(tmp, path) < 0) {
+		error("cannot write '%s': %s", path, strerror(errno));
+		unlink(tmp);
+		free(tmp);
+		return -1;
+	}
+	free(tmp);
+	return 0;
+}
+
+int cmd_report(int argc, char **argv)
+{
+	enum { O_BY = 256, O_PID };
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "by", required_argument, NULL, O_BY },
+		{ "pid", required_argument, NULL, O_PID },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct group_opts g = { .by = BY_LINENO };
+	const char *out = NULL;
+	long pid = -1;
+	int c;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case O_BY:
+			if (!strcmp(optarg, "lineno")) g.by = BY_LINENO;
+			else if (!strcmp(optarg, "filename")) g.by = BY_FILENAME;
+			else if (!strcmp(optarg, "function")) g.by = BY_FUNCTION;
+			else if (!strcmp(optarg, "traceback")) g.by = BY_TRACEBACK;
+			else return usage_error("report", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
+			break;
+		case O_PID:
+			if (parse_count(optarg, 1L << 30, &pid) < 0)
+				return usage_error("report", "--pid takes a process id, not '%s'", optarg);
+			break;
+		case 'h': return show_help("report");
+		case ':': return usage_error("report", "option '%s' needs a value", argv[optind - 1]);
+		default: return usage_error("report", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (!out)
+		return usage_error("report", "no output file: give -o report.html");
+	if (optind >= argc)
+		return usage_error("report", "expected snapshot files or a directory of them");
+
+	struct snapshot *snaps;
+	int n;
+	if (trend_load(argv + optind, argc - optind, pid, &snaps, &n) < 0)
+		return EXIT_USAGE;
+	struct symbolizer *sym = symbolizer_new();
+	struct trend *tr = trend_build(snaps, n, &g, sym);
+	struct strbuf json = STRBUF_INIT;
+	build_json(&json, tr, &g, sym);
+	int rc = write_report(out, json.buf);
+	size_t nsites = tr->nsites;
+	strbuf_release(&json);
+	trend_free(tr);
+	symbolizer_free(sym);
+	for (int i = 0; i < n; i++)
+		snapshot_release(&snaps[i]);
+	free(snaps);
+	if (!rc)
+		fprintf(stderr, "heapdelta: wrote %s (%d snapshots, %zu sites)\n", out, n, nsites);
+	return rc ? EXIT_USAGE : EXIT_OK;
+}
