@@ -36,7 +36,7 @@ $(B)/shim/%.o: shim/%.c shim/internal.h shim/hd_format.h | $(B)/shim
 	$(CC) $(SHIM_CFLAGS) -c $< -o $@
 
 $(B)/libheapdelta.so: $(SHIM_OBJ)
-	$(CC) -shared -Wl,-z,now -Wl,-z,nodelete -o $@ $(SHIM_OBJ) -ldl -lpthread
+	$(CC) -shared -Wl,-z,now -Wl,-z,nodelete -o $@ $(SHIM_OBJ) -ldl -lpthread -lm
 
 $(B)/analyzer/%.o: analyzer/%.c $(wildcard analyzer/*.h) shim/hd_format.h $(B)/gen/profile.pb-c.h | $(B)/analyzer
 	$(CC) $(AN_CFLAGS) -c $< -o $@
@@ -87,7 +87,7 @@ clean:
 T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
             $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so \
-            $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/heapdelta_asan
+            $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
 UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/fuzz_reader

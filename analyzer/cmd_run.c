@@ -197,7 +197,7 @@ static void report_snapshots(const char *dir, pid_t pid)
 
 int cmd_run(int argc, char **argv)
 {
-	enum { O_INTERVAL = 256, O_DEPTH, O_UNWIND, O_SIGNAL, O_NOCHILD, O_CHECK };
+	enum { O_INTERVAL = 256, O_DEPTH, O_UNWIND, O_SIGNAL, O_NOCHILD, O_CHECK, O_SAMPLE };
 	static const struct option own[] = {
 		{ "out", required_argument, NULL, 'o' },
 		{ "interval", required_argument, NULL, O_INTERVAL },
@@ -206,6 +206,7 @@ int cmd_run(int argc, char **argv)
 		{ "signal", required_argument, NULL, O_SIGNAL },
 		{ "no-children", no_argument, NULL, O_NOCHILD },
 		{ "check", no_argument, NULL, O_CHECK },
+		{ "sample", required_argument, NULL, O_SAMPLE },
 		{ "help", no_argument, NULL, 'h' },
 	};
 	/* run's own options, then the gate's (for --check). */
@@ -218,6 +219,7 @@ int cmd_run(int argc, char **argv)
 	memset(&opts[nopts], 0, sizeof opts[nopts]);
 
 	const char *out = ".", *interval = NULL, *depth = NULL, *unwind = NULL, *sig = NULL;
+	char sample[32] = "";
 	int children = 1, check = 0, gate_args = 0, c;
 	long n;
 	struct gate_opts gate;
@@ -255,6 +257,13 @@ int cmd_run(int argc, char **argv)
 			break;
 		case O_SIGNAL: sig = optarg; break;
 		case O_NOCHILD: children = 0; break;
+		case O_SAMPLE: {
+			uint64_t v;
+			if (parse_size(optarg, &v) < 0)
+				return usage_error("run", "--sample takes a size such as 512KiB, not '%s'", optarg);
+			snprintf(sample, sizeof sample, "%llu", (unsigned long long)v);
+			break;
+		}
 		case O_CHECK: check = 1; break;
 		case 'h': return show_help("run");
 		case ':': return usage_error("run", "option '%s' needs a value", argv[optind - 1]);
@@ -308,6 +317,7 @@ int cmd_run(int argc, char **argv)
 	if (depth) setenv("HEAPDELTA_DEPTH", depth, 1);
 	if (unwind) setenv("HEAPDELTA_UNWIND", unwind, 1);
 	if (sig) setenv("HEAPDELTA_SIGNAL", sig, 1);
+	if (*sample) setenv("HEAPDELTA_SAMPLE", sample, 1);
 	if (!children) setenv("HEAPDELTA_CHILDREN", "0", 1);
 
 	fflush(NULL);

@@ -45,7 +45,7 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "run", cmd_run,
-	  "heapdelta run [-o DIR] [--interval S] [--depth N] [--unwind cfi|libunwind|fp] [--signal SIG] [--no-children] [--check BUDGETS...] -- CMD [ARGS...]",
+	  "heapdelta run [-o DIR] [--interval S] [--depth N] [--unwind cfi|libunwind|fp] [--sample SIZE] [--signal SIG] [--no-children] [--check BUDGETS...] -- CMD [ARGS...]",
 	  "run a program with the shim preloaded; snapshots go to DIR",
 	  "  -o, --out DIR       where snapshots are written (default: the current\n"
 	  "                      directory; created if missing)\n"
@@ -56,6 +56,9 @@ static const struct cmd commands[] = {
 	  "                      libunwind: libunwind's unw_backtrace for every stack;\n"
 	  "                      fp: frame pointers, for programs built with them\n"
 	  "  --signal SIG        snapshot signal (default USR2; 0 disables)\n"
+	  "  --sample SIZE       record one allocation per SIZE bytes on average (e.g.\n"
+	  "                      512KiB), weighted so that per-site figures are unbiased\n"
+	  "                      estimates; far cheaper than recording every allocation\n"
 	  "  --no-children       do not trace programs that CMD executes\n"
 	  "  --check             after CMD ends, gate its snapshots as 'heapdelta check'\n"
 	  "                      does, with the same budget, baseline, suppression and\n"

@@ -128,6 +128,9 @@ void report_text(FILE *out, const struct report *r)
 	fputc('\n', out);
 	fprintf(out, "Peak: %s\n", format_size(a, (double)r->cur.snap->meta[HD_META_PEAK_BYTES], 0));
 	const uint64_t *m = r->cur.snap->meta;
+	if (m[HD_META_SAMPLE_BYTES])
+		fprintf(out, "Estimates: one allocation sampled per %s on average, each weighted by its sampling odds\n",
+			format_size(a, (double)m[HD_META_SAMPLE_BYTES], 0));
 	if (m[HD_META_DROPPED_ALLOCS] || m[HD_META_DROPPED_STACKS])
 		fprintf(out, "Warning: %" PRIu64 " allocations were not recorded (tables full): figures are lower bounds\n",
 			m[HD_META_DROPPED_ALLOCS]);
@@ -147,6 +150,7 @@ static void json_snap(struct strbuf *sb, const struct snapshot *s)
 		    s->meta[HD_META_SEQ], (double)s->meta[HD_META_WALL_NS] / 1e9,
 		    (double)(s->meta[HD_META_MONO_NS] - s->meta[HD_META_START_MONO_NS]) / 1e9);
 	strbuf_add_json(sb, s->exe);
+	strbuf_addf(sb, ", \"sampled\": %" PRIu64, s->meta[HD_META_SAMPLE_BYTES]);
 	strbuf_addf(sb, ", \"peak\": %" PRIu64 ", \"rss\": %" PRIu64 ", \"shim_bytes\": %" PRIu64
 		    ", \"unknown_frees\": %" PRIu64 ", \"dropped_allocs\": %" PRIu64 "}",
 		    s->meta[HD_META_PEAK_BYTES], s->meta[HD_META_RSS_BYTES], s->meta[HD_META_SHIM_BYTES],

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <math.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -91,15 +92,69 @@ static inline int booting(void)
 	return atomic_load_relaxed(&hds.state) != HDS_ACTIVE && atomic_load_relaxed(&hds.state) != HDS_PASSIVE;
 }
 
+/*
+ * Sampled mode (HEAPDELTA_SAMPLE=R): each thread counts bytes down from a
+ * distance drawn from an exponential distribution of mean R; the
+ * allocation that crosses zero is recorded, the others cost a subtraction.
+ * A recorded block of `size` bytes stands for 1/(1 - exp(-size/R)) blocks
+ * (its sampling probability's inverse), so its stack is charged that many
+ * blocks and that many times its bytes: unbiased estimates.  The live map
+ * keeps the real size, so the free computes the very same weights and
+ * takes back exactly what was added.
+ */
+static __thread int64_t tl_sample_left __attribute__((tls_model("initial-exec")));
+static __thread uint64_t tl_sample_rng __attribute__((tls_model("initial-exec")));
+
+static _Atomic uint64_t sample_threads;
+
+static int64_t sample_distance(void)
+{
+	if (!tl_sample_rng)   /* seeded per thread, the same way every run */
+		tl_sample_rng = 0x9e3779b97f4a7c15u * (atomic_add_relaxed(&sample_threads, 1) + 1);
+	tl_sample_rng ^= tl_sample_rng << 13;
+	tl_sample_rng ^= tl_sample_rng >> 7;
+	tl_sample_rng ^= tl_sample_rng << 17;
+	double u = ((double)(tl_sample_rng >> 11) + 0.5) / 9007199254740992.0;   /* (0, 1) */
+	return (int64_t)(-log(u) * (double)hds.cfg.sample_bytes) + 1;
+}
+
+/* Should this allocation be recorded?  Always, unless sampling. */
+static inline int sample_this(uint64_t size)
+{
+	if (likely(!hds.cfg.sample_bytes))
+		return 1;
+	if (unlikely(tl_sample_left == 0))
+		tl_sample_left = sample_distance();
+	tl_sample_left -= (int64_t)size;
+	if (likely(tl_sample_left > 0))
+		return 0;
+	tl_sample_left = sample_distance();
+	return 1;
+}
+
+/* What a recorded block of `size` bytes counts for: bytes and blocks. */
+static inline void weights(uint64_t size, uint64_t *bytes, uint64_t *count)
+{
+	if (likely(!hds.cfg.sample_bytes)) {
+		*bytes = size;
+		*count = 1;
+		return;
+	}
+	double w = 1.0 / -expm1(-(double)(size ? size : 1) / (double)hds.cfg.sample_bytes);
+	*bytes = (uint64_t)llround((double)size * w);
+	*count = (uint64_t)llround(w * HDS_SAMPLED_COUNT_SCALE);   /* fixed point: no rounding bias */
+}
+
 /* Take a block's bytes and count off its stack and the process totals. */
 static void hds_uncount(uint64_t entry)
 {
 	struct hds_stack *s = hds_stack_get(hds_entry_stack(entry));
-	uint64_t size = hds_entry_size(entry);
+	uint64_t bytes, count;
 
-	atomic_sub_relaxed(&s->live_bytes, size);
-	atomic_sub_relaxed(&s->live_count, 1);
-	atomic_sub_relaxed(&hds.live_bytes, (int64_t)size);
+	weights(hds_entry_size(entry), &bytes, &count);
+	atomic_sub_relaxed(&s->live_bytes, bytes);
+	atomic_sub_relaxed(&s->live_count, count);
+	atomic_sub_relaxed(&hds.live_bytes, (int64_t)bytes);
 }
 
 /* Record block p of `size` requested bytes, attributed to the caller's stack.
@@ -138,12 +193,14 @@ static void hds_record_alloc(void *p, uint64_t size, const void *entry)
 	if (old)   /* the slot held a block whose free we never saw */
 		hds_uncount(old);
 
+	uint64_t bytes, count;
+	weights(size, &bytes, &count);
 	s = hds_stack_get((uint32_t)id);
-	atomic_add_relaxed(&s->live_bytes, size);
-	atomic_add_relaxed(&s->live_count, 1);
-	atomic_add_relaxed(&s->alloc_bytes, size);
-	atomic_add_relaxed(&s->alloc_count, 1);
-	hds_note_peak(atomic_add_relaxed(&hds.live_bytes, (int64_t)size) + (int64_t)size);
+	atomic_add_relaxed(&s->live_bytes, bytes);
+	atomic_add_relaxed(&s->live_count, count);
+	atomic_add_relaxed(&s->alloc_bytes, bytes);
+	atomic_add_relaxed(&s->alloc_count, count);
+	hds_note_peak(atomic_add_relaxed(&hds.live_bytes, (int64_t)bytes) + (int64_t)bytes);
 }
 
 /* The block at p is about to be released (free, or realloc that moves or
@@ -160,7 +217,7 @@ static uint64_t hds_forget(void *p, int by_program)
 	if (!hds_tables_ready())
 		return 0;
 	e = hds_live_remove(p);
-	if (!e && by_program)
+	if (!e && by_program && !hds.cfg.sample_bytes)   /* sampled: most blocks are not in the map */
 		atomic_add_relaxed(&hds.unknown_frees, 1);
 	return e;
 }
@@ -170,7 +227,7 @@ static inline void *hds_after_alloc(void *p, uint64_t size, int record, const vo
 {
 	if (p) {
 		int saved = errno;
-		if (record)
+		if (record && sample_this(size))
 			hds_record_alloc(p, size, entry);
 		else if (hds_tables_ready())
 			atomic_add_relaxed(&hds.untracked_allocs, 1);
@@ -179,8 +236,32 @@ static inline void *hds_after_alloc(void *p, uint64_t size, int record, const vo
 	return p;
 }
 
+/* The common case, kept lean: the shim is active and this thread is not
+ * inside it.  errno needs saving only around recording (a skipped sample
+ * does nothing that could touch it). */
+static inline int hds_fast(void)
+{
+	return likely(atomic_load_relaxed(&hds.state) == HDS_ACTIVE) && likely(!hds_busy);
+}
+
+static inline void hds_record_fast(void *p, uint64_t size, const void *entry)
+{
+	if (p && sample_this(size)) {
+		int saved = errno;
+		hds_record_alloc(p, size, entry);
+		errno = saved;
+	}
+}
+
 HDS_EXPORT void *malloc(size_t size)
 {
+	if (hds_fast()) {
+		hds_busy = 1;
+		void *p = hds.real.malloc(size);
+		hds_record_fast(p, size, __builtin_frame_address(0));
+		hds_busy = 0;
+		return p;
+	}
 	int record = hds_enter();
 	int outer = hds_busy;
 	void *p;
@@ -202,6 +283,18 @@ HDS_EXPORT void free(void *p)
 
 	if (!p)
 		return;
+	if (hds_fast() && likely(!atomic_load_relaxed(&boot_n))) {
+		/* The live map and the counters never touch errno. */
+		hds_busy = 1;
+		uint64_t e = hds_live_remove(p);
+		if (e)
+			hds_uncount(e);
+		else if (!hds.cfg.sample_bytes)
+			atomic_add_relaxed(&hds.unknown_frees, 1);
+		hds.real.free(p);
+		hds_busy = 0;
+		return;
+	}
 	hds_busy = 1;
 	saved = errno;
 	uint64_t e = hds_forget(p, !outer);
@@ -217,6 +310,15 @@ HDS_EXPORT void free(void *p)
 
 HDS_EXPORT void *calloc(size_t n, size_t m)
 {
+	if (hds_fast()) {
+		size_t total;
+		hds_busy = 1;
+		void *p = hds.real.calloc(n, m);
+		if (!__builtin_mul_overflow(n, m, &total))
+			hds_record_fast(p, total, __builtin_frame_address(0));
+		hds_busy = 0;
+		return p;
+	}
 	int record = hds_enter();
 	int outer = hds_busy;
 	size_t total = 0;
@@ -257,10 +359,10 @@ static void *hds_realloc(void *old, size_t size, const void *entry)
 		if (e)
 			hds_uncount(e);
 		if (p) {
-			if (record)
-				hds_record_alloc(p, size, entry);
-			else
+			if (!record)
 				atomic_add_relaxed(&hds.untracked_allocs, 1);
+			else if (sample_this(size))
+				hds_record_alloc(p, size, entry);
 		}
 	}
 	errno = saved;

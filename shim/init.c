@@ -244,6 +244,12 @@ static void config_load(struct hds_config *cfg)
 	}
 	if ((v = getenv("HEAPDELTA_CHILDREN")) && *v)
 		cfg->children = strcmp(v, "0") != 0;
+	if ((v = getenv("HEAPDELTA_SAMPLE")) && *v) {
+		if (parse_uint(v, 0, UINT64_C(1) << 40, &n) == 0)
+			cfg->sample_bytes = n;
+		else
+			hds_warn("HEAPDELTA_SAMPLE must be a mean interval in bytes (0: every allocation); recording every allocation", v);
+	}
 	if ((v = getenv("HEAPDELTA_MAX_STACKS")) && *v) {
 		if (parse_uint(v, 16, HDS_LIVE_MAX_STACK, &n) == 0)
 			cfg->max_stacks = (uint32_t)n;

@@ -60,6 +60,8 @@ struct hds_config {
 	int      signo;           /* 0: no snapshot signal */
 	int      children;        /* 0: strip the shim from LD_PRELOAD for exec'd children */
 	uint32_t max_stacks;      /* capacity of the stack table */
+	uint64_t sample_bytes;    /* mean sampling interval; 0: record everything */
+#define HDS_SAMPLED_COUNT_SCALE 1024   /* sampled: stack counts are in 1/1024ths */
 	char     outdir[4096];    /* absolute output directory */
 };
 

@@ -212,8 +212,9 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 	f[HD_META_TRIGGER] = (uint64_t)trigger;
 	f[HD_META_UNWINDER] = (uint64_t)hds.cfg.unwinder;
 	f[HD_META_DEPTH] = (uint64_t)hds.cfg.depth;
-	f[HD_META_SAMPLE_BYTES] = 0;
-	f[HD_META_FLAGS] = (hds.foreign_malloc ? HD_FLAG_FOREIGN_MALLOC : 0) | (dropped ? HD_FLAG_DROPPED : 0);
+	f[HD_META_SAMPLE_BYTES] = hds.cfg.sample_bytes;
+	f[HD_META_FLAGS] = (hds.foreign_malloc ? HD_FLAG_FOREIGN_MALLOC : 0) | (dropped ? HD_FLAG_DROPPED : 0) |
+			   (hds.cfg.sample_bytes ? HD_FLAG_SAMPLED : 0);
 	f[HD_META_WALL_NS] = hds_now_ns(CLOCK_REALTIME);
 	f[HD_META_MONO_NS] = hds_now_ns(CLOCK_MONOTONIC);
 	f[HD_META_START_MONO_NS] = hds.start_mono_ns;
@@ -300,6 +301,12 @@ static void emit_stacks(struct out *o, struct totals *t)
 			lb = 0;
 		if ((int64_t)lc < 0)
 			lc = 0;
+		if (hds.cfg.sample_bytes) {   /* weighted counts are kept in fixed point */
+			lc = (lc + HDS_SAMPLED_COUNT_SCALE / 2) / HDS_SAMPLED_COUNT_SCALE;
+			ac = (ac + HDS_SAMPLED_COUNT_SCALE / 2) / HDS_SAMPLED_COUNT_SCALE;
+			if (lc > ac)
+				lc = ac;
+		}
 		unsigned char rec[4 + 2 + 2 + 32];
 		unsigned char *p = hd_put_u32(rec, id);
 		p = hd_put_u16(p, s->depth);

@@ -599,6 +599,25 @@ def make_install_gives_a_working_heapdelta_without_environment():
     eq(len(snaps_of(d, "exit")), 1, "exit snapshot via the installed shim")
 
 
+@test
+def sampled_estimates_stay_within_fifteen_percent_of_the_exact_values():
+    # One allocation per 16 KiB on average: the estimates' standard
+    # deviations here are about 2.5% (mid-sized blocks) and 4% (small ones).
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "sampling")], d, "--sample", "16KiB")
+    eq(p.returncode, 0, "exit status")
+    snap = snaps_of(d, "exit")[0]
+    r = top_json(snap)
+    eq(r["snapshot"]["sampled"], 16384, "the snapshot says it holds estimates")
+    check("Estimates: one allocation sampled per 16.0 KiB on average" in hd("top", snap).stdout, "the report says so")
+    sites = by_site(r, "sampling.c")
+    marks = markers("sampling.c")
+    for name, (size, count) in expectations(p.stdout).items():
+        st = sites[marks[name]]
+        check(abs(st["size"] - size) <= 0.15 * size, f"{name}: estimated {st['size']} bytes, exact {size}")
+        check(abs(st["count"] - count) <= 0.15 * count, f"{name}: estimated {st['count']} blocks, exact {count}")
+
+
 # ---------------------------------------------------------------------------
 # What real programs do: processes, libraries, signals, exits, files
 
