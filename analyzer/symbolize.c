@@ -31,9 +31,17 @@ extern char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *st
 
 enum mod_state { MOD_OK, MOD_MISSING, MOD_CHANGED, MOD_NOFILE };
 
+struct elf_sym {
+	uint64_t addr, size;
+	const char *name;              /* libdwfl's, lives as long as the Dwfl */
+};
+
 struct sym_module {
 	char *path;
 	const char *name;              /* basename of path */
+	struct elf_sym *syms;          /* function symbols by address, built on first use */
+	size_t nsyms;
+	int syms_done;
 	unsigned char build_id[HD_MAX_BUILD_ID];
 	uint32_t build_id_len;
 	enum mod_state state;
@@ -92,6 +100,7 @@ void symbolizer_free(struct symbolizer *sym)
 	for (size_t i = 0; i < sym->nmods; i++) {
 		if (sym->mods[i]->dwfl)
 			dwfl_end(sym->mods[i]->dwfl);
+		free(sym->mods[i]->syms);
 		free(sym->mods[i]->path);
 		free(sym->mods[i]);
 	}
@@ -227,23 +236,82 @@ static void push(struct sym_frame **v, size_t *n, const char *fn, const char *fi
 	f->inlined = inlined;
 }
 
+static int by_addr(const void *a, const void *b)
+{
+	const struct elf_sym *x = a, *y = b;
+
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	return (x->size < y->size) - (x->size > y->size);   /* sized first */
+}
+
+/* The function symbol containing a: dwfl_module_addrinfo scans the whole
+ * symbol table for every address, so each module's functions are sorted
+ * once and searched. */
+static const char *symbol_at(struct sym_module *m, uint64_t a)
+{
+	if (!m->syms_done) {
+		m->syms_done = 1;
+		int n = dwfl_module_getsymtab(m->mod);
+		for (int i = 1; i < n; i++) {
+			GElf_Sym es;
+			GElf_Addr value;
+			const char *name = dwfl_module_getsym_info(m->mod, i, &es, &value, NULL, NULL, NULL);
+			if (!name || !*name || GELF_ST_TYPE(es.st_info) != STT_FUNC || es.st_shndx == SHN_UNDEF)
+				continue;
+			m->syms = xrealloc(m->syms, (m->nsyms + 1) * sizeof *m->syms);
+			m->syms[m->nsyms++] = (struct elf_sym){ value, es.st_size, name };
+		}
+		qsort(m->syms, m->nsyms, sizeof *m->syms, by_addr);
+	}
+	size_t lo = 0, hi = m->nsyms;
+	while (lo < hi) {            /* the last symbol starting at or before a */
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->syms[mid].addr <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* Among symbols starting there or before, the nearest that covers a. */
+	for (size_t i = lo; i-- > 0 && lo - i <= 8;)
+		if (a < m->syms[i].addr + (m->syms[i].size ? m->syms[i].size : 1))
+			return m->syms[i].name;
+	return NULL;
+}
+
+/* Is a inside one of the unit's address ranges? */
+static int in_unit(Dwarf_Die *cu, Dwarf_Addr a)
+{
+	Dwarf_Addr base, start, end;
+	ptrdiff_t off = 0;
+
+	while ((off = dwarf_ranges(cu, off, &base, &start, &end)) > 0)
+		if (a >= start && a < end)
+			return 1;
+	return 0;
+}
+
 /* Expand the inline chain at relative address a into frames. */
 static void lookup(struct sym_module *m, uint64_t a, struct sym_frame **out, size_t *n)
 {
-	GElf_Off off;
-	GElf_Sym elfsym;
-	const char *symname = dwfl_module_addrinfo(m->mod, a, &off, &elfsym, NULL, NULL, NULL);
+	const char *symname = symbol_at(m, a);
 	const char *file = NULL, *comp_dir = NULL;
 	int line = 0;
-	Dwfl_Line *dl = dwfl_module_getsrc(m->mod, a);
+	Dwarf_Addr bias = 0;
+	Dwarf_Die *cu = dwfl_module_addrdie(m->mod, a, &bias);
+	/* Only a compilation unit whose ranges hold a has lines for it:
+	 * libdwfl gives an address in a gap between a unit's ranges to that
+	 * unit, and its nearest line (crt1's _start, which has no line
+	 * information, would get a line of main's file). */
+	if (cu && !in_unit(cu, a - bias))
+		cu = NULL;
+	Dwfl_Line *dl = cu ? dwfl_module_getsrc(m->mod, a) : NULL;
 
 	if (dl) {
 		file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
 		comp_dir = dwfl_line_comp_dir(dl);
 	}
 
-	Dwarf_Addr bias = 0;
-	Dwarf_Die *cu = dwfl_module_addrdie(m->mod, a, &bias);
 	Dwarf_Die *scopes = NULL;
 	int nscopes = cu ? dwarf_getscopes(cu, a - bias, &scopes) : 0;
 
