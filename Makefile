@@ -3,6 +3,7 @@
 #   make            build/libheapdelta.so and build/heapdelta
 #   make demo       install missing build dependencies, build, run the demo
 #   make test       install missing test dependencies, build, run every test
+#   make bench      the benchmark against heaptrack (about 20 minutes)
 #   make install    PREFIX=/usr/local DESTDIR= (shim, command, header)
 
 PREFIX  ?= /usr/local
@@ -71,6 +72,11 @@ test:
 	$(MAKE) test-build
 	tests/run
 
+bench:
+	scripts/deps.sh bench
+	$(MAKE) all
+	python3 scripts/bench.py
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/heapdelta $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(B)/heapdelta $(DESTDIR)$(PREFIX)/bin/heapdelta
@@ -80,7 +86,7 @@ install: all
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps demo test install clean
+.PHONY: all deps demo test bench install clean
 
 # ---- tests -------------------------------------------------------------
 # Fixtures are built the way users build: -O2 -g, no frame pointers forced.

@@ -178,7 +178,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only")
-    ap.add_argument("--modes", default="untraced,heaptrack,heapdelta,heapdelta-fp")
+    ap.add_argument("--modes", default="untraced,heaptrack,heapdelta,heapdelta-fp,sampled")
     args = ap.parse_args()
     modes = args.modes.split(",")
     generate_inputs()
@@ -205,6 +205,8 @@ def main():
                     e = {**env, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": odir}
                     if mode == "heapdelta-fp":
                         e["HEAPDELTA_UNWIND"] = "fp"
+                    if mode == "sampled":
+                        e["HEAPDELTA_SAMPLE"] = str(512 << 10)
                 wall, cpu, rss, data, rc = measure(c, e, stdin_path, limit)
                 if mode == "heaptrack":
                     size = dir_size(os.path.join(odir, "ht*"))
@@ -227,13 +229,14 @@ def main():
         rows.append((name, base, ratio, {m: statistics.median(sizes[m]) for m in wl_modes}, died,
                      {m: outputs.get(m) is not None for m in wl_modes if m.startswith("heapdelta")}))
 
-    lines = ["| workload | untraced | heaptrack wall | heapdelta wall | fp wall | overhead vs heaptrack's "
+    lines = ["| workload | untraced | heaptrack wall | heapdelta wall | fp wall | sampled wall | overhead vs heaptrack's "
              "| heaptrack CPU | heapdelta CPU | heaptrack RSS | heapdelta RSS | heaptrack output | snapshots | output identical |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
     for name, base, ratio, sizes, died, same in rows:
         ht = ratio.get("heaptrack")
         hdm = ratio.get("heapdelta")
         fp = ratio.get("heapdelta-fp")
+        smp = ratio.get("sampled")
         if ht and hdm and not died.get("heaptrack"):
             share = f"{(hdm[0] - 1) / (ht[0] - 1) * 100:.0f}%" if ht[0] > 1 else "-"
             if fp:
@@ -242,14 +245,57 @@ def main():
             share = "heaptrack died" if died.get("heaptrack") else "-"
         htw = "died" if died.get("heaptrack") else fmt_ratio(ht and ht[0])
         lines.append(f"| {name} | {base[0]:.2f}s | {htw} | {fmt_ratio(hdm and hdm[0])} | {fmt_ratio(fp and fp[0])} "
+                     f"| {fmt_ratio(smp and smp[0])} "
                      f"| {share} | {fmt_ratio(ht and ht[1])} | {fmt_ratio(hdm and hdm[1])} "
                      f"| {fmt_ratio(ht and ht[2])} | {fmt_ratio(hdm and hdm[2])} "
                      f"| {fmt_size(sizes.get('heaptrack'))} | {fmt_size(sizes.get('heapdelta'))} "
                      f"| {'yes' if all(same.values()) else 'NO'} |")
     table = "\n".join(lines)
-    print(table)
+    extra = [] if args.only else [analyzer_speed(), thread_scaling(args.runs)]
+    text = f"{args.runs} runs per mode, interleaved; medians; ratios to the untraced run.\n\n{table}\n"
+    for e in extra:
+        text += "\n" + e + "\n"
+    print(text)
     with open(os.path.join(WORK, "results.md"), "w") as f:
-        f.write(f"{args.runs} runs per mode, interleaved; medians; ratios to the untraced run.\n\n{table}\n")
+        f.write(text)
+
+
+def analyzer_speed():
+    """Seconds for top and diff of cc1's snapshots, symbolization included."""
+    cc1 = subprocess.run(["gcc", "-print-prog-name=cc1"], capture_output=True, text=True).stdout.strip()
+    d = tempfile.mkdtemp(prefix="hd-bench-")
+    env = {**os.environ, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": d, "HEAPDELTA_INTERVAL": "0.3"}
+    subprocess.run([cc1, "-quiet", "-O2", os.path.join(WORK, "gen.c"), "-o", os.path.join(WORK, "gen.s")], env=env, check=True)
+    snaps = sorted(glob.glob(os.path.join(d, "heapdelta.*.snap")), key=lambda p: int(p.split(".")[-3]))
+    times = {}
+    for name, args in (("top", ["top", snaps[-1]]), ("diff", ["diff", snaps[0], snaps[-1]])):
+        t0 = time.perf_counter()
+        subprocess.run([HD, *args], capture_output=True, check=True)
+        times[name] = time.perf_counter() - t0
+    stacks = subprocess.run([HD, "info", snaps[-1]], capture_output=True, text=True).stdout
+    nstacks = [l for l in stacks.splitlines() if l.strip().startswith("stacks:")][0].split()[1]
+    shutil.rmtree(d, ignore_errors=True)
+    return (f"Analyzer on cc1's snapshots ({nstacks} stacks, symbolized from scratch): "
+            f"`heapdelta top` {times['top']:.2f} s, `heapdelta diff` {times['diff']:.2f} s.")
+
+
+def thread_scaling(runs):
+    """The churn program's overhead with 1, 2 and 8 threads doing the same
+    total work: with a global lock on the hot path, more threads would cost
+    more, not less."""
+    churn = os.path.join(WORK, "churn")
+    rows = ["| churn threads | untraced | heapdelta | ratio |", "|---:|---:|---:|---:|"]
+    for threads in (1, 2, 8):
+        cmd = [churn, str(2000000 // threads), str(threads)]
+        u, h = [], []
+        for _ in range(runs):
+            u.append(measure(cmd, os.environ, None)[0])
+            d = tempfile.mkdtemp(prefix="hd-bench-")
+            h.append(measure(cmd, {**os.environ, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": d}, None)[0])
+            shutil.rmtree(d, ignore_errors=True)
+        mu, mh = statistics.median(u), statistics.median(h)
+        rows.append(f"| {threads} | {mu:.2f}s | {mh:.2f}s | {mh / mu:.2f}x |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
