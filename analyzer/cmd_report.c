@@ -153,7 +153,6 @@ static size_t pick(size_t k, size_t m, size_t n)
 
 static void build_json(struct strbuf *sb, struct trend *tr, const struct group_opts *g, struct symbolizer *sym)
 {
-	static const char *const by_names[] = { "lineno", "filename", "function", "traceback" };
 	const struct snapshot *first = &tr->snaps[0], *last = &tr->snaps[tr->n - 1];
 	size_t n = (size_t)tr->n, m = n < MAX_POINTS ? n : MAX_POINTS;
 	struct frames fr = { 0 };
@@ -161,7 +160,7 @@ static void build_json(struct strbuf *sb, struct trend *tr, const struct group_o
 	strbuf_adds(sb, "{\"exe\": ");
 	strbuf_add_json(sb, last->exe);
 	strbuf_addf(sb, ", \"pid\": %" PRIu64 ", \"snapshots\": %d, \"duration\": %.6f, \"nsites\": %zu, \"by\": \"%s\"",
-		    last->meta[HD_META_PID], tr->n, tr->t[n - 1], tr->nsites, by_names[g->by]);
+		    last->meta[HD_META_PID], tr->n, tr->t[n - 1], tr->nsites, group_by_name(g->by));
 
 	strbuf_adds(sb, ",\n \"times\": [");
 	for (size_t k = 0; k < m; k++)
@@ -308,11 +307,8 @@ int cmd_report(int argc, char **argv)
 		switch (c) {
 		case 'o': out = optarg; break;
 		case O_BY:
-			if (!strcmp(optarg, "lineno")) g.by = BY_LINENO;
-			else if (!strcmp(optarg, "filename")) g.by = BY_FILENAME;
-			else if (!strcmp(optarg, "function")) g.by = BY_FUNCTION;
-			else if (!strcmp(optarg, "traceback")) g.by = BY_TRACEBACK;
-			else return usage_error("report", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
+			if (group_by_parse(optarg, &g.by) < 0)
+				return usage_error("report", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
 			break;
 		case O_PID:
 			if (parse_count(optarg, 1L << 30, &pid) < 0)

@@ -77,11 +77,8 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_BY:
-			if (!strcmp(optarg, "lineno")) a->g.by = BY_LINENO;
-			else if (!strcmp(optarg, "filename")) a->g.by = BY_FILENAME;
-			else if (!strcmp(optarg, "function")) a->g.by = BY_FUNCTION;
-			else if (!strcmp(optarg, "traceback")) a->g.by = BY_TRACEBACK;
-			else return usage_error(cmd, "--by must be lineno, filename, function or traceback, not '%s'", optarg);
+			if (group_by_parse(optarg, &a->g.by) < 0)
+				return usage_error(cmd, "--by must be lineno, filename, function or traceback, not '%s'", optarg);
 			break;
 		case O_CUM: a->g.cumulative = 1; break;
 		case O_LIMIT:

@@ -292,11 +292,8 @@ int cmd_trend(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_BY:
-			if (!strcmp(optarg, "lineno")) g.by = BY_LINENO;
-			else if (!strcmp(optarg, "filename")) g.by = BY_FILENAME;
-			else if (!strcmp(optarg, "function")) g.by = BY_FUNCTION;
-			else if (!strcmp(optarg, "traceback")) g.by = BY_TRACEBACK;
-			else return usage_error("trend", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
+			if (group_by_parse(optarg, &g.by) < 0)
+				return usage_error("trend", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
 			break;
 		case O_LIMIT:
 			if (parse_count(optarg, 1L << 30, &limit) < 0)

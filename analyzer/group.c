@@ -52,6 +52,23 @@ void group_free(struct stat_table *t)
 	free(t);
 }
 
+static const char *const by_names[] = { "lineno", "filename", "function", "traceback" };
+
+int group_by_parse(const char *name, enum group_by *by)
+{
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(name, by_names[i])) {
+			*by = (enum group_by)i;
+			return 0;
+		}
+	return -1;
+}
+
+const char *group_by_name(enum group_by by)
+{
+	return by_names[by];
+}
+
 int frame_is_allocator(const struct sym_frame *f)
 {
 	static const char *const names[] = {

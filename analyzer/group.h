@@ -13,6 +13,10 @@
 
 enum group_by { BY_LINENO, BY_FILENAME, BY_FUNCTION, BY_TRACEBACK };
 
+/* "lineno", "filename", "function" or "traceback"; 0, or -1 if none. */
+int group_by_parse(const char *name, enum group_by *by);
+const char *group_by_name(enum group_by by);
+
 struct file_filter {
 	char *pattern;     /* fnmatch glob on the file name */
 	int line;          /* -1: any line */

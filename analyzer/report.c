@@ -174,7 +174,6 @@ static void json_frame(struct strbuf *sb, const struct sym_frame *f)
 
 void report_json(FILE *out, const struct report *r)
 {
-	static const char *const by_names[] = { "lineno", "filename", "function", "traceback" };
 	struct strbuf sb = STRBUF_INIT;
 	size_t shown = r->limit && r->limit < r->n ? r->limit : r->n;
 
@@ -185,7 +184,7 @@ void report_json(FILE *out, const struct report *r)
 		json_snap(&sb, r->old.snap);
 	}
 	strbuf_addf(&sb, ",\n \"by\": \"%s\", \"cumulative\": %s,\n \"total\": {\"size\": %" PRId64 ", \"count\": %" PRId64,
-		    by_names[r->by], r->cumulative ? "true" : "false", r->cur.total_size, r->cur.total_count);
+		    group_by_name(r->by), r->cumulative ? "true" : "false", r->cur.total_size, r->cur.total_count);
 	if (r->diff)
 		strbuf_addf(&sb, ", \"size_diff\": %" PRId64 ", \"count_diff\": %" PRId64,
 			    r->cur.total_size - r->old.total_size, r->cur.total_count - r->old.total_count);
