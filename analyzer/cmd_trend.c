@@ -16,15 +16,12 @@
 #include "trend.h"
 #include "util.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* Least-squares slope of y over t[from .. n-1]. */
 static double slope(const double *t, const int64_t *y, int from, int n)
@@ -83,33 +80,6 @@ static int by_seq(const void *a, const void *b)
 	return 0;
 }
 
-/* Collect snapshot paths from files and directories. */
-static int collect(char **args, int nargs, char ***out, int *n)
-{
-	for (int i = 0; i < nargs; i++) {
-		struct stat st;
-		if (stat(args[i], &st) < 0)
-			return error("cannot open '%s': %s", args[i], strerror(errno));
-		if (!S_ISDIR(st.st_mode)) {
-			*out = xrealloc(*out, (size_t)(*n + 1) * sizeof **out);
-			(*out)[(*n)++] = xstrdup(args[i]);
-			continue;
-		}
-		DIR *d = opendir(args[i]);
-		struct dirent *de;
-		while (d && (de = readdir(d))) {
-			size_t l = strlen(de->d_name);
-			if (de->d_name[0] == '.' || l < 6 || strcmp(de->d_name + l - 5, ".snap"))
-				continue;
-			*out = xrealloc(*out, (size_t)(*n + 1) * sizeof **out);
-			(*out)[(*n)++] = xasprintf("%s/%s", args[i], de->d_name);
-		}
-		if (d)
-			closedir(d);
-	}
-	return 0;
-}
-
 int trend_load(char **args, int nargs, long pid, struct snapshot **snaps, int *nsnaps)
 {
 	char **paths = NULL;
@@ -117,7 +87,7 @@ int trend_load(char **args, int nargs, long pid, struct snapshot **snaps, int *n
 
 	*snaps = NULL;
 	*nsnaps = 0;
-	if (collect(args, nargs, &paths, &npaths) < 0)
+	if (snapshot_paths(args, nargs, &paths, &npaths) < 0)
 		return -1;
 	struct snapshot *all = xcalloc((size_t)npaths + 1, sizeof *all);
 	for (int i = 0; i < npaths && !rc; i++)

@@ -11,42 +11,14 @@
 #include "gate.h"
 #include "util.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- inputs ------------------------------------------------------------ */
 
 struct input { char *path; struct snapshot s; };
-
-static int add_path(const char *path, struct input **v, int *n)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0)
-		return error("cannot open '%s': %s", path, strerror(errno));
-	if (!S_ISDIR(st.st_mode)) {
-		*v = xrealloc(*v, (size_t)(*n + 1) * sizeof **v);
-		(*v)[(*n)++].path = xstrdup(path);
-		return 0;
-	}
-	DIR *d = opendir(path);
-	struct dirent *de;
-	if (!d)
-		return error("cannot open directory '%s': %s", path, strerror(errno));
-	while ((de = readdir(d))) {
-		size_t l = strlen(de->d_name);
-		if (de->d_name[0] == '.' || l < 6 || strcmp(de->d_name + l - 5, ".snap"))
-			continue;
-		*v = xrealloc(*v, (size_t)(*n + 1) * sizeof **v);
-		(*v)[(*n)++].path = xasprintf("%s/%s", path, de->d_name);
-	}
-	closedir(d);
-	return 0;
-}
 
 static int by_pid_seq(const void *a, const void *b)
 {
@@ -188,11 +160,15 @@ static int by_leaked(const void *a, const void *b)
 int gate_run(struct gate_opts *o, char **paths, int npaths)
 {
 	struct input *in = NULL;
+	char **files = NULL;
 	int nin = 0, rc = 0;
 
-	for (int i = 0; i < npaths; i++)
-		if (add_path(paths[i], &in, &nin) < 0)
-			return 2;
+	if (snapshot_paths(paths, npaths, &files, &nin) < 0)
+		return 2;
+	in = xcalloc((size_t)nin + 1, sizeof *in);
+	for (int i = 0; i < nin; i++)
+		in[i].path = files[i];
+	free(files);
 	if (!nin)
 		return error("no snapshots found in %s", npaths == 1 ? paths[0] : "the arguments"), 2;
 	for (int i = 0; i < nin; i++)

@@ -7,6 +7,7 @@
 #include "snapshot.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -329,4 +330,31 @@ const struct hd_module *snapshot_module_of(const struct snapshot *s, uint64_t ad
 		}
 	}
 	return unloaded;
+}
+
+int snapshot_paths(char **args, int nargs, char ***paths, int *npaths)
+{
+	for (int i = 0; i < nargs; i++) {
+		struct stat st;
+		if (stat(args[i], &st) < 0)
+			return error("cannot open '%s': %s", args[i], strerror(errno));
+		if (!S_ISDIR(st.st_mode)) {
+			*paths = xrealloc(*paths, (size_t)(*npaths + 1) * sizeof **paths);
+			(*paths)[(*npaths)++] = xstrdup(args[i]);
+			continue;
+		}
+		DIR *d = opendir(args[i]);
+		struct dirent *de;
+		if (!d)
+			return error("cannot open directory '%s': %s", args[i], strerror(errno));
+		while ((de = readdir(d))) {
+			size_t l = strlen(de->d_name);
+			if (de->d_name[0] == '.' || l < 6 || strcmp(de->d_name + l - 5, ".snap"))
+				continue;
+			*paths = xrealloc(*paths, (size_t)(*npaths + 1) * sizeof **paths);
+			(*paths)[(*npaths)++] = xasprintf("%s/%s", args[i], de->d_name);
+		}
+		closedir(d);
+	}
+	return 0;
 }

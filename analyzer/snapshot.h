@@ -51,6 +51,11 @@ int snapshot_load(const char *path, struct snapshot *s);
 int snapshot_parse(const char *path, const unsigned char *data, size_t len, struct snapshot *s);
 void snapshot_release(struct snapshot *s);
 
+/* Append to *paths the snapshot files named by args: files as given,
+ * directories as their heapdelta *.snap files.  0, or -1 after an error
+ * line.  The strings and the array are the caller's to free. */
+int snapshot_paths(char **args, int nargs, char ***paths, int *npaths);
+
 /* The module containing runtime address addr, preferring loaded modules
  * over unloaded ones; NULL when none. */
 const struct hd_module *snapshot_module_of(const struct snapshot *s, uint64_t addr);
