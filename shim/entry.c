@@ -390,31 +390,28 @@ HDS_EXPORT void *reallocarray(void *old, size_t n, size_t m)
 	return hds_realloc(old, total, __builtin_frame_address(0));
 }
 
-HDS_EXPORT void *memalign(size_t align, size_t size)
-{
-	int record = hds_enter();
-	int outer = hds_busy;
-	void *p;
+/*
+ * The rest of the family returns a block or NULL, like malloc, and goes
+ * through the same steps; `size` is what the program asked for (pvalloc's
+ * page rounding is the allocator's business).  The frame address must be
+ * the exported function's own, hence a macro rather than a helper.
+ */
+#define HDS_ALLOC_ENTRY(name, params, call, size)                                  \
+	HDS_EXPORT void *name params                                               \
+	{                                                                          \
+		int record = hds_enter();                                          \
+		int outer = hds_busy;                                              \
+		hds_busy = 1;                                                      \
+		void *p = hds.real.call;                                           \
+		hds_after_alloc(p, size, record, __builtin_frame_address(0));      \
+		hds_busy = outer;                                                  \
+		return p;                                                          \
+	}
 
-	hds_busy = 1;
-	p = hds.real.memalign(align, size);
-	hds_after_alloc(p, size, record, __builtin_frame_address(0));
-	hds_busy = outer;
-	return p;
-}
-
-HDS_EXPORT void *aligned_alloc(size_t align, size_t size)
-{
-	int record = hds_enter();
-	int outer = hds_busy;
-	void *p;
-
-	hds_busy = 1;
-	p = hds.real.aligned_alloc(align, size);
-	hds_after_alloc(p, size, record, __builtin_frame_address(0));
-	hds_busy = outer;
-	return p;
-}
+HDS_ALLOC_ENTRY(memalign, (size_t align, size_t size), memalign(align, size), size)
+HDS_ALLOC_ENTRY(aligned_alloc, (size_t align, size_t size), aligned_alloc(align, size), size)
+HDS_ALLOC_ENTRY(valloc, (size_t size), valloc(size), size)
+HDS_ALLOC_ENTRY(pvalloc, (size_t size), pvalloc(size), size)
 
 HDS_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
@@ -428,32 +425,6 @@ HDS_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 		hds_after_alloc(*out, size, record, __builtin_frame_address(0));
 	hds_busy = outer;
 	return rc;
-}
-
-HDS_EXPORT void *valloc(size_t size)
-{
-	int record = hds_enter();
-	int outer = hds_busy;
-	void *p;
-
-	hds_busy = 1;
-	p = hds.real.valloc(size);
-	hds_after_alloc(p, size, record, __builtin_frame_address(0));
-	hds_busy = outer;
-	return p;
-}
-
-HDS_EXPORT void *pvalloc(size_t size)
-{
-	int record = hds_enter();
-	int outer = hds_busy;
-	void *p;
-
-	hds_busy = 1;
-	p = hds.real.pvalloc(size);
-	hds_after_alloc(p, size, record, __builtin_frame_address(0));
-	hds_busy = outer;
-	return p;
 }
 
 /*
