@@ -178,11 +178,9 @@ int usage_error(const char *cmd, const char *fmt, ...)
 	const struct cmd *c = find_cmd(cmd);
 	va_list ap;
 
-	fputs("heapdelta: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	verror(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	if (c)
 		fprintf(stderr, "usage: %s\n", c->usage);
 	return EXIT_USAGE;

@@ -10,15 +10,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+int verror(const char *fmt, va_list ap)
+{
+	fputs("heapdelta: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	return -1;
+}
+
 int error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("heapdelta: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	verror(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return -1;
 }
 

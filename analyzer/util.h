@@ -12,6 +12,8 @@
 /* Print "heapdelta: MSG" on stderr and return -1, so callers can write
  * `return error(...)`. */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* error() with a va_list. */
+int verror(const char *fmt, va_list ap);
 /* Like error() but prefixed "heapdelta: warning: "; returns nothing. */
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

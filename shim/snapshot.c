@@ -108,31 +108,22 @@ static void out_string(struct out *o, const char *s, size_t len)
 	out_bytes(o, s, len);
 }
 
-/* Overwrite 8 bytes already emitted at file offset `at`. */
-static void out_patch_u64(struct out *o, uint64_t at, uint64_t v)
+/* Overwrite n (4 or 8) bytes already emitted at file offset `at`: the part
+ * already flushed in the file, the rest in the buffer (a field can straddle
+ * a flush). */
+static void out_patch(struct out *o, uint64_t at, uint64_t v, int n)
 {
 	unsigned char b[8];
+	size_t in_file = at >= o->off ? 0 : (size_t)(o->off - at) < (size_t)n ? (size_t)(o->off - at) : (size_t)n;
 
-	hd_put_u64(b, v);
-	if (at >= o->off) {
-		memcpy(o->buf + (at - o->off), b, 8);
-		return;
-	}
-	if (!o->err && pwrite(o->fd, b, 8, (off_t)at) != 8)
+	if (n == 8)
+		hd_put_u64(b, v);
+	else
+		hd_put_u32(b, (uint32_t)v);
+	if (in_file && !o->err && pwrite(o->fd, b, in_file, (off_t)at) != (ssize_t)in_file)
 		o->err = errno ? errno : EIO;
-}
-
-static void out_patch_u32(struct out *o, uint64_t at, uint32_t v)
-{
-	unsigned char b[4];
-
-	hd_put_u32(b, v);
-	if (at >= o->off) {
-		memcpy(o->buf + (at - o->off), b, 4);
-		return;
-	}
-	if (!o->err && pwrite(o->fd, b, 4, (off_t)at) != 4)
-		o->err = errno ? errno : EIO;
+	if (in_file < (size_t)n)
+		memcpy(o->buf + (at + in_file - o->off), b + in_file, (size_t)n - in_file);
 }
 
 /* ---- small helpers without stdio ------------------------------------- */
@@ -326,8 +317,8 @@ static void emit_stacks(struct out *o, struct totals *t)
 		written++;
 	}
 	uint64_t end = o->off + o->len;
-	out_patch_u64(o, hdr_at + 8, end - hdr_at - HD_SEC_HDR_LEN);
-	out_patch_u32(o, hdr_at + HD_SEC_HDR_LEN, written);
+	out_patch(o, hdr_at + 8, end - hdr_at - HD_SEC_HDR_LEN, 8);
+	out_patch(o, hdr_at + HD_SEC_HDR_LEN, written, 4);
 }
 
 /* Write everything into o.  META goes first in the file but needs the
@@ -353,16 +344,16 @@ static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *la
 
 	/* Patch the counters that depend on the walk. */
 	uint64_t base = meta_at + HD_SEC_HDR_LEN;
-	out_patch_u64(o, base + 8 * HD_META_LIVE_BYTES, t.live_bytes);
-	out_patch_u64(o, base + 8 * HD_META_LIVE_COUNT, t.live_count);
-	out_patch_u64(o, base + 8 * HD_META_ALLOC_BYTES, t.alloc_bytes);
-	out_patch_u64(o, base + 8 * HD_META_ALLOC_COUNT, t.alloc_count);
-	out_patch_u64(o, base + 8 * HD_META_FREE_BYTES, t.alloc_bytes - t.live_bytes);
-	out_patch_u64(o, base + 8 * HD_META_FREE_COUNT, t.alloc_count - t.live_count);
+	out_patch(o, base + 8 * HD_META_LIVE_BYTES, t.live_bytes, 8);
+	out_patch(o, base + 8 * HD_META_LIVE_COUNT, t.live_count, 8);
+	out_patch(o, base + 8 * HD_META_ALLOC_BYTES, t.alloc_bytes, 8);
+	out_patch(o, base + 8 * HD_META_ALLOC_COUNT, t.alloc_count, 8);
+	out_patch(o, base + 8 * HD_META_FREE_BYTES, t.alloc_bytes - t.live_bytes, 8);
+	out_patch(o, base + 8 * HD_META_FREE_COUNT, t.alloc_count - t.live_count, 8);
 	/* A peak is never below what is live now (the counters race by a hair
 	 * while other threads run). */
 	if (atomic_load_relaxed(&hds.peak_bytes) < t.live_bytes)
-		out_patch_u64(o, base + 8 * HD_META_PEAK_BYTES, t.live_bytes);
+		out_patch(o, base + 8 * HD_META_PEAK_BYTES, t.live_bytes, 8);
 	out_flush(o);
 }
 

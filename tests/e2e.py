@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -1320,6 +1321,42 @@ def bad_snapshot_files_get_one_line_and_exit_2():
     p = hd("top", os.path.join(d, "missing.snap"))
     eq(p.returncode, 2, "missing file")
     check(p.stderr.startswith("heapdelta: cannot open"), p.stderr)
+
+
+def stacks_header_offset(path):
+    """File offset of the STACKS section header in a snapshot."""
+    data = open(path, "rb").read()
+    off = 16
+    while off < len(data):
+        tag, _, length = struct.unpack_from("<IIQ", data, off)
+        if tag == 4:
+            return off
+        off += 16 + length
+    raise Failure("no STACKS section")
+
+
+@test
+def a_field_patched_across_a_buffer_flush_is_written_whole():
+    # The writer fills in the STACKS section's length after the stacks; put
+    # that field across the 256 KiB buffer boundary with a long argv.  (The
+    # sites fixture's section is longer than 255 bytes: the length's second
+    # byte is not zero.)
+    prog = os.path.join(BIN, "sites")
+    d = tmpdir()
+    base = ["x" * 100000, "y" * 100000]
+    traced([prog, *base], d)
+    first = stacks_header_offset(snaps_of(d, "exit")[0])
+    pad = (256 << 10) - (first + 8) - 1          # one byte of the length before the boundary, seven after
+    check(0 < pad < 100000, f"pad {pad}")
+    d2 = tmpdir()
+    traced([prog, *base, "z" * (pad - 4)], d2)   # one more string: 4 bytes of length + its bytes
+    snap = snaps_of(d2, "exit")[0]
+    eq(stacks_header_offset(snap) + 8, (256 << 10) - 1, "the length field straddles the boundary")
+    p = hd("info", snap)
+    eq(p.returncode, 0, f"the snapshot reads back: {p.stderr}")
+    data = open(snap, "rb").read()
+    length = struct.unpack_from("<Q", data, stacks_header_offset(snap) + 8)[0]
+    check(length > 255, f"section length {length}")
 
 
 @test
