@@ -428,6 +428,36 @@ def two_runs_of_one_program_diff_to_zero():
 
 
 @test
+def separate_debug_files_are_found_by_debuglink_and_by_build_id():
+    marks = markers("grow.c")
+    for how in ("debuglink", "build-id"):
+        d = tmpdir()
+        prog, dbg = os.path.join(d, "grow"), os.path.join(d, "grow.debug")
+        shutil.copy(os.path.join(BIN, "grow"), prog)
+        run(["objcopy", "--only-keep-debug", prog, dbg])
+        run(["objcopy", "--strip-debug", prog])
+        installed = None
+        if how == "debuglink":
+            run(["objcopy", f"--add-gnu-debuglink={dbg}", prog], cwd=d)
+        else:
+            if os.geteuid() != 0:
+                raise Failure("needs root to write under /usr/lib/debug")
+            bid = re.search(r"Build ID: ([0-9a-f]+)", run(["readelf", "-n", prog]).stdout).group(1)
+            installed = f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug"
+            os.makedirs(os.path.dirname(installed), exist_ok=True)
+            shutil.move(dbg, installed)
+        try:
+            check("debug_info" not in run(["readelf", "-S", prog]).stdout, "the binary has no DWARF of its own")
+            out = os.path.join(d, "out")
+            traced([prog], out)
+            sites = by_site(top_json(snaps_of(out, "exit")[0]), "grow.c")
+            eq(sites.get(marks["grow_a"], {}).get("size"), 50000, f"{how}: grow_a at its line")
+        finally:
+            if installed:
+                os.unlink(installed)
+
+
+@test
 def filters_follow_tracemalloc_semantics():
     d = tmpdir()
     traced([os.path.join(BIN, "grow")], d)
