@@ -19,7 +19,7 @@ BASE    := -std=gnu11 $(WARN) -D_GNU_SOURCE
 # The shim: position independent, everything hidden but the interposed
 # names, initial-exec TLS for the re-entrancy guard, frame pointers kept so
 # the frame-pointer unwinder can walk through our own frames.
-SHIM_CFLAGS := $(BASE) $(CFLAGS) -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+SHIM_CFLAGS := $(BASE) $(CFLAGS) -flto -fPIC -fvisibility=hidden -ftls-model=initial-exec \
                -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
                -fno-omit-frame-pointer -Ishim
 SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
@@ -37,7 +37,7 @@ $(B)/shim/%.o: shim/%.c shim/internal.h shim/hd_format.h | $(B)/shim
 	$(CC) $(SHIM_CFLAGS) -c $< -o $@
 
 $(B)/libheapdelta.so: $(SHIM_OBJ)
-	$(CC) -shared -Wl,-z,now -Wl,-z,nodelete -o $@ $(SHIM_OBJ) -ldl -lpthread -lm
+	$(CC) $(CFLAGS) -flto -fPIC -shared -Wl,-z,now -Wl,-z,nodelete -o $@ $(SHIM_OBJ) -ldl -lpthread -lm
 
 $(B)/analyzer/%.o: analyzer/%.c $(wildcard analyzer/*.h) shim/hd_format.h $(B)/gen/profile.pb-c.h | $(B)/analyzer
 	$(CC) $(AN_CFLAGS) -c $< -o $@

@@ -283,7 +283,7 @@ HDS_EXPORT void free(void *p)
 
 	if (!p)
 		return;
-	if (hds_fast() && likely(!atomic_load_relaxed(&boot_n))) {
+	if (hds_fast() && likely(!hds.foreign_malloc)) {
 		/* The live map and the counters never touch errno. */
 		hds_busy = 1;
 		uint64_t e = hds_live_remove(p);

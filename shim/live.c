@@ -162,10 +162,10 @@ uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t size)
 	return old;
 }
 
-static uint64_t radix_remove(struct radix *r, uintptr_t p)
+static inline uint64_t radix_remove(struct radix *r, uintptr_t p)
 {
 	uint64_t slot = p >> r->shift;
-	struct leaf *l = leaf_for(r, slot, 0);
+	struct leaf *l = atomic_load_acquire(&r->dir[slot >> LEAF_BITS]);   /* never created here */
 
 	if (!l)
 		return 0;
