@@ -161,7 +161,7 @@ static void hds_uncount(uint64_t entry)
  * `entry` is the frame of the interposed function the program called (every
  * exported function passes its own __builtin_frame_address(0); this file is
  * built with frame pointers).  Called with hds_busy set. */
-static void hds_record_alloc(void *p, uint64_t size, const void *entry)
+static __attribute__((noinline)) void hds_record_alloc(void *p, uint64_t size, const void *entry)
 {
 	uintptr_t frames[HD_MAX_DEPTH];
 	int truncated = 0, fresh = 0;
@@ -227,41 +227,26 @@ static inline void *hds_after_alloc(void *p, uint64_t size, int record, const vo
 {
 	if (p) {
 		int saved = errno;
-		if (record && sample_this(size))
+		if (!record) {
+			if (hds_tables_ready())
+				atomic_add_relaxed(&hds.untracked_allocs, 1);
+		} else if (sample_this(size)) {
 			hds_record_alloc(p, size, entry);
-		else if (hds_tables_ready())
-			atomic_add_relaxed(&hds.untracked_allocs, 1);
+		}
 		errno = saved;
 	}
 	return p;
 }
 
-/* The common case, kept lean: the shim is active and this thread is not
- * inside it.  errno needs saving only around recording (a skipped sample
- * does nothing that could touch it). */
+/* The common case: the shim is active and this thread is not inside it. */
 static inline int hds_fast(void)
 {
 	return likely(atomic_load_relaxed(&hds.state) == HDS_ACTIVE) && likely(!hds_busy);
 }
 
-static inline void hds_record_fast(void *p, uint64_t size, const void *entry)
+/* The general path: start-up, re-entry, bootstrap blocks. */
+static __attribute__((noinline)) void *malloc_general(size_t size, const void *entry)
 {
-	if (p && sample_this(size)) {
-		int saved = errno;
-		hds_record_alloc(p, size, entry);
-		errno = saved;
-	}
-}
-
-HDS_EXPORT void *malloc(size_t size)
-{
-	if (hds_fast()) {
-		hds_busy = 1;
-		void *p = hds.real.malloc(size);
-		hds_record_fast(p, size, __builtin_frame_address(0));
-		hds_busy = 0;
-		return p;
-	}
 	int record = hds_enter();
 	int outer = hds_busy;
 	void *p;
@@ -271,30 +256,46 @@ HDS_EXPORT void *malloc(size_t size)
 	p = fn(size);
 	if (unlikely(booting()) && fn == __libc_malloc)
 		boot_remember(p);
-	hds_after_alloc(p, size, record, __builtin_frame_address(0));
+	hds_after_alloc(p, size, record, entry);
 	hds_busy = outer;
 	return p;
 }
 
-HDS_EXPORT void free(void *p)
+/* Allocate and record: the sampled (or, without sampling, every) call. */
+static __attribute__((noinline)) void *malloc_record(size_t size, const void *entry)
+{
+	hds_busy = 1;
+	void *p = hds.real.malloc(size);
+	if (p) {
+		int saved = errno;
+		hds_record_alloc(p, size, entry);
+		errno = saved;
+	}
+	hds_busy = 0;
+	return p;
+}
+
+/*
+ * The fast paths below run when the shim is active, this thread is not
+ * inside it, and the allocator is glibc's (which never calls back into
+ * malloc): an allocation that is not to be recorded goes straight to the
+ * real function as a tail call, and so does the free of a block that was
+ * never recorded.
+ */
+HDS_EXPORT void *malloc(size_t size)
+{
+	if (unlikely(!hds_fast() || hds.foreign_malloc))
+		return malloc_general(size, __builtin_frame_address(0));
+	if (!sample_this(size))
+		return hds.real.malloc(size);
+	return malloc_record(size, __builtin_frame_address(0));
+}
+
+static __attribute__((noinline)) void free_general(void *p)
 {
 	int outer = hds_busy;
 	int saved;
 
-	if (!p)
-		return;
-	if (hds_fast() && likely(!hds.foreign_malloc)) {
-		/* The live map and the counters never touch errno. */
-		hds_busy = 1;
-		uint64_t e = hds_live_remove(p);
-		if (e)
-			hds_uncount(e);
-		else if (!hds.cfg.sample_bytes)
-			atomic_add_relaxed(&hds.unknown_frees, 1);
-		hds.real.free(p);
-		hds_busy = 0;
-		return;
-	}
 	hds_busy = 1;
 	saved = errno;
 	uint64_t e = hds_forget(p, !outer);
@@ -308,17 +309,27 @@ HDS_EXPORT void free(void *p)
 	hds_busy = outer;
 }
 
-HDS_EXPORT void *calloc(size_t n, size_t m)
+HDS_EXPORT void free(void *p)
 {
-	if (hds_fast()) {
-		size_t total;
-		hds_busy = 1;
-		void *p = hds.real.calloc(n, m);
-		if (!__builtin_mul_overflow(n, m, &total))
-			hds_record_fast(p, total, __builtin_frame_address(0));
-		hds_busy = 0;
-		return p;
+	if (unlikely(!hds_fast() || hds.foreign_malloc)) {
+		if (p)
+			free_general(p);
+		return;
 	}
+	if (p) {
+		/* Out of the map before the real free; the map and the counters
+		 * never touch errno nor allocate. */
+		uint64_t e = hds_live_remove(p);
+		if (e)
+			hds_uncount(e);
+		else if (!hds.cfg.sample_bytes)
+			atomic_add_relaxed(&hds.unknown_frees, 1);
+	}
+	hds.real.free(p);
+}
+
+static __attribute__((noinline)) void *calloc_general(size_t n, size_t m, const void *entry)
+{
 	int record = hds_enter();
 	int outer = hds_busy;
 	size_t total = 0;
@@ -331,9 +342,33 @@ HDS_EXPORT void *calloc(size_t n, size_t m)
 		boot_remember(p);
 	if (p && __builtin_mul_overflow(n, m, &total))
 		total = HDS_LIVE_MAX_SIZE + 1;  /* cannot happen with glibc; dropped */
-	hds_after_alloc(p, total, record, __builtin_frame_address(0));
+	hds_after_alloc(p, total, record, entry);
 	hds_busy = outer;
 	return p;
+}
+
+static __attribute__((noinline)) void *calloc_record(size_t n, size_t m, size_t total, const void *entry)
+{
+	hds_busy = 1;
+	void *p = hds.real.calloc(n, m);
+	if (p) {
+		int saved = errno;
+		hds_record_alloc(p, total, entry);
+		errno = saved;
+	}
+	hds_busy = 0;
+	return p;
+}
+
+HDS_EXPORT void *calloc(size_t n, size_t m)
+{
+	size_t total;
+
+	if (unlikely(!hds_fast() || hds.foreign_malloc))
+		return calloc_general(n, m, __builtin_frame_address(0));
+	if (__builtin_mul_overflow(n, m, &total) || !sample_this(total))
+		return hds.real.calloc(n, m);   /* overflow: the real calloc fails it */
+	return calloc_record(n, m, total, __builtin_frame_address(0));
 }
 
 /* realloc and reallocarray after their argument checks. */
