@@ -309,6 +309,33 @@ static __attribute__((noinline)) void free_general(void *p)
 	hds_busy = outer;
 }
 
+/*
+ * Which map can hold glibc block p, from its chunk header: the word before
+ * the block is the chunk's size, low three bits flags (2: mmapped).  glibc
+ * reads that word first thing in free, so reading it here faults exactly
+ * when free would.  A chunk that is not mmapped holds the request and its
+ * 8-byte size field, plus at most 15 bytes of rounding and a remainder too
+ * small to split off (under 32 bytes, after memalign or an in-place
+ * realloc): request + 8 <= chunk < request + 56.  So a chunk under 4104
+ * bytes held a request under 4 KiB, one of 4160 or more a request of at
+ * least 4 KiB, and between the two, or for mmapped chunks (whose size is
+ * rounded to pages), both maps are searched.  Saves a free the probe of the
+ * map its block cannot be in.
+ */
+static inline unsigned glibc_block_maps(const void *p)
+{
+	size_t head = ((const size_t *)p)[-1];
+	size_t chunk = head & ~(size_t)7;
+
+	if (head & 2)
+		return HDS_LIVE_FINE | HDS_LIVE_COARSE;
+	if (chunk < HDS_LIVE_BLOCK + 8)
+		return HDS_LIVE_FINE;
+	if (chunk >= HDS_LIVE_BLOCK + 64)
+		return HDS_LIVE_COARSE;
+	return HDS_LIVE_FINE | HDS_LIVE_COARSE;
+}
+
 HDS_EXPORT void free(void *p)
 {
 	if (unlikely(!hds_fast() || hds.foreign_malloc)) {
@@ -319,7 +346,7 @@ HDS_EXPORT void free(void *p)
 	if (p) {
 		/* Out of the map before the real free; the map and the counters
 		 * never touch errno nor allocate. */
-		uint64_t e = hds_live_remove(p);
+		uint64_t e = hds_live_remove_in(p, glibc_block_maps(p));
 		if (e)
 			hds_uncount(e);
 		else if (!hds.cfg.sample_bytes)

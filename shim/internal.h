@@ -234,13 +234,20 @@ HDS_HIDDEN uint64_t hds_stacks_resident(void);
 #define HDS_LIVE_MAX_SIZE  ((UINT64_C(1) << HDS_LIVE_SIZE_BITS) - 1)
 #define HDS_LIVE_MAX_STACK ((UINT32_C(1) << 24) - 2)
 
-HDS_HIDDEN int hds_live_init(int granule_shift);
+HDS_HIDDEN int hds_live_init(int granule_shift, int sparse);
 /* Record block p; returns the entry that was in its slot before (0 normally;
  * nonzero when a free went unseen, and the caller un-counts it), or
  * UINT64_MAX when p cannot be recorded (address out of range, no memory). */
 HDS_HIDDEN uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t size);
 /* Forget block p and return its entry, or 0 when p was not recorded. */
 HDS_HIDDEN uint64_t hds_live_remove(const void *p);
+/* The same, looking only in the maps in `maps`: when the caller knows the
+ * block's requested size was under 4 KiB (HDS_LIVE_FINE) or at least 4 KiB
+ * (HDS_LIVE_COARSE). */
+#define HDS_LIVE_FINE   1
+#define HDS_LIVE_COARSE 2
+#define HDS_LIVE_BLOCK  4096   /* requested sizes from here go to the coarse map */
+HDS_HIDDEN uint64_t hds_live_remove_in(const void *p, unsigned maps);
 HDS_HIDDEN uint64_t hds_live_resident(void);
 /* Release resident pages of the map that hold no block; returns bytes
  * released.  From the writer thread only (one reclaimer at a time). */

@@ -43,6 +43,17 @@
  * or unknown block costs no memory.  The map then follows the live
  * population, not the span of addresses ever used.
  *
+ * Sparse maps (sampled mode): most frees are of blocks that were never
+ * recorded, and after a while of sampling nearly every page of slots has
+ * held some block, so the present bit no longer spares the free a cache
+ * miss on its slot.  Each leaf then also counts the blocks in each page of
+ * slots (incremented when an insert fills an empty slot, decremented when a
+ * remove empties one; both before the block changes hands, so a thread that
+ * frees a recorded block sees its count), and a remove in a page whose
+ * count is zero reads nothing else.  Full recording leaves it off: there
+ * nearly every free finds its block, and the counts would only add two
+ * atomic operations.
+ *
  * Full: a block above 2^47 or a leaf that cannot be mapped is not recorded
  * (the caller counts a dropped allocation).
  */
@@ -60,12 +71,14 @@
 #define MAX_LEAVES  16384
 #define LARGE_SHIFT 12                           /* blocks of 4 KiB and more */
 #define LARGE_BLOCK (UINT64_C(1) << LARGE_SHIFT)
+_Static_assert(LARGE_BLOCK == HDS_LIVE_BLOCK, "one threshold between the maps");
 
 struct leaf {
 	_Atomic uint64_t *slots;                    /* LEAF_SLOTS entries */
 	_Atomic int published;                      /* won its directory slot: walkers may look */
 	_Atomic uint64_t present[LEAF_PAGES / 64];  /* page may hold a block */
 	_Atomic unsigned char reclaiming[LEAF_PAGES];
+	_Atomic uint16_t blocks[LEAF_PAGES];        /* sparse maps: blocks in the page */
 };
 
 struct radix {
@@ -77,6 +90,7 @@ struct radix {
 };
 
 static struct radix small, large;
+static int sparse;
 
 static int radix_init(struct radix *r, int shift)
 {
@@ -88,8 +102,9 @@ static int radix_init(struct radix *r, int shift)
 	return r->dir && r->leaves ? 0 : -1;
 }
 
-int hds_live_init(int granule_shift)
+int hds_live_init(int granule_shift, int sparse_map)
 {
+	sparse = sparse_map;
 	return radix_init(&small, granule_shift) == 0 && radix_init(&large, LARGE_SHIFT) == 0 ? 0 : -1;
 }
 
@@ -159,6 +174,8 @@ uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t size)
 	 * also cleared its bit, and a reclaim after our store sees the entry
 	 * and leaves the page (and its bit) alone. */
 	page_mark(l, pg);
+	if (sparse && !old)
+		atomic_add_relaxed(&l->blocks[pg], 1);
 	return old;
 }
 
@@ -169,21 +186,36 @@ static inline uint64_t radix_remove(struct radix *r, uintptr_t p)
 
 	if (!l)
 		return 0;
-	uint64_t i = slot & (LEAF_SLOTS - 1);
-	if (!page_present(l, i / PAGE_SLOTS))
+	uint64_t i = slot & (LEAF_SLOTS - 1), pg = i / PAGE_SLOTS;
+	if (!page_present(l, pg))
 		return 0;   /* no block in that page: touch nothing */
+	if (sparse && !atomic_load_relaxed(&l->blocks[pg]))
+		return 0;
 	_Atomic uint64_t *e = &atomic_load_relaxed(&l->slots)[i];
 	if (atomic_load_relaxed(e) == 0)
 		return 0;
-	return atomic_xchg_acq_rel(e, 0);
+	uint64_t old = atomic_xchg_acq_rel(e, 0);
+	if (sparse && old)
+		atomic_sub_relaxed(&l->blocks[pg], 1);
+	return old;
+}
+
+uint64_t hds_live_remove_in(const void *p, unsigned maps)
+{
+	uint64_t e = 0;
+
+	if ((uintptr_t)p >> ADDR_BITS)
+		return 0;
+	if (maps & HDS_LIVE_FINE)
+		e = radix_remove(&small, (uintptr_t)p);
+	if (!e && (maps & HDS_LIVE_COARSE))
+		e = radix_remove(&large, (uintptr_t)p);
+	return e;
 }
 
 uint64_t hds_live_remove(const void *p)
 {
-	if ((uintptr_t)p >> ADDR_BITS)
-		return 0;
-	uint64_t e = radix_remove(&small, (uintptr_t)p);
-	return e ? e : radix_remove(&large, (uintptr_t)p);
+	return hds_live_remove_in(p, HDS_LIVE_FINE | HDS_LIVE_COARSE);
 }
 
 static uint64_t radix_resident(const struct radix *r)

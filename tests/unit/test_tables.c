@@ -155,9 +155,9 @@ static void a_full_stack_table_refuses_new_stacks_and_counts_them(void)
 struct model_block { uintptr_t addr; uint64_t entry; };
 static struct model_block blocks[NADDR];
 
-static void live_table_matches_a_reference_model(void)
+static void check_live_table_against_the_model(int sparse)
 {
-	ASSERT_EQ(hds_live_init(5), 0);
+	ASSERT_EQ(hds_live_init(5, sparse), 0);
 	/* Addresses in a few distant regions, 32-byte granules apart. */
 	static const uintptr_t regions[] = { 0x555555554000, 0x7f0000000000, 0x10000, 0x7ffffff00000 };
 	for (int i = 0; i < NADDR; i++) {
@@ -191,9 +191,20 @@ static void live_table_matches_a_reference_model(void)
 	ASSERT_EQ(hds_live_remove((void *)0x123456780), 0);
 }
 
+static void live_table_matches_a_reference_model(void)
+{
+	check_live_table_against_the_model(0);
+}
+
+/* Sampled mode: pages count their blocks, and a free skips empty ones. */
+static void sparse_live_table_matches_a_reference_model(void)
+{
+	check_live_table_against_the_model(1);
+}
+
 static void live_table_refuses_what_it_cannot_hold(void)
 {
-	ASSERT_EQ(hds_live_init(5), 0);
+	ASSERT_EQ(hds_live_init(5, 0), 0);
 	ASSERT_EQ(hds_live_insert((void *)(UINT64_C(1) << 47), 1, 10), UINT64_MAX);
 	ASSERT_EQ(hds_live_insert((void *)0x10000, HDS_LIVE_MAX_STACK + 1, 10), UINT64_MAX);
 	ASSERT_EQ(hds_live_insert((void *)0x10000, 1, HDS_LIVE_MAX_SIZE + 1), UINT64_MAX);
@@ -203,7 +214,7 @@ static void live_table_refuses_what_it_cannot_hold(void)
 
 static void an_unseen_free_is_reported_by_the_next_insert(void)
 {
-	ASSERT_EQ(hds_live_init(5), 0);
+	ASSERT_EQ(hds_live_init(5, 0), 0);
 	ASSERT_EQ(hds_live_insert((void *)0x20000, 7, 100), 0);
 	/* The block was freed without us seeing it, and the address reused. */
 	uint64_t old = hds_live_insert((void *)0x20000, 9, 50);
@@ -213,7 +224,7 @@ static void an_unseen_free_is_reported_by_the_next_insert(void)
 
 static void reclaimed_pages_lose_no_block(void)
 {
-	ASSERT_EQ(hds_live_init(5), 0);
+	ASSERT_EQ(hds_live_init(5, 0), 0);
 	/* Fill pages, empty most of them, reclaim: what is live stays. */
 	for (uintptr_t i = 0; i < 100000; i++)
 		ASSERT_EQ(hds_live_insert((void *)(0x200000000 + i * 32), 1, 16), 0);
@@ -280,12 +291,14 @@ static void *reclaimer(void *arg)
 	return NULL;
 }
 
-static void tables_stay_exact_under_eight_threads_and_reclaims(void)
+static void check_tables_under_eight_threads(int sparse)
 {
 	pthread_t th[THREADS], rec;
 
 	ASSERT_EQ(hds_stacks_init(4096), 0);
-	ASSERT_EQ(hds_live_init(5), 0);
+	ASSERT_EQ(hds_live_init(5, sparse), 0);
+	atomic_store(&inserted_bytes, 0);
+	atomic_store(&removed_bytes, 0);
 	atomic_store(&hammering, 1);
 	pthread_create(&rec, NULL, reclaimer, NULL);
 	for (uintptr_t t = 0; t < THREADS; t++)
@@ -310,6 +323,16 @@ static void tables_stay_exact_under_eight_threads_and_reclaims(void)
 	ASSERT_EQ(published, 64);
 }
 
+static void tables_stay_exact_under_eight_threads_and_reclaims(void)
+{
+	check_tables_under_eight_threads(0);
+}
+
+static void sparse_tables_stay_exact_under_eight_threads_and_reclaims(void)
+{
+	check_tables_under_eight_threads(1);
+}
+
 int main(void)
 {
 	static const struct unit_test tests[] = {
@@ -319,8 +342,10 @@ int main(void)
 		{ "live table matches a reference model", live_table_matches_a_reference_model },
 		{ "live table refuses what it cannot hold", live_table_refuses_what_it_cannot_hold },
 		{ "an unseen free is reported by the next insert", an_unseen_free_is_reported_by_the_next_insert },
+		{ "sparse live table matches a reference model", sparse_live_table_matches_a_reference_model },
 		{ "reclaimed pages lose no block", reclaimed_pages_lose_no_block },
 		{ "tables stay exact under eight threads and reclaims", tables_stay_exact_under_eight_threads_and_reclaims },
+		{ "sparse tables stay exact under eight threads and reclaims", sparse_tables_stay_exact_under_eight_threads_and_reclaims },
 	};
 	return run_unit_tests("tables", tests, sizeof tests / sizeof tests[0]);
 }
