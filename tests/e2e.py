@@ -864,7 +864,12 @@ MALLOC_DEBUG = "/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
 
 
 def mtrace_live(log):
-    """Blocks allocated and not freed, from an mtrace log: {address: size}."""
+    """Blocks allocated and not freed, from an mtrace log: {address: [sizes]}.
+
+    glibc's debugging free logs "- ADDR" after the real free, so in a
+    threaded program another thread may be handed ADDR and log "+ ADDR"
+    first.  A second "+" for a live address is that; the next "-" for the
+    address then frees the older block (first in, first out)."""
     live = {}
     with open(log, errors="replace") as f:
         for line in f:
@@ -874,9 +879,13 @@ def mtrace_live(log):
             if not parts or parts[0] == "=":
                 continue
             if parts[0] in ("+", ">"):             # malloc family, realloc's new block
-                live[parts[1]] = int(parts[2], 16)
+                live.setdefault(parts[1], []).append(int(parts[2], 16))
             elif parts[0] in ("-", "<"):           # free, realloc's old block
-                live.pop(parts[1], None)
+                sizes = live.get(parts[1])
+                if sizes:
+                    sizes.pop(0)
+                    if not sizes:
+                        del live[parts[1]]
             # "!": a failed realloc; the old block stays
     return live
 
@@ -901,7 +910,7 @@ def oracle_compare(cmd, stdin=None, env=None, adjust=None):
     ours = [sum(s["size"] for s in mine), sum(s["count"] for s in mine)]
     if adjust:
         adjust(mine, ours)
-    return tuple(ours), (sum(live.values()), len(live))
+    return tuple(ours), (sum(sum(v) for v in live.values()), sum(len(v) for v in live.values()))
 
 
 @test
