@@ -261,11 +261,10 @@ static __attribute__((noinline)) void *malloc_general(size_t size, const void *e
 	return p;
 }
 
-/* Allocate and record: the sampled (or, without sampling, every) call. */
-static __attribute__((noinline)) void *malloc_record(size_t size, const void *entry)
+/* The end of a fast-path allocation that records: record p (keeping the
+ * allocator's errno) and leave the shim. */
+static inline void *record_and_leave(void *p, uint64_t size, const void *entry)
 {
-	hds_busy = 1;
-	void *p = hds.real.malloc(size);
 	if (p) {
 		int saved = errno;
 		hds_record_alloc(p, size, entry);
@@ -273,6 +272,13 @@ static __attribute__((noinline)) void *malloc_record(size_t size, const void *en
 	}
 	hds_busy = 0;
 	return p;
+}
+
+/* Allocate and record: the sampled (or, without sampling, every) call. */
+static __attribute__((noinline)) void *malloc_record(size_t size, const void *entry)
+{
+	hds_busy = 1;
+	return record_and_leave(hds.real.malloc(size), size, entry);
 }
 
 /*
@@ -377,14 +383,7 @@ static __attribute__((noinline)) void *calloc_general(size_t n, size_t m, const 
 static __attribute__((noinline)) void *calloc_record(size_t n, size_t m, size_t total, const void *entry)
 {
 	hds_busy = 1;
-	void *p = hds.real.calloc(n, m);
-	if (p) {
-		int saved = errno;
-		hds_record_alloc(p, total, entry);
-		errno = saved;
-	}
-	hds_busy = 0;
-	return p;
+	return record_and_leave(hds.real.calloc(n, m), total, entry);
 }
 
 HDS_EXPORT void *calloc(size_t n, size_t m)
