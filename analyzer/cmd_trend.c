@@ -6,10 +6,14 @@
  *   rate        least-squares slope, bytes per second;
  *   recent      the same slope over the last third of the run;
  *   steadiness  (intervals that grew - intervals that shrank) / intervals;
+ *   linearity   R^2 of the straight line over the run: how much of the
+ *               variation the trend explains;
  *   plateaued   grew, but its recent rate is under a tenth of the whole.
- * Sites rank by score = max(recent, 0) x max(steadiness, 0): a leak grows
- * now and grows nearly every interval; a cache that filled up and stays
- * flat has no recent growth; noise that goes up and down has no steadiness.
+ * Sites rank by score = max(recent, 0) x max(steadiness, 0) x linearity:
+ * a leak grows now, nearly every interval, along a line; a cache that
+ * filled up and stays flat has no recent growth; noise that goes up and
+ * down has little steadiness, and what it has by chance its linearity
+ * (near 0: its swings dwarf any trend) takes back.
  */
 #include "cmd.h"
 #include "group.h"
@@ -23,12 +27,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Least-squares slope of y over t[from .. n-1]. */
-static double slope(const double *t, const int64_t *y, int from, int n)
+/* Least-squares slope of y over t[from .. n-1]; with r2, also the share of
+ * y's variance the line explains (0 when y is flat). */
+static double slope(const double *t, const int64_t *y, int from, int n, double *r2)
 {
-	double st = 0, sy = 0, stt = 0, sty = 0;
+	double st = 0, sy = 0, stt = 0, sty = 0, syy = 0;
 	int k = n - from;
 
+	if (r2)
+		*r2 = 0;
 	if (k < 2)
 		return 0;
 	for (int i = from; i < n; i++) {
@@ -39,7 +46,10 @@ static double slope(const double *t, const int64_t *y, int from, int n)
 	for (int i = from; i < n; i++) {
 		stt += (t[i] - mt) * (t[i] - mt);
 		sty += (t[i] - mt) * ((double)y[i] - my);
+		syy += ((double)y[i] - my) * ((double)y[i] - my);
 	}
+	if (r2 && stt > 0 && syy > 0)
+		*r2 = sty * sty / (stt * syy);
 	return stt > 0 ? sty / stt : 0;
 }
 
@@ -52,12 +62,12 @@ void trend_compute(struct trend_site *ts, const double *t, int n)
 		up += y[i] > y[i - 1];
 		down += y[i] < y[i - 1];
 	}
-	ts->rate = slope(t, y, 0, n);
-	ts->recent = slope(t, y, n - (n / 3 > 3 ? n / 3 : (n >= 3 ? 3 : n)), n);
+	ts->rate = slope(t, y, 0, n, &ts->linearity);
+	ts->recent = slope(t, y, n - (n / 3 > 3 ? n / 3 : (n >= 3 ? 3 : n)), n, NULL);
 	ts->steadiness = n > 1 ? (double)(up - down) / (n - 1) : 0;
 	ts->growth = n ? y[n - 1] - y[0] : 0;
 	ts->plateaued = ts->growth > 0 && ts->rate > 0 && ts->recent < ts->rate / 10;
-	ts->score = fmax(ts->recent, 0) * fmax(ts->steadiness, 0);
+	ts->score = fmax(ts->recent, 0) * fmax(ts->steadiness, 0) * ts->linearity;
 }
 
 static int by_score(const void *a, const void *b)
@@ -229,9 +239,9 @@ static void print_json(const struct trend *tr, size_t limit)
 			strbuf_adds(&sb, "null");
 		strbuf_addf(&sb, ", \"line\": %d, \"function\": ", s->site->line);
 		strbuf_add_json(&sb, s->site->function);
-		strbuf_addf(&sb, ", \"rate\": %.3f, \"recent_rate\": %.3f, \"steadiness\": %.4f, \"growth\": %" PRId64
+		strbuf_addf(&sb, ", \"rate\": %.3f, \"recent_rate\": %.3f, \"steadiness\": %.4f, \"linearity\": %.4f, \"growth\": %" PRId64
 			    ", \"size\": %" PRId64 ", \"count\": %" PRId64 ", \"plateaued\": %s, \"score\": %.3f, \"series\": [",
-			    ts->rate, ts->recent, ts->steadiness, ts->growth, s->bytes[tr->n - 1], s->count[tr->n - 1],
+			    ts->rate, ts->recent, ts->steadiness, ts->linearity, ts->growth, s->bytes[tr->n - 1], s->count[tr->n - 1],
 			    ts->plateaued ? "true" : "false", ts->score);
 		for (int k = 0; k < tr->n; k++)
 			strbuf_addf(&sb, "%s[%.6f, %" PRId64 "]", k ? ", " : "", tr->t[k], s->bytes[k]);

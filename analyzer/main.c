@@ -133,10 +133,11 @@ static const struct cmd commands[] = {
 	  "\n"
 	  "For each site: its growth rate (least squares, bytes per second), how\n"
 	  "steadily it grows ((intervals that grew - intervals that shrank) / intervals),\n"
-	  "its growth over the run, its size now and a sparkline. Sites rank by their\n"
-	  "rate over the last third of the run times their steadiness, so a leak comes\n"
-	  "first, and a cache that filled up and stays flat (marked plateaued) or noise\n"
-	  "that goes up and down does not.\n" },
+	  "how well a straight line fits it (R^2, linearity), its growth over the run,\n"
+	  "its size now and a sparkline. Sites rank by their rate over the last third of\n"
+	  "the run times their steadiness times their linearity, so a leak comes first,\n"
+	  "and a cache that filled up and stays flat (marked plateaued) or noise that\n"
+	  "goes up and down does not.\n" },
 	{ "report", cmd_report,
 	  "heapdelta report SNAP... | DIR -o report.html [--by KEY] [--pid PID]",
 	  "one self-contained HTML page: memory over time, sites by growth, flame graphs",

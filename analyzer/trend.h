@@ -12,6 +12,7 @@ struct trend_site {
 	double rate;          /* bytes per second, least squares over the run */
 	double recent;        /* the same over the last third */
 	double steadiness;    /* (intervals up - intervals down) / intervals */
+	double linearity;     /* R^2 of the line over the run */
 	int64_t growth;       /* last - first */
 	int plateaued;
 	double score;         /* ranking: steady, current growth first */
