@@ -468,7 +468,7 @@ static void on_signal(int signo)
 	errno = saved;
 }
 
-#define RECLAIM_NS (UINT64_C(2) * 1000000000u)   /* housekeeping period */
+#define RECLAIM_NS (UINT64_C(1) * 1000000000u)   /* housekeeping period */
 
 static void *writer_main(void *arg)
 {
