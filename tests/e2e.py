@@ -1425,7 +1425,18 @@ def snapshots_never_overwrite_and_never_follow_links():
     eq(len(exits), 1, f"one exit snapshot under a free name: {os.listdir(d)}")
 
 
+def load_areas():
+    """Import the area files tests/e2e_*.py: each does `from e2e import *`
+    and registers its tests with @test, after the ones above."""
+    import importlib
+    sys.modules.setdefault("e2e", sys.modules[__name__])
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests", "e2e_*.py"))):
+        importlib.import_module(os.path.basename(path)[:-3])
+
+
 def main():
+    load_areas()
     only = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
     passed = failed = 0
     for fn in TESTS:
