@@ -152,6 +152,8 @@ static int by_leaked(const void *a, const void *b)
 
 	if (x->e->size != y->e->size)
 		return x->e->size > y->e->size ? -1 : 1;
+	if (x->e->count != y->e->count)
+		return x->e->count > y->e->count ? -1 : 1;
 	if (x->growth != y->growth)
 		return x->growth > y->growth ? -1 : 1;
 	return strcmp(x->e->key, y->e->key);
@@ -234,7 +236,8 @@ int gate_run(struct gate_opts *o, char **paths, int npaths)
 	free(ents);
 	qsort(g.sites, g.nsites, sizeof *g.sites, by_leaked);
 
-	/* Budgets. */
+	/* Budgets.  A zero-byte block is a block: a site holding only such
+	 * blocks is part of what was not freed, or of what grew. */
 	g.fail_leaked = o->max_leaked >= 0 && g.leaked > o->max_leaked;
 	g.fail_growth = o->max_growth >= 0 && g.growth > o->max_growth;
 	g.fail_peak = o->max_peak >= 0 && (int64_t)g.peak > o->max_peak;
@@ -242,9 +245,9 @@ int gate_run(struct gate_opts *o, char **paths, int npaths)
 		struct gate_site *s = &g.sites[i];
 		if (s->supp)
 			continue;
-		if (g.fail_leaked && s->e->size > 0)
+		if (g.fail_leaked && (s->e->size > 0 || s->e->count > 0))
 			s->fails |= FAIL_LEAKED;
-		if (g.fail_growth && s->growth > 0)
+		if (g.fail_growth && (s->growth > 0 || (s->growth == 0 && s->growth_count > 0)))
 			s->fails |= FAIL_GROWTH;
 		if (o->max_site_growth >= 0 && s->growth > o->max_site_growth)
 			s->fails |= FAIL_SITE_GROWTH;
@@ -280,7 +283,9 @@ int gate_run(struct gate_opts *o, char **paths, int npaths)
 				s->base_count = match->count;
 				s->base = s->e->size > match->bytes + o->slack ? BASE_GREW : BASE_UNCHANGED;
 			} else if (s->e->size || s->e->count) {
-				s->base = s->e->size > o->slack ? BASE_NEW : BASE_UNCHANGED;
+				/* Without slack, any site not in the baseline is new,
+				 * zero-byte blocks included. */
+				s->base = s->e->size > o->slack || !o->slack ? BASE_NEW : BASE_UNCHANGED;
 			}
 			if (s->base == BASE_NEW || s->base == BASE_GREW)
 				s->fails |= FAIL_BASELINE;

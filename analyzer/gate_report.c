@@ -73,14 +73,15 @@ static const char *site_where(const struct gate_site *s, char *buf, size_t len)
 	return buf;
 }
 
-/* Sites a report lists: every unsuppressed site with something to say. */
+/* Sites a report lists: every unsuppressed site with something to say.
+ * A site of zero-byte blocks holds blocks: it is listed. */
 static int listed(const struct gate *g, const struct gate_site *s)
 {
 	if (s->supp)
 		return 0;
 	if (g->o->leaks_only)
-		return s->e->size > 0;
-	return s->e->size > 0 || s->growth != 0 || s->fails;
+		return s->e->size > 0 || s->e->count > 0;
+	return s->e->size > 0 || s->e->count > 0 || s->growth != 0 || s->growth_count != 0 || s->fails;
 }
 
 /* ---- text -------------------------------------------------------------- */
