@@ -23,7 +23,7 @@ SHIM_CFLAGS := $(BASE) $(CFLAGS) -flto -fPIC -fvisibility=hidden -ftls-model=ini
                -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
                -fno-omit-frame-pointer -Ishim
 SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
-               shim/modules.c shim/snapshot.c shim/creds.c
+               shim/modules.c shim/snapshot.c shim/creds.c shim/threads.c
 SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
 
 AN_CFLAGS   := $(BASE) $(CFLAGS) -Ishim -Ianalyzer -I$(B)/gen -DHD_PREFIX='"$(PREFIX)"'
@@ -93,7 +93,8 @@ clean:
 T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
             $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so \
-            $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan
+            $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan \
+            $(T)/teardown $(T)/churn
 FIXTURES += $(T)/zero
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
@@ -109,7 +110,7 @@ $(T)/sites_fp: tests/fixtures/sites.c | $(T)
 	$(CC) -O2 -g -fno-omit-frame-pointer -o $@ $<
 
 $(T)/%: tests/fixtures/%.cpp | $(T)
-	$(CXX) -O2 -g -o $@ $<
+	$(CXX) -O2 -g -Ishim -pthread -o $@ $<
 
 # The same fixtures with jemalloc as the program's allocator.
 $(T)/%_jemalloc: tests/fixtures/%.c | $(T)

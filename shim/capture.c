@@ -108,13 +108,26 @@ struct unwind_mem {
 	struct uframe scratch[CAP];  /* the stack being unwound, innermost first */
 };
 
-static __thread struct unwind_mem *tl_mem __attribute__((tls_model("initial-exec")));
-static pthread_key_t mem_key;
-static int mem_key_ok;
-
-static void mem_release(void *p)
+size_t hds_capture_mem_size(void)
 {
-	munmap(p, sizeof(struct unwind_mem));
+	return hds.cfg.unwinder == HD_UNWIND_CFI ? sizeof(struct unwind_mem) : 0;
+}
+
+void hds_capture_mem_reset(void *mem)
+{
+	struct unwind_mem *m = mem;
+
+	m->n = 0;     /* the previous owner's stack means nothing here */
+	m->cut = 0;   /* its rule cache stays: rules are the process's */
+}
+
+/* This thread's unwinder memory; NULL when it has none (it gave its bundle
+ * back at exit, and destructors that run after ours still allocate). */
+static inline struct unwind_mem *thread_mem(void)
+{
+	struct hds_thread *t = hds_thread();
+
+	return t ? t->unwind : NULL;
 }
 
 /* Stack bounds of this thread, once per thread. */
@@ -135,7 +148,6 @@ static void thread_bounds(void)
 int hds_capture_init(void)
 {
 	text_of((const void *)hds_capture, &self_text);
-	mem_key_ok = pthread_key_create(&mem_key, mem_release) == 0;
 	if (hds_cfi_init() < 0)
 		return -1;
 
@@ -251,22 +263,58 @@ static inline uint64_t rule_for(struct unwind_mem *m, uint64_t pc)
 	return rule;
 }
 
+/* The cfi walk without per-thread memory: no reuse of the previous stack,
+ * no per-thread rule cache.  For a thread past its bundle's release. */
+static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry)
+{
+	if (!tl_stack_hi)
+		thread_bounds();
+
+	uint64_t lo = (uint64_t)__builtin_frame_address(0), hi = tl_stack_hi;
+	if (hi < lo + 16 || (uint64_t)entry < lo || (uint64_t)entry > hi - 16)
+		return -1;
+	uint64_t ip = entry[1], sp = (uint64_t)entry + 16, bp = entry[0];
+	int j = 0;
+
+	for (;;) {
+		out[j++] = ip;
+		if (j == want)
+			break;
+		uint64_t rule = hds_cfi_rule(ip - 1);
+		int kind = hds_rule_kind(rule);
+		if (kind == (int)HDS_RULE_END || kind == (int)HDS_RULE_NONE)
+			break;
+		if (kind == (int)HDS_RULE_UNSUPPORTED)
+			return -1;
+		uint64_t cfa = (hds_rule_cfa_rbp(rule) ? bp : sp) + (uint64_t)hds_rule_cfa_off(rule);
+		if (cfa <= sp || cfa > hi)
+			return -1;
+		uint64_t ra_addr = cfa + (uint64_t)hds_rule_ra_off(rule);
+		if (!readable(ra_addr, lo, hi))
+			return -1;
+		if (hds_rule_rbp_saved(rule)) {
+			uint64_t bp_addr = cfa + (uint64_t)hds_rule_rbp_off(rule);
+			if (!readable(bp_addr, lo, hi))
+				return -1;
+			bp = *(const uint64_t *)bp_addr;
+		}
+		ip = *(const uint64_t *)ra_addr;
+		sp = cfa;
+		if (!ip)
+			break;
+	}
+	return j;
+}
+
 /* Unwind into out[0..want), starting in the function that called the
  * interposed entry point whose frame is `entry` (the entry points keep a
  * frame pointer: entry[0] is the caller's rbp, entry[1] its return
  * address, and the caller's stack pointer is entry + 16).  Returns the
  * number of frames, or -1 when the stack must go to libunwind. */
-static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry)
+static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwind_mem *m)
 {
-	struct unwind_mem *m = tl_mem;
-
-	if (!m) {
-		m = tl_mem = hds_map(sizeof *m);
-		if (!m)
-			return -1;
-		if (mem_key_ok)
-			pthread_setspecific(mem_key, m);
-	}
+	if (!m)
+		return cfi_walk_plain(out, want, entry);
 	if (!tl_stack_hi)
 		thread_bounds();
 
@@ -374,15 +422,17 @@ int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry, uint
 {
 	uintptr_t buf[CAP];
 	int want = max + SKIP_SLACK + 1, n = -1, skip, from_cfi = 0;
+	struct unwind_mem *m = NULL;
 
 	switch (hds.cfg.unwinder) {
 	case HD_UNWIND_CFI:
-		n = cfi_walk(buf, want, entry);
+		m = thread_mem();
+		n = cfi_walk(buf, want, entry, m);
 		from_cfi = n >= 0;
 		if (n < 0) {
 			atomic_add_relaxed(&hds.unwind_fallbacks, 1);
-			if (tl_mem)
-				tl_mem->n = 0;
+			if (m)
+				m->n = 0;
 			n = libunwind_walk(buf, want);
 		} else if (hds.cfg.unwind_check && unw_backtrace_fn) {
 			uintptr_t ref[CAP];
@@ -408,8 +458,8 @@ int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry, uint
 	/* The unwinder's chain covers the whole stack it kept: usable when the
 	 * recorded frames are exactly its frames skip .. end. */
 	*chain = 0;
-	if (from_cfi && tl_mem && tl_mem->n == n && !tl_mem->cut && n - skip <= max && n > skip)
-		*chain = tl_mem->rev[n - 1 - skip].chain;
+	if (from_cfi && m && m->n == n && !m->cut && n - skip <= max && n > skip)
+		*chain = m->rev[n - 1 - skip].chain;
 	n -= skip;
 	*truncated = n > max;
 	if (n > max)

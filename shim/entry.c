@@ -13,7 +13,7 @@
  *
  * Hot path cost: one TLS read and write for the re-entrancy guard, one
  * stack capture, one intern lookup (a hit, nearly always), one live-table
- * store, and relaxed atomic adds on the stack's counters.
+ * store, and plain adds to this thread's counters of the stack (threads.c).
  */
 #include "internal.h"
 
@@ -148,12 +148,10 @@ static inline void weights(uint64_t size, uint64_t *bytes, uint64_t *count)
 /* Take a block's bytes and count off its stack and the process totals. */
 static void hds_uncount(uint64_t entry)
 {
-	struct hds_stack *s = hds_stack_get(hds_entry_stack(entry));
 	uint64_t bytes, count;
 
 	weights(hds_entry_size(entry), &bytes, &count);
-	atomic_sub_relaxed(&s->live_bytes, bytes);
-	atomic_sub_relaxed(&s->live_count, count);
+	hds_count(hds_entry_stack(entry), -(int64_t)bytes, -(int64_t)count, 0, 0);
 	atomic_sub_relaxed(&hds.live_bytes, (int64_t)bytes);
 }
 
@@ -171,7 +169,6 @@ static __attribute__((noinline)) void hds_record_alloc(void *p, uint64_t size, c
 	int64_t id = chain ? hds_stack_intern_chain(frames, depth, flags, chain, &fresh)
 			   : hds_stack_intern(frames, depth, flags, &fresh);
 	uint64_t old;
-	struct hds_stack *s;
 
 	/* A new stack may run through a library loaded since the module map
 	 * was last refreshed; catch it now, while it is surely still mapped. */
@@ -195,11 +192,7 @@ static __attribute__((noinline)) void hds_record_alloc(void *p, uint64_t size, c
 
 	uint64_t bytes, count;
 	weights(size, &bytes, &count);
-	s = hds_stack_get((uint32_t)id);
-	atomic_add_relaxed(&s->live_bytes, bytes);
-	atomic_add_relaxed(&s->live_count, count);
-	atomic_add_relaxed(&s->alloc_bytes, bytes);
-	atomic_add_relaxed(&s->alloc_count, count);
+	hds_count((uint32_t)id, (int64_t)bytes, (int64_t)count, (int64_t)bytes, (int64_t)count);
 	hds_note_peak(atomic_add_relaxed(&hds.live_bytes, (int64_t)bytes) + (int64_t)bytes);
 }
 

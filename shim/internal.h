@@ -122,6 +122,89 @@ HDS_HIDDEN void hds_note_peak(int64_t live);
  * for the duration of a snapshot in the writing thread. */
 HDS_HIDDEN extern __thread int hds_busy __attribute__((tls_model("initial-exec")));
 
+/* ---- threads.c: per-thread counter shards and unwinder memory ---------- */
+
+/* One thread's counters of one stack.  Written by the owner thread only,
+ * under seq (odd while it writes); read by snapshots. */
+struct hds_tcount {
+	_Atomic uint32_t seq;
+	uint32_t unused;
+	_Atomic int64_t live_bytes, live_count, alloc_bytes, alloc_count;
+};
+
+#define HDS_CHUNK_N (4096 / sizeof(struct hds_tcount))   /* entries per chunk: a page */
+struct hds_chunk { struct hds_tcount e[HDS_CHUNK_N]; };
+
+/* A thread's bundle (see threads.c for its life). */
+struct hds_thread {
+	_Atomic(struct hds_chunk *) *dir;   /* stack id / HDS_CHUNK_N -> chunk */
+	_Atomic uint32_t dir_used;          /* directory entries in use: [0, dir_used) */
+	_Atomic int owned;                  /* a thread has it */
+	struct hds_thread *next;            /* registry, immutable once published */
+	void *unwind;                       /* capture.c's per-thread memory, or NULL */
+	size_t unwind_size;
+	unsigned char *slab;                /* owner only: where the next chunk comes from */
+	size_t slab_left;
+};
+
+/* Sums over every thread, per stack (hds_counts_read). */
+struct hds_sums { int64_t live_bytes, live_count, alloc_bytes, alloc_count; };
+
+/* NULL: no bundle yet; HDS_THREAD_GONE: the thread gave it back at exit. */
+#define HDS_THREAD_GONE ((struct hds_thread *)1)
+HDS_HIDDEN extern __thread struct hds_thread *hds_tl_thread __attribute__((tls_model("initial-exec")));
+
+HDS_HIDDEN int hds_threads_init(uint32_t max_stacks);
+/* Give this thread a bundle (its first recorded call).  NULL when the shim
+ * is not active or no memory could be had (then the thread counts into the
+ * global counters). */
+HDS_HIDDEN struct hds_thread *hds_thread_attach(void);
+/* This thread's bundle, made on first use; NULL when it has none. */
+static inline struct hds_thread *hds_thread(void)
+{
+	struct hds_thread *t = hds_tl_thread;
+
+	if (likely((uintptr_t)t > 1))
+		return t;
+	return t ? NULL : hds_thread_attach();
+}
+/* Add to stack id's counters: the slow part of hds_count. */
+HDS_HIDDEN void hds_count_slow(uint32_t id, int64_t lb, int64_t lc, int64_t ab, int64_t ac);
+/* Sum every thread's counters and the global ones into out[0..n), each
+ * entry read at one moment (n: hds_stacks_count() at the snapshot). */
+HDS_HIDDEN void hds_counts_read(struct hds_sums *out, uint32_t n);
+HDS_HIDDEN uint64_t hds_threads_resident(void);
+HDS_HIDDEN void hds_threads_after_fork(void);
+
+/* Seqlock writer: the owner thread only.  Plain loads and stores (relaxed
+ * atomics compile to them), ordered by the two sequence stores. */
+static inline void hds_tcount_add(struct hds_tcount *e, int64_t lb, int64_t lc, int64_t ab, int64_t ac)
+{
+	uint32_t s = atomic_load_relaxed(&e->seq);
+
+	atomic_store_relaxed(&e->seq, s + 1);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_relaxed(&e->live_bytes, atomic_load_relaxed(&e->live_bytes) + lb);
+	atomic_store_relaxed(&e->live_count, atomic_load_relaxed(&e->live_count) + lc);
+	if (ab | ac) {
+		atomic_store_relaxed(&e->alloc_bytes, atomic_load_relaxed(&e->alloc_bytes) + ab);
+		atomic_store_relaxed(&e->alloc_count, atomic_load_relaxed(&e->alloc_count) + ac);
+	}
+	atomic_store_release(&e->seq, s + 2);
+}
+
+/* Add to stack id's counters, in this thread's shard. */
+static inline void hds_count(uint32_t id, int64_t lb, int64_t lc, int64_t ab, int64_t ac)
+{
+	struct hds_thread *t = hds_tl_thread;
+	struct hds_chunk *c;
+
+	if (likely((uintptr_t)t > 1) && likely((c = atomic_load_relaxed(&t->dir[id / HDS_CHUNK_N])) != NULL))
+		hds_tcount_add(&c->e[id % HDS_CHUNK_N], lb, lc, ab, ac);
+	else
+		hds_count_slow(id, lb, lc, ab, ac);
+}
+
 /* ---- cfi.c: frame rules from .eh_frame, cached by return address -------- */
 
 /* A frame rule, packed into 64 bits for the cache (see hds_rule_pack). */
@@ -177,6 +260,10 @@ HDS_HIDDEN int hds_capture_init(void);
  * (hds_hash_step over out[n-1] .. out[0]) when the unwinder knew it, else
  * 0.  Returns the number of frames. */
 HDS_HIDDEN int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry, uint64_t *chain);
+/* Size of the unwinder's per-thread memory (threads.c keeps it in the
+ * thread's bundle), and its reset for a new owner. */
+HDS_HIDDEN size_t hds_capture_mem_size(void);
+HDS_HIDDEN void hds_capture_mem_reset(void *mem);
 
 /* ---- stacks.c: the stack interning table -------------------------------- */
 

@@ -2,11 +2,13 @@
  * snapshot.c - writing snapshot files, and what triggers them: a timer,
  * a signal, the program's request (heapdelta.h), and exit.
  *
- * Cost of one snapshot: a walk over the stack records (proportional to the
- * number of distinct stacks, not to live blocks) plus the module map.  It
- * reads the counters with relaxed loads while other threads keep running:
- * nothing is paused, so a snapshot of a busy process is a fuzzy cut, exact
- * once the process is quiet.
+ * Cost of one snapshot: a walk over the stack records and every thread's
+ * counter entries (proportional to distinct stacks and threads, not to live
+ * blocks) plus the module map.  Nothing is paused: each thread's entry of a
+ * stack is read at one moment (threads.c), so a site's bytes and count
+ * always agree and the totals are the sum of the sites; across threads a
+ * snapshot of a busy process is a cut through their recent operations,
+ * exact once the process is quiet.
  *
  * Hazards handled here:
  *  - the signal handler only sets a flag and posts a semaphore (both
@@ -224,7 +226,7 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 	f[HD_META_DROPPED_STACKS] = atomic_load_relaxed(&hds.dropped_stacks);
 	f[HD_META_RSS_BYTES] = read_rss();
 	f[HD_META_SHIM_BYTES] = hds_stacks_resident() + hds_live_resident() + hds_modules_resident() +
-				hds_cfi_resident();
+				hds_cfi_resident() + hds_threads_resident();
 	f[HD_META_UNTRACKED_ALLOCS] = atomic_load_relaxed(&hds.untracked_allocs);
 	f[HD_META_UNWIND_FALLBACKS] = atomic_load_relaxed(&hds.unwind_fallbacks);
 	f[HD_META_UNWIND_CHECKED] = atomic_load_relaxed(&hds.unwind_checked);
@@ -267,31 +269,36 @@ static void emit_modules(struct out *o)
 	munmap(buf, need);
 }
 
-/* Stacks, with their counters read once each; the totals are summed from
- * the same reads so the file is self-consistent. */
+/* Stacks, with their counters read once each (every thread's entry at one
+ * moment); the totals are summed from the same reads, so the file is
+ * self-consistent: totals are the sum of the stacks. */
 static void emit_stacks(struct out *o, struct totals *t)
 {
 	uint64_t hdr_at = o->off + o->len;
 	uint32_t n = hds_stacks_count(), written = 0;
+	size_t sums_len = sizeof(struct hds_sums) * (n ? n : 1);
+	struct hds_sums *sums = hds_map(sums_len);
 
+	if (!sums) {
+		o->err = ENOMEM;
+		return;
+	}
+	hds_counts_read(sums, n);
 	out_section(o, HD_SEC_STACKS, 0);
 	out_u32(o, 0);
 	for (uint32_t id = 0; id < n; id++) {
 		struct hds_stack *s = hds_stack_get(id);
 		if (atomic_load_acquire(&s->ready) != 1)
 			continue;
-		uint64_t ac = atomic_load_relaxed(&s->alloc_count);
-		if (!ac)
+		int64_t ac = sums[id].alloc_count, ab = sums[id].alloc_bytes;
+		int64_t lb = sums[id].live_bytes, lc = sums[id].live_count;
+		if (ac <= 0)
 			continue;
-		uint64_t ab = atomic_load_relaxed(&s->alloc_bytes);
-		uint64_t lb = atomic_load_relaxed(&s->live_bytes);
-		uint64_t lc = atomic_load_relaxed(&s->live_count);
-		/* A free on one core can be counted before the matching malloc's
-		 * add on another: clamp the transient underflow. */
-		if ((int64_t)lb < 0)
-			lb = 0;
-		if ((int64_t)lc < 0)
-			lc = 0;
+		/* A free counted in one thread's shard can be read before the
+		 * matching allocation in another's: clamp that underflow (bytes
+		 * and count go negative together, so they stay in step). */
+		if (lb < 0 || lc < 0)
+			lb = lc = 0;
 		if (hds.cfg.sample_bytes) {   /* weighted counts are kept in fixed point */
 			lc = (lc + HDS_SAMPLED_COUNT_SCALE / 2) / HDS_SAMPLED_COUNT_SCALE;
 			ac = (ac + HDS_SAMPLED_COUNT_SCALE / 2) / HDS_SAMPLED_COUNT_SCALE;
@@ -302,20 +309,21 @@ static void emit_stacks(struct out *o, struct totals *t)
 		unsigned char *p = hd_put_u32(rec, id);
 		p = hd_put_u16(p, s->depth);
 		p = hd_put_u16(p, s->flags);
-		p = hd_put_u64(p, lb);
-		p = hd_put_u64(p, lc);
-		p = hd_put_u64(p, ab);
-		hd_put_u64(p, ac);
+		p = hd_put_u64(p, (uint64_t)lb);
+		p = hd_put_u64(p, (uint64_t)lc);
+		p = hd_put_u64(p, (uint64_t)ab);
+		hd_put_u64(p, (uint64_t)ac);
 		out_bytes(o, rec, sizeof rec);
 		const uintptr_t *f = hds_stack_frames(s);
 		for (int i = 0; i < s->depth; i++)
 			out_u64(o, f[i]);
-		t->live_bytes += lb;
-		t->live_count += lc;
-		t->alloc_bytes += ab;
-		t->alloc_count += ac;
+		t->live_bytes += (uint64_t)lb;
+		t->live_count += (uint64_t)lc;
+		t->alloc_bytes += (uint64_t)ab;
+		t->alloc_count += (uint64_t)ac;
 		written++;
 	}
+	munmap(sums, sums_len);
 	uint64_t end = o->off + o->len;
 	out_patch(o, hdr_at + 8, end - hdr_at - HD_SEC_HDR_LEN, 8);
 	out_patch(o, hdr_at + HD_SEC_HDR_LEN, written, 4);

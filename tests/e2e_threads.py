@@ -1,0 +1,77 @@
+"""End-to-end tests: threads that end, and counters read while threads run."""
+import struct
+
+from e2e import *
+
+
+@test
+def destructors_that_allocate_after_the_shims_own_thread_exit_hook_are_exact():
+    # Key destructors in every one of glibc's rounds and C++ thread_local
+    # destructors allocate and free after the shim's key destructor has run
+    # (it runs first: its key is the oldest).  This crashed the program.
+    d = tmpdir()
+    p, snaps = traced([os.path.join(BIN, "teardown"), "rounds"], d)
+    eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
+    exits = snaps_of(d, "exit")
+    eq(len(exits), 1, "one exit snapshot")
+    check_sites(top_json(exits[0]), "teardown.cpp", expectations(p.stdout))
+
+
+@test
+def a_hundred_thousand_short_lived_threads_leave_the_shims_memory_flat():
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "teardown"), "churn", "100000"], d, timeout=300)
+    eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
+    infos = {i["label"]: i for i in json.loads(hd("info", "--format", "json", *snaps_of(d, "api")).stdout)}
+    early, late = infos["early"], infos["late"]
+    # 90,000 threads between the two snapshots: each one takes the bundle
+    # (counters and unwinder memory) the previous one gave back.  The shim
+    # may map a little for new stacks; 64 KiB is under one byte per thread.
+    check(late["shim_bytes"] <= early["shim_bytes"] + (64 << 10),
+          f"shim memory {early['shim_bytes']} bytes after 10,000 threads, {late['shim_bytes']} after 100,000")
+    eq(late["live_count"], early["live_count"], "live blocks")
+
+
+def snapshot_counters(path):
+    """(META u64 fields, [(id, live_bytes, live_count, alloc_bytes, alloc_count)])."""
+    data = open(path, "rb").read()
+    off, meta, stacks = 16, [], []
+    while off < len(data):
+        tag, _, length = struct.unpack_from("<IIQ", data, off)
+        p = off + 16
+        if tag == 1:
+            meta = list(struct.unpack_from(f"<{length // 8}Q", data, p))
+        elif tag == 4:
+            (n,) = struct.unpack_from("<I", data, p)
+            p += 4
+            for _ in range(n):
+                sid, depth, _flags, lb, lc, ab, ac = struct.unpack_from("<IHHQQQQ", data, p)
+                stacks.append((sid, lb, lc, ab, ac))
+                p += 40 + 8 * depth
+        off += 16 + length
+    return meta, stacks
+
+
+@test
+def every_snapshot_of_eight_churning_threads_is_consistent_per_site_and_in_total():
+    # Interval snapshots every 10 ms and the exit snapshot, all written while
+    # eight threads allocate and free 40- and 72-byte blocks without pause.
+    d = tmpdir()
+    p, snaps = traced([os.path.join(BIN, "churn"), "0.5"], d, "--interval", "0.01")
+    eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
+    eq(len(snaps_of(d, "exit")), 1, "one exit snapshot")
+    check(len(snaps) >= 10, f"only {len(snaps)} snapshots")
+    marks = markers("churn.c")
+    size_of = {marks["forty"]: 40, marks["seventy_two"]: 72}
+    for snap in snaps:
+        meta, stacks = snapshot_counters(snap)
+        sums = [sum(s[i] for s in stacks) for i in range(1, 5)]
+        eq([meta[11], meta[12], meta[15], meta[16]], sums,
+           f"{os.path.basename(snap)}: META live/alloc bytes and counts against the sum of the stacks")
+        seen = set()
+        for st in top_json(snap)["stats"]:
+            if st["file"] and os.path.basename(st["file"]) == "churn.c" and st["line"] in size_of:
+                seen.add(st["line"])
+                eq(st["size"], st["count"] * size_of[st["line"]],
+                   f"{os.path.basename(snap)}: bytes of churn.c:{st['line']} ({st['count']} blocks)")
+        check(seen, f"{os.path.basename(snap)}: no churn site")
