@@ -95,7 +95,7 @@ FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/
             $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so \
             $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan \
             $(T)/teardown $(T)/churn
-FIXTURES += $(T)/zero
+FIXTURES += $(T)/zero $(T)/twostacks
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
 UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/fuzz_reader

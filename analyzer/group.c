@@ -13,6 +13,12 @@
 
 struct stat_node {
 	struct stat_entry e;
+	/* The stack e.tb and e.site come from: the one holding the most live
+	 * bytes, then the most blocks, then the lowest id, a stack of the newer
+	 * snapshot before any of the older one; whatever order stacks come in. */
+	int tb_old;
+	int64_t tb_size, tb_count;
+	uint32_t tb_id;
 	UT_hash_handle hh;
 };
 
@@ -209,6 +215,18 @@ static char *traceback_key(const struct site_stack *st)
 	return sb.buf;
 }
 
+/* Would hs (from the older snapshot if old) be the stack node shows? */
+static int holds_more(const struct stat_node *node, const struct hd_stack *hs, int old)
+{
+	if (old != node->tb_old)
+		return !old;
+	if ((int64_t)hs->live_bytes != node->tb_size)
+		return (int64_t)hs->live_bytes > node->tb_size;
+	if ((int64_t)hs->live_count != node->tb_count)
+		return (int64_t)hs->live_count > node->tb_count;
+	return hs->id < node->tb_id;
+}
+
 static void charge(struct stat_table *t, char *key, const struct sym_frame *site,
 		   const struct site_stack *st, const struct hd_stack *hs, int old)
 {
@@ -218,11 +236,17 @@ static void charge(struct stat_table *t, char *key, const struct sym_frame *site
 	if (!node) {
 		node = xcalloc(1, sizeof *node);
 		node->e.key = key;
-		node->e.site = site;
-		node->e.tb = *st;
 		HASH_ADD_KEYPTR(hh, t->head, node->e.key, strlen(node->e.key), node);
 	} else {
 		free(key);
+	}
+	if (!node->e.site || holds_more(node, hs, old)) {
+		node->e.site = site;
+		node->e.tb = *st;
+		node->tb_old = old;
+		node->tb_size = (int64_t)hs->live_bytes;
+		node->tb_count = (int64_t)hs->live_count;
+		node->tb_id = hs->id;
 	}
 	if (old) {
 		node->e.old_size += (int64_t)hs->live_bytes;

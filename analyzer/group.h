@@ -43,7 +43,8 @@ struct site_stack {
 struct stat_entry {
 	char *key;                     /* what the text report prints before ':' */
 	const struct sym_frame *site;  /* the site frame (file, line, function) */
-	struct site_stack tb;          /* an example stack for --by traceback */
+	struct site_stack tb;          /* the stack of the key holding the most
+					* bytes (then blocks, then lowest id) */
 	int64_t size, count;           /* in the newer snapshot */
 	int64_t old_size, old_count;   /* in the older one (diff) */
 	int64_t alloc_size, alloc_count; /* allocated since start, newer snapshot */

@@ -179,3 +179,33 @@ def zero_byte_blocks_fail_check_with_the_others_in_every_format():
     eq(p.returncode, 1, "zero-byte sites missing from the baseline fail")
     eq([(s["traceback"][0]["line"], s["baseline"], s["fails"]) for s in json.loads(p.stdout)["sites"]],
        [(line, "unchanged" if b else "new", [] if b else ["baseline"]) for _, line, b, _ in exp], "baseline states")
+
+
+# ---------------------------------------------------------------------------
+# The traceback of a line's entry
+
+@test
+def a_lines_traceback_is_its_stack_holding_the_most_bytes():
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "twostacks")], d)
+    eq(p.returncode, 0, f"fixture exit status: {p.stderr}")
+    snap = snaps_of(d, "exit")[0]
+    m = markers("twostacks.c")
+    # (line, its function, bytes, blocks, the caller line of the stack shown)
+    want = [("bytes", "by_bytes", 10 + 3 * 1000, 4, "bytes_big"),      # 3000 B beats 10 B
+            ("count", "by_count", 200 + 2 * 100, 3, "count_two"),      # 200 B each: 2 blocks beat 1
+            ("id", "by_id", 2 * 300, 2, "id_first")]                   # a tie: the lowest stack id
+    for args in ([], ["--by", "function"]):
+        sites = by_site(top_json(snap, *args), "twostacks.c")
+        eq(sorted(sites), sorted(m[w[0]] for w in want), f"entries {args}")
+        for line, fn, size, count, caller in want:
+            st = sites[m[line]]
+            eq((st["size"], st["count"], st["function"]), (size, count, fn), f"{line} {args}")
+            eq([(f["function"], f["line"]) for f in st["traceback"][:2]], [(fn, m[line]), ("main", m[caller])],
+               f"traceback of {line} {args}")
+    # diff shows the newer snapshot's stack the same way.
+    p = hd("diff", snap, snap, "--format", "json", "--limit", "0")
+    eq(p.returncode, 0, "diff exit status")
+    sites = by_site(json.loads(p.stdout), "twostacks.c")
+    eq({ln: [f["line"] for f in st["traceback"][:2]] for ln, st in sites.items()},
+       {m[line]: [m[line], m[caller]] for line, _, _, _, caller in want}, "diff tracebacks")
