@@ -92,7 +92,9 @@ static int run_gate(const char *cmd, int argc, char **argv, int leaks)
 	o.leaks_only = leaks;
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
+		if (c == 'o')
+			c = GATE_OPT_OUTPUT;
 		if (c == 'h') {
 			suppressions_release(&o.supp);
 			return show_help(cmd);

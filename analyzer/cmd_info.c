@@ -6,6 +6,7 @@
 #include "snapshot.h"
 #include "util.h"
 
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,31 +28,31 @@ static unsigned truncated_stacks(const struct snapshot *s)
 	return n;
 }
 
-static void print_text(const struct snapshot *s)
+static void print_text(FILE *out, const struct snapshot *s)
 {
-	printf("%s:\n", s->path);
-	printf("  trigger: %s\n", hd_trigger_name(s->meta[HD_META_TRIGGER]));
-	printf("  label: %s\n", s->label);
-	printf("  exe: %s\n", s->exe);
-	printf("  argv:");
+	fprintf(out, "%s:\n", s->path);
+	fprintf(out, "  trigger: %s\n", hd_trigger_name(s->meta[HD_META_TRIGGER]));
+	fprintf(out, "  label: %s\n", s->label);
+	fprintf(out, "  exe: %s\n", s->exe);
+	fprintf(out, "  argv:");
 	for (uint32_t i = 0; i < s->argc; i++)
-		printf(" %s", s->argv[i]);
-	printf("\n  unwinder: %s\n", hd_unwinder_name(s->meta[HD_META_UNWINDER]));
+		fprintf(out, " %s", s->argv[i]);
+	fprintf(out, "\n  unwinder: %s\n", hd_unwinder_name(s->meta[HD_META_UNWINDER]));
 	for (int i = 0; i < HD_META_NFIELDS; i++)
 		if (i != HD_META_TRIGGER && i != HD_META_UNWINDER)
-			printf("  %s: %" PRIu64 "\n", meta_names[i], s->meta[i]);
-	printf("  stacks: %u (%u truncated)\n  modules: %u\n", s->nstacks, truncated_stacks(s), s->nmodules);
+			fprintf(out, "  %s: %" PRIu64 "\n", meta_names[i], s->meta[i]);
+	fprintf(out, "  stacks: %u (%u truncated)\n  modules: %u\n", s->nstacks, truncated_stacks(s), s->nmodules);
 	for (uint32_t i = 0; i < s->nmodules; i++) {
 		const struct hd_module *m = &s->modules[i];
-		printf("    0x%" PRIx64 " %s%s%s build-id ", m->base, m->path,
-		       m->flags & HD_MOD_UNLOADED ? " (unloaded)" : "", m->flags & HD_MOD_MAIN ? " (main)" : "");
+		fprintf(out, "    0x%" PRIx64 " %s%s%s build-id ", m->base, m->path,
+			m->flags & HD_MOD_UNLOADED ? " (unloaded)" : "", m->flags & HD_MOD_MAIN ? " (main)" : "");
 		for (uint32_t k = 0; k < m->build_id_len; k++)
-			printf("%02x", m->build_id[k]);
-		putchar('\n');
+			fprintf(out, "%02x", m->build_id[k]);
+		fputc('\n', out);
 	}
 }
 
-static void print_json(const struct snapshot *s, int first)
+static void print_json(FILE *out, const struct snapshot *s, int first)
 {
 	struct strbuf sb = STRBUF_INIT;
 
@@ -87,49 +88,58 @@ static void print_json(const struct snapshot *s, int first)
 		strbuf_adds(&sb, "\"}");
 	}
 	strbuf_adds(&sb, "]}");
-	fputs(sb.buf, stdout);
+	fputs(sb.buf, out);
 	strbuf_release(&sb);
 }
 
 int cmd_info(int argc, char **argv)
 {
-	int json = 0, first = 1, nfiles = 0;
+	enum { O_FORMAT = 256 };
+	static const struct option opts[] = {
+		{ "format", required_argument, NULL, O_FORMAT },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *output = NULL;
+	int json = 0, c, rc = 0;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return show_help("info");
-		if (!strcmp(argv[i], "--format") && i + 1 < argc) {
-			if (strcmp(argv[i + 1], "json") && strcmp(argv[i + 1], "text"))
-				return usage_error("info", "--format must be text or json, not '%s'", argv[i + 1]);
-			json = !strcmp(argv[++i], "json");
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			return usage_error("info", "unknown option '%s'", argv[i]);
-		} else {
-			nfiles++;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
+		switch (c) {
+		case O_FORMAT:
+			if (strcmp(optarg, "json") && strcmp(optarg, "text"))
+				return usage_error("info", "--format must be text or json, not '%s'", optarg);
+			json = !strcmp(optarg, "json");
+			break;
+		case 'o': output = optarg; break;
+		case 'h': return show_help("info");
+		case ':': return usage_error("info", "option '%s' needs a value", argv[optind - 1]);
+		default: return usage_error("info", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (!nfiles)
+	if (optind >= argc)
 		return usage_error("info", "expected at least one snapshot file");
+	FILE *out = output_open(output);
+	if (!out)
+		return EXIT_USAGE;
 	if (json)
-		fputs("[", stdout);
-	for (int i = 1; i < argc; i++) {
+		fputs("[", out);
+	for (int i = optind; i < argc && !rc; i++) {
 		struct snapshot s;
-		if (!strcmp(argv[i], "--format")) {
-			i++;
-			continue;
-		}
 		if (snapshot_load(argv[i], &s) < 0) {
-			snapshot_release(&s);
-			return EXIT_USAGE;
+			rc = -1;
+		} else if (json) {
+			print_json(out, &s, i == optind);
+		} else {
+			print_text(out, &s);
 		}
-		if (json)
-			print_json(&s, first);
-		else
-			print_text(&s);
-		first = 0;
 		snapshot_release(&s);
 	}
-	if (json)
-		fputs("]\n", stdout);
-	return EXIT_OK;
+	if (json && !rc)
+		fputs("]\n", out);
+	if (output_close(out, output) < 0)
+		rc = -1;
+	return rc ? EXIT_USAGE : EXIT_OK;
 }

@@ -8,7 +8,6 @@
 #include "report.h"
 #include "util.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +51,7 @@ static int compile(regex_t *re, const char *pattern, const char *cmd, const char
 
 static int parse_args(const char *cmd, int argc, char **argv, struct stats_args *a, int want)
 {
-	enum { O_BY = 256, O_CUM, O_LIMIT, O_INC, O_EXC, O_ALL, O_MOD, O_FOCUS, O_IGNORE, O_FORMAT, O_OUTPUT };
+	enum { O_BY = 256, O_CUM, O_LIMIT, O_INC, O_EXC, O_ALL, O_MOD, O_FOCUS, O_IGNORE, O_FORMAT };
 	static const struct option opts[] = {
 		{ "by", required_argument, NULL, O_BY },
 		{ "cumulative", no_argument, NULL, O_CUM },
@@ -64,7 +63,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 		{ "focus", required_argument, NULL, O_FOCUS },
 		{ "ignore", required_argument, NULL, O_IGNORE },
 		{ "format", required_argument, NULL, O_FORMAT },
-		{ "output", required_argument, NULL, O_OUTPUT },
+		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -74,7 +73,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 	a->limit = 10;
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
 		switch (c) {
 		case O_BY:
 			if (group_by_parse(optarg, &a->g.by) < 0)
@@ -109,7 +108,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 			else if (!strcmp(optarg, "text")) a->format = FMT_TEXT;
 			else return usage_error(cmd, "--format must be text, json, collapsed or pprof, not '%s'", optarg);
 			break;
-		case O_OUTPUT:
+		case 'o':
 			a->output = optarg;
 			break;
 		case 'h':
@@ -183,9 +182,9 @@ static int run_stats(const char *cmd, int argc, char **argv, int diff)
 		group_totals(t, 1, &r.old.total_size, &r.old.total_count);
 	}
 	r.entries = group_sorted(t, diff, &r.n);
-	FILE *out = stdout;
-	if (a.output && !(out = fopen(a.output, "w"))) {
-		rc = error("cannot write '%s': %s", a.output, strerror(errno));
+	FILE *out = output_open(a.output);
+	if (!out) {
+		rc = -1;
 	} else {
 		switch (a.format) {
 		case FMT_TEXT: report_text(out, &r); break;
@@ -193,8 +192,8 @@ static int run_stats(const char *cmd, int argc, char **argv, int diff)
 		case FMT_COLLAPSED: export_collapsed(out, &r); break;
 		case FMT_PPROF: rc = export_pprof(out, &r); break;
 		}
-		if (fflush(out) != 0 || (out != stdout && fclose(out) != 0))
-			rc = error("cannot write '%s': %s", a.output ? a.output : "standard output", strerror(errno));
+		if (output_close(out, a.output) < 0)
+			rc = -1;
 	}
 
 	free(r.entries);

@@ -194,14 +194,14 @@ static void sparkline(struct strbuf *sb, const int64_t *y, int n, int width)
 		strbuf_adds(sb, bars[hi > lo ? (int)((v[b] - lo) / (hi - lo) * 7.999) : 0]);
 }
 
-static void print_text(const struct trend *tr, size_t limit)
+static void print_text(FILE *out, const struct trend *tr, size_t limit)
 {
 	const struct snapshot *first = &tr->snaps[0];
 	size_t shown = limit && limit < tr->nsites ? limit : tr->nsites;
 	char a[32], b[32], c[32];
 
-	printf("%d snapshots of pid %" PRIu64 " over %.1f s, sites ranked by steady growth:\n", tr->n,
-	       first->meta[HD_META_PID], tr->t[tr->n - 1]);
+	fprintf(out, "%d snapshots of pid %" PRIu64 " over %.1f s, sites ranked by steady growth:\n", tr->n,
+		first->meta[HD_META_PID], tr->t[tr->n - 1]);
 	for (size_t i = 0; i < shown; i++) {
 		const struct trend_site *ts = &tr->sites[i];
 		const struct series *s = ts->s;
@@ -209,18 +209,18 @@ static void print_text(const struct trend *tr, size_t limit)
 		char *site = s->site && strchr(s->key, '\n') ? frame_location(s->site) : NULL;
 		sparkline(&spark, s->bytes, tr->n, 20);
 		format_size(a, ts->rate, 1);
-		printf("%s: %s/s, steady %d%%, %s over %.1f s, size=%s %s%s\n", site ? site : s->key, a,
-		       (int)lround(ts->steadiness * 100), format_size(b, (double)ts->growth, 1), tr->t[tr->n - 1],
-		       format_size(c, (double)s->bytes[tr->n - 1], 0), spark.buf ? spark.buf : "",
-		       ts->plateaued ? " plateaued" : "");
+		fprintf(out, "%s: %s/s, steady %d%%, %s over %.1f s, size=%s %s%s\n", site ? site : s->key, a,
+			(int)lround(ts->steadiness * 100), format_size(b, (double)ts->growth, 1), tr->t[tr->n - 1],
+			format_size(c, (double)s->bytes[tr->n - 1], 0), spark.buf ? spark.buf : "",
+			ts->plateaued ? " plateaued" : "");
 		free(site);
 		strbuf_release(&spark);
 	}
 	if (shown < tr->nsites)
-		printf("%zu other sites\n", tr->nsites - shown);
+		fprintf(out, "%zu other sites\n", tr->nsites - shown);
 }
 
-static void print_json(const struct trend *tr, size_t limit)
+static void print_json(FILE *out, const struct trend *tr, size_t limit)
 {
 	struct strbuf sb = STRBUF_INIT;
 	size_t shown = limit && limit < tr->nsites ? limit : tr->nsites;
@@ -248,7 +248,7 @@ static void print_json(const struct trend *tr, size_t limit)
 		strbuf_adds(&sb, "]}");
 	}
 	strbuf_adds(&sb, "]}\n");
-	fputs(sb.buf, stdout);
+	fputs(sb.buf, out);
 	strbuf_release(&sb);
 }
 
@@ -260,16 +260,18 @@ int cmd_trend(int argc, char **argv)
 		{ "limit", required_argument, NULL, O_LIMIT },
 		{ "format", required_argument, NULL, O_FORMAT },
 		{ "pid", required_argument, NULL, O_PID },
+		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct group_opts g = { .by = BY_LINENO };
+	const char *output = NULL;
 	long limit = 10, pid = -1;
 	int json = 0, c;
 
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
 		switch (c) {
 		case O_BY:
 			if (group_by_parse(optarg, &g.by) < 0)
@@ -287,6 +289,7 @@ int cmd_trend(int argc, char **argv)
 			if (parse_count(optarg, 1L << 30, &pid) < 0)
 				return usage_error("trend", "--pid takes a process id, not '%s'", optarg);
 			break;
+		case 'o': output = optarg; break;
 		case 'h': return show_help("trend");
 		case ':': return usage_error("trend", "option '%s' needs a value", argv[optind - 1]);
 		default: return usage_error("trend", "unknown option '%s'", argv[optind - 1]);
@@ -306,14 +309,19 @@ int cmd_trend(int argc, char **argv)
 	}
 	struct symbolizer *sym = symbolizer_new();
 	struct trend *tr = trend_build(snaps, n, &g, sym);
-	if (json)
-		print_json(tr, (size_t)limit);
-	else
-		print_text(tr, (size_t)limit);
+	FILE *out = output_open(output);
+	int rc = out ? 0 : -1;
+	if (out) {
+		if (json)
+			print_json(out, tr, (size_t)limit);
+		else
+			print_text(out, tr, (size_t)limit);
+		rc = output_close(out, output);
+	}
 	trend_free(tr);
 	symbolizer_free(sym);
 	for (int i = 0; i < n; i++)
 		snapshot_release(&snaps[i]);
 	free(snaps);
-	return EXIT_OK;
+	return rc ? EXIT_USAGE : EXIT_OK;
 }

@@ -30,7 +30,7 @@
 "                      gzipped profile.proto with alloc_objects, alloc_space,\n" \
 "                      inuse_objects and inuse_space, for pprof, Pyroscope,\n" \
 "                      Parca)\n" \
-"  --output FILE       write the report to FILE\n" \
+"  -o, --output FILE   write the report to FILE (default: standard output)\n" \
 "\n" \
 "The allocation site of a stack is its innermost frame that is not an\n" \
 "allocation function (malloc family, C++ operator new/delete).\n"
@@ -62,7 +62,8 @@ static const struct cmd commands[] = {
 	  "  --no-children       do not trace programs that CMD executes\n"
 	  "  --check             after CMD ends, gate its snapshots as 'heapdelta check'\n"
 	  "                      does, with the same budget, baseline, suppression and\n"
-	  "                      report options; the report goes to stderr (or --output)\n"
+	  "                      report options; the report goes to stderr, or to FILE\n"
+	  "                      with --output FILE (-o is the snapshot directory)\n"
 	  "\n"
 	  "With --check the exit status is CMD's own when CMD fails, else the gate's:\n"
 	  "0 within budget, 1 over budget.\n"
@@ -80,13 +81,13 @@ static const struct cmd commands[] = {
 	  "\nSites are matched by their symbolized location, so OLD and NEW may come\n"
 	  "from two runs of the same program. Sorted by the absolute size difference.\n" },
 	{ "leaks", cmd_leaks,
-	  "heapdelta leaks SNAP... | DIR [--suppressions FILE] [--format text|json]",
+	  "heapdelta leaks SNAP... | DIR [--suppressions FILE] [--format text|json] [-o FILE]",
 	  "what was not freed at exit, by allocation stack, largest first",
 	  "  --suppressions FILE  LeakSanitizer-format file of leak:PATTERN lines;\n"
 	  "                      repeatable\n"
 	  "  --print-suppressions  show which suppressions matched, and how much\n"
 	  "  --format FMT        text (default) or json\n"
-	  "  --output FILE       write the report to FILE\n"
+	  "  -o, --output FILE   write the report to FILE (default: standard output)\n"
 	  "\n"
 	  "Blocks still allocated when the program exited, not a reachability\n"
 	  "analysis: memory a program keeps until exit on purpose is listed too (use\n"
@@ -117,19 +118,20 @@ static const struct cmd commands[] = {
 	  "  --print-suppressions  which suppressions matched, and how much\n"
 	  "  --gen-suppressions  a ready-to-paste leak: line for each failing site\n"
 	  "  --format FMT        text (default), json, junit, sarif or github\n"
-	  "  --output FILE       write the report to FILE\n"
+	  "  -o, --output FILE   write the report to FILE (default: standard output)\n"
 	  "\n"
 	  "Exit status: 0 within budget, 1 over budget, 2 usage error or unreadable\n"
 	  "input. The last line of text output is a SUMMARY line (on stderr for json,\n"
 	  "junit and sarif).\n" },
 	{ "trend", cmd_trend,
-	  "heapdelta trend SNAP... | DIR [--by KEY] [--limit N] [--pid PID] [--format text|json]",
+	  "heapdelta trend SNAP... | DIR [--by KEY] [--limit N] [--pid PID] [--format text|json] [-o FILE]",
 	  "the sites that grow steadily over many snapshots of one process",
 	  "  --by KEY            lineno (default), filename, function or traceback\n"
 	  "  --limit N           show the first N sites (default 10; 0 shows all)\n"
 	  "  --pid PID           the process to follow (default: the one with the most\n"
 	  "                      snapshots)\n"
 	  "  --format FMT        text (default) or json\n"
+	  "  -o, --output FILE   write the report to FILE (default: standard output)\n"
 	  "\n"
 	  "For each site: its growth rate (least squares, bytes per second), how\n"
 	  "steadily it grows ((intervals that grew - intervals that shrank) / intervals),\n"
@@ -153,9 +155,10 @@ static const struct cmd commands[] = {
 	  "of growth from the first to the last, zoomable (click) and searchable. No\n"
 	  "network access is needed to view it.\n" },
 	{ "info", cmd_info,
-	  "heapdelta info SNAP...",
+	  "heapdelta info SNAP... [--format text|json] [-o FILE]",
 	  "a snapshot's process, trigger, counters and modules",
-	  "  --format FMT        text (default) or json\n" },
+	  "  --format FMT        text (default) or json\n"
+	  "  -o, --output FILE   write the report to FILE (default: standard output)\n" },
 };
 
 static void print_usage_list(FILE *out)

@@ -39,6 +39,26 @@ void warning(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+FILE *output_open(const char *path)
+{
+	FILE *f;
+
+	if (!path)
+		return stdout;
+	if (!(f = fopen(path, "w")))
+		error("cannot write '%s': %s", path, strerror(errno));
+	return f;
+}
+
+int output_close(FILE *out, const char *path)
+{
+	int bad = fflush(out) != 0 || ferror(out);
+
+	if (out != stdout)
+		bad |= fclose(out) != 0;
+	return bad ? error("cannot write '%s': %s", path ? path : "standard output", strerror(errno)) : 0;
+}
+
 static void oom(size_t n)
 {
 	error("out of memory allocating %zu bytes", n);

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Print "heapdelta: MSG" on stderr and return -1, so callers can write
  * `return error(...)`. */
@@ -16,6 +17,14 @@ int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int verror(const char *fmt, va_list ap);
 /* Like error() but prefixed "heapdelta: warning: "; returns nothing. */
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Where a command's -o/--output sends its report: path, created or
+ * truncated, or standard output when path is NULL.  NULL after an error
+ * line. */
+FILE *output_open(const char *path);
+/* Flush what output_open returned and close it unless it is standard
+ * output; 0, or -1 after an error line naming the file. */
+int output_close(FILE *out, const char *path);
 
 /* Allocation that cannot fail: out of memory ends the analyzer (exit 2). */
 void *xmalloc(size_t n);

@@ -209,3 +209,49 @@ def a_lines_traceback_is_its_stack_holding_the_most_bytes():
     sites = by_site(json.loads(p.stdout), "twostacks.c")
     eq({ln: [f["line"] for f in st["traceback"][:2]] for ln, st in sites.items()},
        {m[line]: [m[line], m[caller]] for line, _, _, _, caller in want}, "diff tracebacks")
+
+
+# ---------------------------------------------------------------------------
+# -o/--output
+
+def hd_bytes(*args):
+    return subprocess.run([HD, *args], capture_output=True, timeout=120)
+
+
+@test
+def every_command_that_writes_a_report_takes_o_and_output_alike():
+    d = tmpdir()
+    traced([os.path.join(BIN, "grow")], d)
+    snaps = sorted(glob.glob(os.path.join(d, "heapdelta.*.snap")), key=snap_order)
+    eq(len(snaps), 3, "grow's snapshots (before, after, exit)")
+    old, snap = snaps[0], snaps[-1]
+    cases = [["top", snap], ["top", snap, "--format", "json"], ["top", snap, "--format", "collapsed"],
+             ["top", snap, "--format", "pprof"], ["diff", old, snap], ["diff", old, snap, "--format", "json"],
+             ["leaks", d], ["leaks", d, "--format", "json"],
+             ["check", "--max-leaked", "0", d], ["check", "--max-leaked", "0", "--format", "sarif", d],
+             ["check", "--max-leaked", "10MB", "--format", "github", d],
+             ["trend", d], ["trend", d, "--format", "json"], ["info", snap], ["info", "--format", "json", old, snap]]
+    for args in cases:
+        ref = hd_bytes(*args)
+        check(ref.returncode in (0, 1) and len(ref.stdout) > 0, f"{args}: status {ref.returncode}, {ref.stderr}")
+        for opt in ("-o", "--output"):
+            out = os.path.join(d, "out")
+            p = hd_bytes(*args, opt, out)
+            eq((p.returncode, p.stdout, p.stderr), (ref.returncode, b"", ref.stderr), f"{args} {opt}: status, stdout, stderr")
+            eq(open(out, "rb").read(), ref.stdout, f"{args} {opt}: the file holds what standard output did")
+            os.unlink(out)
+    # Unwritable: one line naming the file, exit status 2.
+    bad = os.path.join(d, "missing", "out")
+    for args in (["top", snap], ["diff", old, snap], ["leaks", d], ["check", "--max-leaked", "0", d], ["trend", d],
+                 ["info", snap]):
+        p = hd(*args, "-o", bad)
+        eq((p.returncode, p.stdout, p.stderr), (2, "", f"heapdelta: cannot write '{bad}': No such file or directory\n"),
+           f"{args} -o into a missing directory")
+    for cmd in ("top", "diff", "leaks", "check", "trend", "info"):
+        p = hd(cmd, "-o")
+        eq(p.returncode, 2, f"{cmd} -o without a file")
+        lines = p.stderr.splitlines()
+        eq(lines[0], "heapdelta: option '-o' needs a value", f"{cmd} -o without a file")
+        check(len(lines) == 2 and lines[1].startswith(f"usage: heapdelta {cmd}"), p.stderr)
+        check(re.search(r"^  -o, --output FILE   write the report to FILE", hd("help", cmd).stdout, re.M),
+              f"help {cmd} lists -o, --output")
