@@ -94,7 +94,7 @@ T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
             $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so \
             $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan \
-            $(T)/teardown $(T)/churn
+            $(T)/teardown $(T)/churn $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so
 FIXTURES += $(T)/zero $(T)/twostacks
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
@@ -117,6 +117,9 @@ $(T)/%_jemalloc: tests/fixtures/%.c | $(T)
 	$(CC) -O2 -g -pthread -o $@ $< -ljemalloc
 
 $(T)/libplugin.so: tests/fixtures/plugin.c | $(T)
+	$(CC) -O2 -g -fPIC -shared -o $@ $<
+
+$(T)/libreload_%.so: tests/fixtures/reload_%.c | $(T)
 	$(CC) -O2 -g -fPIC -shared -o $@ $<
 
 $(T)/libmtrace_start.so: tests/fixtures/mtrace_start.c | $(T)

@@ -102,6 +102,7 @@ struct uframe {
 
 struct unwind_mem {
 	struct { uint64_t pc, rule; } l1[L1_RULES];   /* this thread's recent rules */
+	uint32_t epoch;              /* map epoch the cached rules and stack belong to */
 	int n;                       /* frames of the previous stack */
 	int cut;                     /* it stopped at the cap, not at its end */
 	struct uframe rev[CAP];      /* previous stack, outermost first */
@@ -315,6 +316,13 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 {
 	if (!m)
 		return cfi_walk_plain(out, want, entry);
+	uint32_t epoch = atomic_load_relaxed(&hds.map_epoch);
+	if (unlikely(m->epoch != epoch)) {
+		/* A module went away: its rules and frames may now be another's. */
+		memset(m->l1, 0, sizeof m->l1);
+		m->n = 0;
+		m->epoch = epoch;
+	}
 	if (!tl_stack_hi)
 		thread_bounds();
 

@@ -22,9 +22,10 @@
  * then published by storing the bare address (release); readers that see
  * BUSY treat it as a miss.  A claim interrupted by fork stays BUSY: that
  * slot is a permanent miss, nothing waits on it.  Rules of an address never
- * change while its module stays loaded; after a dlclose and a dlopen of
- * other code at the same address the cache can be stale (bounds checks in
- * the unwinder keep that memory-safe; heapdelta_cfi_flush is not exposed).
+ * change while its module stays loaded; when the module map finds a module
+ * unloaded it forgets the rules of its addresses (hds_cfi_forget), and each
+ * thread drops its own cached rules when it sees the map epoch move
+ * (capture.c), so code loaded later at the same address gets its own.
  */
 #include "internal.h"
 
@@ -410,6 +411,21 @@ static uint64_t compute_rule(uint64_t pc)
 		       (s.ra_kind != R_OFFSET && s.ra_kind != R_UNDEF) ||
 		       (s.rbp_kind != R_SAME && s.rbp_kind != R_OFFSET),
 	});
+}
+
+/* A forgotten slot keeps its key marked with TOMB: it never matches, and
+ * no insert reuses it (a reader that matched it just before may still be
+ * reading its rule).  Slots spent this way make later lookups in their
+ * neighbourhood compute their rule each time: slower, still correct. */
+#define TOMB (UINT64_C(1) << 62)
+
+void hds_cfi_forget(uint64_t lo, uint64_t hi)
+{
+	for (uint32_t i = 0; cache && i < CACHE_SLOTS; i++) {
+		uint64_t k = atomic_load_relaxed(&cache[i].key) & ~BUSY;
+		if (k >= lo && k < hi)
+			atomic_store_release(&cache[i].key, k | TOMB);
+	}
 }
 
 uint64_t hds_cfi_rule(uint64_t pc)

@@ -29,6 +29,8 @@ enum hd_section {
 	HD_SEC_STRINGS = 2,      /* u32 n, then n x (u32 len, bytes): label, exe, argv... */
 	HD_SEC_MODULES = 3,      /* loaded and unloaded modules */
 	HD_SEC_STACKS  = 4,      /* interned stacks with their counters */
+	HD_SEC_MODULE_EPOCHS = 5, /* u32 n, n x (u32 first, u32 gone): map epochs of each module */
+	HD_SEC_STACK_EPOCHS  = 6, /* u32 n, n x (u32 stack id, u32 epoch): stacks of epoch > 0 */
 	HD_SEC_END     = 0xffff, /* length 0; must be last */
 };
 
@@ -100,6 +102,7 @@ enum hd_stack_flags {
 	HD_STACK_TRUNCATED = 1u << 0, /* the real stack was deeper than DEPTH */
 };
 
+#define HD_EPOCH_NONE      UINT32_MAX   /* MODULE_EPOCHS: not unloaded */
 #define HD_MAX_DEPTH       256   /* upper bound a reader accepts per stack */
 #define HD_MAX_BUILD_ID    64
 #define HD_MAX_SEGMENTS    64

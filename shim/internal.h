@@ -90,6 +90,10 @@ struct hds_globals {
 	_Atomic uint64_t unwind_fallbacks;   /* stacks our unwinder handed to libunwind */
 	_Atomic uint64_t unwind_checked;     /* HEAPDELTA_UNWIND_CHECK: stacks compared */
 	_Atomic uint64_t unwind_mismatches;  /* ... that differed from libunwind's */
+	/* Address-space epoch: raised each time modules are found unloaded
+	 * (modules.c).  Stacks and module records carry epochs, so an address
+	 * names the module that was mapped there when its stack was seen. */
+	_Atomic uint32_t map_epoch;
 
 	uint64_t start_mono_ns;
 	int pid;                           /* refreshed in the child after fork */
@@ -246,6 +250,8 @@ HDS_HIDDEN int hds_cfi_init(void);
 /* The rule for code address pc (a return address minus one). */
 HDS_HIDDEN uint64_t hds_cfi_rule(uint64_t pc);
 HDS_HIDDEN uint64_t hds_cfi_resident(void);
+/* Forget the cached rules of addresses in [lo, hi): a module went away. */
+HDS_HIDDEN void hds_cfi_forget(uint64_t lo, uint64_t hi);
 
 /* ---- capture.c: the only file that includes libunwind ------------------- */
 
@@ -277,7 +283,9 @@ struct hds_stack {               /* one cache line */
 	uint16_t depth;
 	uint16_t flags;              /* enum hd_stack_flags */
 	_Atomic uint32_t ready;      /* 1 once published; 2 lost a race, unused */
-	uint32_t pad[3];
+	_Atomic uint32_t epoch;      /* map epoch its frames are valid in (raised when still valid) */
+	_Atomic uint32_t dead;       /* a module under its frames went away: never matched again */
+	uint32_t pad;
 };
 
 /* A stack's hash is a chain over its frames from the outermost inwards,
@@ -306,6 +314,10 @@ HDS_HIDDEN int64_t hds_stack_intern(const uintptr_t *frames, int depth, unsigned
 /* The same with the chain value of frames[depth-1 .. 0] already known. */
 HDS_HIDDEN int64_t hds_stack_intern_chain(const uintptr_t *frames, int depth, unsigned flags,
 					  uint64_t chain, int *fresh);
+/* In both: a stack found with an older epoch is checked with
+ * hds_modules_changed(); if a module under its frames was unloaded or
+ * loaded since, it is dead (its counters stay, it is never matched again)
+ * and the frames are interned anew under the current epoch. */
 /* Stack record by id (id < hds_stacks_count()). */
 HDS_HIDDEN struct hds_stack *hds_stack_get(uint32_t id);
 HDS_HIDDEN const uintptr_t *hds_stack_frames(const struct hds_stack *s);
@@ -352,10 +364,20 @@ HDS_HIDDEN int hds_modules_init(void);
  * modules that went away as unloaded.  With wait == 0 it gives up when
  * another thread is refreshing.  Never called with a shim lock held. */
 HDS_HIDDEN void hds_modules_refresh(int wait);
-/* Nonzero when addr lies in a module the map knows (loaded or not). */
+/* Nonzero when addr lies in a module the map knows as loaded. */
 HDS_HIDDEN int hds_modules_contains(uintptr_t addr);
-/* Encode the MODULES payload into buf (NULL: only measure); returns bytes. */
-HDS_HIDDEN size_t hds_modules_encode(unsigned char *buf, size_t cap);
+/* Nonzero when one of frames[0..depth) lies in a module loaded or unloaded
+ * after map epoch `since`. */
+HDS_HIDDEN int hds_modules_changed(uint32_t since, const uintptr_t *frames, int depth);
+/* Encode the MODULE_EPOCHS payload of the first n modules (NULL: only
+ * measure); returns bytes. */
+HDS_HIDDEN size_t hds_modules_encode_epochs(unsigned char *buf, size_t cap, uint32_t n);
+/* Modules in the map now; the two encoders take this n, so that MODULES
+ * and MODULE_EPOCHS describe the same modules. */
+HDS_HIDDEN uint32_t hds_modules_count(void);
+/* Encode the MODULES payload of the first n modules into buf (NULL: only
+ * measure); returns bytes. */
+HDS_HIDDEN size_t hds_modules_encode(unsigned char *buf, size_t cap, uint32_t n);
 HDS_HIDDEN uint64_t hds_modules_resident(void);
 /* The child after fork: a refresh the parent had under way is gone. */
 HDS_HIDDEN void hds_modules_after_fork(void);

@@ -9,7 +9,13 @@
  * Loads and unloads are noticed with the dlpi_adds/dlpi_subs counters that
  * dl_iterate_phdr passes: when they have not moved, a refresh stops after
  * one callback.  We never wrap dlopen (that changes the caller the loader
- * sees and breaks $ORIGIN and RUNPATH lookups).
+ * sees and breaks $ORIGIN and RUNPATH lookups); dlclose, which has no such
+ * dependence, is wrapped so that an unload is noticed when it happens.
+ *
+ * Epochs: each module records the map epoch in which it was first seen and
+ * the one from which it is gone.  Finding modules unloaded raises the
+ * epoch (hds.map_epoch); a stack carries the epoch its frames were valid
+ * in, so a reader can tell two modules mapped at one address apart.
  *
  * Concurrency: readers (hds_modules_contains, encode) walk entries
  * 0..count-1 without a lock; an entry is filled before count is raised
@@ -21,7 +27,9 @@
  */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <elf.h>
+#include <errno.h>
 #include <link.h>
 #include <sched.h>
 #include <string.h>
@@ -40,6 +48,8 @@ struct hds_module {
 	struct { uint64_t start, size, offset; uint32_t flags; } seg[MAX_SEGS];
 	uint32_t path_off, path_len;
 	uint64_t seen;                   /* generation of the last refresh that saw it */
+	_Atomic uint32_t first_epoch;    /* map epoch when it was first seen */
+	_Atomic uint32_t gone_epoch;     /* map epoch from which it is unloaded; HD_EPOCH_NONE */
 };
 
 static struct hds_module *mods;
@@ -121,7 +131,9 @@ static int refresh_one(struct dl_phdr_info *info, size_t size, void *arg)
 	uint32_t n = atomic_load_relaxed(&nmods);
 	for (uint32_t i = 0; i < n; i++) {
 		if (same_module(&mods[i], info->dlpi_addr, path, len)) {
+			/* Loaded again where it was: the same file, the same code. */
 			mods[i].seen = generation;
+			atomic_store_relaxed(&mods[i].gone_epoch, HD_EPOCH_NONE);
 			atomic_store_relaxed(&mods[i].flags, atomic_load_relaxed(&mods[i].flags) & ~HD_MOD_UNLOADED);
 			return 0;
 		}
@@ -132,6 +144,8 @@ static int refresh_one(struct dl_phdr_info *info, size_t size, void *arg)
 	struct hds_module *m = &mods[n];
 	m->base = info->dlpi_addr;
 	m->seen = generation;
+	atomic_store_relaxed(&m->first_epoch, atomic_load_relaxed(&hds.map_epoch));
+	atomic_store_relaxed(&m->gone_epoch, HD_EPOCH_NONE);
 	atomic_store_relaxed(&m->flags, flags);
 	m->nseg = 0;
 	for (int i = 0; i < info->dlpi_phnum && m->nseg < MAX_SEGS; i++) {
@@ -161,10 +175,24 @@ static void refresh_locked(int force)
 	dl_iterate_phdr(refresh_one, &r);
 	if (generation == before)
 		return;
-	uint32_t n = atomic_load_relaxed(&nmods);
-	for (uint32_t i = 0; i < n; i++)
-		if (mods[i].seen != generation)
-			atomic_store_relaxed(&mods[i].flags, atomic_load_relaxed(&mods[i].flags) | HD_MOD_UNLOADED);
+	/* Modules not seen are gone from the next epoch on; the unwinder's
+	 * cached rules for their addresses go with them.  The new epoch is
+	 * published last, so a stack interned under it can trust the map. */
+	uint32_t n = atomic_load_relaxed(&nmods), next = atomic_load_relaxed(&hds.map_epoch) + 1;
+	int gone = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct hds_module *m = &mods[i];
+		uint32_t f = atomic_load_relaxed(&m->flags);
+		if (m->seen == generation || (f & HD_MOD_UNLOADED))
+			continue;
+		atomic_store_relaxed(&m->flags, f | HD_MOD_UNLOADED);
+		atomic_store_relaxed(&m->gone_epoch, next);
+		for (uint32_t k = 0; k < m->nseg; k++)
+			hds_cfi_forget(m->seg[k].start, m->seg[k].start + m->seg[k].size);
+		gone = 1;
+	}
+	if (gone)
+		atomic_store_release(&hds.map_epoch, next);
 }
 
 void hds_modules_refresh(int wait)
@@ -183,20 +211,47 @@ void hds_modules_after_fork(void)
 	atomic_flag_clear_explicit(&lock, memory_order_release);
 }
 
+static int module_covers(const struct hds_module *m, uintptr_t addr)
+{
+	for (uint32_t s = 0; s < m->nseg; s++)
+		if (addr - m->seg[s].start < m->seg[s].size)
+			return 1;
+	return 0;
+}
+
 int hds_modules_contains(uintptr_t addr)
 {
 	uint32_t n = atomic_load_acquire(&nmods);
 
 	for (uint32_t i = 0; i < n; i++)
-		for (uint32_t s = 0; s < mods[i].nseg; s++)
-			if (addr - mods[i].seg[s].start < mods[i].seg[s].size)
-				return 1;
+		if (!(atomic_load_relaxed(&mods[i].flags) & HD_MOD_UNLOADED) && module_covers(&mods[i], addr))
+			return 1;
 	return 0;
 }
 
-size_t hds_modules_encode(unsigned char *buf, size_t cap)
+int hds_modules_changed(uint32_t since, const uintptr_t *frames, int depth)
 {
 	uint32_t n = atomic_load_acquire(&nmods);
+
+	for (uint32_t i = 0; i < n; i++) {
+		const struct hds_module *m = &mods[i];
+		uint32_t gone = atomic_load_relaxed(&m->gone_epoch);
+		if (atomic_load_relaxed(&m->first_epoch) <= since && (gone == HD_EPOCH_NONE || gone <= since))
+			continue;   /* the same then and now */
+		for (int k = 0; k < depth; k++)
+			if (module_covers(m, frames[k]))
+				return 1;
+	}
+	return 0;
+}
+
+uint32_t hds_modules_count(void)
+{
+	return atomic_load_acquire(&nmods);
+}
+
+size_t hds_modules_encode(unsigned char *buf, size_t cap, uint32_t n)
+{
 	size_t need = 4;
 
 	for (uint32_t i = 0; i < n; i++)
@@ -224,6 +279,52 @@ size_t hds_modules_encode(unsigned char *buf, size_t cap)
 		p += m->path_len;
 	}
 	return (size_t)(p - buf);
+}
+
+size_t hds_modules_encode_epochs(unsigned char *buf, size_t cap, uint32_t n)
+{
+	size_t need = 4 + (size_t)8 * n;
+
+	if (!buf || need > cap)
+		return need;
+	unsigned char *p = hd_put_u32(buf, n);
+	for (uint32_t i = 0; i < n; i++) {
+		p = hd_put_u32(p, atomic_load_relaxed(&mods[i].first_epoch));
+		p = hd_put_u32(p, atomic_load_relaxed(&mods[i].gone_epoch));
+	}
+	return need;
+}
+
+/*
+ * dlclose: the one loader call we wrap.  Unlike dlopen it does not depend
+ * on its caller (no $ORIGIN, no RUNPATH), so wrapping it changes nothing
+ * for the program.  When it returns, a library may be gone, and another may
+ * be loaded at its address next: the map notices now, raising the epoch
+ * before the program can allocate from new code at old addresses.  The
+ * loader's lock is not held here, so the refresh may wait for ours.
+ * glibc's own unloads (gconv modules) are noticed at the next refresh.
+ */
+__attribute__((visibility("default"))) int dlclose(void *handle);
+int dlclose(void *handle)
+{
+	static int (*real_dlclose)(void *);
+	int rc;
+
+	if (!real_dlclose) {
+		void *sym = dlsym(RTLD_NEXT, "dlclose");
+		if (!sym)
+			return -1;
+		memcpy(&real_dlclose, &sym, sizeof sym);
+	}
+	rc = real_dlclose(handle);
+	if (atomic_load_acquire(&hds.state) == HDS_ACTIVE) {
+		int outer = hds_busy, saved = errno;
+		hds_busy = 1;
+		hds_modules_refresh(1);
+		hds_busy = outer;
+		errno = saved;
+	}
+	return rc;
 }
 
 uint64_t hds_modules_resident(void)

@@ -254,19 +254,50 @@ static void emit_strings(struct out *o, const char *label)
 		out_string(o, hds.cmdline + i, strlen(hds.cmdline + i));
 }
 
+/* MODULES and MODULE_EPOCHS, over the same modules. */
 static void emit_modules(struct out *o)
 {
-	size_t need = hds_modules_encode(NULL, 0);
-	unsigned char *buf = hds_map(need);
+	uint32_t n = hds_modules_count();
+	size_t need = hds_modules_encode(NULL, 0, n), need_epochs = hds_modules_encode_epochs(NULL, 0, n);
+	size_t cap = need > need_epochs ? need : need_epochs;
+	unsigned char *buf = hds_map(cap);
 
 	if (!buf) {
 		o->err = ENOMEM;
 		return;
 	}
-	size_t len = hds_modules_encode(buf, need);
+	size_t len = hds_modules_encode(buf, cap, n);
 	out_section(o, HD_SEC_MODULES, len);
 	out_bytes(o, buf, len);
-	munmap(buf, need);
+	len = hds_modules_encode_epochs(buf, cap, n);
+	out_section(o, HD_SEC_MODULE_EPOCHS, len);
+	out_bytes(o, buf, len);
+	munmap(buf, cap);
+}
+
+/* STACK_EPOCHS: the epoch of each written stack whose epoch is not 0 (a
+ * program that never unloads a module has none).  Any epoch a stack has had
+ * since it was interned names the same modules, so a raise racing with this
+ * read is harmless. */
+static void emit_stack_epochs(struct out *o, const struct hds_sums *sums, uint32_t n)
+{
+	uint64_t hdr_at = o->off + o->len;
+	uint32_t listed = 0;
+
+	out_section(o, HD_SEC_STACK_EPOCHS, 0);
+	out_u32(o, 0);
+	for (uint32_t id = 0; id < n; id++) {
+		struct hds_stack *s = hds_stack_get(id);
+		uint32_t epoch = atomic_load_relaxed(&s->epoch);
+		if (atomic_load_acquire(&s->ready) != 1 || sums[id].alloc_count <= 0 || !epoch)
+			continue;
+		out_u32(o, id);
+		out_u32(o, epoch);
+		listed++;
+	}
+	uint64_t end = o->off + o->len;
+	out_patch(o, hdr_at + 8, end - hdr_at - HD_SEC_HDR_LEN, 8);
+	out_patch(o, hdr_at + HD_SEC_HDR_LEN, listed, 4);
 }
 
 /* Stacks, with their counters read once each (every thread's entry at one
@@ -323,10 +354,11 @@ static void emit_stacks(struct out *o, struct totals *t)
 		t->alloc_count += (uint64_t)ac;
 		written++;
 	}
-	munmap(sums, sums_len);
 	uint64_t end = o->off + o->len;
 	out_patch(o, hdr_at + 8, end - hdr_at - HD_SEC_HDR_LEN, 8);
 	out_patch(o, hdr_at + HD_SEC_HDR_LEN, written, 4);
+	emit_stack_epochs(o, sums, n);
+	munmap(sums, sums_len);
 }
 
 /* Write everything into o.  META goes first in the file but needs the

@@ -24,6 +24,11 @@
  * insert interrupted by fork leaves such a record unpublished forever, and
  * nothing ever waits on it.
  *
+ * Epochs: the same addresses can mean other code after a dlclose and a
+ * dlopen at the same place.  A record carries the map epoch its frames are
+ * known valid in; see stack_current().  A dead record's slot stays taken
+ * (probing goes past it), and its frames are interned again as a new id.
+ *
  * Full: when ids or frame space run out, intern returns -1; the caller
  * counts a dropped allocation and the snapshot says so.
  */
@@ -73,8 +78,33 @@ static inline int stack_equal(const struct hds_stack *s, uint64_t hash,
 	       memcmp(frames + s->frames_off, f, sizeof *f * (size_t)depth) == 0;
 }
 
+/*
+ * Does record s, equal in frames, stand for this stack in epoch `now`?  Its
+ * addresses meant the same code when it was interned; if no module under
+ * them was loaded or unloaded since, they still do, and its epoch is raised
+ * (any epoch between the two names the same modules, so a racing reader of
+ * the epoch is right either way).  Otherwise it is dead for good.  Runs only
+ * when the epoch moved since the record was last checked.
+ */
+static int stack_current(struct hds_stack *s, uint32_t now)
+{
+	uint32_t e = atomic_load_relaxed(&s->epoch);
+
+	if (likely(e == now) && likely(!atomic_load_relaxed(&s->dead)))
+		return 1;
+	if (atomic_load_relaxed(&s->dead))
+		return 0;
+	if (hds_modules_changed(e, frames + s->frames_off, s->depth)) {
+		atomic_store_relaxed(&s->dead, 1);
+		return 0;
+	}
+	if (e < now)
+		atomic_store_relaxed(&s->epoch, now);
+	return 1;
+}
+
 /* Take an id and frame space and fill the record; -1 when full. */
-static int64_t stack_prepare(uint64_t hash, const uintptr_t *f, int depth, unsigned flags)
+static int64_t stack_prepare(uint64_t hash, const uintptr_t *f, int depth, unsigned flags, uint32_t epoch)
 {
 	uint32_t id = atomic_add_relaxed(&next_id, 1);
 	if (id >= max_records) {
@@ -92,6 +122,7 @@ static int64_t stack_prepare(uint64_t hash, const uintptr_t *f, int depth, unsig
 	s->frames_off = off;
 	s->depth = (uint16_t)depth;
 	s->flags = (uint16_t)flags;
+	atomic_store_relaxed(&s->epoch, epoch);
 	return id;
 }
 
@@ -103,12 +134,13 @@ int64_t hds_stack_intern(const uintptr_t *f, int depth, unsigned flags, int *fre
 int64_t hds_stack_intern_chain(const uintptr_t *f, int depth, unsigned flags, uint64_t chain, int *fresh)
 {
 	uint64_t hash = hds_hash_final(chain, depth, flags);
+	uint32_t epoch = atomic_load_relaxed(&hds.map_epoch);
 	int64_t mine = -1;
 
 	for (uint64_t i = hash & slot_mask, n = 0; n <= slot_mask; i = (i + 1) & slot_mask, n++) {
 		uint32_t v = atomic_load_acquire(&slots[i]);
 		if (v == 0) {
-			if (mine < 0 && (mine = stack_prepare(hash, f, depth, flags)) < 0) {
+			if (mine < 0 && (mine = stack_prepare(hash, f, depth, flags, epoch)) < 0) {
 				atomic_add_relaxed(&hds.dropped_stacks, 1);
 				return -1;
 			}
@@ -119,7 +151,7 @@ int64_t hds_stack_intern_chain(const uintptr_t *f, int depth, unsigned flags, ui
 			}
 			/* Lost the slot: v is the winner; it may be our stack. */
 		}
-		if (stack_equal(&records[v - 1], hash, f, depth, flags)) {
+		if (stack_equal(&records[v - 1], hash, f, depth, flags) && stack_current(&records[v - 1], epoch)) {
 			if (mine >= 0)
 				atomic_store_relaxed(&records[mine].ready, 2);
 			return v - 1;

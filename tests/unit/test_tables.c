@@ -25,6 +25,20 @@ uint64_t hds_resident(const void *addr, uint64_t len)
 	return len;
 }
 
+/* The module map, as a model: address ranges [lo, hi) that changed (a
+ * module loaded or unloaded there) in a given epoch. */
+static struct { uintptr_t lo, hi; uint32_t epoch; } changes[8];
+static int nchanges;
+
+int hds_modules_changed(uint32_t since, const uintptr_t *frames, int depth)
+{
+	for (int c = 0; c < nchanges; c++)
+		for (int k = 0; k < depth; k++)
+			if (changes[c].epoch > since && frames[k] >= changes[c].lo && frames[k] < changes[c].hi)
+				return 1;
+	return 0;
+}
+
 static uint64_t rng_state = 88172645463325252u;
 
 static uint64_t rnd(void)
@@ -146,6 +160,47 @@ static void a_full_stack_table_refuses_new_stacks_and_counts_them(void)
 	f[1] = 5;
 	ASSERT_EQ(hds_stack_intern(f, 2, 0, &fresh), 5);
 	ASSERT_EQ(hds_stacks_count(), 16);
+}
+
+static void a_stack_through_an_unloaded_module_is_interned_anew(void)
+{
+	uintptr_t in_lib[3] = { 0x7000, 0x500010, 0x500020 };   /* frames 1, 2 in the library */
+	uintptr_t outside[2] = { 0x7000, 0x9000 };
+	int fresh = 0;
+
+	ASSERT_EQ(hds_stacks_init(64), 0);
+	atomic_store(&hds.map_epoch, 0);
+	nchanges = 0;
+	int64_t a = hds_stack_intern(in_lib, 3, 0, &fresh);
+	int64_t b = hds_stack_intern(outside, 2, 0, &fresh);
+	ASSERT_EQ(hds_stack_intern(in_lib, 3, 0, &fresh), a);
+
+	/* The library at 0x500000 is unloaded: epoch 1. */
+	changes[nchanges++] = (typeof(changes[0])){ 0x500000, 0x600000, 1 };
+	atomic_store(&hds.map_epoch, 1);
+	fresh = 0;
+	int64_t a2 = hds_stack_intern(in_lib, 3, 0, &fresh);
+	ASSERT_TRUE(a2 != a);
+	ASSERT_EQ(fresh, 1);
+	ASSERT_EQ(atomic_load(&hds_stack_get((uint32_t)a)->dead), 1);
+	ASSERT_EQ(atomic_load(&hds_stack_get((uint32_t)a)->epoch), 0);
+	ASSERT_EQ(atomic_load(&hds_stack_get((uint32_t)a2)->epoch), 1);
+	ASSERT_EQ(hds_stack_intern(in_lib, 3, 0, &fresh), a2);
+	/* A stack with no frame there keeps its id; its epoch moves on. */
+	fresh = 0;
+	ASSERT_EQ(hds_stack_intern(outside, 2, 0, &fresh), b);
+	ASSERT_EQ(fresh, 0);
+	ASSERT_EQ(atomic_load(&hds_stack_get((uint32_t)b)->epoch), 1);
+
+	/* Another library at the same place goes too (epoch 2): the stack of
+	 * epoch 1 dies in turn; the one of epoch 0 stays dead. */
+	changes[nchanges++] = (typeof(changes[0])){ 0x500000, 0x600000, 2 };
+	atomic_store(&hds.map_epoch, 2);
+	int64_t a3 = hds_stack_intern(in_lib, 3, 0, &fresh);
+	ASSERT_TRUE(a3 != a2 && a3 != a);
+	ASSERT_EQ(hds_stack_intern(outside, 2, 0, &fresh), b);
+	nchanges = 0;
+	atomic_store(&hds.map_epoch, 0);
 }
 
 /* ---- live blocks -------------------------------------------------------- */
@@ -339,6 +394,7 @@ int main(void)
 		{ "interning matches a reference model", interning_matches_a_reference_model },
 		{ "a known hash chain interns to the same id", a_known_hash_chain_interns_to_the_same_id },
 		{ "a full stack table refuses new stacks and counts them", a_full_stack_table_refuses_new_stacks_and_counts_them },
+		{ "a stack through an unloaded module is interned anew", a_stack_through_an_unloaded_module_is_interned_anew },
 		{ "live table matches a reference model", live_table_matches_a_reference_model },
 		{ "live table refuses what it cannot hold", live_table_refuses_what_it_cannot_hold },
 		{ "an unseen free is reported by the next insert", an_unseen_free_is_reported_by_the_next_insert },
