@@ -23,7 +23,8 @@ SHIM_CFLAGS := $(BASE) $(CFLAGS) -flto -fPIC -fvisibility=hidden -ftls-model=ini
                -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
                -fno-omit-frame-pointer -Ishim
 SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
-               shim/modules.c shim/snapshot.c shim/creds.c shim/threads.c
+               shim/modules.c shim/snapshot.c shim/creds.c shim/threads.c \
+               shim/entry_cxx.c
 SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
 
 AN_CFLAGS   := $(BASE) $(CFLAGS) -Ishim -Ianalyzer -I$(B)/gen -DHD_PREFIX='"$(PREFIX)"'
@@ -35,6 +36,10 @@ all: $(B)/libheapdelta.so $(B)/heapdelta
 
 $(B)/shim/%.o: shim/%.c shim/internal.h shim/hd_format.h | $(B)/shim
 	$(CC) $(SHIM_CFLAGS) -c $< -o $@
+
+# The C++ operators let std::bad_alloc pass through their frames, restoring
+# the busy flag on the way (a cleanup).
+$(B)/shim/entry_cxx.o: SHIM_CFLAGS += -fexceptions
 
 $(B)/libheapdelta.so: $(SHIM_OBJ)
 	$(CC) $(CFLAGS) -flto -fPIC -shared -Wl,-z,now -Wl,-z,nodelete -o $@ $(SHIM_OBJ) -ldl -lpthread -lm
@@ -94,7 +99,7 @@ T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
             $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so \
             $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan \
-            $(T)/teardown $(T)/churn $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so
+            $(T)/teardown $(T)/churn $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so $(T)/cxxops
 FIXTURES += $(T)/zero $(T)/twostacks
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c

@@ -21,6 +21,7 @@
 #include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -146,7 +147,7 @@ static inline void weights(uint64_t size, uint64_t *bytes, uint64_t *count)
 }
 
 /* Take a block's bytes and count off its stack and the process totals. */
-static void hds_uncount(uint64_t entry)
+void hds_uncount(uint64_t entry)
 {
 	uint64_t bytes, count;
 
@@ -155,11 +156,19 @@ static void hds_uncount(uint64_t entry)
 	atomic_sub_relaxed(&hds.live_bytes, (int64_t)bytes);
 }
 
+static void record_alloc(void *p, uint64_t size, int kind, const void *entry);
+
+void hds_record_alloc(void *p, uint64_t size, int kind, const void *entry)
+{
+	if (sample_this(size))
+		record_alloc(p, size, kind, entry);
+}
+
 /* Record block p of `size` requested bytes, attributed to the caller's stack.
  * `entry` is the frame of the interposed function the program called (every
  * exported function passes its own __builtin_frame_address(0); this file is
  * built with frame pointers).  Called with hds_busy set. */
-static __attribute__((noinline)) void hds_record_alloc(void *p, uint64_t size, const void *entry)
+static __attribute__((noinline)) void record_alloc(void *p, uint64_t size, int kind, const void *entry)
 {
 	uintptr_t frames[HD_MAX_DEPTH];
 	int truncated = 0, fresh = 0;
@@ -182,7 +191,7 @@ static __attribute__((noinline)) void hds_record_alloc(void *p, uint64_t size, c
 		atomic_add_relaxed(&hds.dropped_allocs, 1);
 		return;
 	}
-	old = hds_live_insert(p, (uint32_t)id, size);
+	old = hds_live_insert(p, (uint32_t)id, hds_live_payload(size, kind));
 	if (old == UINT64_MAX) {
 		atomic_add_relaxed(&hds.dropped_allocs, 1);
 		return;
@@ -203,7 +212,7 @@ static __attribute__((noinline)) void hds_record_alloc(void *p, uint64_t size, c
  * records: a tracked block freed by the loader while we are busy must leave.
  * Only frees by the program (not by the shim's own callees) count as
  * unknown. */
-static uint64_t hds_forget(void *p, int by_program)
+uint64_t hds_forget(void *p, int by_program)
 {
 	uint64_t e;
 
@@ -215,16 +224,93 @@ static uint64_t hds_forget(void *p, int by_program)
 	return e;
 }
 
-/* Common tail of every allocating entry point. */
-static inline void *hds_after_alloc(void *p, uint64_t size, int record, const void *entry)
+/*
+ * Mismatched releases: a block of new given to free or delete[], of new[]
+ * to free or delete, of malloc to delete or delete[].  Each is counted; the
+ * first HDS_MISMATCH_MAX are kept with the releasing stack (captured here,
+ * on this rare path) and the allocating stack's id, for the snapshot.  A
+ * slot is claimed by fetch-add and published with `ready` (release), so a
+ * snapshot lists only complete records.
+ */
+struct mismatch {
+	_Atomic int ready;
+	uint32_t alloc_stack;
+	uint8_t alloc_kind, free_kind;
+	uint16_t depth;
+	uint64_t size;
+	uintptr_t frames[HD_MAX_DEPTH];
+};
+
+static struct mismatch *mismatches;   /* HDS_MISMATCH_MAX, mapped on first use */
+static _Atomic uint32_t nmismatches;
+
+void hds_note_mismatch(uint64_t e, int free_kind, const void *entry)
+{
+	atomic_add_relaxed(&hds.mismatched_frees, 1);
+	uint32_t i = atomic_add_relaxed(&nmismatches, 1);
+	if (i >= HDS_MISMATCH_MAX)
+		return;
+	if (!mismatches) {
+		struct mismatch *m = hds_map(sizeof *m * HDS_MISMATCH_MAX), *expected = NULL;
+		if (!m)
+			return;
+		if (!__atomic_compare_exchange_n(&mismatches, &expected, m, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			munmap(m, sizeof *m * HDS_MISMATCH_MAX);   /* another thread's won; ours was never seen */
+	}
+	struct mismatch *m = &__atomic_load_n(&mismatches, __ATOMIC_ACQUIRE)[i];
+	int truncated = 0;
+	uint64_t chain;
+	m->depth = (uint16_t)hds_capture(m->frames, hds.cfg.depth, &truncated, entry, &chain);
+	m->alloc_stack = hds_entry_stack(e);
+	m->alloc_kind = (uint8_t)hds_entry_kind(e);
+	m->free_kind = (uint8_t)free_kind;
+	m->size = hds_entry_size(e);
+	atomic_store_release(&m->ready, 1);
+}
+
+size_t hds_mismatches_encode(unsigned char *buf, size_t cap)
+{
+	struct mismatch *all = __atomic_load_n(&mismatches, __ATOMIC_ACQUIRE);
+	uint32_t n = atomic_load_relaxed(&nmismatches), listed = 0;
+	size_t need = 4;
+	unsigned char *p = buf ? buf + 4 : NULL;
+
+	if (n > HDS_MISMATCH_MAX)
+		n = HDS_MISMATCH_MAX;
+	for (uint32_t i = 0; all && i < n; i++) {
+		const struct mismatch *m = &all[i];
+		if (!atomic_load_acquire(&m->ready))
+			continue;
+		size_t len = 4 + 1 + 1 + 2 + 8 + 8 * (size_t)m->depth;
+		need += len;
+		if (!buf || need > cap)
+			continue;
+		p = hd_put_u32(p, m->alloc_stack);
+		*p++ = m->alloc_kind;
+		*p++ = m->free_kind;
+		p = hd_put_u16(p, m->depth);
+		p = hd_put_u64(p, m->size);
+		for (int k = 0; k < m->depth; k++)
+			p = hd_put_u64(p, m->frames[k]);
+		listed++;
+	}
+	if (buf && need <= cap)
+		hd_put_u32(buf, listed);
+	return need;
+}
+
+/* Common tail of every allocating entry point.  `outer` is hds_busy as the
+ * call found it: HDS_BUSY_FORWARD under a C++ operator new that records the
+ * block itself (entry_cxx.c), so not an untracked allocation. */
+static inline void *hds_after_alloc(void *p, uint64_t size, int record, int outer, const void *entry)
 {
 	if (p) {
 		int saved = errno;
 		if (!record) {
-			if (hds_tables_ready())
+			if (hds_tables_ready() && outer != HDS_BUSY_FORWARD)
 				atomic_add_relaxed(&hds.untracked_allocs, 1);
 		} else if (sample_this(size)) {
-			hds_record_alloc(p, size, entry);
+			record_alloc(p, size, HDS_KIND_MALLOC, entry);
 		}
 		errno = saved;
 	}
@@ -249,7 +335,7 @@ static __attribute__((noinline)) void *malloc_general(size_t size, const void *e
 	p = fn(size);
 	if (unlikely(booting()) && fn == __libc_malloc)
 		boot_remember(p);
-	hds_after_alloc(p, size, record, entry);
+	hds_after_alloc(p, size, record, outer, entry);
 	hds_busy = outer;
 	return p;
 }
@@ -260,7 +346,7 @@ static inline void *record_and_leave(void *p, uint64_t size, const void *entry)
 {
 	if (p) {
 		int saved = errno;
-		hds_record_alloc(p, size, entry);
+		record_alloc(p, size, HDS_KIND_MALLOC, entry);
 		errno = saved;
 	}
 	hds_busy = 0;
@@ -290,16 +376,19 @@ HDS_EXPORT void *malloc(size_t size)
 	return malloc_record(size, __builtin_frame_address(0));
 }
 
-static __attribute__((noinline)) void free_general(void *p)
+static __attribute__((noinline)) void free_general(void *p, const void *entry)
 {
 	int outer = hds_busy;
 	int saved;
 
 	hds_busy = 1;
 	saved = errno;
-	uint64_t e = hds_forget(p, !outer);
-	if (e)
+	uint64_t e = outer && p == hds_tl_releasing ? 0 : hds_forget(p, !outer);
+	if (e) {
+		if (hds_entry_kind(e) != HDS_KIND_MALLOC && !outer)
+			hds_note_mismatch(e, HDS_KIND_MALLOC, entry);
 		hds_uncount(e);
+	}
 	errno = saved;
 	if (unlikely(boot_owned(p)))
 		__libc_free(p);
@@ -335,20 +424,34 @@ static inline unsigned glibc_block_maps(const void *p)
 	return HDS_LIVE_FINE | HDS_LIVE_COARSE;
 }
 
+/* A block of new or new[] given to free (or realloc): recorded with both
+ * stacks.  Out of line, with hds_busy set: it captures a stack. */
+static __attribute__((noinline)) void free_mismatch(uint64_t e, const void *entry)
+{
+	int saved = errno;
+
+	hds_busy = 1;
+	hds_note_mismatch(e, HDS_KIND_MALLOC, entry);
+	hds_busy = 0;
+	errno = saved;
+}
+
 HDS_EXPORT void free(void *p)
 {
 	if (unlikely(!hds_fast() || hds.foreign_malloc)) {
 		if (p)
-			free_general(p);
+			free_general(p, __builtin_frame_address(0));
 		return;
 	}
 	if (p) {
 		/* Out of the map before the real free; the map and the counters
 		 * never touch errno nor allocate. */
 		uint64_t e = hds_live_remove_in(p, glibc_block_maps(p));
-		if (e)
+		if (e) {
+			if (unlikely(hds_entry_kind(e) != HDS_KIND_MALLOC))
+				free_mismatch(e, __builtin_frame_address(0));
 			hds_uncount(e);
-		else if (!hds.cfg.sample_bytes)
+		} else if (!hds.cfg.sample_bytes)
 			atomic_add_relaxed(&hds.unknown_frees, 1);
 	}
 	hds.real.free(p);
@@ -368,7 +471,7 @@ static __attribute__((noinline)) void *calloc_general(size_t n, size_t m, const 
 		boot_remember(p);
 	if (p && __builtin_mul_overflow(n, m, &total))
 		total = HDS_LIVE_MAX_SIZE + 1;  /* cannot happen with glibc; dropped */
-	hds_after_alloc(p, total, record, entry);
+	hds_after_alloc(p, total, record, outer, entry);
 	hds_busy = outer;
 	return p;
 }
@@ -402,21 +505,23 @@ static void *hds_realloc(void *old, size_t size, const void *entry)
 	hds_busy = 1;
 	saved = errno;
 	e = hds_forget(old, !outer);  /* before the real call: it may free old */
+	if (e && hds_entry_kind(e) != HDS_KIND_MALLOC && !outer)
+		hds_note_mismatch(e, HDS_KIND_MALLOC, entry);
 	errno = saved;
 	p = unlikely(boot_owned(old)) ? __libc_realloc(old, size) : hds.real.realloc(old, size);
 	saved = errno;
 	if (!p && size) {
 		/* Failed: old is still live, exactly as before. */
 		if (e)
-			hds_live_insert(old, hds_entry_stack(e), hds_entry_size(e));
+			hds_live_insert(old, hds_entry_stack(e), hds_entry_payload(e));
 	} else {
 		if (e)
 			hds_uncount(e);
 		if (p) {
-			if (!record)
+			if (!record && outer != HDS_BUSY_FORWARD)
 				atomic_add_relaxed(&hds.untracked_allocs, 1);
 			else if (sample_this(size))
-				hds_record_alloc(p, size, entry);
+				record_alloc(p, size, HDS_KIND_MALLOC, entry);
 		}
 	}
 	errno = saved;
@@ -457,7 +562,7 @@ HDS_EXPORT void *reallocarray(void *old, size_t n, size_t m)
 		int outer = hds_busy;                                              \
 		hds_busy = 1;                                                      \
 		void *p = hds.real.call;                                           \
-		hds_after_alloc(p, size, record, __builtin_frame_address(0));      \
+		hds_after_alloc(p, size, record, outer, __builtin_frame_address(0)); \
 		hds_busy = outer;                                                  \
 		return p;                                                          \
 	}
@@ -476,7 +581,7 @@ HDS_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 	hds_busy = 1;
 	rc = hds.real.posix_memalign(out, align, size);
 	if (rc == 0)
-		hds_after_alloc(*out, size, record, __builtin_frame_address(0));
+		hds_after_alloc(*out, size, record, outer, __builtin_frame_address(0));
 	hds_busy = outer;
 	return rc;
 }

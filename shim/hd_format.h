@@ -31,6 +31,7 @@ enum hd_section {
 	HD_SEC_STACKS  = 4,      /* interned stacks with their counters */
 	HD_SEC_MODULE_EPOCHS = 5, /* u32 n, n x (u32 first, u32 gone): map epochs of each module */
 	HD_SEC_STACK_EPOCHS  = 6, /* u32 n, n x (u32 stack id, u32 epoch): stacks of epoch > 0 */
+	HD_SEC_MISMATCHES    = 7, /* the first releases by the wrong family, with both stacks */
 	HD_SEC_END     = 0xffff, /* length 0; must be last */
 };
 
@@ -68,6 +69,7 @@ enum hd_meta {
 	HD_META_UNWIND_FALLBACKS, /* stacks the fast unwinder handed to libunwind */
 	HD_META_UNWIND_CHECKED,   /* stacks compared with libunwind (check mode) */
 	HD_META_UNWIND_MISMATCHES,/* ... that differed */
+	HD_META_MISMATCHED_FREES, /* releases by the wrong family: free of new, delete of new[]... */
 	HD_META_NFIELDS
 };
 
@@ -95,6 +97,14 @@ enum hd_module_flags {
 	HD_MOD_UNLOADED = 1u << 0, /* dlclosed before this snapshot */
 	HD_MOD_MAIN     = 1u << 1, /* the executable */
 	HD_MOD_VDSO     = 1u << 2, /* the kernel's vDSO: no file on disk */
+};
+
+/* MISMATCHES section: the family that allocated a block, and the one that
+ * released it. */
+enum hd_alloc_kind {
+	HD_KIND_MALLOC    = 0,   /* malloc, calloc, realloc, aligned forms; released by free */
+	HD_KIND_NEW       = 1,   /* operator new; released by operator delete */
+	HD_KIND_NEW_ARRAY = 2,   /* operator new[]; released by operator delete[] */
 };
 
 /* STACKS section: per-stack flags. */

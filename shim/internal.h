@@ -90,6 +90,7 @@ struct hds_globals {
 	_Atomic uint64_t unwind_fallbacks;   /* stacks our unwinder handed to libunwind */
 	_Atomic uint64_t unwind_checked;     /* HEAPDELTA_UNWIND_CHECK: stacks compared */
 	_Atomic uint64_t unwind_mismatches;  /* ... that differed from libunwind's */
+	_Atomic uint64_t mismatched_frees;   /* releases by the wrong family (free of new...) */
 	/* Address-space epoch: raised each time modules are found unloaded
 	 * (modules.c).  Stacks and module records carry epochs, so an address
 	 * names the module that was mapped there when its stack was seen. */
@@ -120,6 +121,32 @@ HDS_HIDDEN uint64_t hds_now_ns(int clock);
 HDS_HIDDEN void hds_note_peak(int64_t live);
 
 /* ---- entry.c: the interposed functions ---------------------------------- */
+
+/* hds_busy while a C++ operator forwards to the real one (entry_cxx.c): the
+ * malloc beneath is passed through, and the operator records the block. */
+#define HDS_BUSY_FORWARD 2
+/* The block a C++ delete has taken out of the live map and is passing to
+ * the real operator (entry_cxx.c): the free beneath leaves the map alone. */
+HDS_HIDDEN extern __thread void *hds_tl_releasing __attribute__((tls_model("initial-exec")));
+/* Kept records of mismatched releases. */
+#define HDS_MISMATCH_MAX 16
+
+/* Record block p (sampling permitting) of `size` requested bytes from the
+ * `kind` family, attributed to the stack above the interposed function
+ * whose frame is `entry`.  Called with hds_busy set. */
+HDS_HIDDEN void hds_record_alloc(void *p, uint64_t size, int kind, const void *entry);
+/* Take p out of the live map before it is released; its entry, or 0 when
+ * it was not recorded (counted as an unknown free when by_program). */
+HDS_HIDDEN uint64_t hds_forget(void *p, int by_program);
+/* Take a removed block's bytes and count off its stack and the totals. */
+HDS_HIDDEN void hds_uncount(uint64_t entry);
+/* Count a release by the wrong family (entry: the block's live-map entry)
+ * and keep the first ones with the releasing stack.  hds_busy set. */
+HDS_HIDDEN void hds_note_mismatch(uint64_t entry, int free_kind, const void *frame);
+/* Encode the MISMATCHES payload (NULL or too small: only measure); returns
+ * bytes.  The count may grow between a measure and an encode: measure with
+ * a margin (the kept records are at most HDS_MISMATCH_MAX). */
+HDS_HIDDEN size_t hds_mismatches_encode(unsigned char *buf, size_t cap);
 
 /* Nonzero while this thread runs shim code: allocations made then (by
  * libunwind, the loader, ourselves) are passed through unrecorded.  Also set
@@ -327,17 +354,28 @@ HDS_HIDDEN uint64_t hds_stacks_resident(void);
 
 /* ---- live.c: live blocks by address ------------------------------------- */
 
-/* An entry packs the stack id + 1 (24 bits) and the requested size (40
- * bits); 0 is "no block here". */
-#define HDS_LIVE_SIZE_BITS 40
-#define HDS_LIVE_MAX_SIZE  ((UINT64_C(1) << HDS_LIVE_SIZE_BITS) - 1)
-#define HDS_LIVE_MAX_STACK ((UINT32_C(1) << 24) - 2)
+/* An entry packs the stack id + 1 (24 bits) and a 40-bit payload: the
+ * function family that allocated the block (2 bits, enum hds_kind) and its
+ * requested size (38 bits, 256 GiB); 0 is "no block here". */
+#define HDS_LIVE_SIZE_BITS   40
+#define HDS_LIVE_PAYLOAD_MAX ((UINT64_C(1) << HDS_LIVE_SIZE_BITS) - 1)
+#define HDS_LIVE_KIND_SHIFT  38
+#define HDS_LIVE_MAX_SIZE    ((UINT64_C(1) << HDS_LIVE_KIND_SHIFT) - 1)
+#define HDS_LIVE_MAX_STACK   ((UINT32_C(1) << 24) - 2)
+
+/* Which family allocated a block, for matching its release. */
+enum hds_kind {   /* the values of the format's enum hd_alloc_kind */
+	HDS_KIND_MALLOC    = HD_KIND_MALLOC,
+	HDS_KIND_NEW       = HD_KIND_NEW,
+	HDS_KIND_NEW_ARRAY = HD_KIND_NEW_ARRAY,
+};
 
 HDS_HIDDEN int hds_live_init(int granule_shift, int sparse);
-/* Record block p; returns the entry that was in its slot before (0 normally;
+/* Record block p with `payload` (hds_live_payload()); returns the entry
+ * that was in its slot before (0 normally;
  * nonzero when a free went unseen, and the caller un-counts it), or
  * UINT64_MAX when p cannot be recorded (address out of range, no memory). */
-HDS_HIDDEN uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t size);
+HDS_HIDDEN uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t payload);
 /* Forget block p and return its entry, or 0 when p was not recorded. */
 HDS_HIDDEN uint64_t hds_live_remove(const void *p);
 /* The same, looking only in the maps in `maps`: when the caller knows the
@@ -356,6 +394,12 @@ HDS_HIDDEN void hds_live_after_fork(void);
 
 static inline uint32_t hds_entry_stack(uint64_t e) { return (uint32_t)(e >> HDS_LIVE_SIZE_BITS) - 1; }
 static inline uint64_t hds_entry_size(uint64_t e)  { return e & HDS_LIVE_MAX_SIZE; }
+static inline int hds_entry_kind(uint64_t e)       { return (int)(e >> HDS_LIVE_KIND_SHIFT) & 3; }
+static inline uint64_t hds_entry_payload(uint64_t e) { return e & HDS_LIVE_PAYLOAD_MAX; }
+static inline uint64_t hds_live_payload(uint64_t size, int kind)
+{
+	return size | (uint64_t)kind << HDS_LIVE_KIND_SHIFT;
+}
 
 /* ---- modules.c: the module map ------------------------------------------ */
 

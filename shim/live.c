@@ -150,17 +150,17 @@ static inline void page_mark(struct leaf *l, uint64_t pg)
 		atomic_fetch_or_explicit(&l->present[pg / 64], bit, memory_order_seq_cst);
 }
 
-uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t size)
+uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t payload)
 {
-	struct radix *r = size >= LARGE_BLOCK ? &large : &small;
+	struct radix *r = (payload & HDS_LIVE_MAX_SIZE) >= LARGE_BLOCK ? &large : &small;
 	uint64_t slot = (uintptr_t)p >> r->shift;
 
-	if ((uintptr_t)p >> ADDR_BITS || stack_id > HDS_LIVE_MAX_STACK || size > HDS_LIVE_MAX_SIZE)
+	if ((uintptr_t)p >> ADDR_BITS || stack_id > HDS_LIVE_MAX_STACK || payload > HDS_LIVE_PAYLOAD_MAX)
 		return UINT64_MAX;
 	struct leaf *l = leaf_for(r, slot, 1);
 	if (!l)
 		return UINT64_MAX;
-	uint64_t entry = ((uint64_t)stack_id + 1) << HDS_LIVE_SIZE_BITS | size;
+	uint64_t entry = ((uint64_t)stack_id + 1) << HDS_LIVE_SIZE_BITS | payload;
 	uint64_t i = slot & (LEAF_SLOTS - 1), pg = i / PAGE_SLOTS;
 	_Atomic uint64_t *slots = atomic_load_relaxed(&l->slots);
 

@@ -231,6 +231,7 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 	f[HD_META_UNWIND_FALLBACKS] = atomic_load_relaxed(&hds.unwind_fallbacks);
 	f[HD_META_UNWIND_CHECKED] = atomic_load_relaxed(&hds.unwind_checked);
 	f[HD_META_UNWIND_MISMATCHES] = atomic_load_relaxed(&hds.unwind_mismatches);
+	f[HD_META_MISMATCHED_FREES] = atomic_load_relaxed(&hds.mismatched_frees);
 
 	out_section(o, HD_SEC_META, sizeof f);
 	for (int i = 0; i < HD_META_NFIELDS; i++)
@@ -271,6 +272,22 @@ static void emit_modules(struct out *o)
 	out_bytes(o, buf, len);
 	len = hds_modules_encode_epochs(buf, cap, n);
 	out_section(o, HD_SEC_MODULE_EPOCHS, len);
+	out_bytes(o, buf, len);
+	munmap(buf, cap);
+}
+
+/* MISMATCHES: the kept records of releases by the wrong family. */
+static void emit_mismatches(struct out *o)
+{
+	size_t cap = hds_mismatches_encode(NULL, 0) + (size_t)HDS_MISMATCH_MAX * (16 + 8 * HD_MAX_DEPTH);
+	unsigned char *buf = hds_map(cap);
+
+	if (!buf) {
+		o->err = ENOMEM;
+		return;
+	}
+	size_t len = hds_mismatches_encode(buf, cap);
+	out_section(o, HD_SEC_MISMATCHES, len);
 	out_bytes(o, buf, len);
 	munmap(buf, cap);
 }
@@ -380,6 +397,7 @@ static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *la
 	emit_strings(o, label);
 	emit_modules(o);
 	emit_stacks(o, &t);
+	emit_mismatches(o);
 	out_section(o, HD_SEC_END, 0);
 
 	/* Patch the counters that depend on the walk. */

@@ -262,9 +262,11 @@ static void live_table_refuses_what_it_cannot_hold(void)
 	ASSERT_EQ(hds_live_init(5, 0), 0);
 	ASSERT_EQ(hds_live_insert((void *)(UINT64_C(1) << 47), 1, 10), UINT64_MAX);
 	ASSERT_EQ(hds_live_insert((void *)0x10000, HDS_LIVE_MAX_STACK + 1, 10), UINT64_MAX);
-	ASSERT_EQ(hds_live_insert((void *)0x10000, 1, HDS_LIVE_MAX_SIZE + 1), UINT64_MAX);
-	ASSERT_EQ(hds_live_insert((void *)0x10000, 1, HDS_LIVE_MAX_SIZE), 0);
-	ASSERT_EQ(hds_entry_size(hds_live_remove((void *)0x10000)), HDS_LIVE_MAX_SIZE);
+	ASSERT_EQ(hds_live_insert((void *)0x10000, 1, HDS_LIVE_PAYLOAD_MAX + 1), UINT64_MAX);
+	ASSERT_EQ(hds_live_insert((void *)0x10000, 1, hds_live_payload(HDS_LIVE_MAX_SIZE, HDS_KIND_NEW_ARRAY)), 0);
+	uint64_t e = hds_live_remove((void *)0x10000);
+	ASSERT_EQ(hds_entry_size(e), HDS_LIVE_MAX_SIZE);
+	ASSERT_EQ(hds_entry_kind(e), HDS_KIND_NEW_ARRAY);
 }
 
 static void an_unseen_free_is_reported_by_the_next_insert(void)

@@ -1,0 +1,157 @@
+/*
+ * entry_cxx.c - the C++ allocation operators: every form of operator new
+ * and operator delete (plain, array, nothrow, align_val_t, sized), by their
+ * Itanium C++ ABI names.
+ *
+ * Why here and not through malloc: libstdc++ rounds an aligned request up
+ * before calling aligned_alloc (new of a 999-byte type aligned to 64 asks
+ * for 1024 bytes), and only the operators know which family a block comes
+ * from.  So each operator forwards to the real one (the next definition in
+ * lookup order: libstdc++'s, or a replacement the program loaded), with
+ * hds_busy = HDS_BUSY_FORWARD so that the malloc beneath passes through,
+ * then records the block with the size the program asked for and its
+ * family; each delete takes the block out of the live map first and counts
+ * a release by the wrong family (valgrind's "Mismatched free() / delete /
+ * delete []").  A program that defines the operators in its executable
+ * binds to its own: they reach us as malloc and free, as before.
+ *
+ * Exceptions: a failing operator new throws std::bad_alloc (after the new
+ * handler) through our frame.  This file is built with -fexceptions, and
+ * the busy flag is restored by a cleanup, which runs while unwinding too.
+ *
+ * Names: _Znwm new(size_t), _Znam new[](size_t); RKSt9nothrow_t adds a
+ * nothrow_t const&, St11align_val_t an align_val_t; _ZdlPv delete(void *),
+ * _ZdaPv delete[](void *), with m for the size of the sized forms.
+ */
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+
+#define HDS_EXPORT __attribute__((visibility("default")))
+
+/* The real operator, resolved on first use (dlsym may allocate: the caller
+ * has set hds_busy).  NULL when nothing else defines it. */
+static void *resolve(_Atomic(void *) *slot, const char *name)
+{
+	void *fn = atomic_load_acquire(slot);
+
+	if (!fn) {
+		fn = dlsym(RTLD_NEXT, name);
+		atomic_store_release(slot, fn);
+	}
+	return fn;
+}
+
+static void restore_busy(int *outer)
+{
+	hds_busy = *outer;
+}
+
+/* The block a delete is releasing: already out of the live map when the
+ * real operator frees it, so free leaves the map alone (looking again
+ * could find another block: a pointer not in the fine map is looked for in
+ * the coarse one, where a large block in the same page would answer). */
+__thread void *hds_tl_releasing __attribute__((tls_model("initial-exec")));
+
+static void end_delete(int *outer)
+{
+	hds_tl_releasing = NULL;
+	hds_busy = *outer;
+}
+
+/*
+ * An operator new: forward, then record what came back.  `record` is
+ * decided before the call (a new inside the shim, or under another
+ * operator, is passed through: libstdc++'s new[] calls new).
+ */
+#define HDS_NEW(name, kind, params, args, size)                                            \
+	HDS_EXPORT void *name params;                                                       \
+	void *name params                                                                   \
+	{                                                                                   \
+		static _Atomic(void *) real;                                                \
+		int outer __attribute__((cleanup(restore_busy))) = hds_busy;                \
+		int record = !outer && atomic_load_relaxed(&hds.state) == HDS_ACTIVE;      \
+		hds_busy = HDS_BUSY_FORWARD;                                               \
+		void *(*fn) params;                                                         \
+		void *sym = resolve(&real, #name);                                          \
+		if (!sym) {                                                                 \
+			errno = ENOSYS;                                                     \
+			__builtin_trap();   /* nothing to forward to: cannot happen */      \
+		}                                                                           \
+		memcpy(&fn, &sym, sizeof sym);                                              \
+		void *p = fn args;                                                          \
+		if (p && record) {                                                          \
+			int saved = errno;                                                  \
+			hds_busy = 1;                                                       \
+			hds_record_alloc(p, size, kind, __builtin_frame_address(0));        \
+			errno = saved;                                                      \
+		}                                                                           \
+		return p;                                                                   \
+	}
+
+typedef struct { char c; } nothrow_t;   /* std::nothrow_t: an empty class, passed by reference */
+typedef size_t align_val_t;             /* std::align_val_t: enum class : size_t */
+
+HDS_NEW(_Znwm, HDS_KIND_NEW, (size_t n), (n), n)
+HDS_NEW(_Znam, HDS_KIND_NEW_ARRAY, (size_t n), (n), n)
+HDS_NEW(_ZnwmRKSt9nothrow_t, HDS_KIND_NEW, (size_t n, const nothrow_t *t), (n, t), n)
+HDS_NEW(_ZnamRKSt9nothrow_t, HDS_KIND_NEW_ARRAY, (size_t n, const nothrow_t *t), (n, t), n)
+HDS_NEW(_ZnwmSt11align_val_t, HDS_KIND_NEW, (size_t n, align_val_t a), (n, a), n)
+HDS_NEW(_ZnamSt11align_val_t, HDS_KIND_NEW_ARRAY, (size_t n, align_val_t a), (n, a), n)
+HDS_NEW(_ZnwmSt11align_val_tRKSt9nothrow_t, HDS_KIND_NEW, (size_t n, align_val_t a, const nothrow_t *t),
+	(n, a, t), n)
+HDS_NEW(_ZnamSt11align_val_tRKSt9nothrow_t, HDS_KIND_NEW_ARRAY, (size_t n, align_val_t a, const nothrow_t *t),
+	(n, a, t), n)
+
+/* Before a delete forwards: out of the live map, uncounted, and checked
+ * against the family.  Returns hds_busy as it was. */
+static int delete_begin(void *p, int kind, const void *frame)
+{
+	int outer = hds_busy;
+
+	hds_busy = 1;
+	hds_tl_releasing = p;
+	if (p && atomic_load_acquire(&hds.state) == HDS_ACTIVE) {
+		int saved = errno;
+		uint64_t e = hds_forget(p, !outer);
+		if (e) {
+			if (hds_entry_kind(e) != kind && !outer)
+				hds_note_mismatch(e, kind, frame);
+			hds_uncount(e);
+		}
+		errno = saved;
+	}
+	return outer;
+}
+
+#define HDS_DELETE(name, kind, params, args)                                                \
+	HDS_EXPORT void name params;                                                        \
+	void name params                                                                    \
+	{                                                                                   \
+		static _Atomic(void *) real;                                                \
+		int outer __attribute__((cleanup(end_delete))) =                            \
+			delete_begin(p, kind, __builtin_frame_address(0));                  \
+		void (*fn) params;                                                          \
+		void *sym = resolve(&real, #name);                                          \
+		if (!sym)                                                                   \
+			__builtin_trap();                                                   \
+		memcpy(&fn, &sym, sizeof sym);                                              \
+		fn args;                                                                    \
+	}
+
+HDS_DELETE(_ZdlPv, HDS_KIND_NEW, (void *p), (p))
+HDS_DELETE(_ZdaPv, HDS_KIND_NEW_ARRAY, (void *p), (p))
+HDS_DELETE(_ZdlPvm, HDS_KIND_NEW, (void *p, size_t n), (p, n))
+HDS_DELETE(_ZdaPvm, HDS_KIND_NEW_ARRAY, (void *p, size_t n), (p, n))
+HDS_DELETE(_ZdlPvRKSt9nothrow_t, HDS_KIND_NEW, (void *p, const nothrow_t *t), (p, t))
+HDS_DELETE(_ZdaPvRKSt9nothrow_t, HDS_KIND_NEW_ARRAY, (void *p, const nothrow_t *t), (p, t))
+HDS_DELETE(_ZdlPvSt11align_val_t, HDS_KIND_NEW, (void *p, align_val_t a), (p, a))
+HDS_DELETE(_ZdaPvSt11align_val_t, HDS_KIND_NEW_ARRAY, (void *p, align_val_t a), (p, a))
+HDS_DELETE(_ZdlPvmSt11align_val_t, HDS_KIND_NEW, (void *p, size_t n, align_val_t a), (p, n, a))
+HDS_DELETE(_ZdaPvmSt11align_val_t, HDS_KIND_NEW_ARRAY, (void *p, size_t n, align_val_t a), (p, n, a))
+HDS_DELETE(_ZdlPvSt11align_val_tRKSt9nothrow_t, HDS_KIND_NEW, (void *p, align_val_t a, const nothrow_t *t),
+	   (p, a, t))
+HDS_DELETE(_ZdaPvSt11align_val_tRKSt9nothrow_t, HDS_KIND_NEW_ARRAY, (void *p, align_val_t a, const nothrow_t *t),
+	   (p, a, t))
