@@ -270,7 +270,9 @@ int snapshot_load(const char *path, struct snapshot *s)
 	int fd, rc;
 
 	memset(s, 0, sizeof *s);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO named like a snapshot (in a directory the traced
+	 * program could write to) must be refused below, not waited on. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return error("cannot open '%s': %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {

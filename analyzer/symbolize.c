@@ -4,8 +4,25 @@
  * Each module (path + build-id) is opened once, in its own Dwfl, at bias 0:
  * lookups use the address relative to the load bias recorded in the
  * snapshot, so two runs of one binary at different addresses share every
- * cache entry.  Separate debug files are found by libdwfl's standard
- * callbacks (/usr/lib/debug/.build-id/..., .gnu_debuglink).
+ * cache entry.
+ *
+ * Hostile files: a snapshot's module map is written by the traced program,
+ * and CI analyzes snapshots of a pull request's own code, so a module path
+ * may name a FIFO (open() would wait forever for a writer), a device
+ * (/dev/zero never ends), a directory or an empty file.  No path is handed
+ * to libdw to open: every module and separate debug file is opened here
+ * (open_elf_file: stat first, then O_NONBLOCK, then fstat of what was
+ * opened) and only a regular ELF file of at most MAX_ELF_BYTES reaches
+ * libdw, as an fd.  Separate debug files are searched for here too, where
+ * libdwfl's standard callback looks (/usr/lib/debug/.build-id/xx/yyyy.debug,
+ * then the .gnu_debuglink name beside the module, in .debug/ and under
+ * /usr/lib/debug), and checked against the module's build-id (or the
+ * debuglink CRC).  libdw itself would open the dwz alternate file
+ * (.gnu_debugaltlink) lazily, with a blocking open(): check_lazy_files()
+ * opens it here instead, and when a path libdw would try exists and is not
+ * a regular file, the module's DWARF is not used at all (symbols only).
+ * Everything refused is one warning per module, and the module's frames
+ * are shown as module+offset.
  *
  * Inline frames: dwarf_getscopes() on the CU gives the innermost scope at
  * the address; re-fetching that DIE with dwarf_offdie() and walking
@@ -22,14 +39,29 @@
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
+#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
 
 enum mod_state { MOD_OK, MOD_MISSING, MOD_CHANGED, MOD_NOFILE };
+
+/* The largest module or debug file read: larger than any real one (a
+ * browser's unstripped binary is a few GiB), small enough that a sparse
+ * file claiming terabytes is refused before libelf maps it. */
+#define MAX_ELF_BYTES ((uint64_t)16 << 30)
+#define MAX_ELF_TEXT "16 GiB"
+
+#define DEBUG_ROOT "/usr/lib/debug"
+
+/* Why open_elf_file() refused a path. */
+enum refusal { FILE_UNREADABLE = 1, FILE_NOT_REGULAR, FILE_TOO_LARGE, FILE_NOT_ELF };
 
 struct elf_sym {
 	uint64_t addr, size;
@@ -47,6 +79,15 @@ struct sym_module {
 	enum mod_state state;
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
+	dev_t dev;                     /* of the module file, so the debug */
+	ino_t ino;                     /* search skips it under another name */
+	const char *debuglink;         /* .gnu_debuglink of the module (libdwfl's) */
+	GElf_Word debuglink_crc;
+	char *debug_path;              /* the separate debug file in use, if any */
+	int warned;                    /* one warning per module */
+	int no_dwarf;                  /* DWARF refused: symbols only */
+	Dwarf *alt;                    /* the dwz alternate file opened here */
+	int alt_fd;
 };
 
 struct addr_entry {
@@ -65,15 +106,247 @@ struct symbolizer {
 	struct sym_frame unknown;      /* for addresses outside every module */
 };
 
+static const char *refusal_text(enum refusal why)
+{
+	switch (why) {
+	case FILE_NOT_REGULAR:
+		return "is not a regular file";
+	case FILE_TOO_LARGE:
+		return "is larger than " MAX_ELF_TEXT;
+	case FILE_NOT_ELF:
+		return "is not an ELF file";
+	default:
+		return "is not readable";
+	}
+}
+
+/* Open path to read an ELF file, never blocking: the fd, or -1 with *why
+ * set.  stat() first, so a device or a FIFO is never opened at all (opening
+ * some devices does something); O_NONBLOCK and the fstat() of the opened
+ * file close the window in which the path could be replaced. */
+static int open_elf_file(const char *path, enum refusal *why, struct stat *st)
+{
+	unsigned char ident[SELFMAG];
+	int fd;
+
+	if (stat(path, st) != 0) {
+		*why = FILE_UNREADABLE;
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		*why = FILE_NOT_REGULAR;
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		*why = FILE_UNREADABLE;
+		return -1;
+	}
+	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode))
+		*why = FILE_NOT_REGULAR;
+	else if ((uint64_t)st->st_size > MAX_ELF_BYTES)
+		*why = FILE_TOO_LARGE;
+	else if (pread(fd, ident, SELFMAG, 0) != SELFMAG || memcmp(ident, ELFMAG, SELFMAG) != 0)
+		*why = FILE_NOT_ELF;
+	else
+		return fd;
+	close(fd);
+	return -1;
+}
+
+static void warn_debug_file(struct sym_module *m, const char *path, enum refusal why)
+{
+	if (m->warned)
+		return;
+	m->warned = 1;
+	warning("'%s' %s; frames of '%s' are shown as module+offset", path, refusal_text(why), m->path);
+}
+
+static void hex(char *out, const unsigned char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", b[i]);
+	out[2 * n] = 0;
+}
+
+/* /usr/lib/debug/.build-id/xx/yyyy.debug for a build-id; NULL for one
+ * shorter than 3 or longer than 64 bytes, as libdw does. */
+static char *build_id_path(const unsigned char *id, size_t n)
+{
+	char h[2 * HD_MAX_BUILD_ID + 1];
+
+	if (n < 3 || n > HD_MAX_BUILD_ID)
+		return NULL;
+	hex(h, id, n);
+	return xasprintf(DEBUG_ROOT "/.build-id/%.2s/%s.debug", h, h + 2);
+}
+
+/* Where libdw looks for a relative alternate file name: in debugdir (see
+ * debugdir_of); NULL when it has no answer. */
+static char *alt_path(const char *debugdir, const char *file)
+{
+	if (file[0] == '/')
+		return xstrdup(file);
+	return debugdir ? xasprintf("%s%s", debugdir, file) : NULL;
+}
+
+/* The directory libdw resolves a relative alternate file name against: that of
+ * the file's real path, with a trailing slash; NULL if it cannot say. */
+static char *debugdir_of(const char *path)
+{
+	char *real = realpath(path, NULL);
+	char *slash = real ? strrchr(real, '/') : NULL;
+
+	if (!slash) {
+		free(real);
+		return NULL;
+	}
+	slash[1] = 0;
+	return real;
+}
+
+/* The CRC-32 of .gnu_debuglink (the zlib polynomial), over the whole file. */
+static int file_crc32(int fd, uint32_t *out)
+{
+	static uint32_t table[256];
+	unsigned char buf[65536];
+	uint32_t crc = 0xffffffffu;
+	off_t off = 0;
+	ssize_t n;
+
+	if (!table[1])
+		for (uint32_t i = 0; i < 256; i++) {
+			uint32_t c = i;
+			for (int k = 0; k < 8; k++)
+				c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+			table[i] = c;
+		}
+	while ((n = pread(fd, buf, sizeof buf, off)) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			crc = table[(crc ^ buf[i]) & 0xff] ^ (crc >> 8);
+		off += n;
+	}
+	*out = crc ^ 0xffffffffu;
+	return n < 0 ? -1 : 0;
+}
+
+/* Is the ELF file open on fd the one with this build-id? */
+static int has_build_id(int fd, const void *id, size_t n)
+{
+	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	const void *got;
+	ssize_t len = elf ? dwelf_elf_gnu_build_id(elf, &got) : -1;
+	int same = len > 0 && (size_t)len == n && memcmp(got, id, n) == 0;
+
+	elf_end(elf);
+	return same;
+}
+
+/* libdwfl's find_debuginfo callback, in place of its standard one (which
+ * opens every candidate with a blocking open()).  libdwfl also calls it for
+ * the dwz alternate file (debuglink is then the .gnu_debugaltlink name and
+ * crc 0): check_alt_file() deals with that one, so it is declined here.
+ * A refused candidate is warned about only when no other one is found. */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+			  const char *file_name, const char *debuglink, GElf_Word crc,
+			  char **debuginfo_file_name)
+{
+	struct sym_module *m = *userdata;
+	const unsigned char *id = NULL;
+	GElf_Addr vaddr;
+	int idlen = dwfl_module_build_id(mod, &id, &vaddr);
+	char *cand[7] = { NULL }, *refused = NULL;
+	enum refusal why = 0;
+	size_t ncand = 0;
+	int fd = -1;
+
+	(void)modname;
+	(void)base;
+	errno = 0;
+	if (!m || (debuglink && !(m->debuglink && strcmp(m->debuglink, debuglink) == 0 && m->debuglink_crc == crc)))
+		return -1;
+	if (idlen > 0)
+		cand[ncand++] = build_id_path(id, (size_t)idlen);
+	/* Without a debuglink, libdwfl's standard guess: NAME.debug. */
+	const char *slash = strrchr(file_name, '/');
+	char *guess = debuglink ? NULL : xasprintf("%s.debug", slash ? slash + 1 : file_name);
+	const char *link = debuglink ? debuglink : guess;
+	/* Beside the module, in .debug/ there and under /usr/lib/debug, for
+	 * the name given and for the file it is a symlink to. */
+	char *real = realpath(file_name, NULL);
+	const char *names[2] = { file_name, real && strcmp(real, file_name) != 0 ? real : NULL };
+	for (int k = 0; k < 2 && names[k]; k++) {
+		const char *s = strrchr(names[k], '/');
+		int dirlen = s ? (int)(s - names[k]) : 1;
+		const char *dir = s ? names[k] : ".";
+		cand[ncand++] = xasprintf("%.*s/%s", dirlen, dir, link);
+		cand[ncand++] = xasprintf("%.*s/.debug/%s", dirlen, dir, link);
+		if (dir[0] == '/')
+			cand[ncand++] = xasprintf(DEBUG_ROOT "%.*s/%s", dirlen, dir, link);
+	}
+	for (size_t i = 0; i < ncand && fd < 0; i++) {
+		enum refusal w;
+		struct stat st;
+		uint32_t got;
+		if (!cand[i])
+			continue;
+		fd = open_elf_file(cand[i], &w, &st);
+		if (fd < 0) {
+			if (w != FILE_UNREADABLE && !refused) {
+				refused = cand[i];
+				why = w;
+			}
+			continue;
+		}
+		int ok = st.st_dev != m->dev || st.st_ino != m->ino;   /* not the module itself */
+		if (ok && idlen > 0)
+			ok = has_build_id(fd, id, (size_t)idlen);
+		else if (ok && debuglink && crc)
+			ok = file_crc32(fd, &got) == 0 && got == crc;
+		if (!ok) {
+			close(fd);
+			fd = -1;
+			continue;
+		}
+		m->debug_path = xstrdup(cand[i]);
+		*debuginfo_file_name = xstrdup(cand[i]);   /* libdwfl frees it */
+	}
+	if (fd < 0 && refused)
+		warn_debug_file(m, refused, why);
+	for (size_t i = 0; i < ncand; i++)
+		free(cand[i]);
+	free(guess);
+	free(real);
+	errno = 0;
+	return fd;
+}
+
+/* Never called for a module reported with an fd; refuses rather than
+ * opening a path, should that change. */
+static int find_elf(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+		    char **file_name, Elf **elfp)
+{
+	(void)mod;
+	(void)userdata;
+	(void)modname;
+	(void)base;
+	(void)file_name;
+	(void)elfp;
+	errno = 0;
+	return -1;
+}
+
 static const Dwfl_Callbacks callbacks = {
-	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_elf = find_elf,
+	.find_debuginfo = find_debuginfo,
 	.section_address = dwfl_offline_section_address,
 };
 
 struct symbolizer *symbolizer_new(void)
 {
 	struct symbolizer *sym = xcalloc(1, sizeof *sym);
+
+	elf_version(EV_CURRENT);
 
 	sym->cap = 4096;
 	sym->slots = xcalloc(sym->cap, sizeof *sym->slots);
@@ -100,6 +373,11 @@ void symbolizer_free(struct symbolizer *sym)
 	for (size_t i = 0; i < sym->nmods; i++) {
 		if (sym->mods[i]->dwfl)
 			dwfl_end(sym->mods[i]->dwfl);
+		if (sym->mods[i]->alt) {     /* set with dwarf_setalt: ours to end */
+			dwarf_end(sym->mods[i]->alt);
+			close(sym->mods[i]->alt_fd);
+		}
+		free(sym->mods[i]->debug_path);
 		free(sym->mods[i]->syms);
 		free(sym->mods[i]->path);
 		free(sym->mods[i]);
@@ -108,37 +386,105 @@ void symbolizer_free(struct symbolizer *sym)
 	free(sym);
 }
 
-static void hex(char *out, const unsigned char *b, size_t n)
+/* The dwz alternate file: libdw would look for it itself, on first use,
+ * with a blocking open() of the build-id path and of the name relative to
+ * the debug file.  Open it here from those same two places; when nothing
+ * is found, ask libdw now, while both are known to be absent or regular
+ * (it then never looks again).  0, or -1 when one of them is refused. */
+static int check_alt_file(struct sym_module *m, Dwarf *dw, const char *debugdir)
 {
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", b[i]);
-	out[2 * n] = 0;
+	const char *altname;
+	const void *id;
+	ssize_t n = dwelf_dwarf_gnu_debugaltlink(dw, &altname, &id);
+	enum refusal why = 0;
+	char *refused = NULL;
+
+	if (n <= 0)
+		return 0;
+	char *cand[2] = { build_id_path(id, (size_t)n), alt_path(debugdir, altname) };
+	for (int i = 0; i < 2 && !m->alt; i++) {
+		struct stat st;
+		enum refusal w;
+		int fd = cand[i] ? open_elf_file(cand[i], &w, &st) : -1;
+		if (fd < 0) {
+			if (cand[i] && w != FILE_UNREADABLE && !refused) {
+				refused = xstrdup(cand[i]);
+				why = w;
+			}
+			continue;
+		}
+		Dwarf *alt = has_build_id(fd, id, (size_t)n) ? dwarf_begin(fd, DWARF_C_READ) : NULL;
+		if (!alt) {
+			close(fd);
+			continue;
+		}
+		dwarf_setalt(dw, alt);
+		m->alt = alt;
+		m->alt_fd = fd;
+	}
+	if (!m->alt && refused)
+		warn_debug_file(m, refused, why);
+	else if (!m->alt)
+		dwarf_getalt(dw);
+	free(cand[0]);
+	free(cand[1]);
+	free(refused);
+	return !m->alt && refused ? -1 : 0;
+}
+
+/* Load the module's DWARF now, and refuse it when libdw would later open a
+ * file that is not regular.  Split-DWARF .dwo files need no check: libdw
+ * opens them only from dwarf_cu_info() and dwarf_get_units() on a skeleton
+ * unit, which nothing here (nor libdwfl) calls; whoever adds such a call
+ * must check those paths first. */
+static void check_lazy_files(struct sym_module *m)
+{
+	Dwarf_Addr bias;
+	Dwarf *dw = dwfl_module_getdwarf(m->mod, &bias);
+
+	if (!dw)
+		return;
+	char *debugdir = debugdir_of(m->debug_path ? m->debug_path : m->path);
+	if (check_alt_file(m, dw, debugdir) < 0)
+		m->no_dwarf = 1;
+	free(debugdir);
 }
 
 static void module_open(struct sym_module *m, const struct hd_module *hm)
 {
 	const unsigned char *bits;
 	GElf_Addr vaddr;
+	enum refusal why;
+	struct stat st;
+	int fd;
 
 	if (hm->flags & HD_MOD_VDSO || !m->path[0]) {
 		m->state = MOD_NOFILE;
 		return;
 	}
-	if (access(m->path, R_OK) != 0) {
-		m->state = MOD_MISSING;
-		warning("'%s' is not readable; its frames are shown as module+offset", m->path);
+	m->state = MOD_MISSING;
+	fd = open_elf_file(m->path, &why, &st);
+	if (fd < 0) {
+		warning("'%s' %s; its frames are shown as module+offset", m->path, refusal_text(why));
 		return;
 	}
+	m->dev = st.st_dev;
+	m->ino = st.st_ino;
 	m->dwfl = dwfl_begin(&callbacks);
 	if (m->dwfl)
-		m->mod = dwfl_report_elf(m->dwfl, m->name, m->path, -1, 0, false);
+		m->mod = dwfl_report_elf(m->dwfl, m->name, m->path, fd, 0, false);
 	if (m->dwfl)
 		dwfl_report_end(m->dwfl, NULL, NULL);
 	if (!m->mod) {
-		m->state = MOD_MISSING;
+		close(fd);                   /* on success, libdwfl owns it */
 		warning("cannot read '%s' as ELF; its frames are shown as module+offset", m->path);
 		return;
 	}
+	void **userdata;
+	dwfl_module_info(m->mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
+	*userdata = m;
+	Elf *elf = dwfl_module_getelf(m->mod, &vaddr);
+	m->debuglink = elf ? dwelf_elf_gnu_debuglink(elf, &m->debuglink_crc) : NULL;
 	int n = dwfl_module_build_id(m->mod, &bits, &vaddr);
 	if (m->build_id_len && (n != (int)m->build_id_len || memcmp(bits, m->build_id, (size_t)n) != 0)) {
 		char want[2 * HD_MAX_BUILD_ID + 1], have[2 * HD_MAX_BUILD_ID + 1];
@@ -153,6 +499,7 @@ static void module_open(struct sym_module *m, const struct hd_module *hm)
 		return;
 	}
 	m->state = MOD_OK;
+	check_lazy_files(m);
 }
 
 static struct sym_module *module_get(struct symbolizer *sym, const struct hd_module *hm)
@@ -298,7 +645,7 @@ static void lookup(struct sym_module *m, uint64_t a, struct sym_frame **out, siz
 	const char *file = NULL, *comp_dir = NULL;
 	int line = 0;
 	Dwarf_Addr bias = 0;
-	Dwarf_Die *cu = dwfl_module_addrdie(m->mod, a, &bias);
+	Dwarf_Die *cu = m->no_dwarf ? NULL : dwfl_module_addrdie(m->mod, a, &bias);
 	/* Only a compilation unit whose ranges hold a has lines for it:
 	 * libdwfl gives an address in a gap between a unit's ranges to that
 	 * unit, and its nearest line (crt1's _start, which has no line
