@@ -96,14 +96,32 @@ static uint64_t function_id(struct pprof *pp, const struct sym_frame *f)
 	return id;
 }
 
+/* The module of a symbolized frame: the one that covers its address and
+ * bears its name. */
+static const struct hd_module *module_named(const struct snapshot *s, const struct sym_frame *f)
+{
+	for (uint32_t i = 0; i < s->nmodules; i++) {
+		const struct hd_module *m = &s->modules[i];
+		const char *slash = strrchr(m->path, '/');
+		if (strcmp(slash ? slash + 1 : m->path, f->module) != 0)
+			continue;
+		for (uint32_t k = 0; k < m->nseg; k++)
+			if (f->address - m->seg[k].start < m->seg[k].size)
+				return m;
+	}
+	return snapshot_module_of(s, f->address, 0);
+}
+
 /* The location of the frames tb[from .. to) (one return address: its
  * inlined functions, then the caller), by address. */
 static uint64_t location_id(struct pprof *pp, const struct snapshot *s, const struct sym_frame *const *f, int n)
 {
-	char key[32];
 	int fresh;
 
-	snprintf(key, sizeof key, "%" PRIx64, f[0]->address);
+	/* One address can be two locations: a module unloaded and another
+	 * loaded at its place (the frame names its module). */
+	char key[32 + 256];
+	snprintf(key, sizeof key, "%" PRIx64 " %.255s", f[0]->address, f[0]->module);
 	uint64_t id = strmap_get(&pp->locations, key, pp->p.n_location + 1, &fresh);
 	if (!fresh)
 		return id;
@@ -111,7 +129,7 @@ static uint64_t location_id(struct pprof *pp, const struct snapshot *s, const st
 	perftools__profiles__location__init(loc);
 	loc->id = id;
 	loc->address = f[0]->address;
-	const struct hd_module *m = snapshot_module_of(s, f[0]->address);
+	const struct hd_module *m = module_named(s, f[0]);
 	loc->mapping_id = m ? (uint64_t)(m - s->modules) + 1 : 0;
 	loc->n_line = (size_t)n;
 	loc->line = xcalloc((size_t)n, sizeof *loc->line);

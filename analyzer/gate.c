@@ -159,6 +159,48 @@ static int by_leaked(const void *a, const void *b)
 	return strcmp(x->e->key, y->e->key);
 }
 
+static const char *const kind_alloc[] = { "malloc", "operator new", "operator new[]" };
+static const char *const kind_release[] = { "free", "operator delete", "operator delete[]" };
+
+/* The return addresses of a stack of epoch `epoch`, symbolized (inline
+ * frames expanded). */
+static struct gate_frames symbolize_frames(struct symbolizer *sym, const struct snapshot *s,
+					   const uint64_t *addr, int depth, uint32_t epoch)
+{
+	struct gate_frames f = { NULL, 0 };
+
+	for (int i = 0; i < depth; i++) {
+		size_t k;
+		const struct sym_frame *v = symbolize_addr(sym, s, addr[i], epoch, 1, &k);
+		f.v = xrealloc(f.v, ((size_t)f.n + k) * sizeof *f.v);
+		for (size_t j = 0; j < k; j++)
+			f.v[f.n++] = &v[j];
+	}
+	return f;
+}
+
+static void add_mismatches(struct gate *g, struct symbolizer *sym, const struct snapshot *s)
+{
+	g->mismatched_frees += s->meta[HD_META_MISMATCHED_FREES];
+	for (uint32_t i = 0; i < s->nmismatches; i++) {
+		const struct hd_mismatch *m = &s->mismatches[i];
+		const struct hd_stack *hs = snapshot_stack_by_id(s, m->alloc_stack);
+		g->mismatches = xrealloc(g->mismatches, (g->nmismatches + 1) * sizeof *g->mismatches);
+		struct gate_mismatch *gm = &g->mismatches[g->nmismatches++];
+		gm->allocated_with = kind_alloc[m->alloc_kind];
+		gm->released_with = kind_release[m->free_kind];
+		gm->size = m->size;
+		/* The release was seen in the snapshot's newest epoch: the
+		 * highest a stack of this file names, at least. */
+		uint32_t epoch = 0;
+		for (uint32_t k = 0; k < s->nstacks; k++)
+			if (s->stacks[k].epoch > epoch)
+				epoch = s->stacks[k].epoch;
+		gm->released_at = symbolize_frames(sym, s, m->frames, m->depth, epoch);
+		gm->allocated_at = symbolize_frames(sym, s, hs->frames, hs->depth, hs->epoch);
+	}
+}
+
 int gate_run(struct gate_opts *o, char **paths, int npaths)
 {
 	struct input *in = NULL;
@@ -199,6 +241,7 @@ int gate_run(struct gate_opts *o, char **paths, int npaths)
 				g.at_exit = 0;
 			if (in[i].s.meta[HD_META_PEAK_BYTES] > g.peak)
 				g.peak = in[i].s.meta[HD_META_PEAK_BYTES];
+			add_mismatches(&g, sym, &in[i].s);
 		}
 		if (first && !last) {
 			group_add(t, &in[i].s, 1);
@@ -345,6 +388,11 @@ out:
 	for (size_t i = 0; i < g.ngone; i++)
 		free(g.gone[i].desc);
 	free(g.gone);
+	for (size_t i = 0; i < g.nmismatches; i++) {
+		free(g.mismatches[i].released_at.v);
+		free(g.mismatches[i].allocated_at.v);
+	}
+	free(g.mismatches);
 	group_free(t);
 	symbolizer_free(sym);
 	for (int i = 0; i < nin; i++) {

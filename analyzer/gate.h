@@ -68,6 +68,17 @@ struct gate {
 	size_t nfailing;
 	int64_t failing_bytes, failing_count;
 	int nprocs;
+	/* Releases by the wrong family, from each process's last snapshot. */
+	uint64_t mismatched_frees;
+	struct gate_mismatch *mismatches;
+	size_t nmismatches;
+};
+
+/* One kept mismatched release, symbolized. */
+struct gate_mismatch {
+	const char *allocated_with, *released_with;   /* "malloc", "operator new", ... */
+	uint64_t size;
+	struct gate_frames { const struct sym_frame **v; int n; } released_at, allocated_at;
 };
 
 /* Options shared by check, leaks and run --check (cmd_check.c). */

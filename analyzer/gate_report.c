@@ -31,10 +31,10 @@ static const char *display_path(const char *file, char *buf, size_t len)
 	return file;
 }
 
-static void stack_text(struct strbuf *sb, const struct gate_site *s)
+static void frames_text(struct strbuf *sb, const struct sym_frame *const *v, int n)
 {
-	for (int i = 0; i < s->e->tb.n; i++) {
-		const struct sym_frame *f = s->e->tb.frames[i];
+	for (int i = 0; i < n; i++) {
+		const struct sym_frame *f = v[i];
 		strbuf_addf(sb, "    #%d 0x%" PRIx64 " in %s", i, f->address, f->function);
 		if (f->file)
 			strbuf_addf(sb, " %s:%d", f->file, f->line);
@@ -42,6 +42,29 @@ static void stack_text(struct strbuf *sb, const struct gate_site *s)
 			strbuf_addf(sb, " (%s+0x%" PRIx64 ")", f->module, f->offset);
 		strbuf_adds(sb, f->inlined ? " (inlined)\n" : "\n");
 	}
+}
+
+static void stack_text(struct strbuf *sb, const struct gate_site *s)
+{
+	frames_text(sb, (const struct sym_frame *const *)s->e->tb.frames, s->e->tb.n);
+}
+
+/* valgrind's "Mismatched free() / delete / delete []", each with the
+ * releasing stack, then the allocating one. */
+static void mismatches_text(struct strbuf *sb, const struct gate *g)
+{
+	for (size_t i = 0; i < g->nmismatches; i++) {
+		const struct gate_mismatch *m = &g->mismatches[i];
+		strbuf_addf(sb, "Mismatched release: %s of %" PRIu64 " bytes from %s, released at:\n", m->released_with,
+			    m->size, m->allocated_with);
+		frames_text(sb, m->released_at.v, m->released_at.n);
+		strbuf_adds(sb, "  allocated at:\n");
+		frames_text(sb, m->allocated_at.v, m->allocated_at.n);
+		strbuf_adds(sb, "\n");
+	}
+	if (g->mismatched_frees > g->nmismatches)
+		strbuf_addf(sb, "(%" PRIu64 " mismatched releases in all; the first %zu are shown)\n\n",
+			    g->mismatched_frees, g->nmismatches);
 }
 
 /* "1000 bytes in 10 allocations not freed at exit" and its variants. */
@@ -111,6 +134,8 @@ static void report_text(FILE *out, const struct gate *g)
 		stack_text(&sb, s);
 		strbuf_adds(&sb, "\n");
 	}
+	if (o->leaks_only)
+		mismatches_text(&sb, g);
 	if (sb.buf)
 		fputs(sb.buf, out);
 	strbuf_release(&sb);
@@ -206,6 +231,25 @@ static void json_budget(struct strbuf *sb, const char *name, int64_t v)
 		strbuf_addf(sb, "\"%s\": null", name);
 }
 
+static void frames_json(struct strbuf *sb, const struct sym_frame *const *v, int n)
+{
+	strbuf_adds(sb, "[");
+	for (int k = 0; k < n; k++) {
+		const struct sym_frame *f = v[k];
+		strbuf_adds(sb, k ? ", {\"function\": " : "{\"function\": ");
+		strbuf_add_json(sb, f->function);
+		strbuf_adds(sb, ", \"file\": ");
+		if (f->file)
+			strbuf_add_json(sb, f->file);
+		else
+			strbuf_adds(sb, "null");
+		strbuf_addf(sb, ", \"line\": %d, \"module\": ", f->line);
+		strbuf_add_json(sb, f->module);
+		strbuf_addf(sb, ", \"inlined\": %s}", f->inlined ? "true" : "false");
+	}
+	strbuf_adds(sb, "]");
+}
+
 static void report_json(FILE *out, const struct gate *g)
 {
 	const struct gate_opts *o = g->o;
@@ -255,27 +299,25 @@ static void report_json(FILE *out, const struct gate *g)
 			sb.buf[sb.len - 2] = ']';
 			sb.buf[--sb.len] = 0;
 		}
-		strbuf_adds(&sb, ", \"traceback\": [");
-		for (int k = 0; k < s->e->tb.n; k++) {
-			const struct sym_frame *f = s->e->tb.frames[k];
-			strbuf_adds(&sb, k ? ", {\"function\": " : "{\"function\": ");
-			strbuf_add_json(&sb, f->function);
-			strbuf_adds(&sb, ", \"file\": ");
-			if (f->file)
-				strbuf_add_json(&sb, f->file);
-			else
-				strbuf_adds(&sb, "null");
-			strbuf_addf(&sb, ", \"line\": %d, \"module\": ", f->line);
-			strbuf_add_json(&sb, f->module);
-			strbuf_addf(&sb, ", \"inlined\": %s}", f->inlined ? "true" : "false");
-		}
-		strbuf_adds(&sb, "]}");
+		strbuf_adds(&sb, ", \"traceback\": ");
+		frames_json(&sb, (const struct sym_frame *const *)s->e->tb.frames, s->e->tb.n);
+		strbuf_adds(&sb, "}");
 	}
 	strbuf_adds(&sb, "],\n \"gone\": [");
 	for (size_t i = 0; i < g->ngone; i++) {
 		strbuf_addf(&sb, "%s{\"fingerprint\": \"%s\", \"baseline_size\": %" PRId64 ", \"site\": ", i ? ", " : "",
 			    g->gone[i].fp, g->gone[i].bytes);
 		strbuf_add_json(&sb, g->gone[i].desc);
+		strbuf_adds(&sb, "}");
+	}
+	strbuf_addf(&sb, "],\n \"mismatched_frees\": %" PRIu64 ",\n \"mismatches\": [", g->mismatched_frees);
+	for (size_t i = 0; i < g->nmismatches; i++) {
+		const struct gate_mismatch *m = &g->mismatches[i];
+		strbuf_addf(&sb, "%s{\"released_with\": \"%s\", \"allocated_with\": \"%s\", \"size\": %" PRIu64
+			    ", \"released_at\": ", i ? ",\n  " : "\n  ", m->released_with, m->allocated_with, m->size);
+		frames_json(&sb, m->released_at.v, m->released_at.n);
+		strbuf_adds(&sb, ", \"allocated_at\": ");
+		frames_json(&sb, m->allocated_at.v, m->allocated_at.n);
 		strbuf_adds(&sb, "}");
 	}
 	strbuf_adds(&sb, "]}\n");

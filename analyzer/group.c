@@ -182,7 +182,7 @@ static struct site_stack expand(struct stat_table *t, const struct snapshot *s, 
 
 	for (int i = 0; i < hs->depth; i++) {
 		size_t k;
-		const struct sym_frame *f = symbolize_addr(t->sym, s, hs->frames[i], 1, &k);
+		const struct sym_frame *f = symbolize_addr(t->sym, s, hs->frames[i], hs->epoch, 1, &k);
 		for (size_t j = 0; j < k; j++) {
 			if (n == cap) {
 				cap = cap ? 2 * cap : 16;

@@ -196,8 +196,95 @@ static int parse_stacks(struct cursor *c, struct snapshot *s)
 	return 0;
 }
 
+/* MODULE_EPOCHS, after MODULES (a file may hold them in any order). */
+static int parse_module_epochs(struct cursor *c, struct snapshot *s)
+{
+	uint32_t n;
+
+	if (rd_u32(c, &n, "module epoch count"))
+		return -1;
+	if (n != s->nmodules)
+		return bad(c, c->pos - 4, "MODULE_EPOCHS does not list as many modules as MODULES");
+	if (check_count(c, n, 8, "module epoch"))
+		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		if (rd_u32(c, &s->modules[i].first_epoch, "module first epoch") ||
+		    rd_u32(c, &s->modules[i].gone_epoch, "module gone epoch"))
+			return -1;
+	return 0;
+}
+
+static int by_id(const void *a, const void *b)
+{
+	uint32_t x = ((const struct hd_stack *)a)->id, y = ((const struct hd_stack *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+const struct hd_stack *snapshot_stack_by_id(const struct snapshot *s, uint32_t id)
+{
+	struct hd_stack key = { .id = id };
+
+	if (!s->nstacks)
+		return NULL;
+	return bsearch(&key, s->stacks, s->nstacks, sizeof *s->stacks, by_id);
+}
+
+/* STACK_EPOCHS, after STACKS (sorted by id by then). */
+static int parse_stack_epochs(struct cursor *c, struct snapshot *s)
+{
+	uint32_t n;
+
+	if (rd_u32(c, &n, "stack epoch count") || check_count(c, n, 8, "stack epoch"))
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t id, epoch;
+		if (rd_u32(c, &id, "stack epoch id") || rd_u32(c, &epoch, "stack epoch"))
+			return -1;
+		struct hd_stack *st = (struct hd_stack *)snapshot_stack_by_id(s, id);
+		if (!st)
+			return bad(c, c->pos - 8, "STACK_EPOCHS names a stack that STACKS does not have");
+		st->epoch = epoch;
+	}
+	return 0;
+}
+
+static int parse_mismatches(struct cursor *c, struct snapshot *s)
+{
+	uint32_t n;
+
+	if (rd_u32(c, &n, "mismatch count") || check_count(c, n, 16, "mismatch"))
+		return -1;
+	s->mismatches = xcalloc(n ? n : 1, sizeof *s->mismatches);
+	for (uint32_t i = 0; i < n; i++) {
+		struct hd_mismatch *m = &s->mismatches[i];
+		uint32_t kinds;
+		if (rd_u32(c, &m->alloc_stack, "mismatch stack id") || need(c, 2, "mismatch kinds"))
+			return -1;
+		kinds = c->data[c->pos] | (uint32_t)c->data[c->pos + 1] << 8;
+		m->alloc_kind = (uint8_t)kinds;
+		m->free_kind = (uint8_t)(kinds >> 8);
+		c->pos += 2;
+		if (m->alloc_kind > HD_KIND_NEW_ARRAY || m->free_kind > HD_KIND_NEW_ARRAY || m->alloc_kind == m->free_kind)
+			return bad(c, c->pos - 2, "mismatch with an unknown or matching pair of families");
+		if (rd_u16(c, &m->depth, "mismatch depth") || rd_u64(c, &m->size, "mismatch size"))
+			return -1;
+		if (m->depth > HD_MAX_DEPTH)
+			return bad(c, c->pos - 10, "mismatch stack deeper than 256");
+		if (need(c, (size_t)m->depth * 8, "mismatch frames"))
+			return -1;
+		m->frames = xcalloc(m->depth + 1u, sizeof *m->frames);
+		s->nmismatches = i + 1;
+		for (int k = 0; k < m->depth; k++)
+			rd_u64(c, &m->frames[k], "frame");
+		if (!snapshot_stack_by_id(s, m->alloc_stack))
+			return bad(c, c->pos, "mismatch names a stack that STACKS does not have");
+	}
+	return 0;
+}
+
 int snapshot_parse(const char *path, const unsigned char *data, size_t len, struct snapshot *s)
 {
+	struct cursor later[3] = { { 0 } };   /* MODULE_EPOCHS, STACK_EPOCHS, MISMATCHES */
 	struct cursor c = { data, 0, len, path };
 	uint32_t version, tag, reserved;
 	uint64_t slen;
@@ -241,6 +328,14 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 		case HD_SEC_STRINGS: rc = s->exe ? bad(&c, at, "second STRINGS section") : parse_strings(&sec, s); break;
 		case HD_SEC_MODULES: rc = s->modules ? bad(&c, at, "second MODULES section") : parse_modules(&sec, s); break;
 		case HD_SEC_STACKS:  rc = s->stacks ? bad(&c, at, "second STACKS section") : parse_stacks(&sec, s); break;
+		case HD_SEC_MODULE_EPOCHS:
+		case HD_SEC_STACK_EPOCHS:
+		case HD_SEC_MISMATCHES: {
+			/* They refer to MODULES and STACKS: read once all are in. */
+			struct cursor *l = &later[tag - HD_SEC_MODULE_EPOCHS];
+			rc = l->data ? bad(&c, at, "a section appears twice") : (*l = sec, 0);
+			break;
+		}
 		case HD_SEC_END:     seen_end = 1; break;
 		default:             break;  /* a newer writer's section: skip */
 		}
@@ -254,6 +349,25 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 		return bad(&c, c.pos, "data after the END section");
 	if (!seen_meta)
 		return bad(&c, HD_FILE_HDR_LEN, "no META section");
+	for (uint32_t i = 0; i < s->nmodules; i++)
+		if (!later[0].data)
+			s->modules[i].gone_epoch = HD_EPOCH_NONE;
+	if (s->nstacks)
+		qsort(s->stacks, s->nstacks, sizeof *s->stacks, by_id);
+	for (uint32_t i = 1; i < s->nstacks; i++)
+		if (s->stacks[i].id == s->stacks[i - 1].id)
+			return bad(&c, 0, "two stacks with one id");
+	int (*const parse_later[3])(struct cursor *, struct snapshot *) = {
+		parse_module_epochs, parse_stack_epochs, parse_mismatches
+	};
+	for (int k = 0; k < 3; k++) {
+		if (!later[k].data)
+			continue;
+		if (parse_later[k](&later[k], s))
+			return -1;
+		if (later[k].pos != later[k].end)
+			return bad(&later[k], later[k].pos, "section has bytes after its last record");
+	}
 	if (!s->exe) {
 		s->exe = xstrdup("");
 		s->label = xstrdup("");
@@ -313,25 +427,30 @@ void snapshot_release(struct snapshot *s)
 	free(s->modules);
 	free(s->stacks);
 	free(s->frame_pool);
+	for (uint32_t i = 0; s->mismatches && i < s->nmismatches; i++)
+		free(s->mismatches[i].frames);
+	free(s->mismatches);
 	memset(s, 0, sizeof *s);
 }
 
-const struct hd_module *snapshot_module_of(const struct snapshot *s, uint64_t addr)
+const struct hd_module *snapshot_module_of(const struct snapshot *s, uint64_t addr, uint32_t epoch)
 {
-	const struct hd_module *unloaded = NULL;
+	const struct hd_module *loaded = NULL, *unloaded = NULL;
 
 	for (uint32_t i = 0; i < s->nmodules; i++) {
 		const struct hd_module *m = &s->modules[i];
 		for (uint32_t k = 0; k < m->nseg; k++) {
-			if (addr - m->seg[k].start < m->seg[k].size) {
-				if (!(m->flags & HD_MOD_UNLOADED))
-					return m;
-				if (!unloaded)
-					unloaded = m;
-			}
+			if (addr - m->seg[k].start >= m->seg[k].size)
+				continue;
+			if (m->first_epoch <= epoch && epoch < m->gone_epoch)
+				return m;   /* the module mapped there in the stack's epoch */
+			if (!(m->flags & HD_MOD_UNLOADED) && !loaded)
+				loaded = m;
+			else if (!unloaded)
+				unloaded = m;
 		}
 	}
-	return unloaded;
+	return loaded ? loaded : unloaded;
 }
 
 int snapshot_paths(char **args, int nargs, char ***paths, int *npaths)

@@ -22,6 +22,7 @@ struct hd_module {
 	uint32_t nseg;
 	struct hd_segment *seg;
 	char *path;
+	uint32_t first_epoch, gone_epoch;      /* MODULE_EPOCHS; 0 and HD_EPOCH_NONE without it */
 };
 
 struct hd_stack {
@@ -29,6 +30,16 @@ struct hd_stack {
 	uint16_t depth, flags;
 	uint64_t live_bytes, live_count, alloc_bytes, alloc_count;
 	uint64_t *frames;                      /* innermost first */
+	uint32_t epoch;                        /* STACK_EPOCHS; 0 when not listed */
+};
+
+/* A release by the wrong family (MISMATCHES). */
+struct hd_mismatch {
+	uint32_t alloc_stack;                  /* id of the allocating stack */
+	uint8_t alloc_kind, free_kind;         /* enum hd_alloc_kind */
+	uint16_t depth;
+	uint64_t size;
+	uint64_t *frames;                      /* the releasing stack, innermost first */
 };
 
 struct snapshot {
@@ -42,6 +53,8 @@ struct snapshot {
 	struct hd_stack *stacks;
 	uint32_t nstacks;
 	uint64_t *frame_pool;
+	struct hd_mismatch *mismatches;
+	uint32_t nmismatches;
 };
 
 /* Read and validate the snapshot at path.  0 on success; -1 after printing
@@ -56,8 +69,11 @@ void snapshot_release(struct snapshot *s);
  * line.  The strings and the array are the caller's to free. */
 int snapshot_paths(char **args, int nargs, char ***paths, int *npaths);
 
-/* The module containing runtime address addr, preferring loaded modules
- * over unloaded ones; NULL when none. */
-const struct hd_module *snapshot_module_of(const struct snapshot *s, uint64_t addr);
+/* The module containing runtime address addr for a stack of map epoch
+ * `epoch`: the one mapped there in that epoch, else a loaded one, else an
+ * unloaded one; NULL when none. */
+const struct hd_module *snapshot_module_of(const struct snapshot *s, uint64_t addr, uint32_t epoch);
+/* The stack with id `id`, or NULL. */
+const struct hd_stack *snapshot_stack_by_id(const struct snapshot *s, uint32_t id);
 
 #endif /* HD_SNAPSHOT_H */

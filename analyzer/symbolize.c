@@ -738,9 +738,9 @@ static struct addr_entry *slot_for(struct symbolizer *sym, struct sym_module *m,
 }
 
 const struct sym_frame *symbolize_addr(struct symbolizer *sym, const struct snapshot *s,
-				       uint64_t addr, int is_return, size_t *nframes)
+				       uint64_t addr, uint32_t epoch, int is_return, size_t *nframes)
 {
-	const struct hd_module *hm = snapshot_module_of(s, addr);
+	const struct hd_module *hm = snapshot_module_of(s, addr, epoch);
 
 	if (!hm) {
 		sym->unknown.address = addr;

@@ -25,13 +25,14 @@ struct symbolizer;
 struct symbolizer *symbolizer_new(void);
 void symbolizer_free(struct symbolizer *sym);
 
-/* The frames of one return address of snapshot s, innermost first: the
+/* The frames of one return address of snapshot s, in a stack of map epoch
+ * `epoch` (which module was mapped there then), innermost first: the
  * inlined functions at that address, then the function they are inlined
  * into.  Always at least one frame.  `is_return`: the address follows a
  * call (look up address - 1).  The array belongs to the symbolizer and
  * lives as long as it does; results are cached per module and address, so
  * the same address in another snapshot of the same binary costs nothing. */
 const struct sym_frame *symbolize_addr(struct symbolizer *sym, const struct snapshot *s,
-				       uint64_t addr, int is_return, size_t *nframes);
+				       uint64_t addr, uint32_t epoch, int is_return, size_t *nframes);
 
 #endif /* HD_SYMBOLIZE_H */

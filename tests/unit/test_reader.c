@@ -107,9 +107,110 @@ static void a_well_formed_snapshot_reads_back_exactly(void)
 	ASSERT_EQ(s.stacks[1].depth, 2);
 	ASSERT_EQ(s.stacks[1].live_bytes, 200);
 	ASSERT_EQ(s.stacks[1].frames[1], 0x401101);
-	ASSERT_TRUE(snapshot_module_of(&s, 0x401fff) == &s.modules[0]);
-	ASSERT_TRUE(snapshot_module_of(&s, 0x403000) == NULL);
+	ASSERT_TRUE(snapshot_module_of(&s, 0x401fff, 0) == &s.modules[0]);
+	ASSERT_TRUE(snapshot_module_of(&s, 0x403000, 0) == NULL);
 	snapshot_release(&s);
+}
+
+/* Two libraries mapped at 0x7000 one after the other (epochs 0 and 1),
+ * a stack of each, and a mismatched release. */
+static void build_reloaded(struct buf *b)
+{
+	size_t s;
+
+	memcpy(b->b, HD_MAGIC, 8);
+	b->n = 8;
+	put32(b, HD_VERSION);
+	put32(b, 0);
+	s = begin_section(b, HD_SEC_META);
+	for (int i = 0; i < HD_META_NFIELDS; i++)
+		put64(b, i == HD_META_MISMATCHED_FREES ? 3 : 0);
+	end_section(b, s);
+	s = begin_section(b, HD_SEC_MODULES);
+	put32(b, 2);
+	for (int m = 0; m < 2; m++) {
+		put64(b, 0x7000);
+		put32(b, HD_MOD_UNLOADED);
+		put32(b, 0);              /* no build-id */
+		put32(b, 1);
+		put64(b, 0x7000);
+		put64(b, 0x1000);
+		put64(b, 0);
+		put32(b, 5);
+		putstr(b, m ? "/lib/b.so" : "/lib/a.so");
+	}
+	end_section(b, s);
+	s = begin_section(b, HD_SEC_MODULE_EPOCHS);
+	put32(b, 2);
+	put32(b, 0); put32(b, 1);     /* a.so: epoch 0 */
+	put32(b, 1); put32(b, 2);     /* b.so: epoch 1 */
+	end_section(b, s);
+	s = begin_section(b, HD_SEC_STACKS);
+	put32(b, 2);
+	for (int k = 1; k >= 0; k--) {   /* ids out of order: the reader sorts */
+		put32(b, (uint32_t)k);
+		b->b[b->n++] = 1; b->b[b->n++] = 0;
+		b->b[b->n++] = 0; b->b[b->n++] = 0;
+		put64(b, 10); put64(b, 1); put64(b, 10); put64(b, 1);
+		put64(b, 0x7010);
+	}
+	end_section(b, s);
+	s = begin_section(b, HD_SEC_STACK_EPOCHS);
+	put32(b, 1);
+	put32(b, 1); put32(b, 1);
+	end_section(b, s);
+	s = begin_section(b, HD_SEC_MISMATCHES);
+	put32(b, 1);
+	put32(b, 1);                    /* allocated by stack 1 */
+	b->b[b->n++] = HD_KIND_NEW_ARRAY;
+	b->b[b->n++] = HD_KIND_MALLOC;
+	b->b[b->n++] = 2; b->b[b->n++] = 0;   /* depth */
+	put64(b, 96);
+	put64(b, 0x7020);
+	put64(b, 0x7030);
+	end_section(b, s);
+	begin_section(b, HD_SEC_END);
+}
+
+static void a_frame_names_the_module_mapped_there_in_its_stacks_epoch(void)
+{
+	struct buf b;
+	struct snapshot s;
+
+	build_reloaded(&b);
+	ASSERT_EQ(snapshot_parse("mem", b.b, b.n, &s), 0);
+	const struct hd_stack *a = snapshot_stack_by_id(&s, 0), *bs = snapshot_stack_by_id(&s, 1);
+	ASSERT_TRUE(a && bs);
+	ASSERT_EQ(a->epoch, 0);
+	ASSERT_EQ(bs->epoch, 1);
+	ASSERT_STR(snapshot_module_of(&s, 0x7010, a->epoch)->path, "/lib/a.so");
+	ASSERT_STR(snapshot_module_of(&s, 0x7010, bs->epoch)->path, "/lib/b.so");
+	/* An epoch no module covers: the first that covers the address. */
+	ASSERT_STR(snapshot_module_of(&s, 0x7010, 5)->path, "/lib/a.so");
+	ASSERT_EQ(s.meta[HD_META_MISMATCHED_FREES], 3);
+	ASSERT_EQ(s.nmismatches, 1);
+	ASSERT_EQ(s.mismatches[0].alloc_stack, 1);
+	ASSERT_EQ(s.mismatches[0].alloc_kind, HD_KIND_NEW_ARRAY);
+	ASSERT_EQ(s.mismatches[0].free_kind, HD_KIND_MALLOC);
+	ASSERT_EQ(s.mismatches[0].size, 96);
+	ASSERT_EQ(s.mismatches[0].depth, 2);
+	ASSERT_EQ(s.mismatches[0].frames[1], 0x7030);
+	snapshot_release(&s);
+
+	/* Every truncation and single-byte change: an error or a clean read. */
+	for (size_t cut = 0; cut < b.n; cut++) {
+		if (snapshot_parse("mem", b.b, cut, &s) == 0)
+			ASSERT_TRUE(0);
+		snapshot_release(&s);
+	}
+	for (size_t i = 0; i < b.n; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			b.b[i] ^= (unsigned char)(1 << bit);
+			snapshot_parse("mem", b.b, b.n, &s);
+			snapshot_release(&s);
+			b.b[i] ^= (unsigned char)(1 << bit);
+		}
+	}
 }
 
 static void every_truncation_is_an_error(void)
@@ -218,6 +319,8 @@ int main(void)
 {
 	static const struct unit_test tests[] = {
 		{ "a well-formed snapshot reads back exactly", a_well_formed_snapshot_reads_back_exactly },
+		{ "a frame names the module mapped there in its stack's epoch",
+		  a_frame_names_the_module_mapped_there_in_its_stacks_epoch },
 		{ "every truncation is an error", every_truncation_is_an_error },
 		{ "every single-byte corruption is handled", every_single_byte_corruption_is_handled },
 		{ "wrong magic, future version and huge counts are errors", wrong_magic_future_version_and_huge_counts_are_errors },
