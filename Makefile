@@ -21,20 +21,20 @@ BASE    := -std=gnu11 $(WARN) -D_GNU_SOURCE
 # the frame-pointer unwinder can walk through our own frames.
 SHIM_CFLAGS := $(BASE) $(CFLAGS) -flto -fPIC -fvisibility=hidden -ftls-model=initial-exec \
                -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
-               -fno-omit-frame-pointer -Ishim
+               -fno-omit-frame-pointer -Ishim -Iformat
 SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
                shim/modules.c shim/snapshot.c shim/creds.c shim/threads.c \
                shim/entry_cxx.c
 SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
 
-AN_CFLAGS   := $(BASE) $(CFLAGS) -Ishim -Ianalyzer -I$(B)/gen -DHD_PREFIX='"$(PREFIX)"'
+AN_CFLAGS   := $(BASE) $(CFLAGS) -Iformat -Ianalyzer -I$(B)/gen -DHD_PREFIX='"$(PREFIX)"'
 AN_SRC      := $(wildcard analyzer/*.c)
 AN_OBJ      := $(AN_SRC:analyzer/%.c=$(B)/analyzer/%.o) $(B)/gen/profile.pb-c.o
 AN_LIBS     := -ldw -lelf -lprotobuf-c -lz -lstdc++ -lm
 
 all: $(B)/libheapdelta.so $(B)/heapdelta
 
-$(B)/shim/%.o: shim/%.c shim/internal.h shim/hd_format.h | $(B)/shim
+$(B)/shim/%.o: shim/%.c shim/internal.h format/hd_format.h | $(B)/shim
 	$(CC) $(SHIM_CFLAGS) -c $< -o $@
 
 # The C++ operators let std::bad_alloc pass through their frames, restoring
@@ -44,7 +44,7 @@ $(B)/shim/entry_cxx.o: SHIM_CFLAGS += -fexceptions
 $(B)/libheapdelta.so: $(SHIM_OBJ)
 	$(CC) $(CFLAGS) -flto -fPIC -shared -Wl,-z,now -Wl,-z,nodelete -o $@ $(SHIM_OBJ) -ldl -lpthread -lm
 
-$(B)/analyzer/%.o: analyzer/%.c $(wildcard analyzer/*.h) shim/hd_format.h $(B)/gen/profile.pb-c.h | $(B)/analyzer
+$(B)/analyzer/%.o: analyzer/%.c $(wildcard analyzer/*.h) format/hd_format.h $(B)/gen/profile.pb-c.h | $(B)/analyzer
 	$(CC) $(AN_CFLAGS) -c $< -o $@
 
 # pprof's profile.proto, compiled to C by protoc-c (generated code: its own,
@@ -135,22 +135,22 @@ $(T)/static_hello: tests/fixtures/static_hello.c | $(T)
 
 TABLE_SRC := shim/stacks.c shim/live.c tests/unit/test_tables.c
 $(T)/unit_tables: $(TABLE_SRC) shim/internal.h tests/unit/testhelp.h | $(T)
-	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Itests/unit -pthread -o $@ $(TABLE_SRC)
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Iformat -Itests/unit -pthread -o $@ $(TABLE_SRC)
 
 $(T)/unit_tables_tsan: $(TABLE_SRC) shim/internal.h tests/unit/testhelp.h | $(T)
-	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g -fsanitize=thread -Ishim -Itests/unit -pthread -o $@ $(TABLE_SRC)
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g -fsanitize=thread -Ishim -Iformat -Itests/unit -pthread -o $@ $(TABLE_SRC)
 
 $(T)/unit_reader: $(UNIT_AN_SRC) tests/unit/test_reader.c analyzer/snapshot.h tests/unit/testhelp.h | $(T)
-	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Ianalyzer -Itests/unit -o $@ \
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Iformat -Ianalyzer -Itests/unit -o $@ \
 		$(UNIT_AN_SRC) tests/unit/test_reader.c -lm
 
 # The whole analyzer under ASan/UBSan, for the end-to-end tests.
-$(T)/heapdelta_asan: $(AN_SRC) $(wildcard analyzer/*.h) analyzer/report.html shim/hd_format.h $(B)/gen/profile.pb-c.c | $(T)
-	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Ianalyzer -I$(B)/gen -o $@ $(AN_SRC) \
+$(T)/heapdelta_asan: $(AN_SRC) $(wildcard analyzer/*.h) analyzer/report.html format/hd_format.h $(B)/gen/profile.pb-c.c | $(T)
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Iformat -Ianalyzer -I$(B)/gen -o $@ $(AN_SRC) \
 		$(B)/gen/profile.pb-c.c $(AN_LIBS)
 
 $(T)/fuzz_reader: $(UNIT_AN_SRC) tests/fuzz/fuzz_reader.c | $(T)
-	clang -std=gnu11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Ishim -Ianalyzer -o $@ \
+	clang -std=gnu11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Iformat -Ianalyzer -o $@ \
 		$(UNIT_AN_SRC) tests/fuzz/fuzz_reader.c -lm
 
 test-build: all $(FIXTURES) $(UNITS)

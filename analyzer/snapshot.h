@@ -1,5 +1,5 @@
 /*
- * snapshot.h - reading snapshot files (format: shim/FORMAT.md).
+ * snapshot.h - reading snapshot files (format: format/FORMAT.md).
  */
 #ifndef HD_SNAPSHOT_H
 #define HD_SNAPSHOT_H

@@ -13,7 +13,7 @@ from e2e import *
 def rewrite_module_paths(snap, out, paths):
     """Copy snapshot snap to out with module paths replaced ({old: new}),
     re-encoding the strings and the MODULES section's length. Only the
-    section framing and the string encoding of shim/FORMAT.md are relied on,
+    section framing and the string encoding of format/FORMAT.md are relied on,
     not the layout of a module record."""
     with open(snap, "rb") as f:
         data = f.read()

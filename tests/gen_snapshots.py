@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write synthetic heapdelta snapshots, following shim/FORMAT.md on its own
+"""Write synthetic heapdelta snapshots, following format/FORMAT.md on its own
 (an independent writer of the format, used to test the reader and to build
 large reports).
 
