@@ -47,10 +47,11 @@ $(B)/libheapdelta.so: $(SHIM_OBJ)
 $(B)/analyzer/%.o: analyzer/%.c $(wildcard analyzer/*.h) format/hd_format.h $(B)/gen/profile.pb-c.h | $(B)/analyzer
 	$(CC) $(AN_CFLAGS) -c $< -o $@
 
+# The HTML report's page, embedded by write_html.c (.incbin).
+$(B)/analyzer/write_html.o: analyzer/html_template.html
+
 # pprof's profile.proto, compiled to C by protoc-c (generated code: its own,
 # milder warning flags).
-$(B)/analyzer/cmd_report.o: analyzer/report.html
-
 $(B)/gen/profile.pb-c.c $(B)/gen/profile.pb-c.h: analyzer/profile.proto
 	mkdir -p $(B)/gen
 	protoc-c --proto_path=analyzer --c_out=$(B)/gen profile.proto
@@ -145,7 +146,7 @@ $(T)/unit_reader: $(UNIT_AN_SRC) tests/unit/test_reader.c analyzer/snapshot.h te
 		$(UNIT_AN_SRC) tests/unit/test_reader.c -lm
 
 # The whole analyzer under ASan/UBSan, for the end-to-end tests.
-$(T)/heapdelta_asan: $(AN_SRC) $(wildcard analyzer/*.h) analyzer/report.html format/hd_format.h $(B)/gen/profile.pb-c.c | $(T)
+$(T)/heapdelta_asan: $(AN_SRC) $(wildcard analyzer/*.h) analyzer/html_template.html format/hd_format.h $(B)/gen/profile.pb-c.c | $(T)
 	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Iformat -Ianalyzer -I$(B)/gen -o $@ $(AN_SRC) \
 		$(B)/gen/profile.pb-c.c $(AN_LIBS)
 

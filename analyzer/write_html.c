@@ -26,7 +26,7 @@
 __asm__(".section .rodata\n"
 	".global heapdelta_report_template\n"
 	"heapdelta_report_template:\n"
-	".incbin \"analyzer/report.html\"\n"
+	".incbin \"analyzer/html_template.html\"\n"
 	".byte 0\n"
 	".previous\n");
 extern const char heapdelta_report_template[];
