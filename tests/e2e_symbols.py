@@ -54,7 +54,7 @@ def separate_debug_files_are_found_by_debuglink_and_by_build_id():
             run(["objcopy", f"--add-gnu-debuglink={dbg}", prog], cwd=d)
         else:
             if os.geteuid() != 0:
-                raise Failure("needs root to write under /usr/lib/debug")
+                skip("debuglink is checked; the build-id lookup needs root to write under /usr/lib/debug")
             bid = re.search(r"Build ID: ([0-9a-f]+)", run(["readelf", "-n", prog]).stdout).group(1)
             installed = f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug"
             os.makedirs(os.path.dirname(installed), exist_ok=True)
