@@ -3,10 +3,10 @@
  * Snapshot.statistics() and Snapshot.compare_to() for native snapshots.
  */
 #include "cmd.h"
-#include "export.h"
 #include "group.h"
-#include "report.h"
+#include "stats.h"
 #include "util.h"
+#include "write.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -169,7 +169,7 @@ static int run_stats(const char *cmd, int argc, char **argv, int diff)
 
 	struct symbolizer *sym = symbolizer_new();
 	struct stat_table *t = group_new(&a.g, sym);
-	struct report r = { .diff = diff, .by = a.g.by, .cumulative = a.g.cumulative, .limit = (size_t)a.limit };
+	struct stats r = { .diff = diff, .by = a.g.by, .cumulative = a.g.cumulative, .limit = (size_t)a.limit };
 	const struct snapshot *cur = &snaps[diff ? 1 : 0];
 
 	group_add(t, cur, 0);
@@ -187,10 +187,10 @@ static int run_stats(const char *cmd, int argc, char **argv, int diff)
 		rc = -1;
 	} else {
 		switch (a.format) {
-		case FMT_TEXT: report_text(out, &r); break;
-		case FMT_JSON: report_json(out, &r); break;
-		case FMT_COLLAPSED: export_collapsed(out, &r); break;
-		case FMT_PPROF: rc = export_pprof(out, &r); break;
+		case FMT_TEXT: write_stats_text(out, &r); break;
+		case FMT_JSON: write_stats_json(out, &r); break;
+		case FMT_COLLAPSED: write_collapsed(out, &r); break;
+		case FMT_PPROF: rc = write_pprof(out, &r); break;
 		}
 		if (output_close(out, a.output) < 0)
 			rc = -1;

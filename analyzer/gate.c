@@ -9,6 +9,7 @@
  * Several processes (a test that runs helpers) add up.
  */
 #include "gate.h"
+#include "write.h"
 #include "util.h"
 
 #include <errno.h>
@@ -364,13 +365,13 @@ int gate_run(struct gate_opts *o, char **paths, int npaths)
 		rc = 2;
 		goto out;
 	}
-	gate_report(out, &g);
+	write_gate(out, &g);
 	if (o->print_supp)
-		gate_print_suppressions(out, &g);
+		write_gate_suppressions_used(out, &g);
 	if (o->gen_supp)
-		gate_gen_suppressions(out, &g);
+		write_gate_gen_suppressions(out, &g);
 	/* The summary ends the text; machine formats keep it on stderr. */
-	gate_summary(o->format == GATE_TEXT || o->format == GATE_GITHUB ? out : stderr, &g);
+	write_gate_summary(o->format == GATE_TEXT || o->format == GATE_GITHUB ? out : stderr, &g);
 	if (o->output && fclose(out) != 0) {
 		error("cannot write '%s': %s", o->output, strerror(errno));
 		rc = 2;

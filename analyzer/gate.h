@@ -2,7 +2,7 @@
  * gate.h - heapdelta as a CI gate: what was not freed at exit and what grew,
  * by allocation stack, against budgets, a per-site baseline and
  * suppressions.  `heapdelta leaks`, `heapdelta check` and
- * `heapdelta run --check` all evaluate this model; gate_report.c writes it
+ * `heapdelta run --check` all evaluate this model; write_gate.c writes it
  * as text, JSON, JUnit, SARIF or GitHub annotations.
  */
 #ifndef HD_GATE_H
@@ -97,11 +97,5 @@ int gate_has_budget(const struct gate_opts *o);
  * Returns 0, 1 (over budget) or 2 (unreadable input; message printed),
  * after writing the report. */
 int gate_run(struct gate_opts *o, char **paths, int npaths);
-
-/* Writers (gate_report.c). */
-void gate_report(FILE *out, const struct gate *g);
-void gate_summary(FILE *out, const struct gate *g);
-void gate_print_suppressions(FILE *out, const struct gate *g);
-void gate_gen_suppressions(FILE *out, const struct gate *g);
 
 #endif /* HD_GATE_H */

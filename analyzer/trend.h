@@ -1,6 +1,7 @@
 /*
- * trend.h - per-site growth over many snapshots of one process, shared by
- * `heapdelta trend` and `heapdelta report`.
+ * trend.h - the trend model (trend.c): per-site growth over many snapshots
+ * of one process, ranked; `heapdelta trend` and `heapdelta report` write
+ * it (write_trend.c, write_html.c).
  */
 #ifndef HD_TREND_H
 #define HD_TREND_H

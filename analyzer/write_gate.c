@@ -1,9 +1,8 @@
 /*
- * gate_report.c - the gate model as text, JSON, JUnit XML, SARIF 2.1.0 or
- * GitHub workflow commands.  Every format is written from struct gate, so
- * their numbers agree.
+ * write_gate.c - the gate model (leaks, check, run --check) as text, JSON,
+ * JUnit XML, SARIF 2.1.0 or GitHub workflow commands.
  */
-#include "gate.h"
+#include "write.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -119,7 +118,7 @@ static void budget_line(FILE *out, const char *what, int64_t v, int64_t budget, 
 	fputc('\n', out);
 }
 
-static void report_text(FILE *out, const struct gate *g)
+static void gate_text(FILE *out, const struct gate *g)
 {
 	const struct gate_opts *o = g->o;
 	struct strbuf sb = STRBUF_INIT;
@@ -161,7 +160,7 @@ static void report_text(FILE *out, const struct gate *g)
 	}
 }
 
-void gate_summary(FILE *out, const struct gate *g)
+void write_gate_summary(FILE *out, const struct gate *g)
 {
 	char a[32], b[32];
 
@@ -194,7 +193,7 @@ void gate_summary(FILE *out, const struct gate *g)
 	}
 }
 
-void gate_print_suppressions(FILE *out, const struct gate *g)
+void write_gate_suppressions_used(FILE *out, const struct gate *g)
 {
 	fprintf(out, "-----------------------------------------------------\n");
 	fprintf(out, "Suppressions used:\n");
@@ -207,7 +206,7 @@ void gate_print_suppressions(FILE *out, const struct gate *g)
 	fprintf(out, "-----------------------------------------------------\n");
 }
 
-void gate_gen_suppressions(FILE *out, const struct gate *g)
+void write_gate_gen_suppressions(FILE *out, const struct gate *g)
 {
 	for (size_t i = 0; i < g->nsites; i++) {
 		const struct gate_site *s = &g->sites[i];
@@ -250,7 +249,7 @@ static void frames_json(struct strbuf *sb, const struct sym_frame *const *v, int
 	strbuf_adds(sb, "]");
 }
 
-static void report_json(FILE *out, const struct gate *g)
+static void gate_json(FILE *out, const struct gate *g)
 {
 	const struct gate_opts *o = g->o;
 	struct strbuf sb = STRBUF_INIT;
@@ -366,7 +365,7 @@ static void junit_case(struct strbuf *sb, const char *cls, const char *name, con
 	strbuf_adds(sb, "</failure>\n    </testcase>\n");
 }
 
-static void report_junit(FILE *out, const struct gate *g)
+static void gate_junit(FILE *out, const struct gate *g)
 {
 	const struct gate_opts *o = g->o;
 	struct strbuf cases = STRBUF_INIT, doc = STRBUF_INIT;
@@ -454,7 +453,7 @@ static void sarif_location(struct strbuf *sb, const struct sym_frame *f)
 	strbuf_adds(sb, ", \"kind\": \"function\"}]}");
 }
 
-static void report_sarif(FILE *out, const struct gate *g)
+static void gate_sarif(FILE *out, const struct gate *g)
 {
 	struct strbuf sb = STRBUF_INIT;
 	int first = 1;
@@ -539,7 +538,7 @@ static void gh_escaped(FILE *out, const char *s, int property)
 	}
 }
 
-static void report_github(FILE *out, const struct gate *g)
+static void gate_github(FILE *out, const struct gate *g)
 {
 	char p[PATH_MAX];
 
@@ -568,13 +567,13 @@ static void report_github(FILE *out, const struct gate *g)
 	}
 }
 
-void gate_report(FILE *out, const struct gate *g)
+void write_gate(FILE *out, const struct gate *g)
 {
 	switch (g->o->format) {
-	case GATE_TEXT:   report_text(out, g); break;
-	case GATE_JSON:   report_json(out, g); break;
-	case GATE_JUNIT:  report_junit(out, g); break;
-	case GATE_SARIF:  report_sarif(out, g); break;
-	case GATE_GITHUB: report_github(out, g); break;
+	case GATE_TEXT:   gate_text(out, g); break;
+	case GATE_JSON:   gate_json(out, g); break;
+	case GATE_JUNIT:  gate_junit(out, g); break;
+	case GATE_SARIF:  gate_sarif(out, g); break;
+	case GATE_GITHUB: gate_github(out, g); break;
 	}
 }

@@ -1,21 +1,19 @@
 /*
- * cmd_report.c - `heapdelta report`: one self-contained HTML file with live
- * memory over time (the top sites stacked, the traced heap, the process's
- * RSS), the sites ranked by growth (each expandable to its stack), and two
- * flame graphs (live at the last snapshot; growth from the first to the
- * last), zoomable and searchable.
+ * write_html.c - the trend model as one self-contained HTML page
+ * (`heapdelta report`): live memory over time (the top sites stacked, the
+ * traced heap, the process's RSS), the sites ranked by growth (each
+ * expandable to its stack), and two flame graphs (live at the last
+ * snapshot; growth from the first to the last), zoomable and searchable.
+ * The page is html_template.html with the data (JSON) put in its place.
  *
  * The page stays light whatever the run: series are cut to at most 400
  * points, sparklines to 20, stacks are indexes into one table of frame
  * names, and the flame graphs are compact arrays.
  */
-#include "cmd.h"
-#include "group.h"
-#include "trend.h"
+#include "write.h"
 #include "util.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,7 +251,7 @@ static void build_json(struct strbuf *sb, struct trend *tr, const struct group_o
 	strmap_release(&fr.map);
 }
 
-static int write_report(const char *path, const char *json)
+static int write_page(const char *path, const char *json)
 {
 	const char *marker = strstr(heapdelta_report_template, "HEAPDELTA_DATA");
 	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
@@ -286,61 +284,12 @@ static int write_report(const char *path, const char *json)
 	return 0;
 }
 
-int cmd_report(int argc, char **argv)
+int write_html(const char *path, struct trend *tr, const struct group_opts *g, struct symbolizer *sym)
 {
-	enum { O_BY = 256, O_PID };
-	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "by", required_argument, NULL, O_BY },
-		{ "pid", required_argument, NULL, O_PID },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct group_opts g = { .by = BY_LINENO };
-	const char *out = NULL;
-	long pid = -1;
-	int c;
-
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o': out = optarg; break;
-		case O_BY:
-			if (group_by_parse(optarg, &g.by) < 0)
-				return usage_error("report", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
-			break;
-		case O_PID:
-			if (parse_count(optarg, 1L << 30, &pid) < 0)
-				return usage_error("report", "--pid takes a process id, not '%s'", optarg);
-			break;
-		case 'h': return show_help("report");
-		case ':': return usage_error("report", "option '%s' needs a value", argv[optind - 1]);
-		default: return usage_error("report", "unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	if (!out)
-		return usage_error("report", "no output file: give -o report.html");
-	if (optind >= argc)
-		return usage_error("report", "expected snapshot files or a directory of them");
-
-	struct snapshot *snaps;
-	int n;
-	if (trend_load(argv + optind, argc - optind, pid, &snaps, &n) < 0)
-		return EXIT_USAGE;
-	struct symbolizer *sym = symbolizer_new();
-	struct trend *tr = trend_build(snaps, n, &g, sym);
 	struct strbuf json = STRBUF_INIT;
-	build_json(&json, tr, &g, sym);
-	int rc = write_report(out, json.buf);
-	size_t nsites = tr->nsites;
+
+	build_json(&json, tr, g, sym);
+	int rc = write_page(path, json.buf);
 	strbuf_release(&json);
-	trend_free(tr);
-	symbolizer_free(sym);
-	for (int i = 0; i < n; i++)
-		snapshot_release(&snaps[i]);
-	free(snaps);
-	if (!rc)
-		fprintf(stderr, "heapdelta: wrote %s (%d snapshots, %zu sites)\n", out, n, nsites);
-	return rc ? EXIT_USAGE : EXIT_OK;
+	return rc;
 }

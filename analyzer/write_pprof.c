@@ -1,8 +1,9 @@
 /*
- * export.c - folded stacks and pprof profiles.  The only file that knows
- * protobuf-c (the encoder is generated from profile.proto) and zlib.
+ * write_pprof.c - top's entries as a gzipped pprof profile (profile.proto),
+ * for pprof, Pyroscope and Parca.  The only file that knows protobuf-c (the
+ * encoder is generated from profile.proto) and zlib.
  */
-#include "export.h"
+#include "write.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -11,44 +12,6 @@
 #include <zlib.h>
 
 #include "profile.pb-c.h"
-
-/* ---- folded stacks ------------------------------------------------------ */
-
-static void frame_label(struct strbuf *sb, const struct sym_frame *f)
-{
-	size_t start = sb->len;
-
-	if (strcmp(f->function, "??"))
-		strbuf_adds(sb, f->function);
-	else
-		strbuf_addf(sb, "%s+0x%" PRIx64, f->module, f->offset);
-	for (size_t i = start; i < sb->len; i++)
-		if (sb->buf[i] == ';' || sb->buf[i] == '\n')
-			sb->buf[i] = ':';   /* the format's separators */
-}
-
-void export_collapsed(FILE *out, const struct report *r)
-{
-	struct strbuf sb = STRBUF_INIT;
-
-	for (size_t i = 0; i < r->n; i++) {
-		const struct stat_entry *e = r->entries[i];
-		for (int k = e->tb.n - 1; k >= 0; k--) {
-			frame_label(&sb, e->tb.frames[k]);
-			if (k)
-				strbuf_adds(&sb, ";");
-		}
-		if (r->diff)
-			strbuf_addf(&sb, " %" PRId64 " %" PRId64 "\n", e->old_size, e->size);
-		else
-			strbuf_addf(&sb, " %" PRId64 "\n", e->size);
-	}
-	if (sb.buf)
-		fputs(sb.buf, out);
-	strbuf_release(&sb);
-}
-
-/* ---- pprof -------------------------------------------------------------- */
 
 struct pprof {
 	Perftools__Profiles__Profile p;
@@ -196,7 +159,7 @@ static int gzip_write(FILE *out, const uint8_t *data, size_t len)
 	return rc == Z_STREAM_END ? 0 : error("gzip compression failed");
 }
 
-int export_pprof(FILE *out, const struct report *r)
+int write_pprof(FILE *out, const struct stats *r)
 {
 	const struct snapshot *s = r->cur.snap;
 	struct pprof pp;

@@ -1,8 +1,8 @@
 /*
- * report.c - emitting a report as text (tracemalloc's own layout) or JSON.
- * Both walk the same model, so their numbers cannot disagree.
+ * write_stats.c - top and diff (struct stats) as text, in tracemalloc's own
+ * layout, or as JSON.
  */
-#include "report.h"
+#include "write.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -63,7 +63,7 @@ static const char *source_line(const char *path, int line)
 
 /* ---- text ----------------------------------------------------------- */
 
-static void text_entry(FILE *out, const struct report *r, const struct stat_entry *e)
+static void text_entry(FILE *out, const struct stats *r, const struct stat_entry *e)
 {
 	char size[32], diff[32], avg[32];
 
@@ -96,7 +96,7 @@ static void text_entry(FILE *out, const struct report *r, const struct stat_entr
 	}
 }
 
-void report_text(FILE *out, const struct report *r)
+void write_stats_text(FILE *out, const struct stats *r)
 {
 	char a[32], b[32];
 	size_t shown = r->limit && r->limit < r->n ? r->limit : r->n;
@@ -172,7 +172,7 @@ static void json_frame(struct strbuf *sb, const struct sym_frame *f)
 		    f->address, f->offset, f->inlined ? "true" : "false");
 }
 
-void report_json(FILE *out, const struct report *r)
+void write_stats_json(FILE *out, const struct stats *r)
 {
 	struct strbuf sb = STRBUF_INIT;
 	size_t shown = r->limit && r->limit < r->n ? r->limit : r->n;

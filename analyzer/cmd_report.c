@@ -1,0 +1,68 @@
+/*
+ * cmd_report.c - `heapdelta report`: the trend model of one process written
+ * as one self-contained HTML page (write_html.c).
+ */
+#include "cmd.h"
+#include "trend.h"
+#include "util.h"
+#include "write.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int cmd_report(int argc, char **argv)
+{
+	enum { O_BY = 256, O_PID };
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "by", required_argument, NULL, O_BY },
+		{ "pid", required_argument, NULL, O_PID },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct group_opts g = { .by = BY_LINENO };
+	const char *out = NULL;
+	long pid = -1;
+	int c;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case O_BY:
+			if (group_by_parse(optarg, &g.by) < 0)
+				return usage_error("report", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
+			break;
+		case O_PID:
+			if (parse_count(optarg, 1L << 30, &pid) < 0)
+				return usage_error("report", "--pid takes a process id, not '%s'", optarg);
+			break;
+		case 'h': return show_help("report");
+		case ':': return usage_error("report", "option '%s' needs a value", argv[optind - 1]);
+		default: return usage_error("report", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (!out)
+		return usage_error("report", "no output file: give -o report.html");
+	if (optind >= argc)
+		return usage_error("report", "expected snapshot files or a directory of them");
+
+	struct snapshot *snaps;
+	int n;
+	if (trend_load(argv + optind, argc - optind, pid, &snaps, &n) < 0)
+		return EXIT_USAGE;
+	struct symbolizer *sym = symbolizer_new();
+	struct trend *tr = trend_build(snaps, n, &g, sym);
+	int rc = write_html(out, tr, &g, sym);
+	size_t nsites = tr->nsites;
+	trend_free(tr);
+	symbolizer_free(sym);
+	for (int i = 0; i < n; i++)
+		snapshot_release(&snaps[i]);
+	free(snaps);
+	if (!rc)
+		fprintf(stderr, "heapdelta: wrote %s (%d snapshots, %zu sites)\n", out, n, nsites);
+	return rc ? EXIT_USAGE : EXIT_OK;
+}

@@ -1,0 +1,88 @@
+/*
+ * cmd_trend.c - `heapdelta trend`: the sites that grow steadily over many
+ * snapshots of one process (the model: trend.c; the writers:
+ * write_trend.c).
+ */
+#include "cmd.h"
+#include "trend.h"
+#include "util.h"
+#include "write.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_trend(int argc, char **argv)
+{
+	enum { O_BY = 256, O_LIMIT, O_FORMAT, O_PID };
+	static const struct option opts[] = {
+		{ "by", required_argument, NULL, O_BY },
+		{ "limit", required_argument, NULL, O_LIMIT },
+		{ "format", required_argument, NULL, O_FORMAT },
+		{ "pid", required_argument, NULL, O_PID },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct group_opts g = { .by = BY_LINENO };
+	const char *output = NULL;
+	long limit = 10, pid = -1;
+	int json = 0, c;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
+		switch (c) {
+		case O_BY:
+			if (group_by_parse(optarg, &g.by) < 0)
+				return usage_error("trend", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
+			break;
+		case O_LIMIT:
+			if (parse_count(optarg, 1L << 30, &limit) < 0)
+				return usage_error("trend", "--limit takes a number, not '%s'", optarg);
+			break;
+		case O_FORMAT:
+			if (!strcmp(optarg, "json")) json = 1;
+			else if (strcmp(optarg, "text")) return usage_error("trend", "--format must be text or json, not '%s'", optarg);
+			break;
+		case O_PID:
+			if (parse_count(optarg, 1L << 30, &pid) < 0)
+				return usage_error("trend", "--pid takes a process id, not '%s'", optarg);
+			break;
+		case 'o': output = optarg; break;
+		case 'h': return show_help("trend");
+		case ':': return usage_error("trend", "option '%s' needs a value", argv[optind - 1]);
+		default: return usage_error("trend", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return usage_error("trend", "expected snapshot files or a directory of them");
+
+	struct snapshot *snaps;
+	int n;
+	if (trend_load(argv + optind, argc - optind, pid, &snaps, &n) < 0)
+		return EXIT_USAGE;
+	if (n < 2) {
+		snapshot_release(&snaps[0]);
+		free(snaps);
+		return usage_error("trend", "a trend needs at least two snapshots of the process");
+	}
+	struct symbolizer *sym = symbolizer_new();
+	struct trend *tr = trend_build(snaps, n, &g, sym);
+	FILE *out = output_open(output);
+	int rc = out ? 0 : -1;
+	if (out) {
+		if (json)
+			write_trend_json(out, tr, (size_t)limit);
+		else
+			write_trend_text(out, tr, (size_t)limit);
+		rc = output_close(out, output);
+	}
+	trend_free(tr);
+	symbolizer_free(sym);
+	for (int i = 0; i < n; i++)
+		snapshot_release(&snaps[i]);
+	free(snaps);
+	return rc ? EXIT_USAGE : EXIT_OK;
+}

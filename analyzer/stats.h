@@ -1,0 +1,27 @@
+/*
+ * stats.h - the model of `heapdelta top` and `heapdelta diff`: the entries
+ * of one snapshot (tracemalloc's statistics()) or of two compared
+ * (compare_to()), sorted, with totals.  Every top/diff output format is
+ * written from it (write_stats.c, write_collapsed.c, write_pprof.c).
+ */
+#ifndef HD_STATS_H
+#define HD_STATS_H
+
+#include "group.h"
+
+struct stats_snap {
+	const struct snapshot *snap;
+	int64_t total_size, total_count;   /* after filters */
+};
+
+struct stats {
+	int diff;                          /* compare_to() rather than statistics() */
+	enum group_by by;
+	int cumulative;
+	struct stats_snap cur, old;        /* old only when diff */
+	struct stat_entry **entries;       /* sorted */
+	size_t n;
+	size_t limit;                      /* 0: all */
+};
+
+#endif /* HD_STATS_H */

@@ -1,0 +1,63 @@
+/*
+ * write.h - the writers: every output the analyzer formats, one file per
+ * family, each written from a model and nothing else (so two formats of
+ * one model cannot disagree).  Sectioned by the file that defines each
+ * group.  JSON is written through json.h, never by hand.
+ */
+#ifndef HD_WRITE_H
+#define HD_WRITE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "gate.h"
+#include "snapshot.h"
+#include "stats.h"
+#include "trend.h"
+
+/* ---- write_stats.c: top and diff as tracemalloc's text, or JSON --------- */
+
+void write_stats_text(FILE *out, const struct stats *r);
+void write_stats_json(FILE *out, const struct stats *r);
+
+/* ---- write_collapsed.c: folded stacks ----------------------------------- */
+
+/* "root;...;site BYTES" per entry (one per stack: the caller groups by
+ * traceback); for a diff "root;...;site OLD NEW", the two-column form
+ * differential flame graphs take (flamegraph.pl, inferno, speedscope). */
+void write_collapsed(FILE *out, const struct stats *r);
+
+/* ---- write_pprof.c: pprof's profile.proto, gzipped ---------------------- */
+
+/* A profile of r->cur.snap with sample types alloc_objects, alloc_space,
+ * inuse_objects, inuse_space, one sample per entry.  0, or -1 after an
+ * error line. */
+int write_pprof(FILE *out, const struct stats *r);
+
+/* ---- write_gate.c: leaks and check ---------------------------------------- */
+
+/* The gate in g->o->format: text, JSON, JUnit XML, SARIF 2.1.0 or GitHub
+ * workflow commands. */
+void write_gate(FILE *out, const struct gate *g);
+/* The SUMMARY line that ends the text. */
+void write_gate_summary(FILE *out, const struct gate *g);
+/* --print-suppressions: which suppressions matched, and how much. */
+void write_gate_suppressions_used(FILE *out, const struct gate *g);
+/* --gen-suppressions: a leak: line for each failing site. */
+void write_gate_gen_suppressions(FILE *out, const struct gate *g);
+
+/* ---- write_trend.c: trend ------------------------------------------------ */
+
+/* The first `limit` sites (0: all) of tr, ranked. */
+void write_trend_text(FILE *out, const struct trend *tr, size_t limit);
+void write_trend_json(FILE *out, const struct trend *tr, size_t limit);
+
+/* ---- write_html.c: report ----------------------------------------------- */
+
+/* The HTML page of tr at path (written to a temporary file, then renamed
+ * into place).  The flame graphs group the first and last snapshots by
+ * traceback with g's filters, symbolized by sym.  0, or -1 after an error
+ * line. */
+int write_html(const char *path, struct trend *tr, const struct group_opts *g, struct symbolizer *sym);
+
+#endif /* HD_WRITE_H */
