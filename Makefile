@@ -134,7 +134,7 @@ $(T)/libmtrace_start.so: tests/fixtures/mtrace_start.c | $(T)
 $(T)/static_hello: tests/fixtures/static_hello.c | $(T)
 	$(CC) -O2 -static -o $@ $<
 
-TABLE_SRC := shim/stacks.c shim/live.c tests/unit/test_tables.c
+TABLE_SRC := shim/stacks.c shim/live.c shim/threads.c tests/unit/test_tables.c
 $(T)/unit_tables: $(TABLE_SRC) shim/internal.h tests/unit/testhelp.h | $(T)
 	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Iformat -Itests/unit -pthread -o $@ $(TABLE_SRC)
 

@@ -27,6 +27,16 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+/* A fence; under ThreadSanitizer, which does not model fences, the code
+ * that uses one also makes its accesses sequentially consistent. */
+#if defined(__SANITIZE_THREAD__)
+#define HDS_TSAN 1
+#define HDS_FENCE(order) ((void)0)
+#else
+#define HDS_TSAN 0
+#define HDS_FENCE(order) atomic_thread_fence(order)
+#endif
+
 /* Atomics carry their memory order in the name. */
 #define atomic_load_relaxed(p)      atomic_load_explicit((p), memory_order_relaxed)
 #define atomic_load_acquire(p)      atomic_load_explicit((p), memory_order_acquire)
@@ -172,6 +182,9 @@ struct hds_thread {
 	_Atomic uint32_t dir_used;          /* directory entries in use: [0, dir_used) */
 	_Atomic int owned;                  /* a thread has it */
 	struct hds_thread *next;            /* registry, immutable once published */
+	_Atomic uint64_t rcu;               /* inside a live-table operation: the grace
+					       period it began in; 0 outside */
+	uint32_t rcu_depth;                 /* owner only: nesting (a signal handler's free) */
 	void *unwind;                       /* capture.c's per-thread memory, or NULL */
 	size_t unwind_size;
 	unsigned char *slab;                /* owner only: where the next chunk comes from */
@@ -207,6 +220,47 @@ HDS_HIDDEN void hds_counts_read(struct hds_sums *out, uint32_t n);
 HDS_HIDDEN uint64_t hds_threads_resident(void);
 HDS_HIDDEN void hds_threads_after_fork(void);
 
+/*
+ * Read-side critical sections for the live table (userspace RCU over
+ * membarrier): a thread marks itself inside with plain stores, and the one
+ * that wants to free memory a reader might still see waits for every
+ * thread to be outside or in a later period (hds_rcu_synchronize).  The
+ * membarrier system call orders the readers' plain stores for it, so the
+ * read side costs no fence.  Threads without a bundle count themselves in
+ * hds_rcu_orphans with atomic adds (rare: after their exit hook).
+ */
+HDS_HIDDEN extern _Atomic uint64_t hds_rcu_gp;
+HDS_HIDDEN extern _Atomic uint64_t hds_rcu_orphans;
+static inline struct hds_thread *hds_read_begin(void)
+{
+	struct hds_thread *t = hds_thread();
+
+	if (likely(t != NULL)) {
+		if (t->rcu_depth++ == 0)
+			atomic_store_relaxed(&t->rcu, atomic_load_relaxed(&hds_rcu_gp));
+		atomic_signal_fence(memory_order_seq_cst);
+	} else {
+		atomic_fetch_add_explicit(&hds_rcu_orphans, 1, memory_order_seq_cst);
+	}
+	return t;
+}
+
+static inline void hds_read_end(struct hds_thread *t)
+{
+	if (likely(t != NULL)) {
+		atomic_signal_fence(memory_order_seq_cst);
+		if (--t->rcu_depth == 0)
+			atomic_store_release(&t->rcu, 0);
+	} else
+		atomic_fetch_sub_explicit(&hds_rcu_orphans, 1, memory_order_release);
+}
+
+/* Wait (at most max_ms) until no thread can still see what was unpublished
+ * before the call.  1 when so; 0 when it timed out or the kernel lacks
+ * membarrier (then nothing may be freed).  Never from inside a read-side
+ * section (it would wait for itself). */
+HDS_HIDDEN int hds_rcu_synchronize(int max_ms);
+
 /* Seqlock writer: the owner thread only.  Plain loads and stores (relaxed
  * atomics compile to them), ordered by the two sequence stores. */
 static inline void hds_tcount_add(struct hds_tcount *e, int64_t lb, int64_t lc, int64_t ab, int64_t ac)
@@ -214,12 +268,19 @@ static inline void hds_tcount_add(struct hds_tcount *e, int64_t lb, int64_t lc, 
 	uint32_t s = atomic_load_relaxed(&e->seq);
 
 	atomic_store_relaxed(&e->seq, s + 1);
-	atomic_thread_fence(memory_order_release);
-	atomic_store_relaxed(&e->live_bytes, atomic_load_relaxed(&e->live_bytes) + lb);
-	atomic_store_relaxed(&e->live_count, atomic_load_relaxed(&e->live_count) + lc);
-	if (ab | ac) {
-		atomic_store_relaxed(&e->alloc_bytes, atomic_load_relaxed(&e->alloc_bytes) + ab);
-		atomic_store_relaxed(&e->alloc_count, atomic_load_relaxed(&e->alloc_count) + ac);
+	HDS_FENCE(memory_order_release);
+	if (HDS_TSAN) {
+		atomic_fetch_add(&e->live_bytes, lb);
+		atomic_fetch_add(&e->live_count, lc);
+		atomic_fetch_add(&e->alloc_bytes, ab);
+		atomic_fetch_add(&e->alloc_count, ac);
+	} else {
+		atomic_store_relaxed(&e->live_bytes, atomic_load_relaxed(&e->live_bytes) + lb);
+		atomic_store_relaxed(&e->live_count, atomic_load_relaxed(&e->live_count) + lc);
+		if (ab | ac) {
+			atomic_store_relaxed(&e->alloc_bytes, atomic_load_relaxed(&e->alloc_bytes) + ab);
+			atomic_store_relaxed(&e->alloc_count, atomic_load_relaxed(&e->alloc_count) + ac);
+		}
 	}
 	atomic_store_release(&e->seq, s + 2);
 }

@@ -41,6 +41,9 @@
  *    are freed there, their counters kept; an update that fork cut in two
  *    leaves its entry's sequence odd, which the child evens (that one entry
  *    may then be off by that one update).
+ * Each bundle also holds its thread's read-side mark for the live table
+ * (hds_read_begin), so the writer thread can tell when memory the table
+ * retired is no longer seen by anyone (hds_rcu_synchronize).
  * Bundles and chunks are never unmapped, so a reader always reads mapped
  * memory, and no lock is needed anywhere: readers may run concurrently
  * (the writer thread, an API snapshot, the exit snapshot from a signal
@@ -50,9 +53,13 @@
  */
 #include "internal.h"
 
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 __thread struct hds_thread *hds_tl_thread __attribute__((tls_model("initial-exec")));
 
@@ -68,12 +75,43 @@ static _Atomic uint32_t nfree;                       /* bundles not owned */
 static _Atomic uint64_t orphan_begin, orphan_end;    /* updates of global counters */
 static _Atomic uint64_t chunk_bytes;                 /* chunks made (each touched on making) */
 
+_Atomic uint64_t hds_rcu_gp = 1;
+_Atomic uint64_t hds_rcu_orphans;
+static int membarrier_ok;
+
 static void thread_release(void *p);
 
 int hds_threads_init(uint32_t max_stacks)
 {
 	dir_len = max_stacks / HDS_CHUNK_N + 1;
 	thread_key_ok = pthread_key_create(&thread_key, thread_release) == 0;
+	long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	membarrier_ok = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+			syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+	return 0;
+}
+
+int hds_rcu_synchronize(int max_ms)
+{
+	if (!membarrier_ok)
+		return 0;
+	uint64_t gp = atomic_add_relaxed(&hds_rcu_gp, 1) + 1;
+	/* Every thread has now executed a full barrier: a reader whose mark
+	 * we do not see below began after this point, and sees what was
+	 * published before the call. */
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+		return 0;
+	for (int waited = 0; waited <= max_ms * 10; waited++) {
+		int busy = atomic_load_acquire(&hds_rcu_orphans) != 0;
+		for (struct hds_thread *t = atomic_load_acquire(&registry); t && !busy; t = t->next) {
+			uint64_t c = atomic_load_acquire(&t->rcu);
+			busy = c != 0 && c < gp;
+		}
+		if (!busy)
+			return 1;
+		struct timespec ts = { 0, 100000 };
+		nanosleep(&ts, NULL);
+	}
 	return 0;
 }
 
@@ -224,8 +262,8 @@ static void read_entry(const struct hds_tcount *e, struct hds_sums *out)
 		lc = atomic_load_relaxed(&e->live_count);
 		ab = atomic_load_relaxed(&e->alloc_bytes);
 		ac = atomic_load_relaxed(&e->alloc_count);
-		atomic_thread_fence(memory_order_acquire);
-		if (!(s1 & 1) && atomic_load_relaxed(&e->seq) == s1)
+		HDS_FENCE(memory_order_acquire);
+		if (!(s1 & 1) && atomic_load_explicit(&e->seq, HDS_TSAN ? memory_order_seq_cst : memory_order_relaxed) == s1)
 			break;
 		if (tries > 64)
 			sched_yield();   /* the owner was preempted mid-update */
@@ -248,8 +286,8 @@ void hds_counts_read(struct hds_sums *out, uint32_t n)
 			out[id].alloc_bytes = (int64_t)atomic_load_relaxed(&s->alloc_bytes);
 			out[id].alloc_count = (int64_t)atomic_load_relaxed(&s->alloc_count);
 		}
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_relaxed(&orphan_begin) == end)
+		HDS_FENCE(memory_order_acquire);
+		if (atomic_load_explicit(&orphan_begin, HDS_TSAN ? memory_order_seq_cst : memory_order_relaxed) == end)
 			break;
 		sched_yield();
 	}
@@ -293,7 +331,10 @@ void hds_threads_after_fork(void)
 					atomic_store_relaxed(&c->e[k].seq, s + 1);
 			}
 		}
+		atomic_store_relaxed(&t->rcu, 0);
+		t->rcu_depth = 0;
 		bundle_free(t);
 	}
 	atomic_store_relaxed(&orphan_end, atomic_load_relaxed(&orphan_begin));
+	atomic_store_relaxed(&hds_rcu_orphans, 0);
 }

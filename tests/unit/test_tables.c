@@ -7,6 +7,7 @@
 #include "testhelp.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -23,6 +24,17 @@ uint64_t hds_resident(const void *addr, uint64_t len)
 {
 	(void)addr;
 	return len;
+}
+
+/* threads.c keeps the unwinder's memory in each thread's bundle: none here. */
+size_t hds_capture_mem_size(void)
+{
+	return 0;
+}
+
+void hds_capture_mem_reset(void *mem)
+{
+	(void)mem;
 }
 
 /* The module map, as a model: address ranges [lo, hi) that changed (a
@@ -348,6 +360,60 @@ static void *reclaimer(void *arg)
 	return NULL;
 }
 
+/* Each thread inserts its own blocks, all kept, then removes every other
+ * thread's (tables grow while the reclaimer copies and frees). */
+#define GROW_PER_THREAD 30000
+static _Atomic int grow_phase;
+
+static void *grower(void *arg)
+{
+	uintptr_t t = (uintptr_t)arg;
+
+	for (uintptr_t i = 0; i < GROW_PER_THREAD; i++) {
+		uintptr_t addr = 0x300000000 + (t * GROW_PER_THREAD + i) * 48;
+		if (hds_live_insert((void *)addr, (uint32_t)t, 1 + i % 100) != 0)
+			abort();
+		atomic_fetch_add(&inserted_bytes, 1 + i % 100);
+	}
+	atomic_fetch_add(&grow_phase, 1);
+	while (atomic_load(&grow_phase) < THREADS)
+		sched_yield();
+	uintptr_t other = (t + 1) % THREADS;
+	for (uintptr_t i = 0; i < GROW_PER_THREAD; i++) {
+		uintptr_t addr = 0x300000000 + (other * GROW_PER_THREAD + i) * 48;
+		uint64_t e = hds_live_remove((void *)addr);
+		if (hds_entry_stack(e) != other || hds_entry_size(e) != 1 + i % 100) {
+			fprintf(stderr, "remove of %#lx found %#llx\n", (unsigned long)addr, (unsigned long long)e);
+			abort();
+		}
+		atomic_fetch_add(&removed_bytes, hds_entry_size(e));
+	}
+	return NULL;
+}
+
+static void the_live_table_grows_and_shrinks_under_eight_threads(void)
+{
+	pthread_t th[THREADS], rec;
+
+	ASSERT_EQ(hds_live_init(5, 0), 0);
+	atomic_store(&inserted_bytes, 0);
+	atomic_store(&removed_bytes, 0);
+	atomic_store(&grow_phase, 0);
+	atomic_store(&hammering, 1);
+	pthread_create(&rec, NULL, reclaimer, NULL);
+	for (uintptr_t t = 0; t < THREADS; t++)
+		pthread_create(&th[t], NULL, grower, (void *)t);
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	atomic_store(&hammering, 0);
+	pthread_join(rec, NULL);
+	ASSERT_EQ(atomic_load(&inserted_bytes), atomic_load(&removed_bytes));
+	/* Empty now: after the writer's passes, one table of the minimum size. */
+	hds_live_reclaim();
+	hds_live_reclaim();
+	ASSERT_EQ(hds_live_resident(), 4096 * 16);
+}
+
 static void check_tables_under_eight_threads(int sparse)
 {
 	pthread_t th[THREADS], rec;
@@ -392,6 +458,8 @@ static void sparse_tables_stay_exact_under_eight_threads_and_reclaims(void)
 
 int main(void)
 {
+	atomic_store(&hds.state, HDS_ACTIVE);
+	hds_threads_init(1u << 20);
 	static const struct unit_test tests[] = {
 		{ "interning matches a reference model", interning_matches_a_reference_model },
 		{ "a known hash chain interns to the same id", a_known_hash_chain_interns_to_the_same_id },
@@ -404,6 +472,7 @@ int main(void)
 		{ "reclaimed pages lose no block", reclaimed_pages_lose_no_block },
 		{ "tables stay exact under eight threads and reclaims", tables_stay_exact_under_eight_threads_and_reclaims },
 		{ "sparse tables stay exact under eight threads and reclaims", sparse_tables_stay_exact_under_eight_threads_and_reclaims },
+		{ "the live table grows and shrinks under eight threads", the_live_table_grows_and_shrinks_under_eight_threads },
 	};
 	return run_unit_tests("tables", tests, sizeof tests / sizeof tests[0]);
 }
