@@ -24,12 +24,40 @@ def run_passes_exit_status_and_signals_through():
 
 @test
 def run_forwards_a_signal_sent_to_it():
+    # The program blocks SIGTERM, says it is ready, takes the signal with
+    # sigtimedwait and prints who sent it, then exits 42.  Only a SIGTERM
+    # that heapdelta sent it gives that line and that status: without
+    # forwarding, heapdelta dies of the signal (-15) and the program prints
+    # nothing.  (heapdelta blocks the signals it forwards from before fork
+    # until its handlers are in place, so "ready" is late enough.)
+    script = ("import os, signal, sys\n"
+              "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])\n"
+              "print('ready', os.getpid(), flush=True)\n"
+              "si = signal.sigtimedwait([signal.SIGTERM], 60)\n"
+              "print(f'got signal {si.si_signo} from pid {si.si_pid}' if si else 'no signal', flush=True)\n"
+              "sys.exit(42 if si else 1)\n")
     d = tmpdir()
-    proc = subprocess.Popen([HD, "run", "-o", d, "--", "sleep", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
-    eq(proc.returncode, -signal.SIGTERM, "status after forwarding SIGTERM")
+    proc = subprocess.Popen([HD, "run", "-o", d, "--", "/usr/bin/python3", "-c", script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ready = proc.stdout.readline().split()
+    try:
+        check(ready[:1] == ["ready"], f"the program did not start: {ready}")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.returncode != 42:
+            proc.kill()
+            proc.wait()
+            try:  # heapdelta died without forwarding: the program still waits
+                with open(f"/proc/{int(ready[1])}/cmdline", "rb") as f:
+                    if b"sigtimedwait" in f.read():
+                        os.kill(int(ready[1]), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+    out, err = proc.communicate(timeout=120)
+    eq(out, f"got signal {int(signal.SIGTERM)} from pid {proc.pid}\n",
+       f"the program's own account (heapdelta's status {proc.returncode}, stderr {err!r})")
+    eq(proc.returncode, 42, "heapdelta's status is the program's, which took the signal")
 
 
 @test
