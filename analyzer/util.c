@@ -151,26 +151,6 @@ void strbuf_addf(struct strbuf *sb, const char *fmt, ...)
 	free(big);
 }
 
-void strbuf_add_json(struct strbuf *sb, const char *s)
-{
-	strbuf_add(sb, "\"", 1);
-	for (const unsigned char *c = (const unsigned char *)(s ? s : ""); *c; c++) {
-		switch (*c) {
-		case '"':  strbuf_add(sb, "\\\"", 2); break;
-		case '\\': strbuf_add(sb, "\\\\", 2); break;
-		case '\n': strbuf_add(sb, "\\n", 2); break;
-		case '\t': strbuf_add(sb, "\\t", 2); break;
-		case '\r': strbuf_add(sb, "\\r", 2); break;
-		default:
-			if (*c < 0x20 || *c == 0x7f)
-				strbuf_addf(sb, "\\u%04x", *c);
-			else
-				strbuf_add(sb, (const char *)c, 1);
-		}
-	}
-	strbuf_add(sb, "\"", 1);
-}
-
 void strbuf_release(struct strbuf *sb)
 {
 	free(sb->buf);

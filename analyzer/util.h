@@ -43,8 +43,6 @@ struct strbuf {
 void strbuf_add(struct strbuf *sb, const char *s, size_t n);
 void strbuf_adds(struct strbuf *sb, const char *s);
 void strbuf_addf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Append s as a JSON string literal, quotes included. */
-void strbuf_add_json(struct strbuf *sb, const char *s);
 void strbuf_release(struct strbuf *sb);
 
 /* A map from strings to numbers (open addressing; keys copied). */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "gate.h"
+#include "json.h"
 #include "snapshot.h"
 #include "stats.h"
 #include "trend.h"
@@ -59,5 +60,14 @@ void write_trend_json(FILE *out, const struct trend *tr, size_t limit);
  * traceback with g's filters, symbolized by sym.  0, or -1 after an error
  * line. */
 int write_html(const char *path, struct trend *tr, const struct group_opts *g, struct symbolizer *sym);
+
+/* ---- write_info.c: info ------------------------------------------------- */
+
+void write_info_text(FILE *out, const struct snapshot *s);
+/* JSON: an array of snapshots written as they are read, so what was read
+ * before an unreadable file is out: begin, one call per snapshot, end. */
+void write_info_json_begin(struct json *j, FILE *out);
+void write_info_json(struct json *j, const struct snapshot *s);
+void write_info_json_end(struct json *j);
 
 #endif /* HD_WRITE_H */

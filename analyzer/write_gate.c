@@ -2,8 +2,9 @@
  * write_gate.c - the gate model (leaks, check, run --check) as text, JSON,
  * JUnit XML, SARIF 2.1.0 or GitHub workflow commands.
  */
-#include "write.h"
+#include "json.h"
 #include "util.h"
+#include "write.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -222,106 +223,146 @@ void write_gate_gen_suppressions(FILE *out, const struct gate *g)
 
 /* ---- JSON -------------------------------------------------------------- */
 
-static void json_budget(struct strbuf *sb, const char *name, int64_t v)
+static void json_budget(struct json *j, const char *name, int64_t v)
 {
+	json_key(j, name);
 	if (v >= 0)
-		strbuf_addf(sb, "\"%s\": %" PRId64, name, v);
+		json_int(j, v);
 	else
-		strbuf_addf(sb, "\"%s\": null", name);
+		json_null(j);
 }
 
-static void frames_json(struct strbuf *sb, const struct sym_frame *const *v, int n)
+static void json_frames(struct json *j, const struct sym_frame *const *v, int n)
 {
-	strbuf_adds(sb, "[");
+	json_array_begin(j);
 	for (int k = 0; k < n; k++) {
 		const struct sym_frame *f = v[k];
-		strbuf_adds(sb, k ? ", {\"function\": " : "{\"function\": ");
-		strbuf_add_json(sb, f->function);
-		strbuf_adds(sb, ", \"file\": ");
-		if (f->file)
-			strbuf_add_json(sb, f->file);
-		else
-			strbuf_adds(sb, "null");
-		strbuf_addf(sb, ", \"line\": %d, \"module\": ", f->line);
-		strbuf_add_json(sb, f->module);
-		strbuf_addf(sb, ", \"inlined\": %s}", f->inlined ? "true" : "false");
+		json_object_begin(j);
+		json_kv_string(j, "function", f->function);
+		json_kv_string(j, "file", f->file);
+		json_kv_int(j, "line", f->line);
+		json_kv_string(j, "module", f->module);
+		json_kv_bool(j, "inlined", f->inlined);
+		json_object_end(j);
 	}
-	strbuf_adds(sb, "]");
+	json_array_end(j);
+}
+
+static void json_size_count(struct json *j, const char *key, int64_t size, int64_t count)
+{
+	json_key(j, key);
+	json_object_begin(j);
+	json_kv_int(j, "size", size);
+	json_kv_int(j, "count", count);
+	json_object_end(j);
+}
+
+static void json_site(struct json *j, const struct gate_site *s)
+{
+	json_object_begin(j);
+	json_kv_string(j, "fingerprint", s->fp);
+	json_kv_int(j, "size", s->e->size);
+	json_kv_int(j, "count", s->e->count);
+	json_kv_int(j, "growth", s->growth);
+	json_kv_int(j, "growth_count", s->growth_count);
+	json_kv_string(j, "suppressed_by", s->supp ? s->supp->pattern : NULL);
+	json_kv_string(j, "baseline", base_names[s->base]);
+	if (s->base)
+		json_kv_int(j, "baseline_size", s->base_bytes);
+	json_key(j, "fails");
+	json_array_begin(j);
+	json_compact(j);
+	if (s->fails & FAIL_LEAKED)
+		json_string(j, "leaked");
+	if (s->fails & FAIL_GROWTH)
+		json_string(j, "growth");
+	if (s->fails & FAIL_SITE_GROWTH)
+		json_string(j, "site-growth");
+	if (s->fails & FAIL_BASELINE)
+		json_string(j, "baseline");
+	json_array_end(j);
+	json_key(j, "traceback");
+	json_frames(j, (const struct sym_frame *const *)s->e->tb.frames, s->e->tb.n);
+	json_object_end(j);
+}
+
+static void json_mismatch(struct json *j, const struct gate_mismatch *m)
+{
+	json_object_begin(j);
+	json_kv_string(j, "released_with", m->released_with);
+	json_kv_string(j, "allocated_with", m->allocated_with);
+	json_kv_uint(j, "size", m->size);
+	json_key(j, "released_at");
+	json_frames(j, m->released_at.v, m->released_at.n);
+	json_key(j, "allocated_at");
+	json_frames(j, m->allocated_at.v, m->allocated_at.n);
+	json_object_end(j);
 }
 
 static void gate_json(FILE *out, const struct gate *g)
 {
 	const struct gate_opts *o = g->o;
-	struct strbuf sb = STRBUF_INIT;
-	int first = 1;
+	struct json j;
 
-	strbuf_addf(&sb, "{\"processes\": %d, \"at_exit\": %s, \"failed\": %s,\n", g->nprocs, g->at_exit ? "true" : "false",
-		    !o->leaks_only && (g->nfailing || g->fail_leaked || g->fail_growth || g->fail_peak) ? "true" : "false");
-	strbuf_addf(&sb, " \"leaked\": {\"size\": %" PRId64 ", \"count\": %" PRId64 "},\n", g->leaked, g->leaked_count);
-	if (g->has_growth)
-		strbuf_addf(&sb, " \"growth\": {\"size\": %" PRId64 ", \"count\": %" PRId64 "},\n", g->growth, g->growth_count);
-	else
-		strbuf_adds(&sb, " \"growth\": null,\n");
-	strbuf_addf(&sb, " \"peak\": %" PRIu64 ",\n \"suppressed\": {\"size\": %" PRId64 ", \"count\": %" PRId64 "},\n",
-		    g->peak, g->suppressed, g->suppressed_count);
-	strbuf_adds(&sb, " \"budgets\": {");
-	json_budget(&sb, "max_leaked", o->max_leaked);
-	strbuf_adds(&sb, ", ");
-	json_budget(&sb, "max_growth", o->max_growth);
-	strbuf_adds(&sb, ", ");
-	json_budget(&sb, "max_growth_per_site", o->max_site_growth);
-	strbuf_adds(&sb, ", ");
-	json_budget(&sb, "max_peak", o->max_peak);
-	strbuf_adds(&sb, "},\n \"sites\": [");
+	json_init(&j, out);
+	json_object_begin(&j);
+	json_kv_int(&j, "processes", g->nprocs);
+	json_kv_bool(&j, "at_exit", g->at_exit);
+	json_kv_bool(&j, "failed", !o->leaks_only && (g->nfailing || g->fail_leaked || g->fail_growth || g->fail_peak));
+	json_break(&j, 1);
+	json_size_count(&j, "leaked", g->leaked, g->leaked_count);
+	json_break(&j, 1);
+	if (g->has_growth) {
+		json_size_count(&j, "growth", g->growth, g->growth_count);
+	} else {
+		json_key(&j, "growth");
+		json_null(&j);
+	}
+	json_break(&j, 1);
+	json_kv_uint(&j, "peak", g->peak);
+	json_break(&j, 1);
+	json_size_count(&j, "suppressed", g->suppressed, g->suppressed_count);
+	json_break(&j, 1);
+	json_key(&j, "budgets");
+	json_object_begin(&j);
+	json_budget(&j, "max_leaked", o->max_leaked);
+	json_budget(&j, "max_growth", o->max_growth);
+	json_budget(&j, "max_growth_per_site", o->max_site_growth);
+	json_budget(&j, "max_peak", o->max_peak);
+	json_object_end(&j);
+	json_break(&j, 1);
+	json_key(&j, "sites");
+	json_array_begin(&j);
 	for (size_t i = 0; i < g->nsites; i++) {
-		const struct gate_site *s = &g->sites[i];
-		if (!s->supp && !listed(g, s))
+		if (!g->sites[i].supp && !listed(g, &g->sites[i]))
 			continue;
-		strbuf_adds(&sb, first ? "\n  {" : ",\n  {");
-		first = 0;
-		strbuf_addf(&sb, "\"fingerprint\": \"%s\", \"size\": %" PRId64 ", \"count\": %" PRId64 ", \"growth\": %" PRId64
-			    ", \"growth_count\": %" PRId64 ", \"suppressed_by\": ", s->fp, s->e->size, s->e->count,
-			    s->growth, s->growth_count);
-		if (s->supp)
-			strbuf_add_json(&sb, s->supp->pattern);
-		else
-			strbuf_adds(&sb, "null");
-		strbuf_adds(&sb, ", \"baseline\": ");
-		if (s->base)
-			strbuf_addf(&sb, "\"%s\", \"baseline_size\": %" PRId64, base_names[s->base], s->base_bytes);
-		else
-			strbuf_adds(&sb, "null");
-		strbuf_addf(&sb, ", \"fails\": [%s%s%s%s]", s->fails & FAIL_LEAKED ? "\"leaked\"," : "",
-			    s->fails & FAIL_GROWTH ? "\"growth\"," : "", s->fails & FAIL_SITE_GROWTH ? "\"site-growth\"," : "",
-			    s->fails & FAIL_BASELINE ? "\"baseline\"," : "");
-		if (sb.buf[sb.len - 2] == ',') {   /* drop the trailing comma inside [] */
-			sb.buf[sb.len - 2] = ']';
-			sb.buf[--sb.len] = 0;
-		}
-		strbuf_adds(&sb, ", \"traceback\": ");
-		frames_json(&sb, (const struct sym_frame *const *)s->e->tb.frames, s->e->tb.n);
-		strbuf_adds(&sb, "}");
+		json_break(&j, 2);
+		json_site(&j, &g->sites[i]);
 	}
-	strbuf_adds(&sb, "],\n \"gone\": [");
+	json_array_end(&j);
+	json_break(&j, 1);
+	json_key(&j, "gone");
+	json_array_begin(&j);
 	for (size_t i = 0; i < g->ngone; i++) {
-		strbuf_addf(&sb, "%s{\"fingerprint\": \"%s\", \"baseline_size\": %" PRId64 ", \"site\": ", i ? ", " : "",
-			    g->gone[i].fp, g->gone[i].bytes);
-		strbuf_add_json(&sb, g->gone[i].desc);
-		strbuf_adds(&sb, "}");
+		json_object_begin(&j);
+		json_kv_string(&j, "fingerprint", g->gone[i].fp);
+		json_kv_int(&j, "baseline_size", g->gone[i].bytes);
+		json_kv_string(&j, "site", g->gone[i].desc);
+		json_object_end(&j);
 	}
-	strbuf_addf(&sb, "],\n \"mismatched_frees\": %" PRIu64 ",\n \"mismatches\": [", g->mismatched_frees);
+	json_array_end(&j);
+	json_break(&j, 1);
+	json_kv_uint(&j, "mismatched_frees", g->mismatched_frees);
+	json_break(&j, 1);
+	json_key(&j, "mismatches");
+	json_array_begin(&j);
 	for (size_t i = 0; i < g->nmismatches; i++) {
-		const struct gate_mismatch *m = &g->mismatches[i];
-		strbuf_addf(&sb, "%s{\"released_with\": \"%s\", \"allocated_with\": \"%s\", \"size\": %" PRIu64
-			    ", \"released_at\": ", i ? ",\n  " : "\n  ", m->released_with, m->allocated_with, m->size);
-		frames_json(&sb, m->released_at.v, m->released_at.n);
-		strbuf_adds(&sb, ", \"allocated_at\": ");
-		frames_json(&sb, m->allocated_at.v, m->allocated_at.n);
-		strbuf_adds(&sb, "}");
+		json_break(&j, 2);
+		json_mismatch(&j, &g->mismatches[i]);
 	}
-	strbuf_adds(&sb, "]}\n");
-	fputs(sb.buf, out);
-	strbuf_release(&sb);
+	json_array_end(&j);
+	json_object_end(&j);
+	json_end_line(&j);
 }
 
 /* ---- JUnit ------------------------------------------------------------- */
@@ -429,99 +470,186 @@ static void gate_junit(FILE *out, const struct gate *g)
 
 /* ---- SARIF ------------------------------------------------------------- */
 
-static void sarif_location(struct strbuf *sb, const struct sym_frame *f)
+static void sarif_location(struct json *j, const struct sym_frame *f)
 {
 	char p[PATH_MAX];
 
-	strbuf_adds(sb, "{\"physicalLocation\": {\"artifactLocation\": {\"uri\": ");
+	json_object_begin(j);
+	json_key(j, "physicalLocation");
+	json_object_begin(j);
+	json_key(j, "artifactLocation");
+	json_object_begin(j);
 	if (f->file) {
 		const char *d = display_path(f->file, p, sizeof p);
-		if (d[0] == '/') {
-			char *uri = xasprintf("file://%s", d);
-			strbuf_add_json(sb, uri);
-			free(uri);
-		} else {
-			strbuf_add_json(sb, d);
-		}
-		strbuf_addf(sb, "}, \"region\": {\"startLine\": %d}}", f->line > 0 ? f->line : 1);
+		char *uri = d[0] == '/' ? xasprintf("file://%s", d) : NULL;
+		json_kv_string(j, "uri", uri ? uri : d);
+		free(uri);
+		json_object_end(j);
+		json_key(j, "region");
+		json_object_begin(j);
+		json_kv_int(j, "startLine", f->line > 0 ? f->line : 1);
+		json_object_end(j);
 	} else {
-		strbuf_add_json(sb, f->module);
-		strbuf_adds(sb, "}}");
+		json_kv_string(j, "uri", f->module);
+		json_object_end(j);
 	}
-	strbuf_adds(sb, ", \"logicalLocations\": [{\"fullyQualifiedName\": ");
-	strbuf_add_json(sb, f->function);
-	strbuf_adds(sb, ", \"kind\": \"function\"}]}");
+	json_object_end(j);
+	json_key(j, "logicalLocations");
+	json_array_begin(j);
+	json_object_begin(j);
+	json_kv_string(j, "fullyQualifiedName", f->function);
+	json_kv_string(j, "kind", "function");
+	json_object_end(j);
+	json_array_end(j);
+	json_object_end(j);
+}
+
+static void sarif_message(struct json *j, const char *text)
+{
+	json_key(j, "message");
+	json_object_begin(j);
+	json_kv_string(j, "text", text);
+	json_object_end(j);
+}
+
+static void sarif_fingerprint(struct json *j, const char *fp)
+{
+	json_key(j, "partialFingerprints");
+	json_object_begin(j);
+	json_kv_string(j, "heapdeltaStack/v1", fp);
+	json_object_end(j);
+}
+
+static void sarif_rule(struct json *j, const char *id, const char *name, const char *text)
+{
+	json_break(j, 2);
+	json_object_begin(j);
+	json_kv_string(j, "id", id);
+	json_kv_string(j, "name", name);
+	json_key(j, "shortDescription");
+	json_object_begin(j);
+	json_kv_string(j, "text", text);
+	json_object_end(j);
+	json_object_end(j);
+}
+
+/* The tool and its rules, up to the run's "results" key. */
+static void sarif_head(struct json *j)
+{
+	json_object_begin(j);
+	json_kv_string(j, "version", "2.1.0");
+	json_kv_string(j, "$schema", "https://json.schemastore.org/sarif-2.1.0.json");
+	json_break(j, 1);
+	json_key(j, "runs");
+	json_array_begin(j);
+	json_object_begin(j);
+	json_key(j, "tool");
+	json_object_begin(j);
+	json_key(j, "driver");
+	json_object_begin(j);
+	json_kv_string(j, "name", "heapdelta");
+	json_kv_string(j, "version", "0.1");
+	json_key(j, "rules");
+	json_array_begin(j);
+	sarif_rule(j, "heapdelta/not-freed", "MemoryNotFreedAtExit",
+		   "Memory not freed at exit, over budget or new since the baseline");
+	sarif_rule(j, "heapdelta/growth", "MemoryGrowth", "Memory that grew between snapshots over budget");
+	sarif_rule(j, "heapdelta/peak", "PeakMemory", "Peak heap over budget");
+	json_array_end(j);
+	json_object_end(j);
+	json_object_end(j);
+	json_break(j, 2);
+	json_key(j, "results");
+}
+
+static void sarif_site(struct json *j, const struct gate *g, const struct gate_site *s)
+{
+	static const char *const sarif_state[] = { NULL, "new", "updated", "unchanged", "absent" };
+	int growth = (s->fails & (FAIL_GROWTH | FAIL_SITE_GROWTH)) && !(s->fails & (FAIL_LEAKED | FAIL_BASELINE));
+	struct strbuf line = STRBUF_INIT;
+
+	site_line(&line, g, s);
+	json_object_begin(j);
+	json_kv_string(j, "ruleId", growth ? "heapdelta/growth" : "heapdelta/not-freed");
+	json_kv_string(j, "level", s->fails ? "error" : "note");
+	sarif_message(j, line.buf);
+	json_key(j, "locations");
+	json_array_begin(j);
+	sarif_location(j, s->e->site);
+	json_array_end(j);
+	sarif_fingerprint(j, s->fp);
+	if (s->base)
+		json_kv_string(j, "baselineState", sarif_state[s->base]);
+	json_key(j, "stacks");
+	json_array_begin(j);
+	json_object_begin(j);
+	sarif_message(j, "allocated from");
+	json_key(j, "frames");
+	json_array_begin(j);
+	for (int k = 0; k < s->e->tb.n; k++) {
+		json_object_begin(j);
+		json_key(j, "location");
+		sarif_location(j, s->e->tb.frames[k]);
+		json_kv_string(j, "module", s->e->tb.frames[k]->module);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_object_end(j);
+	json_array_end(j);
+	json_key(j, "properties");
+	json_object_begin(j);
+	json_kv_int(j, "bytes", s->e->size);
+	json_kv_int(j, "allocations", s->e->count);
+	json_kv_int(j, "growth", s->growth);
+	json_object_end(j);
+	json_object_end(j);
+	strbuf_release(&line);
 }
 
 static void gate_sarif(FILE *out, const struct gate *g)
 {
-	struct strbuf sb = STRBUF_INIT;
-	int first = 1;
+	struct json j;
 
-	strbuf_adds(&sb, "{\"version\": \"2.1.0\", \"$schema\": \"https://json.schemastore.org/sarif-2.1.0.json\",\n"
-		    " \"runs\": [{\"tool\": {\"driver\": {\"name\": \"heapdelta\", \"version\": \"0.1\", \"rules\": [\n"
-		    "  {\"id\": \"heapdelta/not-freed\", \"name\": \"MemoryNotFreedAtExit\", \"shortDescription\": "
-		    "{\"text\": \"Memory not freed at exit, over budget or new since the baseline\"}},\n"
-		    "  {\"id\": \"heapdelta/growth\", \"name\": \"MemoryGrowth\", \"shortDescription\": "
-		    "{\"text\": \"Memory that grew between snapshots over budget\"}},\n"
-		    "  {\"id\": \"heapdelta/peak\", \"name\": \"PeakMemory\", \"shortDescription\": "
-		    "{\"text\": \"Peak heap over budget\"}}]}},\n"
-		    "  \"results\": [");
+	json_init(&j, out);
+	sarif_head(&j);
+	json_array_begin(&j);
 	for (size_t i = 0; i < g->nsites; i++) {
 		const struct gate_site *s = &g->sites[i];
 		if (!s->fails && !(s->base && listed(g, s)))
 			continue;
-		struct strbuf line = STRBUF_INIT;
-		site_line(&line, g, s);
-		int growth = (s->fails & (FAIL_GROWTH | FAIL_SITE_GROWTH)) && !(s->fails & (FAIL_LEAKED | FAIL_BASELINE));
-		strbuf_adds(&sb, first ? "\n   {" : ",\n   {");
-		first = 0;
-		strbuf_addf(&sb, "\"ruleId\": \"%s\", \"level\": \"%s\", \"message\": {\"text\": ",
-			    growth ? "heapdelta/growth" : "heapdelta/not-freed", s->fails ? "error" : "note");
-		strbuf_add_json(&sb, line.buf);
-		strbuf_adds(&sb, "}, \"locations\": [");
-		sarif_location(&sb, s->e->site);
-		strbuf_addf(&sb, "], \"partialFingerprints\": {\"heapdeltaStack/v1\": \"%s\"}", s->fp);
-		if (s->base) {
-			static const char *const sarif_state[] = { NULL, "new", "updated", "unchanged", "absent" };
-			strbuf_addf(&sb, ", \"baselineState\": \"%s\"", sarif_state[s->base]);
-		}
-		strbuf_adds(&sb, ", \"stacks\": [{\"message\": {\"text\": \"allocated from\"}, \"frames\": [");
-		for (int k = 0; k < s->e->tb.n; k++) {
-			const struct sym_frame *f = s->e->tb.frames[k];
-			strbuf_adds(&sb, k ? ", {\"location\": " : "{\"location\": ");
-			sarif_location(&sb, f);
-			strbuf_adds(&sb, ", \"module\": ");
-			strbuf_add_json(&sb, f->module);
-			strbuf_adds(&sb, "}");
-		}
-		strbuf_addf(&sb, "]}], \"properties\": {\"bytes\": %" PRId64 ", \"allocations\": %" PRId64
-			    ", \"growth\": %" PRId64 "}}", s->e->size, s->e->count, s->growth);
-		strbuf_release(&line);
+		json_break(&j, 3);
+		sarif_site(&j, g, s);
 	}
 	for (size_t i = 0; i < g->ngone; i++) {
-		strbuf_adds(&sb, first ? "\n   {" : ",\n   {");
-		first = 0;
-		strbuf_adds(&sb, "\"ruleId\": \"heapdelta/not-freed\", \"level\": \"none\", \"kind\": \"pass\", \"message\": {\"text\": ");
 		char *msg = xasprintf("gone since the baseline: %s", g->gone[i].desc);
-		strbuf_add_json(&sb, msg);
+		json_break(&j, 3);
+		json_object_begin(&j);
+		json_kv_string(&j, "ruleId", "heapdelta/not-freed");
+		json_kv_string(&j, "level", "none");
+		json_kv_string(&j, "kind", "pass");
+		sarif_message(&j, msg);
+		sarif_fingerprint(&j, g->gone[i].fp);
+		json_kv_string(&j, "baselineState", "absent");
+		json_object_end(&j);
 		free(msg);
-		strbuf_addf(&sb, "}, \"partialFingerprints\": {\"heapdeltaStack/v1\": \"%s\"}, \"baselineState\": \"absent\"}",
-			    g->gone[i].fp);
 	}
 	if (g->fail_peak) {
 		char a[32], b[32];
 		char *msg = xasprintf("peak %s over budget %s", format_size(a, (double)g->peak, 0),
 				      format_size(b, (double)g->o->max_peak, 0));
-		strbuf_adds(&sb, first ? "\n   {" : ",\n   {");
-		strbuf_adds(&sb, "\"ruleId\": \"heapdelta/peak\", \"level\": \"error\", \"message\": {\"text\": ");
-		strbuf_add_json(&sb, msg);
-		strbuf_adds(&sb, "}}");
+		json_break(&j, 3);
+		json_object_begin(&j);
+		json_kv_string(&j, "ruleId", "heapdelta/peak");
+		json_kv_string(&j, "level", "error");
+		sarif_message(&j, msg);
+		json_object_end(&j);
 		free(msg);
 	}
-	strbuf_adds(&sb, "]}]}\n");
-	fputs(sb.buf, out);
-	strbuf_release(&sb);
+	json_array_end(&j);   /* results */
+	json_object_end(&j);  /* the run */
+	json_array_end(&j);   /* runs */
+	json_object_end(&j);
+	json_end_line(&j);
 }
 
 /* ---- GitHub workflow commands ------------------------------------------ */

@@ -10,8 +10,9 @@
  * points, sparklines to 20, stacks are indexes into one table of frame
  * names, and the flame graphs are compact arrays.
  */
-#include "write.h"
+#include "json.h"
 #include "util.h"
+#include "write.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -121,18 +122,28 @@ static void flame_init(struct flame *fl)
 	fl->n = 1;
 }
 
-static void flame_json(struct strbuf *sb, const struct flame *fl)
+static void flame_json(struct json *j, const struct flame *fl)
 {
-	strbuf_adds(sb, "{\"n\": [");
+	json_object_begin(j);
+	json_key(j, "n");
+	json_array_begin(j);
+	json_compact(j);
 	for (size_t i = 0; i < fl->n; i++)
-		strbuf_addf(sb, "%s%" PRId64, i ? "," : "", fl->name[i]);
-	strbuf_adds(sb, "], \"v\": [");
+		json_int(j, fl->name[i]);
+	json_array_end(j);
+	json_key(j, "v");
+	json_array_begin(j);
+	json_compact(j);
 	for (size_t i = 0; i < fl->n; i++)
-		strbuf_addf(sb, "%s%" PRId64, i ? "," : "", fl->value[i]);
-	strbuf_adds(sb, "], \"p\": [");
+		json_int(j, fl->value[i]);
+	json_array_end(j);
+	json_key(j, "p");
+	json_array_begin(j);
+	json_compact(j);
 	for (size_t i = 0; i < fl->n; i++)
-		strbuf_addf(sb, "%s%zu", i ? "," : "", fl->parent[i]);
-	strbuf_adds(sb, "]}");
+		json_uint(j, fl->parent[i]);
+	json_array_end(j);
+	json_object_end(j);
 }
 
 static void flame_release(struct flame *fl)
@@ -149,30 +160,40 @@ static size_t pick(size_t k, size_t m, size_t n)
 	return m <= 1 ? n - 1 : (size_t)((double)k * (double)(n - 1) / (double)(m - 1) + 0.5);
 }
 
-static void build_json(struct strbuf *sb, struct trend *tr, const struct group_opts *g, struct symbolizer *sym)
+/* A member holding m of the n points of a series, spread (pick()), as a
+ * compact array: a column of the snapshots' META (field >= 0) or of y. */
+static void json_points(struct json *j, const char *key, const struct trend *tr, int field, const int64_t *y, size_t m)
 {
-	const struct snapshot *first = &tr->snaps[0], *last = &tr->snaps[tr->n - 1];
-	size_t n = (size_t)tr->n, m = n < MAX_POINTS ? n : MAX_POINTS;
-	struct frames fr = { 0 };
+	size_t n = (size_t)tr->n;
 
-	strbuf_adds(sb, "{\"exe\": ");
-	strbuf_add_json(sb, last->exe);
-	strbuf_addf(sb, ", \"pid\": %" PRIu64 ", \"snapshots\": %d, \"duration\": %.6f, \"nsites\": %zu, \"by\": \"%s\"",
-		    last->meta[HD_META_PID], tr->n, tr->t[n - 1], tr->nsites, group_by_name(g->by));
+	json_key(j, key);
+	json_array_begin(j);
+	json_compact(j);
+	for (size_t k = 0; k < m; k++) {
+		size_t i = pick(k, m, n);
+		if (field >= 0)
+			json_uint(j, tr->snaps[i].meta[field]);
+		else
+			json_int(j, y[i]);
+	}
+	json_array_end(j);
+}
 
-	strbuf_adds(sb, ",\n \"times\": [");
-	for (size_t k = 0; k < m; k++)
-		strbuf_addf(sb, "%s%.3f", k ? "," : "", tr->t[pick(k, m, n)]);
-	strbuf_adds(sb, "],\n \"total\": [");
-	for (size_t k = 0; k < m; k++)
-		strbuf_addf(sb, "%s%" PRIu64, k ? "," : "", tr->snaps[pick(k, m, n)].meta[HD_META_LIVE_BYTES]);
-	strbuf_adds(sb, "],\n \"rss\": [");
-	for (size_t k = 0; k < m; k++)
-		strbuf_addf(sb, "%s%" PRIu64, k ? "," : "", tr->snaps[pick(k, m, n)].meta[HD_META_RSS_BYTES]);
+/* A series' label: its key, or for a traceback key its site's location. */
+static void json_label(struct json *j, const char *key, const struct series *s)
+{
+	char *site = strchr(s->key, '\n') ? frame_location(s->site) : NULL;
 
-	/* The chart stacks the sites that are largest at the end. */
-	strbuf_adds(sb, "],\n \"top\": [");
+	json_kv_string(j, key, site ? site : s->key);
+	free(site);
+}
+
+/* "top": the chart stacks the sites that are largest at the end. */
+static void json_top(struct json *j, const struct trend *tr, size_t m)
+{
+	size_t n = (size_t)tr->n;
 	struct trend_site **bysize = xcalloc(tr->nsites + 1, sizeof *bysize);
+
 	for (size_t i = 0; i < tr->nsites; i++)
 		bysize[i] = &tr->sites[i];
 	for (size_t a = 0; a < tr->nsites && a < TOP_SITES; a++)
@@ -182,71 +203,123 @@ static void build_json(struct strbuf *sb, struct trend *tr, const struct group_o
 				bysize[a] = bysize[b];
 				bysize[b] = x;
 			}
+	json_key(j, "top");
+	json_array_begin(j);
 	for (size_t i = 0; i < tr->nsites && i < TOP_SITES; i++) {
-		const struct series *s = bysize[i]->s;
-		char *site = strchr(s->key, '\n') ? frame_location(s->site) : NULL;
-		strbuf_adds(sb, i ? ",\n  {\"key\": " : "\n  {\"key\": ");
-		strbuf_add_json(sb, site ? site : s->key);
-		free(site);
-		strbuf_adds(sb, ", \"series\": [");
-		for (size_t k = 0; k < m; k++)
-			strbuf_addf(sb, "%s%" PRId64, k ? "," : "", s->bytes[pick(k, m, n)]);
-		strbuf_adds(sb, "]}");
+		json_break(j, 2);
+		json_object_begin(j);
+		json_label(j, "key", bysize[i]->s);
+		json_points(j, "series", tr, -1, bysize[i]->s->bytes, m);
+		json_object_end(j);
 	}
+	json_array_end(j);
 	free(bysize);
+}
 
-	strbuf_adds(sb, "],\n \"sites\": [");
+/* "sites": every site as trend ranks it, its stack as indexes into fr. */
+static void json_sites(struct json *j, const struct trend *tr, struct frames *fr)
+{
+	size_t n = (size_t)tr->n, sm = n < SPARK_POINTS ? n : SPARK_POINTS;
+
+	json_key(j, "sites");
+	json_array_begin(j);
 	for (size_t i = 0; i < tr->nsites; i++) {
 		const struct trend_site *ts = &tr->sites[i];
 		const struct series *s = ts->s;
-		char *site = strchr(s->key, '\n') ? frame_location(s->site) : NULL;
-		strbuf_adds(sb, i ? ",\n  {\"k\": " : "\n  {\"k\": ");
-		strbuf_add_json(sb, site ? site : s->key);
-		free(site);
-		strbuf_addf(sb, ", \"r\": %.1f, \"s\": %.3f, \"g\": %" PRId64 ", \"z\": %" PRId64 ", \"p\": %d, \"sp\": [",
-			    ts->rate, ts->steadiness, ts->growth, s->bytes[n - 1], ts->plateaued);
-		size_t sm = n < SPARK_POINTS ? n : SPARK_POINTS;
-		for (size_t k = 0; k < sm; k++)
-			strbuf_addf(sb, "%s%" PRId64, k ? "," : "", s->bytes[pick(k, sm, n)]);
-		strbuf_adds(sb, "], \"st\": [");
+		json_break(j, 2);
+		json_object_begin(j);
+		json_label(j, "k", s);
+		json_kv_double(j, "r", ts->rate, 1);
+		json_kv_double(j, "s", ts->steadiness, 3);
+		json_kv_int(j, "g", ts->growth);
+		json_kv_int(j, "z", s->bytes[n - 1]);
+		json_kv_int(j, "p", ts->plateaued);
+		json_points(j, "sp", tr, -1, s->bytes, sm);
+		json_key(j, "st");
+		json_array_begin(j);
+		json_compact(j);
 		for (int k = 0; k < s->tb.n; k++)
-			strbuf_addf(sb, "%s%" PRIu64, k ? "," : "", frame_long(&fr, s->tb.frames[k]));
-		strbuf_adds(sb, "]}");
+			json_uint(j, frame_long(fr, s->tb.frames[k]));
+		json_array_end(j);
+		json_object_end(j);
 	}
+	json_array_end(j);
+}
 
-	/* Flame graphs, from every stack of the first and last snapshots. */
+/* "flame_live" and "flame_growth", from every stack of the first and last
+ * snapshots. */
+static void json_flames(struct json *j, const struct trend *tr, const struct group_opts *g,
+			struct symbolizer *sym, struct frames *fr)
+{
 	struct group_opts tb_opts = *g;
+	struct flame live, growth;
+	size_t ne;
+
 	tb_opts.by = BY_TRACEBACK;
 	tb_opts.cumulative = 0;
 	struct stat_table *t = group_new(&tb_opts, sym);
-	group_add(t, last, 0);
-	group_add(t, first, 1);
-	size_t ne;
+	group_add(t, &tr->snaps[tr->n - 1], 0);
+	group_add(t, &tr->snaps[0], 1);
 	struct stat_entry **ents = group_sorted(t, 1, &ne);
-	struct flame live, growth;
 	flame_init(&live);
 	flame_init(&growth);
 	for (size_t i = 0; i < ne; i++) {
-		flame_add(&live, &fr, &ents[i]->tb, ents[i]->size);
-		flame_add(&growth, &fr, &ents[i]->tb, ents[i]->size - ents[i]->old_size);
+		flame_add(&live, fr, &ents[i]->tb, ents[i]->size);
+		flame_add(&growth, fr, &ents[i]->tb, ents[i]->size - ents[i]->old_size);
 	}
-	strbuf_adds(sb, "],\n \"flame_live\": ");
-	flame_json(sb, &live);
-	strbuf_adds(sb, ",\n \"flame_growth\": ");
-	flame_json(sb, &growth);
+	json_break(j, 1);
+	json_key(j, "flame_live");
+	flame_json(j, &live);
+	json_break(j, 1);
+	json_key(j, "flame_growth");
+	flame_json(j, &growth);
 	flame_release(&live);
 	flame_release(&growth);
 	free(ents);
 	group_free(t);
+}
 
-	strbuf_adds(sb, ",\n \"frames\": [");
+static void build_json(struct strbuf *sb, struct trend *tr, const struct group_opts *g, struct symbolizer *sym)
+{
+	const struct snapshot *last = &tr->snaps[tr->n - 1];
+	size_t n = (size_t)tr->n, m = n < MAX_POINTS ? n : MAX_POINTS;
+	struct frames fr = { 0 };
+	struct json j;
+
+	json_init_strbuf(&j, sb);
+	json_object_begin(&j);
+	json_kv_string(&j, "exe", last->exe);
+	json_kv_uint(&j, "pid", last->meta[HD_META_PID]);
+	json_kv_int(&j, "snapshots", tr->n);
+	json_kv_double(&j, "duration", tr->t[n - 1], 6);
+	json_kv_uint(&j, "nsites", tr->nsites);
+	json_kv_string(&j, "by", group_by_name(g->by));
+	json_break(&j, 1);
+	json_key(&j, "times");
+	json_array_begin(&j);
+	json_compact(&j);
+	for (size_t k = 0; k < m; k++)
+		json_double(&j, tr->t[pick(k, m, n)], 3);
+	json_array_end(&j);
+	json_break(&j, 1);
+	json_points(&j, "total", tr, HD_META_LIVE_BYTES, NULL, m);
+	json_break(&j, 1);
+	json_points(&j, "rss", tr, HD_META_RSS_BYTES, NULL, m);
+	json_break(&j, 1);
+	json_top(&j, tr, m);
+	json_break(&j, 1);
+	json_sites(&j, tr, &fr);
+	json_flames(&j, tr, g, sym, &fr);
+	json_break(&j, 1);
+	json_key(&j, "frames");
+	json_array_begin(&j);
+	json_compact(&j);
 	for (size_t i = 0; i < fr.n; i++) {
-		if (i)
-			strbuf_adds(sb, ",");
-		strbuf_add_json(sb, fr.names[i]);
+		json_string(&j, fr.names[i]);
 		free(fr.names[i]);
 	}
-	strbuf_adds(sb, "]}");
+	json_array_end(&j);
+	json_object_end(&j);
 	free(fr.names);
 	strmap_release(&fr.map);
 }

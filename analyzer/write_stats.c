@@ -2,8 +2,9 @@
  * write_stats.c - top and diff (struct stats) as text, in tracemalloc's own
  * layout, or as JSON.
  */
-#include "write.h"
+#include "json.h"
 #include "util.h"
+#include "write.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -138,87 +139,113 @@ void write_stats_text(FILE *out, const struct stats *r)
 
 /* ---- JSON ----------------------------------------------------------- */
 
-static void json_snap(struct strbuf *sb, const struct snapshot *s)
+static void json_snap(struct json *j, const struct snapshot *s)
 {
-	strbuf_adds(sb, "{\"path\": ");
-	strbuf_add_json(sb, s->path);
-	strbuf_addf(sb, ", \"pid\": %" PRIu64 ", \"trigger\": ", s->meta[HD_META_PID]);
-	strbuf_add_json(sb, hd_trigger_name(s->meta[HD_META_TRIGGER]));
-	strbuf_adds(sb, ", \"label\": ");
-	strbuf_add_json(sb, s->label);
-	strbuf_addf(sb, ", \"seq\": %" PRIu64 ", \"time\": %.9f, \"uptime\": %.9f, \"exe\": ",
-		    s->meta[HD_META_SEQ], (double)s->meta[HD_META_WALL_NS] / 1e9,
-		    (double)(s->meta[HD_META_MONO_NS] - s->meta[HD_META_START_MONO_NS]) / 1e9);
-	strbuf_add_json(sb, s->exe);
-	strbuf_addf(sb, ", \"sampled\": %" PRIu64, s->meta[HD_META_SAMPLE_BYTES]);
-	strbuf_addf(sb, ", \"peak\": %" PRIu64 ", \"rss\": %" PRIu64 ", \"shim_bytes\": %" PRIu64
-		    ", \"unknown_frees\": %" PRIu64 ", \"dropped_allocs\": %" PRIu64 "}",
-		    s->meta[HD_META_PEAK_BYTES], s->meta[HD_META_RSS_BYTES], s->meta[HD_META_SHIM_BYTES],
-		    s->meta[HD_META_UNKNOWN_FREES], s->meta[HD_META_DROPPED_ALLOCS]);
+	const uint64_t *m = s->meta;
+
+	json_object_begin(j);
+	json_kv_string(j, "path", s->path);
+	json_kv_uint(j, "pid", m[HD_META_PID]);
+	json_kv_string(j, "trigger", hd_trigger_name(m[HD_META_TRIGGER]));
+	json_kv_string(j, "label", s->label);
+	json_kv_uint(j, "seq", m[HD_META_SEQ]);
+	json_kv_double(j, "time", (double)m[HD_META_WALL_NS] / 1e9, 9);
+	json_kv_double(j, "uptime", (double)(m[HD_META_MONO_NS] - m[HD_META_START_MONO_NS]) / 1e9, 9);
+	json_kv_string(j, "exe", s->exe);
+	json_kv_uint(j, "sampled", m[HD_META_SAMPLE_BYTES]);
+	json_kv_uint(j, "peak", m[HD_META_PEAK_BYTES]);
+	json_kv_uint(j, "rss", m[HD_META_RSS_BYTES]);
+	json_kv_uint(j, "shim_bytes", m[HD_META_SHIM_BYTES]);
+	json_kv_uint(j, "unknown_frees", m[HD_META_UNKNOWN_FREES]);
+	json_kv_uint(j, "dropped_allocs", m[HD_META_DROPPED_ALLOCS]);
+	json_object_end(j);
 }
 
-static void json_frame(struct strbuf *sb, const struct sym_frame *f)
+static void json_frame(struct json *j, const struct sym_frame *f)
 {
-	strbuf_adds(sb, "{\"function\": ");
-	strbuf_add_json(sb, f->function);
-	strbuf_adds(sb, ", \"file\": ");
-	if (f->file)
-		strbuf_add_json(sb, f->file);
-	else
-		strbuf_adds(sb, "null");
-	strbuf_addf(sb, ", \"line\": %d, \"module\": ", f->line);
-	strbuf_add_json(sb, f->module);
-	strbuf_addf(sb, ", \"address\": \"0x%" PRIx64 "\", \"offset\": \"0x%" PRIx64 "\", \"inlined\": %s}",
-		    f->address, f->offset, f->inlined ? "true" : "false");
+	json_object_begin(j);
+	json_kv_string(j, "function", f->function);
+	json_kv_string(j, "file", f->file);
+	json_kv_int(j, "line", f->line);
+	json_kv_string(j, "module", f->module);
+	json_kv_hex(j, "address", f->address);
+	json_kv_hex(j, "offset", f->offset);
+	json_kv_bool(j, "inlined", f->inlined);
+	json_object_end(j);
+}
+
+static void json_entry(struct json *j, const struct stats *r, const struct stat_entry *e)
+{
+	json_object_begin(j);
+	json_kv_string(j, "key", e->key);
+	json_kv_string(j, "file", e->site->file);
+	json_kv_int(j, "line", e->site->line);
+	json_kv_string(j, "function", e->site->function);
+	json_kv_int(j, "size", e->size);
+	json_kv_int(j, "count", e->count);
+	if (r->diff) {
+		json_kv_int(j, "size_diff", e->size - e->old_size);
+		json_kv_int(j, "count_diff", e->count - e->old_count);
+	}
+	json_key(j, "traceback");
+	json_array_begin(j);
+	for (int k = 0; k < e->tb.n; k++)
+		json_frame(j, e->tb.frames[k]);
+	json_array_end(j);
+	json_object_end(j);
 }
 
 void write_stats_json(FILE *out, const struct stats *r)
 {
-	struct strbuf sb = STRBUF_INIT;
 	size_t shown = r->limit && r->limit < r->n ? r->limit : r->n;
-
-	strbuf_adds(&sb, "{\"snapshot\": ");
-	json_snap(&sb, r->cur.snap);
-	if (r->diff) {
-		strbuf_adds(&sb, ",\n \"old_snapshot\": ");
-		json_snap(&sb, r->old.snap);
-	}
-	strbuf_addf(&sb, ",\n \"by\": \"%s\", \"cumulative\": %s,\n \"total\": {\"size\": %" PRId64 ", \"count\": %" PRId64,
-		    group_by_name(r->by), r->cumulative ? "true" : "false", r->cur.total_size, r->cur.total_count);
-	if (r->diff)
-		strbuf_addf(&sb, ", \"size_diff\": %" PRId64 ", \"count_diff\": %" PRId64,
-			    r->cur.total_size - r->old.total_size, r->cur.total_count - r->old.total_count);
-	strbuf_addf(&sb, "},\n \"peak\": %" PRIu64 ",\n \"stats\": [", r->cur.snap->meta[HD_META_PEAK_BYTES]);
-	for (size_t i = 0; i < shown; i++) {
-		const struct stat_entry *e = r->entries[i];
-		strbuf_adds(&sb, i ? ",\n  {\"key\": " : "\n  {\"key\": ");
-		strbuf_add_json(&sb, e->key);
-		strbuf_adds(&sb, ", \"file\": ");
-		if (e->site->file)
-			strbuf_add_json(&sb, e->site->file);
-		else
-			strbuf_adds(&sb, "null");
-		strbuf_addf(&sb, ", \"line\": %d, \"function\": ", e->site->line);
-		strbuf_add_json(&sb, e->site->function);
-		strbuf_addf(&sb, ", \"size\": %" PRId64 ", \"count\": %" PRId64, e->size, e->count);
-		if (r->diff)
-			strbuf_addf(&sb, ", \"size_diff\": %" PRId64 ", \"count_diff\": %" PRId64,
-				    e->size - e->old_size, e->count - e->old_count);
-		strbuf_adds(&sb, ", \"traceback\": [");
-		for (int k = 0; k < e->tb.n; k++) {
-			if (k)
-				strbuf_adds(&sb, ", ");
-			json_frame(&sb, e->tb.frames[k]);
-		}
-		strbuf_adds(&sb, "]}");
-	}
 	int64_t rest_size = 0, rest_count = 0;
+	struct json j;
+
+	json_init(&j, out);
+	json_object_begin(&j);
+	json_key(&j, "snapshot");
+	json_snap(&j, r->cur.snap);
+	if (r->diff) {
+		json_break(&j, 1);
+		json_key(&j, "old_snapshot");
+		json_snap(&j, r->old.snap);
+	}
+	json_break(&j, 1);
+	json_kv_string(&j, "by", group_by_name(r->by));
+	json_kv_bool(&j, "cumulative", r->cumulative);
+	json_break(&j, 1);
+	json_key(&j, "total");
+	json_object_begin(&j);
+	json_kv_int(&j, "size", r->cur.total_size);
+	json_kv_int(&j, "count", r->cur.total_count);
+	if (r->diff) {
+		json_kv_int(&j, "size_diff", r->cur.total_size - r->old.total_size);
+		json_kv_int(&j, "count_diff", r->cur.total_count - r->old.total_count);
+	}
+	json_object_end(&j);
+	json_break(&j, 1);
+	json_kv_uint(&j, "peak", r->cur.snap->meta[HD_META_PEAK_BYTES]);
+	json_break(&j, 1);
+	json_key(&j, "stats");
+	json_array_begin(&j);
+	for (size_t i = 0; i < shown; i++) {
+		json_break(&j, 2);
+		json_entry(&j, r, r->entries[i]);
+	}
+	if (shown)
+		json_break(&j, 1);
+	json_array_end(&j);
 	for (size_t i = shown; i < r->n; i++) {
 		rest_size += r->entries[i]->size;
 		rest_count += r->entries[i]->count;
 	}
-	strbuf_addf(&sb, "%s],\n \"not_shown\": {\"entries\": %zu, \"size\": %" PRId64 ", \"count\": %" PRId64 "}}\n",
-		    shown ? "\n " : "", r->n - shown, rest_size, rest_count);
-	fputs(sb.buf, out);
-	strbuf_release(&sb);
+	json_break(&j, 1);
+	json_key(&j, "not_shown");
+	json_object_begin(&j);
+	json_kv_uint(&j, "entries", r->n - shown);
+	json_kv_int(&j, "size", rest_size);
+	json_kv_int(&j, "count", rest_count);
+	json_object_end(&j);
+	json_object_end(&j);
+	json_end_line(&j);
 }

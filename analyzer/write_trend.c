@@ -2,8 +2,9 @@
  * write_trend.c - the trend model as text (one line per site, with a
  * sparkline) or JSON (every figure, and each site's series).
  */
-#include "write.h"
+#include "json.h"
 #include "util.h"
+#include "write.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -58,32 +59,46 @@ void write_trend_text(FILE *out, const struct trend *tr, size_t limit)
 
 void write_trend_json(FILE *out, const struct trend *tr, size_t limit)
 {
-	struct strbuf sb = STRBUF_INIT;
 	size_t shown = limit && limit < tr->nsites ? limit : tr->nsites;
+	struct json j;
 
-	strbuf_addf(&sb, "{\"pid\": %" PRIu64 ", \"snapshots\": %d, \"duration\": %.6f, \"sites\": [",
-		    tr->snaps[0].meta[HD_META_PID], tr->n, tr->t[tr->n - 1]);
+	json_init(&j, out);
+	json_object_begin(&j);
+	json_kv_uint(&j, "pid", tr->snaps[0].meta[HD_META_PID]);
+	json_kv_int(&j, "snapshots", tr->n);
+	json_kv_double(&j, "duration", tr->t[tr->n - 1], 6);
+	json_key(&j, "sites");
+	json_array_begin(&j);
 	for (size_t i = 0; i < shown; i++) {
 		const struct trend_site *ts = &tr->sites[i];
 		const struct series *s = ts->s;
-		strbuf_adds(&sb, i ? ",\n  {\"key\": " : "\n  {\"key\": ");
-		strbuf_add_json(&sb, s->key);
-		strbuf_adds(&sb, ", \"file\": ");
-		if (s->site->file)
-			strbuf_add_json(&sb, s->site->file);
-		else
-			strbuf_adds(&sb, "null");
-		strbuf_addf(&sb, ", \"line\": %d, \"function\": ", s->site->line);
-		strbuf_add_json(&sb, s->site->function);
-		strbuf_addf(&sb, ", \"rate\": %.3f, \"recent_rate\": %.3f, \"steadiness\": %.4f, \"linearity\": %.4f, \"growth\": %" PRId64
-			    ", \"size\": %" PRId64 ", \"count\": %" PRId64 ", \"plateaued\": %s, \"score\": %.3f, \"series\": [",
-			    ts->rate, ts->recent, ts->steadiness, ts->linearity, ts->growth, s->bytes[tr->n - 1], s->count[tr->n - 1],
-			    ts->plateaued ? "true" : "false", ts->score);
-		for (int k = 0; k < tr->n; k++)
-			strbuf_addf(&sb, "%s[%.6f, %" PRId64 "]", k ? ", " : "", tr->t[k], s->bytes[k]);
-		strbuf_adds(&sb, "]}");
+		json_break(&j, 2);
+		json_object_begin(&j);
+		json_kv_string(&j, "key", s->key);
+		json_kv_string(&j, "file", s->site->file);
+		json_kv_int(&j, "line", s->site->line);
+		json_kv_string(&j, "function", s->site->function);
+		json_kv_double(&j, "rate", ts->rate, 3);
+		json_kv_double(&j, "recent_rate", ts->recent, 3);
+		json_kv_double(&j, "steadiness", ts->steadiness, 4);
+		json_kv_double(&j, "linearity", ts->linearity, 4);
+		json_kv_int(&j, "growth", ts->growth);
+		json_kv_int(&j, "size", s->bytes[tr->n - 1]);
+		json_kv_int(&j, "count", s->count[tr->n - 1]);
+		json_kv_bool(&j, "plateaued", ts->plateaued);
+		json_kv_double(&j, "score", ts->score, 3);
+		json_key(&j, "series");
+		json_array_begin(&j);
+		for (int k = 0; k < tr->n; k++) {
+			json_array_begin(&j);
+			json_double(&j, tr->t[k], 6);
+			json_int(&j, s->bytes[k]);
+			json_array_end(&j);
+		}
+		json_array_end(&j);
+		json_object_end(&j);
 	}
-	strbuf_adds(&sb, "]}\n");
-	fputs(sb.buf, out);
-	strbuf_release(&sb);
+	json_array_end(&j);
+	json_object_end(&j);
+	json_end_line(&j);
 }
