@@ -32,7 +32,7 @@ int cmd_report(int argc, char **argv)
 		switch (c) {
 		case 'o': out = optarg; break;
 		case O_BY:
-			if (group_by_parse(optarg, &g.by) < 0)
+			if (site_by_parse(optarg, &g.by) < 0)
 				return usage_error("report", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
 			break;
 		case O_PID:

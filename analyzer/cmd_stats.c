@@ -76,7 +76,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
 		switch (c) {
 		case O_BY:
-			if (group_by_parse(optarg, &a->g.by) < 0)
+			if (site_by_parse(optarg, &a->g.by) < 0)
 				return usage_error(cmd, "--by must be lineno, filename, function or traceback, not '%s'", optarg);
 			break;
 		case O_CUM: a->g.cumulative = 1; break;

@@ -35,7 +35,7 @@ int cmd_trend(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
 		switch (c) {
 		case O_BY:
-			if (group_by_parse(optarg, &g.by) < 0)
+			if (site_by_parse(optarg, &g.by) < 0)
 				return usage_error("trend", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
 			break;
 		case O_LIMIT:

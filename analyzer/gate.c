@@ -34,39 +34,10 @@ static int by_pid_seq(const void *a, const void *b)
 
 /* ---- fingerprints and baselines ---------------------------------------- */
 
-static const char *base_name(const char *p)
-{
-	const char *s = p ? strrchr(p, '/') : NULL;
-	return s ? s + 1 : p;
-}
-
-/* FNV-1a over "function file[:line];" of up to 16 frames from the site:
- * no addresses, so it survives ASLR and rebuilds; without line numbers
- * (the default) it also survives unrelated edits. */
+/* The site's fingerprint, as the baseline file computes them. */
 static void fingerprint(struct gate_site *gs, int with_lines)
 {
-	struct strbuf sb = STRBUF_INIT;
-	uint64_t h = 0xcbf29ce484222325u;
-
-	for (int i = 0; i < gs->e->tb.n && i < 16; i++) {
-		const struct sym_frame *f = gs->e->tb.frames[i];
-		if (f->file && with_lines)
-			strbuf_addf(&sb, "%s %s:%d;", f->function, base_name(f->file), f->line);
-		else
-			strbuf_addf(&sb, "%s %s;", f->function, f->file ? base_name(f->file) : f->module);
-	}
-	for (const unsigned char *c = (const unsigned char *)(sb.buf ? sb.buf : ""); *c; c++)
-		h = (h ^ *c) * 0x100000001b3u;
-	snprintf(gs->fp, sizeof gs->fp, "%016llx", (unsigned long long)h);
-	gs->fp_text = sb.buf ? sb.buf : xstrdup("");
-}
-
-static char *site_desc(const struct stat_entry *e)
-{
-	const struct sym_frame *f = e->site;
-	if (f->file)
-		return xasprintf("%s %s:%d", f->function, f->file, f->line);
-	return xasprintf("%s %s+0x%llx", f->function, f->module, (unsigned long long)f->offset);
+	site_fingerprint(&gs->e->tb, with_lines, gs->fp);
 }
 
 static int write_baseline(const struct gate *g)
@@ -85,7 +56,7 @@ static int write_baseline(const struct gate *g)
 		const struct gate_site *s = &g->sites[i];
 		if (s->supp || (!s->e->size && !s->e->count))
 			continue;
-		char *d = site_desc(s->e);
+		char *d = site_describe(s->e->site);
 		fprintf(f, "%s %lld %lld %s\n", s->fp, (long long)s->e->size, (long long)s->e->count, d);
 		free(d);
 	}
@@ -101,7 +72,7 @@ static int write_baseline(const struct gate *g)
 	return 0;
 }
 
-struct base_entry { char fp[17]; int64_t bytes, count; char *desc; int used; };
+struct base_entry { char fp[SITE_FP_SIZE]; int64_t bytes, count; char *desc; int used; };
 
 static int read_baseline(const char *path, struct base_entry **out, size_t *n, int *lines)
 {
@@ -115,7 +86,7 @@ static int read_baseline(const char *path, struct base_entry **out, size_t *n, i
 		return error("cannot open baseline '%s': %s", path, strerror(errno));
 	while (fgets(buf, sizeof buf, f)) {
 		long long b, c;
-		char fp[17];
+		char fp[SITE_FP_SIZE];
 		int off = 0;
 		lineno++;
 		buf[strcspn(buf, "\n")] = 0;
@@ -135,7 +106,7 @@ static int read_baseline(const char *path, struct base_entry **out, size_t *n, i
 		}
 		*out = xrealloc(*out, (*n + 1) * sizeof **out);
 		struct base_entry *e = &(*out)[(*n)++];
-		memcpy(e->fp, fp, 17);
+		memcpy(e->fp, fp, SITE_FP_SIZE);
 		e->bytes = b;
 		e->count = c;
 		e->desc = xstrdup(buf + off);
@@ -163,20 +134,13 @@ static int by_leaked(const void *a, const void *b)
 static const char *const kind_alloc[] = { "malloc", "operator new", "operator new[]" };
 static const char *const kind_release[] = { "free", "operator delete", "operator delete[]" };
 
-/* The return addresses of a stack of epoch `epoch`, symbolized (inline
- * frames expanded). */
+/* The return addresses of a stack of epoch `epoch`, symbolized. */
 static struct gate_frames symbolize_frames(struct symbolizer *sym, const struct snapshot *s,
 					   const uint64_t *addr, int depth, uint32_t epoch)
 {
-	struct gate_frames f = { NULL, 0 };
+	struct gate_frames f;
 
-	for (int i = 0; i < depth; i++) {
-		size_t k;
-		const struct sym_frame *v = symbolize_addr(sym, s, addr[i], epoch, 1, &k);
-		f.v = xrealloc(f.v, ((size_t)f.n + k) * sizeof *f.v);
-		for (size_t j = 0; j < k; j++)
-			f.v[f.n++] = &v[j];
-	}
+	f.v = site_symbolize(sym, s, addr, depth, epoch, &f.n);
 	return f;
 }
 
@@ -308,10 +272,8 @@ int gate_run(struct gate_opts *o, char **paths, int npaths)
 		}
 		if (lines != o->baseline_lines) {
 			/* Fingerprints must be computed the way the file was. */
-			for (size_t i = 0; i < g.nsites; i++) {
-				free(g.sites[i].fp_text);
+			for (size_t i = 0; i < g.nsites; i++)
 				fingerprint(&g.sites[i], lines);
-			}
 		}
 		for (size_t i = 0; i < g.nsites; i++) {
 			struct gate_site *s = &g.sites[i];
@@ -337,7 +299,7 @@ int gate_run(struct gate_opts *o, char **paths, int npaths)
 		for (size_t k = 0; k < nbe; k++) {
 			if (!be[k].used) {
 				g.gone = xrealloc(g.gone, (g.ngone + 1) * sizeof *g.gone);
-				memcpy(g.gone[g.ngone].fp, be[k].fp, 17);
+				memcpy(g.gone[g.ngone].fp, be[k].fp, SITE_FP_SIZE);
 				g.gone[g.ngone].desc = be[k].desc;
 				g.gone[g.ngone].bytes = be[k].bytes;
 				g.gone[g.ngone].count = be[k].count;
@@ -383,8 +345,6 @@ int gate_run(struct gate_opts *o, char **paths, int npaths)
 	}
 	rc = !o->leaks_only && (g.nfailing || g.fail_leaked || g.fail_growth || g.fail_peak) ? 1 : 0;
 out:
-	for (size_t i = 0; i < g.nsites; i++)
-		free(g.sites[i].fp_text);
 	free(g.sites);
 	for (size_t i = 0; i < g.ngone; i++)
 		free(g.gone[i].desc);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "group.h"
+#include "site.h"
 #include "suppress.h"
 
 enum gate_format { GATE_TEXT, GATE_JSON, GATE_JUNIT, GATE_SARIF, GATE_GITHUB };
@@ -42,8 +43,7 @@ struct gate_opts {
 
 struct gate_site {
 	const struct stat_entry *e;    /* e->size/count: at the last snapshot; old_*: the first */
-	char fp[17];                   /* address-free fingerprint, hex */
-	char *fp_text;                 /* what was hashed, for the baseline file */
+	char fp[SITE_FP_SIZE];         /* site_fingerprint() */
 	struct suppression *supp;
 	int64_t growth, growth_count;
 	int fails;                     /* FAIL_* */
@@ -56,7 +56,7 @@ struct gate {
 	struct gate_site *sites;       /* sorted: not freed bytes, largest first */
 	size_t nsites;
 	/* Baseline entries with no site now ("gone"). */
-	struct { char fp[17]; char *desc; int64_t bytes, count; } *gone;
+	struct { char fp[SITE_FP_SIZE]; char *desc; int64_t bytes, count; } *gone;
 	size_t ngone;
 	int64_t leaked, leaked_count;  /* unsuppressed, at the last snapshots */
 	int64_t growth, growth_count;

@@ -1,7 +1,8 @@
 /*
- * group.c - grouping symbolized stacks into per-site statistics, and
- * matching two snapshots' sites by their symbolized keys (never by raw
- * address, so two runs at different load addresses compare cleanly).
+ * group.c - grouping sites into per-key statistics (top, diff, the gate)
+ * and per-key time series (trend), and matching two snapshots' sites by
+ * their keys (site.h: symbolized, never raw addresses, so two runs at
+ * different load addresses compare cleanly).
  */
 #include "group.h"
 #include "util.h"
@@ -56,64 +57,6 @@ void group_free(struct stat_table *t)
 		free(t->stacks[i]);
 	free(t->stacks);
 	free(t);
-}
-
-static const char *const by_names[] = { "lineno", "filename", "function", "traceback" };
-
-int group_by_parse(const char *name, enum group_by *by)
-{
-	for (int i = 0; i < 4; i++)
-		if (!strcmp(name, by_names[i])) {
-			*by = (enum group_by)i;
-			return 0;
-		}
-	return -1;
-}
-
-const char *group_by_name(enum group_by by)
-{
-	return by_names[by];
-}
-
-int frame_is_allocator(const struct sym_frame *f)
-{
-	static const char *const names[] = {
-		"malloc", "calloc", "realloc", "reallocarray", "free", "memalign", "posix_memalign",
-		"aligned_alloc", "valloc", "pvalloc", "__libc_malloc", "__libc_calloc", "__libc_realloc",
-		"__libc_memalign", "__libc_valloc", "__libc_pvalloc", "__libc_reallocarray",
-	};
-	const char *fn = f->function;
-
-	if (strncmp(fn, "operator new", 12) == 0 || strncmp(fn, "operator delete", 15) == 0)
-		return 1;
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (strcmp(fn, names[i]) == 0)
-			return 1;
-	return strcmp(f->module, "libheapdelta.so") == 0;
-}
-
-char *frame_location(const struct sym_frame *f)
-{
-	if (f->file)
-		return xasprintf("%s:%d", f->file, f->line);
-	return xasprintf("%s+0x%llx", f->module, (unsigned long long)f->offset);
-}
-
-/* The text the key starts with for one frame. */
-static char *frame_key(const struct sym_frame *f, enum group_by by)
-{
-	switch (by) {
-	case BY_FILENAME:
-		return xstrdup(f->file ? f->file : f->module);
-	case BY_FUNCTION:
-		if (strcmp(f->function, "??") == 0)
-			return frame_location(f);
-		return xstrdup(f->function);
-	case BY_LINENO:
-	case BY_TRACEBACK:
-		break;
-	}
-	return frame_location(f);
 }
 
 static const char *frame_file(const struct sym_frame *f)
@@ -174,45 +117,15 @@ static int keep_stack(const struct group_opts *o, const struct site_stack *st)
 	return 1;
 }
 
-/* Symbolize a stack and cut it at the allocation site. */
+/* Symbolize a stack and cut it at its site; t keeps the frame array. */
 static struct site_stack expand(struct stat_table *t, const struct snapshot *s, const struct hd_stack *hs)
 {
-	const struct sym_frame **v = NULL;
-	int n = 0, cap = 0;
+	int n;
+	const struct sym_frame **v = site_symbolize(t->sym, s, hs->frames, hs->depth, hs->epoch, &n);
 
-	for (int i = 0; i < hs->depth; i++) {
-		size_t k;
-		const struct sym_frame *f = symbolize_addr(t->sym, s, hs->frames[i], hs->epoch, 1, &k);
-		for (size_t j = 0; j < k; j++) {
-			if (n == cap) {
-				cap = cap ? 2 * cap : 16;
-				v = xrealloc(v, (size_t)cap * sizeof *v);
-			}
-			v[n++] = &f[j];
-		}
-	}
-	int site = 0;
-	while (site < n && frame_is_allocator(v[site]))
-		site++;
-	if (site == n)
-		site = 0;
 	t->stacks = xrealloc(t->stacks, (t->nstacks + 1) * sizeof *t->stacks);
 	t->stacks[t->nstacks++] = v;
-	return (struct site_stack){ v ? v + site : NULL, n - site };
-}
-
-static char *traceback_key(const struct site_stack *st)
-{
-	struct strbuf sb = STRBUF_INIT;
-
-	for (int i = 0; i < st->n; i++) {
-		char *loc = frame_location(st->frames[i]);
-		strbuf_addf(&sb, "%s%s %s", i ? "\n" : "", loc, st->frames[i]->function);
-		free(loc);
-	}
-	if (!sb.buf)
-		strbuf_adds(&sb, "??");
-	return sb.buf;
+	return site_of_frames(v, n);
 }
 
 /* Would hs (from the older snapshot if old) be the stack node shows? */
@@ -271,19 +184,16 @@ void group_add(struct stat_table *t, const struct snapshot *s, int old)
 			continue;
 		t->totals[old][0] += (int64_t)hs->live_bytes;
 		t->totals[old][1] += (int64_t)hs->live_count;
-		if (o->by == BY_TRACEBACK) {
-			charge(t, traceback_key(&st), st.frames[0], &st, hs, old);
-			continue;
-		}
-		if (!o->cumulative) {
-			charge(t, frame_key(st.frames[0], o->by), st.frames[0], &st, hs, old);
+		if (o->by == BY_TRACEBACK || !o->cumulative) {
+			charge(t, site_key(&st, o->by), st.frames[0], &st, hs, old);
 			continue;
 		}
 		/* Every frame's location, each once per stack. */
 		char **seen = xcalloc((size_t)st.n, sizeof *seen);
 		int nseen = 0;
 		for (int k = 0; k < st.n; k++) {
-			char *key = frame_key(st.frames[k], o->by);
+			struct site_stack sub = { st.frames + k, st.n - k };
+			char *key = site_key(&sub, o->by);
 			int dup = 0;
 			for (int j = 0; j < nseen && !dup; j++)
 				dup = strcmp(seen[j], key) == 0;
@@ -292,7 +202,6 @@ void group_add(struct stat_table *t, const struct snapshot *s, int old)
 				continue;
 			}
 			seen[nseen++] = xstrdup(key);
-			struct site_stack sub = { st.frames + k, st.n - k };
 			charge(t, key, st.frames[k], &sub, hs, old);
 		}
 		for (int j = 0; j < nseen; j++)
@@ -438,8 +347,7 @@ void series_add(struct series_table *t, const struct snapshot *s, int point)
 		struct site_stack st = expand(&t->base, s, hs);
 		if (!st.n || !keep_stack(o, &st))
 			continue;
-		char *key = o->by == BY_TRACEBACK ? traceback_key(&st) : frame_key(st.frames[0], o->by);
-		t->by_id[hs->id].node = series_charge(t, key, &st, hs, point);
+		t->by_id[hs->id].node = series_charge(t, site_key(&st, o->by), &st, hs, point);
 	}
 }
 

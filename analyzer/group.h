@@ -8,14 +8,9 @@
 #include <regex.h>
 #include <stdint.h>
 
+#include "site.h"
 #include "snapshot.h"
 #include "symbolize.h"
-
-enum group_by { BY_LINENO, BY_FILENAME, BY_FUNCTION, BY_TRACEBACK };
-
-/* "lineno", "filename", "function" or "traceback"; 0, or -1 if none. */
-int group_by_parse(const char *name, enum group_by *by);
-const char *group_by_name(enum group_by by);
 
 struct file_filter {
 	char *pattern;     /* fnmatch glob on the file name */
@@ -24,7 +19,7 @@ struct file_filter {
 };
 
 struct group_opts {
-	enum group_by by;
+	enum site_by by;
 	int cumulative;
 	int all_frames;                /* filters test every frame, not only the site */
 	struct file_filter *filters;
@@ -32,12 +27,6 @@ struct group_opts {
 	char **modules;                /* --module globs (any matches) */
 	int nmodules;
 	regex_t *focus, *ignore;       /* on function names, any frame */
-};
-
-/* One symbolized stack: its frames from the allocation site outwards. */
-struct site_stack {
-	const struct sym_frame **frames;
-	int n;
 };
 
 struct stat_entry {
@@ -82,10 +71,5 @@ void series_add(struct series_table *t, const struct snapshot *s, int point);
 /* Every series; the array is the caller's to free, the series the table's. */
 struct series **series_all(struct series_table *t, size_t *n);
 void series_free(struct series_table *t);
-
-/* Frame helpers shared with the reports. */
-int frame_is_allocator(const struct sym_frame *f);
-/* "file:line", or "module+0xoffset" when there is no line information. */
-char *frame_location(const struct sym_frame *f);
 
 #endif /* HD_GROUP_H */

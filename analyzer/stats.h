@@ -16,7 +16,7 @@ struct stats_snap {
 
 struct stats {
 	int diff;                          /* compare_to() rather than statistics() */
-	enum group_by by;
+	enum site_by by;
 	int cumulative;
 	struct stats_snap cur, old;        /* old only when diff */
 	struct stat_entry **entries;       /* sorted */

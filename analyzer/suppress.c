@@ -99,12 +99,6 @@ int suppression_template_match(const char *templ, const char *str)
 	return m;
 }
 
-static const char *base_name(const char *p)
-{
-	const char *s = p ? strrchr(p, '/') : NULL;
-	return s ? s + 1 : p;
-}
-
 struct suppression *suppressions_match(struct suppressions *s, const struct site_stack *st)
 {
 	for (int i = 0; i < s->n; i++)
@@ -112,7 +106,7 @@ struct suppression *suppressions_match(struct suppressions *s, const struct site
 			const struct sym_frame *f = st->frames[k];
 			if (suppression_template_match(s->v[i].pattern, f->function) ||
 			    (f->file && (suppression_template_match(s->v[i].pattern, f->file) ||
-					 suppression_template_match(s->v[i].pattern, base_name(f->file)))) ||
+					 suppression_template_match(s->v[i].pattern, site_base_name(f->file)))) ||
 			    suppression_template_match(s->v[i].pattern, f->module))
 				return &s->v[i];
 		}

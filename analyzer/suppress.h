@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "group.h"
+#include "site.h"
 
 struct suppression {
 	char *pattern;         /* as written after "leak:" */

@@ -182,7 +182,7 @@ static void json_points(struct json *j, const char *key, const struct trend *tr,
 /* A series' label: its key, or for a traceback key its site's location. */
 static void json_label(struct json *j, const char *key, const struct series *s)
 {
-	char *site = strchr(s->key, '\n') ? frame_location(s->site) : NULL;
+	char *site = strchr(s->key, '\n') ? site_frame_location(s->site) : NULL;
 
 	json_kv_string(j, key, site ? site : s->key);
 	free(site);
@@ -293,7 +293,7 @@ static void build_json(struct strbuf *sb, struct trend *tr, const struct group_o
 	json_kv_int(&j, "snapshots", tr->n);
 	json_kv_double(&j, "duration", tr->t[n - 1], 6);
 	json_kv_uint(&j, "nsites", tr->nsites);
-	json_kv_string(&j, "by", group_by_name(g->by));
+	json_kv_string(&j, "by", site_by_name(g->by));
 	json_break(&j, 1);
 	json_key(&j, "times");
 	json_array_begin(&j);

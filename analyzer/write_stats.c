@@ -69,7 +69,7 @@ static void text_entry(FILE *out, const struct stats *r, const struct stat_entry
 	char size[32], diff[32], avg[32];
 
 	/* A traceback's key spans lines: its first line is the site. */
-	char *site = r->by == BY_TRACEBACK ? frame_location(e->site) : NULL;
+	char *site = r->by == BY_TRACEBACK ? site_frame_location(e->site) : NULL;
 	fprintf(out, "%s: size=%s", site ? site : e->key, format_size(size, (double)e->size, 0));
 	free(site);
 	if (r->diff)
@@ -211,7 +211,7 @@ void write_stats_json(FILE *out, const struct stats *r)
 		json_snap(&j, r->old.snap);
 	}
 	json_break(&j, 1);
-	json_kv_string(&j, "by", group_by_name(r->by));
+	json_kv_string(&j, "by", site_by_name(r->by));
 	json_kv_bool(&j, "cumulative", r->cumulative);
 	json_break(&j, 1);
 	json_key(&j, "total");

@@ -43,7 +43,7 @@ void write_trend_text(FILE *out, const struct trend *tr, size_t limit)
 		const struct trend_site *ts = &tr->sites[i];
 		const struct series *s = ts->s;
 		struct strbuf spark = STRBUF_INIT;
-		char *site = s->site && strchr(s->key, '\n') ? frame_location(s->site) : NULL;
+		char *site = s->site && strchr(s->key, '\n') ? site_frame_location(s->site) : NULL;
 		sparkline(&spark, s->bytes, tr->n, 20);
 		format_size(a, ts->rate, 1);
 		fprintf(out, "%s: %s/s, steady %d%%, %s over %.1f s, size=%s %s%s\n", site ? site : s->key, a,
