@@ -18,6 +18,12 @@ int cmd_check(int argc, char **argv);
 int cmd_trend(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 
+/* Evaluate the gate of check, leaks and run --check on the snapshots named
+ * by paths, write its report and baseline as o asks: EXIT_OK, EXIT_NO
+ * (over budget) or EXIT_USAGE (after an error line).  cmd_check.c. */
+struct gate_opts;
+int check_snapshots(struct gate_opts *o, char **paths, int npaths);
+
 /* Print "heapdelta: MSG" and the command's short usage on stderr; returns
  * EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

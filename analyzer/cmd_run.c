@@ -195,9 +195,58 @@ static void report_snapshots(const char *dir, pid_t pid)
 		mine, mine == 1 ? "" : "s", (int)pid, dir, (int)pid);
 }
 
-int cmd_run(int argc, char **argv)
+/* What `heapdelta run` was asked. */
+struct run_args {
+	const char *out, *interval, *depth, *unwind, *sig;
+	char sample[32];               /* --sample in bytes; "" when not given */
+	int children, check, gate_args;
+	struct gate_opts gate;         /* --check's budgets, baseline, report */
+	char **cmd;                    /* the program and its arguments */
+};
+
+/* run's own options (the gate's are GATE_OPT_*, above them). */
+enum { O_INTERVAL = 256, O_DEPTH, O_UNWIND, O_SIGNAL, O_NOCHILD, O_CHECK, O_SAMPLE };
+
+/* One of run's own options: 0, or EXIT_USAGE after a usage message. */
+static int run_option(struct run_args *a, int c, const char *arg)
 {
-	enum { O_INTERVAL = 256, O_DEPTH, O_UNWIND, O_SIGNAL, O_NOCHILD, O_CHECK, O_SAMPLE };
+	char *end;
+	long n;
+	uint64_t v;
+
+	switch (c) {
+	case 'o': a->out = arg; return 0;
+	case O_INTERVAL:
+		if (strtod(arg, &end) < 0 || *end || !*arg)
+			return usage_error("run", "--interval takes seconds, not '%s'", arg);
+		a->interval = arg;
+		return 0;
+	case O_DEPTH:
+		if (parse_count(arg, 256, &n) < 0 || n < 1)
+			return usage_error("run", "--depth takes 1 to 256, not '%s'", arg);
+		a->depth = arg;
+		return 0;
+	case O_UNWIND:
+		if (strcmp(arg, "fp") && strcmp(arg, "libunwind") && strcmp(arg, "cfi"))
+			return usage_error("run", "--unwind must be cfi, libunwind or fp, not '%s'", arg);
+		a->unwind = arg;
+		return 0;
+	case O_SIGNAL: a->sig = arg; return 0;
+	case O_NOCHILD: a->children = 0; return 0;
+	case O_SAMPLE:
+		if (parse_size(arg, &v) < 0)
+			return usage_error("run", "--sample takes a size such as 512KiB, not '%s'", arg);
+		snprintf(a->sample, sizeof a->sample, "%llu", (unsigned long long)v);
+		return 0;
+	case O_CHECK: a->check = 1; return 0;
+	}
+	return usage_error("run", "unknown option");
+}
+
+/* Parse argv into a.  0 when the command goes on, else 1 with *status set
+ * (help shown, or a usage error). */
+static int parse_options(int argc, char **argv, struct run_args *a, int *status)
+{
 	static const struct option own[] = {
 		{ "out", required_argument, NULL, 'o' },
 		{ "interval", required_argument, NULL, O_INTERVAL },
@@ -208,135 +257,127 @@ int cmd_run(int argc, char **argv)
 		{ "check", no_argument, NULL, O_CHECK },
 		{ "sample", required_argument, NULL, O_SAMPLE },
 		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	/* run's own options, then the gate's (for --check). */
-	struct option opts[sizeof own / sizeof own[0] + 32];
-	size_t nopts = 0;
-	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
-		opts[nopts++] = own[i];
-	for (const struct option *g = gate_options; g->name && nopts < sizeof opts / sizeof opts[0] - 1; g++)
-		opts[nopts++] = *g;
-	memset(&opts[nopts], 0, sizeof opts[nopts]);
+	struct option *opts = gate_options_with(own);
+	int c, help = 0;
 
-	const char *out = ".", *interval = NULL, *depth = NULL, *unwind = NULL, *sig = NULL;
-	char sample[32] = "";
-	int children = 1, check = 0, gate_args = 0, c;
-	long n;
-	struct gate_opts gate;
-
-	gate_opts_init(&gate);
+	memset(a, 0, sizeof *a);
+	a->out = ".";
+	a->children = 1;
+	gate_opts_init(&a->gate);
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+:o:h", opts, NULL)) != -1) {
-		if (c >= GATE_OPT_MAX_LEAKED) {
-			int rc = gate_option("run", &gate, c, optarg);
-			if (rc)
-				return rc;
-			gate_args = 1;
-			continue;
-		}
+	*status = 0;
+	while (!help && !*status && (c = getopt_long(argc, argv, "+:o:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'o': out = optarg; break;
-		case O_INTERVAL: {
-			char *end;
-			double v = strtod(optarg, &end);
-			if (*end || v < 0 || !*optarg)
-				return usage_error("run", "--interval takes seconds, not '%s'", optarg);
-			interval = optarg;
+		case 'h':
+			help = 1;
+			*status = show_help("run");
 			break;
-		}
-		case O_DEPTH:
-			if (parse_count(optarg, 256, &n) < 0 || n < 1)
-				return usage_error("run", "--depth takes 1 to 256, not '%s'", optarg);
-			depth = optarg;
-			break;
-		case O_UNWIND:
-			if (strcmp(optarg, "fp") && strcmp(optarg, "libunwind") && strcmp(optarg, "cfi"))
-				return usage_error("run", "--unwind must be cfi, libunwind or fp, not '%s'", optarg);
-			unwind = optarg;
-			break;
-		case O_SIGNAL: sig = optarg; break;
-		case O_NOCHILD: children = 0; break;
-		case O_SAMPLE: {
-			uint64_t v;
-			if (parse_size(optarg, &v) < 0)
-				return usage_error("run", "--sample takes a size such as 512KiB, not '%s'", optarg);
-			snprintf(sample, sizeof sample, "%llu", (unsigned long long)v);
-			break;
-		}
-		case O_CHECK: check = 1; break;
-		case 'h': return show_help("run");
-		case ':': return usage_error("run", "option '%s' needs a value", argv[optind - 1]);
-		default: return usage_error("run", "unknown option '%s'", argv[optind - 1]);
+		case ':': *status = usage_error("run", "option '%s' needs a value", argv[optind - 1]); break;
+		case '?': *status = usage_error("run", "unknown option '%s'", argv[optind - 1]); break;
+		default:
+			if (c < GATE_OPT_MAX_LEAKED) {
+				*status = run_option(a, c, optarg);
+				break;
+			}
+			a->gate_args = 1;
+			if (gate_option("run", &a->gate, c, optarg) < 0)
+				*status = EXIT_USAGE;
 		}
 	}
+	free(opts);
+	if (help || *status)
+		return 1;
 	if (optind >= argc)
-		return usage_error("run", "no command to run");
-	if (gate_args && !check)
-		return usage_error("run", "budget and report options need --check");
-	if (check && !gate_has_budget(&gate))
-		return usage_error("run", "--check needs a budget: --max-leaked, --max-growth, --max-growth-per-site, "
-				   "--max-peak or --baseline");
-	char **cmd = argv + optind;
+		*status = usage_error("run", "no command to run");
+	else if (a->gate_args && !a->check)
+		*status = usage_error("run", "budget and report options need --check");
+	else if (a->check && !gate_has_budget(&a->gate))
+		*status = usage_error("run", "--check needs a budget: --max-leaked, --max-growth, --max-growth-per-site, "
+				      "--max-peak or --baseline");
+	a->cmd = argv + optind;
+	return *status != 0;
+}
 
-	char *shim = find_shim();
-	if (!shim) {
+/* The shim, a traceable program, and a writable output directory (its
+ * real path into *outdir).  0, or an exit status after an error line. */
+static int prepare(const struct run_args *a, char **shim, char **outdir)
+{
+	char *prog;
+
+	*outdir = NULL;
+	if (!(*shim = find_shim())) {
 		error("cannot find libheapdelta.so (looked beside the heapdelta executable and in %s/lib/heapdelta; "
 		      "set HEAPDELTA_SHIM)", HD_PREFIX);
 		return EXIT_USAGE;
 	}
-	char *prog = find_program(cmd[0]);
-	if (!prog) {
-		error("'%s': command not found", cmd[0]);
+	if (!(prog = find_program(a->cmd[0]))) {
+		error("'%s': command not found", a->cmd[0]);
 		return 127;
 	}
 	if (is_static_elf(prog)) {
 		error("'%s' is statically linked: LD_PRELOAD cannot reach its malloc, so heapdelta cannot trace it", prog);
+		free(prog);
 		return EXIT_USAGE;
 	}
 	free(prog);
-	if (mkdir_p(out) < 0) {
-		error("cannot create output directory '%s': %s", out, strerror(errno));
+	if (mkdir_p(a->out) < 0) {
+		error("cannot create output directory '%s': %s", a->out, strerror(errno));
 		return EXIT_USAGE;
 	}
-	char *outdir = realpath(out, NULL);
-	if (!outdir || access(outdir, W_OK) != 0) {
-		error("output directory '%s' is not writable", out);
+	*outdir = realpath(a->out, NULL);
+	if (!*outdir || access(*outdir, W_OK) != 0) {
+		error("output directory '%s' is not writable", a->out);
 		return EXIT_USAGE;
 	}
+	return 0;
+}
 
-	/* With --check, the gate looks at this run's snapshots only. */
-	int nbefore = 0;
-	char **before = check ? list_snapshots(outdir, &nbefore) : NULL;
-
+/* The environment the shim reads; returns the LD_PRELOAD value, which must
+ * live until the exec. */
+static char *set_environment(const struct run_args *a, const char *shim, const char *outdir)
+{
 	const char *old = getenv("LD_PRELOAD");
 	char *preload = old && *old ? xasprintf("%s:%s", shim, old) : xstrdup(shim);
+
 	setenv("LD_PRELOAD", preload, 1);
 	setenv("HEAPDELTA_OUT", outdir, 1);
-	if (interval) setenv("HEAPDELTA_INTERVAL", interval, 1);
-	if (depth) setenv("HEAPDELTA_DEPTH", depth, 1);
-	if (unwind) setenv("HEAPDELTA_UNWIND", unwind, 1);
-	if (sig) setenv("HEAPDELTA_SIGNAL", sig, 1);
-	if (*sample) setenv("HEAPDELTA_SAMPLE", sample, 1);
-	if (!children) setenv("HEAPDELTA_CHILDREN", "0", 1);
+	if (a->interval) setenv("HEAPDELTA_INTERVAL", a->interval, 1);
+	if (a->depth) setenv("HEAPDELTA_DEPTH", a->depth, 1);
+	if (a->unwind) setenv("HEAPDELTA_UNWIND", a->unwind, 1);
+	if (a->sig) setenv("HEAPDELTA_SIGNAL", a->sig, 1);
+	if (*a->sample) setenv("HEAPDELTA_SAMPLE", a->sample, 1);
+	if (!a->children) setenv("HEAPDELTA_CHILDREN", "0", 1);
+	return preload;
+}
+
+/* Run cmd as our child, forwarding the signals sent to us, and wait for
+ * it: its pid, with its wait status in *status; -1 after an error line.
+ * The signals are blocked from before the fork until the handlers are in
+ * place, so none sent meanwhile is lost or kills us instead. */
+static pid_t spawn_and_wait(char **cmd, int *status)
+{
+	struct sigaction sa;
+	sigset_t block, oldmask;
+	size_t nfwd = sizeof forwarded / sizeof forwarded[0];
 
 	fflush(NULL);
-	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_sigaction = forward;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	sigset_t block, oldmask;
 	sigemptyset(&block);
-	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+	for (size_t i = 0; i < nfwd; i++)
 		sigaddset(&block, forwarded[i]);
 	sigprocmask(SIG_BLOCK, &block, &oldmask);
 
 	pid_t pid = fork();
 	if (pid < 0) {
 		sigprocmask(SIG_SETMASK, &oldmask, NULL);
-		error("cannot fork: %s", strerror(errno));
-		return EXIT_USAGE;
+		return error("cannot fork: %s", strerror(errno));
 	}
 	if (pid == 0) {
 		sigprocmask(SIG_SETMASK, &oldmask, NULL);
@@ -346,45 +387,43 @@ int cmd_run(int argc, char **argv)
 		_exit(e == ENOENT ? 127 : 126);
 	}
 	child_pid = pid;
-	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+	for (size_t i = 0; i < nfwd; i++)
 		sigaction(forwarded[i], &sa, NULL);
 	sigprocmask(SIG_SETMASK, &oldmask, NULL);
 
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR) {
-			error("waiting for '%s': %s", cmd[0], strerror(errno));
-			return EXIT_USAGE;
-		}
-	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+	while (waitpid(pid, status, 0) < 0)
+		if (errno != EINTR)
+			return error("waiting for '%s': %s", cmd[0], strerror(errno));
+	for (size_t i = 0; i < nfwd; i++)
 		signal(forwarded[i], SIG_DFL);
+	return pid;
+}
 
-	report_snapshots(outdir, pid);
-	int verdict = -1;
-	if (check) {
-		int nafter = 0, nnew = 0;
-		char **after = list_snapshots(outdir, &nafter);
-		char **fresh = xcalloc((size_t)nafter + 1, sizeof *fresh);
-		for (int i = 0; i < nafter; i++)
-			if (!listed_in(before, after[i]))
-				fresh[nnew++] = after[i];
-		/* The program owns standard output. */
-		gate.to_stderr = 1;
-		verdict = nnew ? gate_run(&gate, fresh, nnew) : (error("the run wrote no snapshots to check"), EXIT_USAGE);
-		free(fresh);
-		free_list(after);
-		free_list(before);
-	}
-	suppressions_release(&gate.supp);
-	free(outdir);
-	free(preload);
-	free(shim);
-	int failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
-	if (check && failed)
-		fprintf(stderr, "heapdelta: '%s' itself failed (%s %d): its status is kept\n", cmd[0],
-			WIFEXITED(status) ? "exit status" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-	if (check && !failed)
-		return verdict;
+/* --check: gate the snapshots in outdir that were not in `before`; the
+ * report goes to stderr (the program owns standard output). */
+static int check_run(struct run_args *a, const char *outdir, char **before)
+{
+	int nafter = 0, nnew = 0, rc = EXIT_USAGE;
+	char **after = list_snapshots(outdir, &nafter);
+	char **fresh = xcalloc((size_t)nafter + 1, sizeof *fresh);
+
+	for (int i = 0; i < nafter; i++)
+		if (!listed_in(before, after[i]))
+			fresh[nnew++] = after[i];
+	a->gate.to_stderr = 1;
+	if (nnew)
+		rc = check_snapshots(&a->gate, fresh, nnew);
+	else
+		error("the run wrote no snapshots to check");
+	free(fresh);
+	free_list(after);
+	return rc;
+}
+
+/* Leave as the child did: its exit code, or the same signal re-raised
+ * (without a core file of our own). */
+static int exit_like(int status)
+{
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	if (WIFSIGNALED(status)) {
@@ -401,4 +440,46 @@ int cmd_run(int argc, char **argv)
 		return 128 + s;
 	}
 	return EXIT_USAGE;
+}
+
+/* Run the program traced; its own exit status, or with --check the gate's
+ * when the program itself succeeded. */
+static int trace(struct run_args *a, const char *shim, const char *outdir)
+{
+	int nbefore = 0, status, verdict = EXIT_USAGE;
+	/* With --check, the gate looks at this run's snapshots only. */
+	char **before = a->check ? list_snapshots(outdir, &nbefore) : NULL;
+	char *preload = set_environment(a, shim, outdir);
+	pid_t pid = spawn_and_wait(a->cmd, &status);
+
+	free(preload);
+	if (pid < 0) {
+		free_list(before);
+		return EXIT_USAGE;
+	}
+	report_snapshots(outdir, pid);
+	if (a->check)
+		verdict = check_run(a, outdir, before);
+	free_list(before);
+	int failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+	if (a->check && failed)
+		fprintf(stderr, "heapdelta: '%s' itself failed (%s %d): its status is kept\n", a->cmd[0],
+			WIFEXITED(status) ? "exit status" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	if (a->check && !failed)
+		return verdict;
+	return exit_like(status);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_args a;
+	char *shim = NULL, *outdir = NULL;
+	int status;
+
+	if (!parse_options(argc, argv, &a, &status) && !(status = prepare(&a, &shim, &outdir)))
+		status = trace(&a, shim, outdir);
+	gate_opts_release(&a.gate);
+	free(outdir);
+	free(shim);
+	return status;
 }

@@ -2,8 +2,9 @@
  * gate.h - heapdelta as a CI gate: what was not freed at exit and what grew,
  * by allocation stack, against budgets, a per-site baseline and
  * suppressions.  `heapdelta leaks`, `heapdelta check` and
- * `heapdelta run --check` all evaluate this model; write_gate.c writes it
- * as text, JSON, JUnit, SARIF or GitHub annotations.
+ * `heapdelta run --check` all evaluate this model (cmd_check.c);
+ * write_gate.c writes it as text, JSON, JUnit, SARIF or GitHub annotations.
+ * Sectioned by the file that defines each group.
  */
 #ifndef HD_GATE_H
 #define HD_GATE_H
@@ -16,17 +17,9 @@
 #include "site.h"
 #include "suppress.h"
 
+/* ---- gate_opts.c: the options check, leaks and run --check share -------- */
+
 enum gate_format { GATE_TEXT, GATE_JSON, GATE_JUNIT, GATE_SARIF, GATE_GITHUB };
-
-enum base_state { BASE_NONE, BASE_NEW, BASE_GREW, BASE_UNCHANGED, BASE_GONE };
-
-/* Why a site fails. */
-enum {
-	FAIL_LEAKED      = 1 << 0,  /* part of a total not freed at exit over --max-leaked */
-	FAIL_GROWTH      = 1 << 1,  /* part of a total growth over --max-growth */
-	FAIL_SITE_GROWTH = 1 << 2,  /* grew more than --max-growth-per-site */
-	FAIL_BASELINE    = 1 << 3,  /* new, or grew past its baselined value */
-};
 
 struct gate_opts {
 	int64_t max_leaked, max_growth, max_site_growth, max_peak;   /* -1: no budget */
@@ -41,6 +34,42 @@ struct gate_opts {
 	int leaks_only;                /* `heapdelta leaks`: report, never gate */
 };
 
+/* getopt_long values of the gate's options: above every command's own
+ * (which start at 256), so a command can tell them apart. */
+enum {
+	GATE_OPT_MAX_LEAKED = 512, GATE_OPT_MAX_GROWTH, GATE_OPT_MAX_SITE_GROWTH, GATE_OPT_MAX_PEAK,
+	GATE_OPT_SUPPRESSIONS, GATE_OPT_PRINT_SUPP, GATE_OPT_GEN_SUPP, GATE_OPT_BASELINE,
+	GATE_OPT_WRITE_BASELINE, GATE_OPT_SLACK, GATE_OPT_LINES, GATE_OPT_FORMAT, GATE_OPT_OUTPUT,
+};
+/* The gate's long options, terminated by a NULL name. */
+extern const struct option gate_options[];
+/* A command's own options (terminated by a NULL name) followed by the
+ * gate's, terminated; the array is the caller's to free. */
+struct option *gate_options_with(const struct option *own);
+
+void gate_opts_init(struct gate_opts *o);
+/* Free the suppressions o loaded. */
+void gate_opts_release(struct gate_opts *o);
+/* Apply option c (GATE_OPT_*) with its argument: 0, or -1 after a usage
+ * message for command cmd (bad size, unreadable suppression file). */
+int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg);
+/* Whether o has anything to gate on (a budget or a baseline). */
+int gate_has_budget(const struct gate_opts *o);
+
+/* ---- gate.c: the model ---------------------------------------------------- */
+
+enum gate_verdict { GATE_PASS, GATE_FAIL, GATE_ERROR };
+
+enum base_state { BASE_NONE, BASE_NEW, BASE_GREW, BASE_UNCHANGED, BASE_GONE };
+
+/* Why a site fails. */
+enum {
+	FAIL_LEAKED      = 1 << 0,  /* part of a total not freed at exit over --max-leaked */
+	FAIL_GROWTH      = 1 << 1,  /* part of a total growth over --max-growth */
+	FAIL_SITE_GROWTH = 1 << 2,  /* grew more than --max-growth-per-site */
+	FAIL_BASELINE    = 1 << 3,  /* new, or grew past its baselined value */
+};
+
 struct gate_site {
 	const struct stat_entry *e;    /* e->size/count: at the last snapshot; old_*: the first */
 	char fp[SITE_FP_SIZE];         /* site_fingerprint() */
@@ -51,12 +80,28 @@ struct gate_site {
 	int64_t base_bytes, base_count;
 };
 
+/* A baseline entry with no site now ("gone"). */
+struct gate_gone {
+	char fp[SITE_FP_SIZE];
+	char *desc;
+	int64_t bytes, count;
+};
+
+/* The return addresses of a stack, symbolized (site_symbolize()). */
+struct gate_frames { const struct sym_frame **v; int n; };
+
+/* One kept mismatched release, symbolized. */
+struct gate_mismatch {
+	const char *allocated_with, *released_with;   /* "malloc", "operator new", ... */
+	uint64_t size;
+	struct gate_frames released_at, allocated_at;
+};
+
 struct gate {
 	struct gate_opts *o;
 	struct gate_site *sites;       /* sorted: not freed bytes, largest first */
 	size_t nsites;
-	/* Baseline entries with no site now ("gone"). */
-	struct { char fp[SITE_FP_SIZE]; char *desc; int64_t bytes, count; } *gone;
+	struct gate_gone *gone;
 	size_t ngone;
 	int64_t leaked, leaked_count;  /* unsuppressed, at the last snapshots */
 	int64_t growth, growth_count;
@@ -72,30 +117,54 @@ struct gate {
 	uint64_t mismatched_frees;
 	struct gate_mismatch *mismatches;
 	size_t nmismatches;
+	/* What the sites point into. */
+	struct gate_input { char *path; struct snapshot s; } *in;
+	int nin;
+	struct symbolizer *sym;
+	struct stat_table *table;
 };
 
-/* One kept mismatched release, symbolized. */
-struct gate_mismatch {
-	const char *allocated_with, *released_with;   /* "malloc", "operator new", ... */
-	uint64_t size;
-	struct gate_frames { const struct sym_frame **v; int n; } released_at, allocated_at;
+/* Load the snapshots (files, or directories of *.snap) and evaluate them
+ * against o: GATE_PASS, GATE_FAIL (over a budget, or past the baseline;
+ * never for o->leaks_only), or GATE_ERROR after an error line (unreadable
+ * input or baseline, growth asked of a single snapshot).  g is filled in
+ * every case and released with gate_release(). */
+enum gate_verdict gate_evaluate(struct gate *g, struct gate_opts *o, char **paths, int npaths);
+/* The budgets: each site's FAIL_LEAKED/GROWTH/SITE_GROWTH and the gate's
+ * fail_* from the totals, then the failing sites counted (FAIL_BASELINE
+ * must be set before).  Pure: no I/O. */
+void gate_judge(struct gate *g);
+/* The verdict of a judged gate: GATE_FAIL or GATE_PASS. */
+enum gate_verdict gate_verdict(const struct gate *g);
+void gate_release(struct gate *g);
+
+/* ---- baseline.c: baseline files ------------------------------------------- */
+
+struct baseline_entry {
+	char fp[SITE_FP_SIZE];
+	int64_t bytes, count;
+	char *desc;                    /* the site as the file describes it */
+	int used;                      /* matched to a site */
 };
 
-/* Options shared by check, leaks and run --check (cmd_check.c). */
-enum {
-	GATE_OPT_MAX_LEAKED = 512, GATE_OPT_MAX_GROWTH, GATE_OPT_MAX_SITE_GROWTH, GATE_OPT_MAX_PEAK,
-	GATE_OPT_SUPPRESSIONS, GATE_OPT_PRINT_SUPP, GATE_OPT_GEN_SUPP, GATE_OPT_BASELINE,
-	GATE_OPT_WRITE_BASELINE, GATE_OPT_SLACK, GATE_OPT_LINES, GATE_OPT_FORMAT, GATE_OPT_OUTPUT,
+struct baseline {
+	struct baseline_entry *v;
+	size_t n;
+	int lines;                     /* its fingerprints include line numbers */
 };
-extern const struct option gate_options[];   /* terminated by a NULL name */
-void gate_opts_init(struct gate_opts *o);
-/* Apply option c (GATE_OPT_*) with its argument; 0 or EXIT_USAGE (2). */
-int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg);
-int gate_has_budget(const struct gate_opts *o);
 
-/* Load snapshots (files, or directories of *.snap), evaluate everything.
- * Returns 0, 1 (over budget) or 2 (unreadable input; message printed),
- * after writing the report. */
-int gate_run(struct gate_opts *o, char **paths, int npaths);
+/* Read a baseline file into b.  0, or -1 after an error line naming the
+ * file (and the line, for a malformed one); release b in either case. */
+int baseline_read(struct baseline *b, const char *path);
+void baseline_release(struct baseline *b);
+/* Compare g's unsuppressed sites with b (fingerprints computed as b's
+ * were): each site new, grew (past its baselined bytes plus o->slack) or
+ * unchanged, FAIL_BASELINE on new and grew; entries no site matched go to
+ * g->gone (taking their descriptions).  Pure: no I/O. */
+void baseline_compare(struct gate *g, struct baseline *b);
+/* Record g's unsuppressed sites that hold something, as a baseline file
+ * at path (written beside it, then renamed into place).  0, or -1 after an
+ * error line. */
+int baseline_write(const struct gate *g, const char *path);
 
 #endif /* HD_GATE_H */

@@ -308,7 +308,7 @@ static void gate_json(FILE *out, const struct gate *g)
 	json_object_begin(&j);
 	json_kv_int(&j, "processes", g->nprocs);
 	json_kv_bool(&j, "at_exit", g->at_exit);
-	json_kv_bool(&j, "failed", !o->leaks_only && (g->nfailing || g->fail_leaked || g->fail_growth || g->fail_peak));
+	json_kv_bool(&j, "failed", gate_verdict(g) == GATE_FAIL);
 	json_break(&j, 1);
 	json_size_count(&j, "leaked", g->leaked, g->leaked_count);
 	json_break(&j, 1);
