@@ -1,6 +1,8 @@
 /*
  * cmd_stats.c - `heapdelta top` and `heapdelta diff`: tracemalloc's
- * Snapshot.statistics() and Snapshot.compare_to() for native snapshots.
+ * Snapshot.statistics() and Snapshot.compare_to() for native snapshots
+ * (the model: stats.c; the writers: write_stats.c, write_collapsed.c,
+ * write_pprof.c).
  */
 #include "cmd.h"
 #include "group.h"
@@ -49,7 +51,9 @@ static int compile(regex_t *re, const char *pattern, const char *cmd, const char
 	return 0;
 }
 
-static int parse_args(const char *cmd, int argc, char **argv, struct stats_args *a, int want)
+/* Parse argv into a.  0 when the command goes on, else nonzero with
+ * *status set (help shown, or a usage error). */
+static int parse_args(const char *cmd, int argc, char **argv, struct stats_args *a, int want, int *status)
 {
 	enum { O_BY = 256, O_CUM, O_LIMIT, O_INC, O_EXC, O_ALL, O_MOD, O_FOCUS, O_IGNORE, O_FORMAT };
 	static const struct option opts[] = {
@@ -71,6 +75,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 
 	memset(a, 0, sizeof *a);
 	a->limit = 10;
+	*status = EXIT_USAGE;
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
@@ -112,7 +117,8 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 			a->output = optarg;
 			break;
 		case 'h':
-			exit(show_help(cmd));
+			*status = show_help(cmd);
+			return 1;
 		case ':':
 			return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -150,59 +156,53 @@ static void args_release(struct stats_args *a)
 		regfree(&a->ignore);
 }
 
+/* The format asked for, to the output asked for; 0, or -1 after an error
+ * line. */
+static int write_stats(const struct stats_args *a, const struct stats *r)
+{
+	FILE *out = output_open(a->output);
+	int rc = 0;
+
+	if (!out)
+		return -1;
+	switch (a->format) {
+	case FMT_TEXT: write_stats_text(out, r); break;
+	case FMT_JSON: write_stats_json(out, r); break;
+	case FMT_COLLAPSED: write_collapsed(out, r); break;
+	case FMT_PPROF: rc = write_pprof(out, r); break;
+	}
+	if (output_close(out, a->output) < 0)
+		rc = -1;
+	return rc;
+}
+
 static int run_stats(const char *cmd, int argc, char **argv, int diff)
 {
 	struct stats_args a;
 	struct snapshot snaps[2];
-	int rc = parse_args(cmd, argc, argv, &a, diff ? 2 : 1);
+	int status, loaded = 0;
 
-	if (rc)
-		return rc;
 	memset(snaps, 0, sizeof snaps);
-	for (int i = 0; i < a.npaths; i++)
-		if (snapshot_load(a.paths[i], &snaps[i]) < 0) {
-			for (int k = 0; k <= i; k++)
-				snapshot_release(&snaps[k]);
-			args_release(&a);
-			return EXIT_USAGE;
-		}
-
-	struct symbolizer *sym = symbolizer_new();
-	struct stat_table *t = group_new(&a.g, sym);
-	struct stats r = { .diff = diff, .by = a.g.by, .cumulative = a.g.cumulative, .limit = (size_t)a.limit };
-	const struct snapshot *cur = &snaps[diff ? 1 : 0];
-
-	group_add(t, cur, 0);
-	if (diff)
-		group_add(t, &snaps[0], 1);
-	r.cur.snap = cur;
-	group_totals(t, 0, &r.cur.total_size, &r.cur.total_count);
-	if (diff) {
-		r.old.snap = &snaps[0];
-		group_totals(t, 1, &r.old.total_size, &r.old.total_count);
+	if (parse_args(cmd, argc, argv, &a, diff ? 2 : 1, &status)) {
+		args_release(&a);
+		return status;
 	}
-	r.entries = group_sorted(t, diff, &r.n);
-	FILE *out = output_open(a.output);
-	if (!out) {
-		rc = -1;
-	} else {
-		switch (a.format) {
-		case FMT_TEXT: write_stats_text(out, &r); break;
-		case FMT_JSON: write_stats_json(out, &r); break;
-		case FMT_COLLAPSED: write_collapsed(out, &r); break;
-		case FMT_PPROF: rc = write_pprof(out, &r); break;
-		}
-		if (output_close(out, a.output) < 0)
-			rc = -1;
+	while (loaded < a.npaths && snapshot_load(a.paths[loaded], &snaps[loaded]) == 0)
+		loaded++;
+	status = EXIT_USAGE;
+	if (loaded == a.npaths) {
+		struct symbolizer *sym = symbolizer_new();
+		struct stats r;
+		stats_build(&r, &a.g, sym, &snaps[diff ? 1 : 0], diff ? &snaps[0] : NULL, (size_t)a.limit);
+		if (write_stats(&a, &r) == 0)
+			status = EXIT_OK;
+		stats_release(&r);
+		symbolizer_free(sym);
 	}
-
-	free(r.entries);
-	group_free(t);
-	symbolizer_free(sym);
 	for (int i = 0; i < a.npaths; i++)
 		snapshot_release(&snaps[i]);
 	args_release(&a);
-	return rc ? EXIT_USAGE : EXIT_OK;
+	return status;
 }
 
 int cmd_top(int argc, char **argv)

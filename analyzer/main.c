@@ -3,6 +3,7 @@
  * dispatch to cmd_<name>().
  */
 #include "cmd.h"
+#include "hd_format.h"
 #include "util.h"
 
 #include <stdarg.h>
@@ -211,7 +212,7 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (!strcmp(argv[1], "--version")) {
-		printf("heapdelta 0.1 (snapshot format %d)\n", 1);
+		printf("heapdelta 0.1 (snapshot format %d)\n", HD_VERSION);
 		return EXIT_OK;
 	}
 	if (!strcmp(argv[1], "help")) {
