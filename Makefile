@@ -24,7 +24,7 @@ SHIM_CFLAGS := $(BASE) $(CFLAGS) -flto -fPIC -fvisibility=hidden -ftls-model=ini
                -fno-omit-frame-pointer -Ishim -Iformat
 SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
                shim/modules.c shim/snapshot.c shim/creds.c shim/threads.c \
-               shim/entry_cxx.c
+               shim/entry_cxx.c shim/blocks_large.c
 SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
 
 AN_CFLAGS   := $(BASE) $(CFLAGS) -Iformat -Ianalyzer -I$(B)/gen -DHD_PREFIX='"$(PREFIX)"'
@@ -134,7 +134,7 @@ $(T)/libmtrace_start.so: tests/fixtures/mtrace_start.c | $(T)
 $(T)/static_hello: tests/fixtures/static_hello.c | $(T)
 	$(CC) -O2 -static -o $@ $<
 
-TABLE_SRC := shim/stacks.c shim/live.c shim/threads.c tests/unit/test_tables.c
+TABLE_SRC := shim/stacks.c shim/live.c shim/blocks_large.c shim/threads.c tests/unit/test_tables.c
 $(T)/unit_tables: $(TABLE_SRC) shim/internal.h tests/unit/testhelp.h | $(T)
 	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Iformat -Itests/unit -pthread -o $@ $(TABLE_SRC)
 

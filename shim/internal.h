@@ -444,7 +444,7 @@ HDS_HIDDEN uint64_t hds_live_remove(const void *p);
  * (HDS_LIVE_COARSE). */
 #define HDS_LIVE_FINE   1
 #define HDS_LIVE_COARSE 2
-#define HDS_LIVE_BLOCK  4096   /* requested sizes from here go to the coarse map */
+#define HDS_LIVE_BLOCK  256    /* requested sizes from here go to blocks_large.c */
 HDS_HIDDEN uint64_t hds_live_remove_in(const void *p, unsigned maps);
 HDS_HIDDEN uint64_t hds_live_resident(void);
 /* Release resident pages of the map that hold no block; returns bytes
@@ -461,6 +461,15 @@ static inline uint64_t hds_live_payload(uint64_t size, int kind)
 {
 	return size | (uint64_t)kind << HDS_LIVE_KIND_SHIFT;
 }
+
+/* ---- blocks_large.c: live blocks of 4 KiB and more (live.c's helper) ---- */
+
+HDS_HIDDEN int hds_large_init(void);
+HDS_HIDDEN uint64_t hds_large_insert(const void *p, uint32_t stack_id, uint64_t payload);
+HDS_HIDDEN uint64_t hds_large_remove(const void *p);
+HDS_HIDDEN uint64_t hds_large_resident(void);
+HDS_HIDDEN uint64_t hds_large_reclaim(void);
+HDS_HIDDEN void hds_large_after_fork(void);
 
 /* ---- modules.c: the module map ------------------------------------------ */
 
