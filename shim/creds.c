@@ -19,7 +19,6 @@
 #include <unistd.h>
 #include <grp.h>
 
-#define HDS_EXPORT __attribute__((visibility("default")))
 
 /* Look the real function up once; NULL only if libc has none. */
 static void *real_fn(void **slot, const char *name)

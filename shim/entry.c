@@ -25,7 +25,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define HDS_EXPORT __attribute__((visibility("default")))
 
 __thread int hds_busy __attribute__((tls_model("initial-exec")));
 

@@ -29,7 +29,6 @@
 #include <errno.h>
 #include <string.h>
 
-#define HDS_EXPORT __attribute__((visibility("default")))
 
 /* The real operator, resolved on first use (dlsym may allocate: the caller
  * has set hds_busy).  NULL when nothing else defines it. */

@@ -1,6 +1,6 @@
 /*
- * init.c - start-up, configuration, fork and exit, and the small OS helpers
- * the rest of the shim uses.
+ * init.c - start-up, fork and exit: resolving the real allocator, setting
+ * up the tables, the constructor and destructor.
  *
  * Start-up can begin in two places: the first interposed call (a C++ runtime
  * or another library's constructor may allocate before ours runs), or our
@@ -72,267 +72,6 @@ struct hds_globals hds = {
 	},
 };
 
-void *hds_map(size_t size)
-{
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
-
-uint64_t hds_resident(const void *addr, uint64_t len)
-{
-	unsigned char vec[1024];
-	const uint64_t page = 4096;
-	const char *p = addr;
-	uint64_t pages = (len + page - 1) / page, total = 0;
-
-	if (!addr)
-		return 0;
-	for (uint64_t done = 0; done < pages;) {
-		uint64_t n = pages - done < sizeof vec ? pages - done : sizeof vec;
-		if (mincore((void *)(p + done * page), n * page, vec) < 0)
-			break;
-		for (uint64_t i = 0; i < n; i++)
-			total += (vec[i] & 1) * page;
-		done += n;
-	}
-	return total;
-}
-
-void hds_warn(const char *msg, const char *detail)
-{
-	char line[512];
-	size_t n = 0;
-	const char *parts[] = { "heapdelta: ", msg, detail ? ": " : "", detail ? detail : "", "\n" };
-
-	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-		for (const char *c = parts[i]; *c && n < sizeof line - 1; c++)
-			line[n++] = *c;
-	if (line[n - 1] != '\n')
-		line[n++] = '\n';
-	ssize_t rc = write(STDERR_FILENO, line, n);
-	(void)rc;
-}
-
-uint64_t hds_now_ns(int clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void hds_note_peak(int64_t live)
-{
-	uint64_t v = live > 0 ? (uint64_t)live : 0;
-	uint64_t cur = atomic_load_relaxed(&hds.peak_bytes);
-
-	while (v > cur && !atomic_compare_exchange_weak_explicit(&hds.peak_bytes, &cur, v,
-			memory_order_relaxed, memory_order_relaxed))
-		;
-	cur = atomic_load_relaxed(&hds.peak_since_prev);
-	while (v > cur && !atomic_compare_exchange_weak_explicit(&hds.peak_since_prev, &cur, v,
-			memory_order_relaxed, memory_order_relaxed))
-		;
-}
-
-/* ---- options --------------------------------------------------------- */
-
-static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
-{
-	char *end;
-	unsigned long v;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* Seconds with an optional fraction ("5", "0.25"), without strtod's locale. */
-static int parse_seconds(const char *s, uint64_t *ns)
-{
-	uint64_t whole = 0, frac = 0, scale = 1000000000u;
-	const char *c = s;
-
-	if (!s || !*s)
-		return -1;
-	for (; *c >= '0' && *c <= '9'; c++) {
-		whole = whole * 10 + (uint64_t)(*c - '0');
-		if (whole > 100000000)
-			return -1;
-	}
-	if (*c == '.') {
-		for (c++; *c >= '0' && *c <= '9'; c++) {
-			if (scale > 1) {
-				scale /= 10;
-				frac += (uint64_t)(*c - '0') * scale;
-			}
-		}
-	}
-	if (*c || c == s)
-		return -1;
-	*ns = whole * 1000000000u + frac;
-	return 0;
-}
-
-static int parse_signal(const char *s, int *signo)
-{
-	static const struct { const char *name; int no; } names[] = {
-		{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "HUP", SIGHUP },
-		{ "PROF", SIGPROF }, { "WINCH", SIGWINCH }, { "URG", SIGURG },
-	};
-	unsigned long v;
-
-	if (parse_uint(s, 0, (unsigned long)SIGRTMAX, &v) == 0) {
-		*signo = (int)v;
-		return 0;
-	}
-	if (s && strncmp(s, "SIG", 3) == 0)
-		s += 3;
-	for (size_t i = 0; s && i < sizeof names / sizeof names[0]; i++)
-		if (strcmp(s, names[i].name) == 0) {
-			*signo = names[i].no;
-			return 0;
-		}
-	return -1;
-}
-
-static void config_load(struct hds_config *cfg)
-{
-	const char *v;
-	unsigned long n;
-
-	cfg->unwinder = HD_UNWIND_CFI;
-	cfg->depth = 32;
-	cfg->interval_ns = 0;
-	cfg->signo = SIGUSR2;
-	cfg->children = 1;
-	cfg->max_stacks = 1u << 20;
-
-	if ((v = getenv("HEAPDELTA_UNWIND")) && *v) {
-		if (strcmp(v, "fp") == 0)
-			cfg->unwinder = HD_UNWIND_FP;
-		else if (strcmp(v, "libunwind") == 0)
-			cfg->unwinder = HD_UNWIND_LIBUNWIND;
-		else if (strcmp(v, "cfi") != 0)
-			hds_warn("HEAPDELTA_UNWIND must be 'cfi', 'libunwind' or 'fp'; using cfi", v);
-	}
-	if ((v = getenv("HEAPDELTA_UNWIND_CHECK")) && *v)
-		cfg->unwind_check = strcmp(v, "0") != 0;
-	if ((v = getenv("HEAPDELTA_DEPTH")) && *v) {
-		if (parse_uint(v, 1, HD_MAX_DEPTH, &n) == 0)
-			cfg->depth = (int)n;
-		else
-			hds_warn("HEAPDELTA_DEPTH must be 1 to 256; using 32", v);
-	}
-	if ((v = getenv("HEAPDELTA_INTERVAL")) && *v) {
-		if (parse_seconds(v, &cfg->interval_ns) < 0 || (cfg->interval_ns && cfg->interval_ns < 1000000)) {
-			hds_warn("HEAPDELTA_INTERVAL must be seconds (at least 0.001, 0 for none); no periodic snapshots", v);
-			cfg->interval_ns = 0;
-		}
-	}
-	if ((v = getenv("HEAPDELTA_SIGNAL")) && *v) {
-		if (parse_signal(v, &cfg->signo) < 0 || cfg->signo == SIGKILL || cfg->signo == SIGSTOP) {
-			hds_warn("HEAPDELTA_SIGNAL must be a signal number or name, or 0; using SIGUSR2", v);
-			cfg->signo = SIGUSR2;
-		}
-	}
-	if ((v = getenv("HEAPDELTA_CHILDREN")) && *v)
-		cfg->children = strcmp(v, "0") != 0;
-	if ((v = getenv("HEAPDELTA_SAMPLE")) && *v) {
-		if (parse_uint(v, 0, UINT64_C(1) << 40, &n) == 0)
-			cfg->sample_bytes = n;
-		else
-			hds_warn("HEAPDELTA_SAMPLE must be a mean interval in bytes (0: every allocation); recording every allocation", v);
-	}
-	if ((v = getenv("HEAPDELTA_MAX_STACKS")) && *v) {
-		if (parse_uint(v, 16, HDS_LIVE_MAX_STACK, &n) == 0)
-			cfg->max_stacks = (uint32_t)n;
-		else
-			hds_warn("HEAPDELTA_MAX_STACKS must be 16 to 16777214; using 1048576", v);
-	}
-
-	v = getenv("HEAPDELTA_OUT");
-	if (!v || !*v)
-		v = ".";
-	cfg->outdir[0] = 0;
-	if (v[0] != '/') {
-		if (!getcwd(cfg->outdir, sizeof cfg->outdir - 2))
-			cfg->outdir[0] = 0;
-		size_t l = strlen(cfg->outdir);
-		if (l && cfg->outdir[l - 1] != '/')
-			strcat(cfg->outdir, "/");
-	}
-	if (strlen(cfg->outdir) + strlen(v) + 1 > sizeof cfg->outdir) {
-		hds_warn("HEAPDELTA_OUT is too long; using the current directory", NULL);
-		v = ".";
-	}
-	strcat(cfg->outdir, v);
-}
-
-/* ---- process identity ------------------------------------------------ */
-
-static void read_process_identity(void)
-{
-	ssize_t n = readlink("/proc/self/exe", hds.exe, sizeof hds.exe - 1);
-	hds.exe[n > 0 ? n : 0] = 0;
-
-	/* argv: /proc/self/cmdline, into our own memory. */
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	size_t cap = 1 << 20;
-	char *buf = hds_map(cap);
-	if (buf) {
-		size_t len = 0;
-		ssize_t r;
-		while (len < cap && (r = read(fd, buf + len, cap - len)) > 0)
-			len += (size_t)r;
-		hds.cmdline = buf;
-		hds.cmdline_len = len;
-	}
-	close(fd);
-}
-
-/* HEAPDELTA_CHILDREN=0: remove this library from LD_PRELOAD in place, so
- * programs this one execs run untraced.  setenv would allocate. */
-static void strip_from_ld_preload(void)
-{
-	Dl_info info;
-	extern char **environ;
-
-	if (!dladdr((void *)strip_from_ld_preload, &info) || !info.dli_fname)
-		return;
-	const char *me = strrchr(info.dli_fname, '/');
-	me = me ? me + 1 : info.dli_fname;
-	for (char **e = environ; e && *e; e++) {
-		if (strncmp(*e, "LD_PRELOAD=", 11) != 0)
-			continue;
-		char *s = *e + 11, *w = s;
-		while (*s) {
-			size_t len = strcspn(s, ": ");
-			const char *base = memrchr(s, '/', len);
-			base = base ? base + 1 : s;
-			int mine = (size_t)(s + len - base) == strlen(me) && memcmp(base, me, strlen(me)) == 0;
-			if (!mine) {
-				if (w != *e + 11)
-					*w++ = ':';
-				memmove(w, s, len);
-				w += len;
-			}
-			s += len;
-			while (*s == ':' || *s == ' ')
-				s++;
-		}
-		*w = 0;
-	}
-}
-
 /* ---- start-up -------------------------------------------------------- */
 
 /* What the program's own references bind to.  They carry glibc's symbol
@@ -394,7 +133,7 @@ void hds_init_core(void)
 
 	hds.start_mono_ns = hds_now_ns(CLOCK_MONOTONIC);
 	hds.pid = getpid();
-	config_load(&hds.cfg);
+	hds_config_load(&hds.cfg);
 	resolve_real();
 	if (hds.foreign_malloc)
 		hds_warn("malloc is not glibc's (another allocator is loaded); tracing it through its malloc", NULL);
@@ -406,9 +145,9 @@ void hds_init_core(void)
 	}
 	if (hds_capture_init() < 0 && hds.cfg.unwinder != HD_UNWIND_FP)
 		hds_warn("libunwind.so.8 not found: stacks the CFI unwinder cannot follow use frame pointers", NULL);
-	read_process_identity();
+	hds_process_identity();
 	if (!hds.cfg.children)
-		strip_from_ld_preload();
+		hds_strip_from_ld_preload();
 	final = HDS_ACTIVE;
 out:
 	atomic_store_release(&hds.state, final);

@@ -24,6 +24,7 @@
 #include "hd_format.h"
 
 #define HDS_HIDDEN __attribute__((visibility("hidden")))
+#define HDS_EXPORT __attribute__((visibility("default")))   /* the interposed names only */
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -48,7 +49,7 @@
 #define atomic_cas_acq_rel(p, e, v) \
 	atomic_compare_exchange_strong_explicit((p), (e), (v), memory_order_acq_rel, memory_order_acquire)
 
-/* ---- init.c: configuration, process state, OS helpers ------------------- */
+/* ---- init.c: start-up; the process-wide state ---------------------------- */
 
 struct hds_real {
 	void *(*malloc)(size_t);
@@ -119,6 +120,20 @@ HDS_HIDDEN extern struct hds_globals hds;
  * constructors have run.  Returns with hds.state ACTIVE or PASSIVE, or
  * BOOTING when another thread is doing it (the caller passes through). */
 HDS_HIDDEN void hds_init_core(void);
+
+/* ---- options.c: HEAPDELTA_* into hds.cfg --------------------------------- */
+
+HDS_HIDDEN void hds_config_load(struct hds_config *cfg);
+
+/* ---- process.c: the process's identity ----------------------------------- */
+
+/* hds.exe and hds.cmdline, read from /proc at start-up. */
+HDS_HIDDEN void hds_process_identity(void);
+/* Remove the shim from LD_PRELOAD so exec'd children run without it. */
+HDS_HIDDEN void hds_strip_from_ld_preload(void);
+
+/* ---- os.c: helpers without malloc or stdio -------------------------------- */
+
 /* Anonymous private memory that is never freed, reserved without commit
  * (MAP_NORESERVE): pages cost only once touched.  NULL on failure. */
 HDS_HIDDEN void *hds_map(size_t size);
@@ -496,7 +511,7 @@ HDS_HIDDEN uint64_t hds_modules_resident(void);
 /* The child after fork: a refresh the parent had under way is gone. */
 HDS_HIDDEN void hds_modules_after_fork(void);
 
-/* ---- snapshot.c: snapshot writing and its triggers ---------------------- */
+/* ---- triggers.c: when snapshots are written --------------------------------- */
 
 /* Start the writer thread and install the snapshot signal (constructor, and
  * the child after fork). */
@@ -513,8 +528,17 @@ HDS_HIDDEN void hds_triggers_after_fork(void);
  * return from main) or from _exit/_Exit (from_exit_call = 1, which
  * skips a vfork child and does nothing that is not async-signal-safe). */
 HDS_HIDDEN void hds_snapshot_at_exit(int from_exit_call);
-/* Write one snapshot now, in this thread.  0 on success, -1 on failure
- * (warned about once). */
-HDS_HIDDEN int hds_snapshot_write(int trigger, const char *label);
+
+/* ---- snapshot.c: writing one snapshot file --------------------------------- */
+
+/* Write one snapshot now, in this thread.  refresh == 0: do not ask the
+ * loader for new modules (the _exit path, which may run in a signal
+ * handler; the map already holds every module a recorded frame lies in).
+ * 0 on success, -1 on failure (warned about once). */
+HDS_HIDDEN int hds_snapshot_write(int trigger, const char *label, int refresh);
+/* Nonzero while some thread is writing a snapshot. */
+HDS_HIDDEN int hds_snapshot_writing(void);
+/* The child after fork: its sequence starts again. */
+HDS_HIDDEN void hds_snapshot_after_fork(void);
 
 #endif /* HDS_INTERNAL_H */

@@ -1,6 +1,6 @@
 /*
- * snapshot.c - writing snapshot files, and what triggers them: a timer,
- * a signal, the program's request (heapdelta.h), and exit.
+ * snapshot.c - writing one snapshot file (format/FORMAT.md); triggers.c
+ * decides when.
  *
  * Cost of one snapshot: a walk over the stack records and every thread's
  * counter entries (proportional to distinct stacks and threads, not to live
@@ -11,17 +11,13 @@
  * exact once the process is quiet.
  *
  * Hazards handled here:
- *  - the signal handler only sets a flag and posts a semaphore (both
- *    async-signal-safe); the writer thread does the work;
- *  - the writer thread blocks every signal, so it never takes one meant for
- *    the program;
  *  - files are written under a temporary name created O_EXCL|O_NOFOLLOW, mode
  *    0600, then renamed with RENAME_NOREPLACE: no reader sees half a file,
  *    no planted symlink is followed, no existing file is replaced; on any
  *    error the temporary file is removed and one warning is printed;
  *  - the buffer is mapped per snapshot, so the writer thread and an exiting
  *    thread can write at once without sharing anything but the sequence;
- *  - fork: the child gets a fresh sequence and its own writer thread;
+ *  - fork: the child's sequence starts again from 1 (hds_snapshot_after_fork);
  *  - a program's RLIMIT_FSIZE: SIGXFSZ is blocked while we write and the
  *    instance our write raised is discarded, so the program lives on.
  */
@@ -30,7 +26,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>        /* renameat2 only */
 #include <string.h>
@@ -41,15 +36,8 @@
 #define OUT_BUF (256u << 10)
 
 static _Atomic uint64_t seq;
-static sem_t wake;
-static _Atomic int signal_pending;
-static _Atomic int stopping;
 static _Atomic int writes_active;
-static _Atomic int exit_done;
 static _Atomic int warned;
-static _Atomic int writer_stop;
-static int writer_running;
-static pthread_t writer;
 
 /* ---- buffered output with a remembered file offset ------------------- */
 
@@ -428,10 +416,7 @@ static void snapshot_name(char *out, const char *prefix, uint64_t n, const char 
 	put_str(p, suffix);
 }
 
-/* refresh == 0: do not ask the loader for new modules (the _exit path,
- * which may run in a signal handler; the map already holds every module a
- * recorded frame lies in). */
-static int snapshot_write(int trigger, const char *label, int refresh)
+int hds_snapshot_write(int trigger, const char *label, int refresh)
 {
 	int outer = hds_busy, saved = errno, rc = -1;
 	char tmp[4400], final[4400];
@@ -510,154 +495,13 @@ done:
 	return rc;
 }
 
-int hds_snapshot_write(int trigger, const char *label)
+int hds_snapshot_writing(void)
 {
-	return snapshot_write(trigger, label, 1);
+	return atomic_load_relaxed(&writes_active) > 0;
 }
 
-/* ---- triggers -------------------------------------------------------- */
-
-static void on_signal(int signo)
+void hds_snapshot_after_fork(void)
 {
-	int saved = errno;
-	(void)signo;
-	atomic_store_relaxed(&signal_pending, 1);
-	sem_post(&wake);
-	errno = saved;
-}
-
-#define RECLAIM_NS (UINT64_C(1) * 1000000000u)   /* housekeeping period */
-
-static void *writer_main(void *arg)
-{
-	uint64_t interval = hds.cfg.interval_ns;
-	uint64_t now = hds_now_ns(CLOCK_MONOTONIC);
-	uint64_t next = interval ? now + interval : UINT64_MAX;
-	uint64_t next_reclaim = now + RECLAIM_NS;
-	(void)arg;
-
-	hds_busy = 1;   /* this thread's own allocations are not the program's */
-	for (;;) {
-		uint64_t wake_at = next < next_reclaim ? next : next_reclaim;
-		struct timespec ts = { (time_t)(wake_at / 1000000000u), (long)(wake_at % 1000000000u) };
-		sem_clockwait(&wake, CLOCK_MONOTONIC, &ts);
-		if (atomic_load_relaxed(&stopping) || atomic_load_relaxed(&writer_stop))
-			break;
-		if (atomic_exchange(&signal_pending, 0))
-			hds_snapshot_write(HD_TRIGGER_SIGNAL, "");
-		now = hds_now_ns(CLOCK_MONOTONIC);
-		if (now >= next_reclaim) {
-			hds_live_reclaim();
-			next_reclaim = hds_now_ns(CLOCK_MONOTONIC) + RECLAIM_NS;
-		}
-		if (now >= next) {
-			hds_snapshot_write(HD_TRIGGER_INTERVAL, "");
-			now = hds_now_ns(CLOCK_MONOTONIC);
-			next += interval;
-			if (next <= now)   /* fell behind: do not write a burst */
-				next = now + interval;
-		}
-	}
-	return NULL;
-}
-
-static void start_writer(void)
-{
-	pthread_attr_t attr;
-	sigset_t all, old;
-	int outer = hds_busy;
-
-	writer_running = 0;
-	atomic_store_relaxed(&writer_stop, 0);
-	if (!hds.cfg.interval_ns && !hds.cfg.signo)
-		return;
-	hds_busy = 1;
-	sem_init(&wake, 0, 0);
-	/* The new thread inherits this mask: it must never take a signal
-	 * meant for the program. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 256 << 10);
-	if (pthread_create(&writer, &attr, writer_main, NULL) == 0)
-		writer_running = 1;
-	else
-		hds_warn("cannot start the snapshot thread; interval and signal snapshots are off", NULL);
-	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	hds_busy = outer;
-}
-
-void hds_triggers_start(void)
-{
-	start_writer();
-	if (hds.cfg.signo && writer_running) {
-		struct sigaction old, sa;
-		if (sigaction(hds.cfg.signo, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
-		    !(old.sa_flags & SA_SIGINFO)) {
-			memset(&sa, 0, sizeof sa);
-			sa.sa_handler = on_signal;
-			sa.sa_flags = SA_RESTART;
-			sigemptyset(&sa.sa_mask);
-			sigaction(hds.cfg.signo, &sa, NULL);
-		}
-	}
-}
-
-void hds_writer_pause(void)
-{
-	if (!writer_running || atomic_load_relaxed(&stopping))
-		return;
-	atomic_store_relaxed(&writer_stop, 1);
-	sem_post(&wake);
-	pthread_join(writer, NULL);
-	writer_running = 0;
-}
-
-void hds_writer_resume(void)
-{
-	if (!writer_running && !atomic_load_relaxed(&stopping) && atomic_load_relaxed(&writer_stop))
-		start_writer();
-}
-
-void hds_triggers_after_fork(void)
-{
-	atomic_store_relaxed(&exit_done, 0);
 	atomic_store_relaxed(&seq, 0);
-	atomic_store_relaxed(&signal_pending, 0);
 	atomic_store_relaxed(&writes_active, 0);
-	atomic_store_relaxed(&hds.peak_since_prev, 0);
-	hds_modules_after_fork();
-	hds_live_after_fork();
-	if (!atomic_load_relaxed(&stopping))
-		start_writer();
-}
-
-void hds_snapshot_at_exit(int from_exit_call)
-{
-	/* A vfork child shares our memory but has its own pid and never ran
-	 * the fork handlers: it is not the process these tables describe. */
-	if (from_exit_call && getpid() != hds.pid)
-		return;
-	if (atomic_exchange(&exit_done, 1))
-		return;
-	atomic_store_relaxed(&stopping, 1);
-	if (writer_running)
-		sem_post(&wake);
-	/* Let a snapshot the writer thread has under way finish (at most 2 s),
-	 * so the process does not end with its temporary file behind. */
-	for (int i = 0; i < 2000 && atomic_load_relaxed(&writes_active) > 0; i++) {
-		struct timespec ms = { 0, 1000000 };
-		nanosleep(&ms, NULL);
-	}
-	snapshot_write(HD_TRIGGER_EXIT, "", !from_exit_call);
-}
-
-/* heapdelta.h's heapdelta_snapshot() finds this with dlsym. */
-__attribute__((visibility("default"))) int heapdelta_snapshot_request(const char *label);
-int heapdelta_snapshot_request(const char *label)
-{
-	if (atomic_load_acquire(&hds.state) != HDS_ACTIVE)
-		return -1;
-	return hds_snapshot_write(HD_TRIGGER_API, label ? label : "");
 }

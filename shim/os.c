@@ -1,0 +1,82 @@
+/*
+ * os.c - the small operating-system helpers every part of the shim uses:
+ * memory that never goes through malloc, residency, one-line warnings
+ * without stdio, clocks, and the peak of live bytes.
+ *
+ * All of them are async-signal-safe and none allocates, so they may be
+ * called from any hook, the writer thread, or the exit path.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+void *hds_map(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+uint64_t hds_resident(const void *addr, uint64_t len)
+{
+	unsigned char vec[1024];
+	const uint64_t page = 4096;
+	const char *p = addr;
+	uint64_t pages = (len + page - 1) / page, total = 0;
+
+	if (!addr)
+		return 0;
+	for (uint64_t done = 0; done < pages;) {
+		uint64_t n = pages - done < sizeof vec ? pages - done : sizeof vec;
+		if (mincore((void *)(p + done * page), n * page, vec) < 0)
+			break;
+		for (uint64_t i = 0; i < n; i++)
+			total += (vec[i] & 1) * page;
+		done += n;
+	}
+	return total;
+}
+
+void hds_warn(const char *msg, const char *detail)
+{
+	char line[512];
+	size_t n = 0;
+	const char *parts[] = { "heapdelta: ", msg, detail ? ": " : "", detail ? detail : "", "\n" };
+
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+		for (const char *c = parts[i]; *c && n < sizeof line - 1; c++)
+			line[n++] = *c;
+	if (line[n - 1] != '\n')
+		line[n++] = '\n';
+	ssize_t rc = write(STDERR_FILENO, line, n);
+	(void)rc;
+}
+
+uint64_t hds_now_ns(int clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void hds_note_peak(int64_t live)
+{
+	uint64_t v = live > 0 ? (uint64_t)live : 0;
+	uint64_t cur = atomic_load_relaxed(&hds.peak_bytes);
+
+	while (v > cur && !atomic_compare_exchange_weak_explicit(&hds.peak_bytes, &cur, v,
+			memory_order_relaxed, memory_order_relaxed))
+		;
+	cur = atomic_load_relaxed(&hds.peak_since_prev);
+	while (v > cur && !atomic_compare_exchange_weak_explicit(&hds.peak_since_prev, &cur, v,
+			memory_order_relaxed, memory_order_relaxed))
+		;
+}
