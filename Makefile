@@ -104,7 +104,7 @@ FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/
 FIXTURES += $(T)/zero $(T)/twostacks
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
-UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/fuzz_reader
+UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/unit_models $(T)/fuzz_reader
 
 $(T):
 	mkdir -p $@
@@ -144,6 +144,14 @@ $(T)/unit_tables_tsan: $(TABLE_SRC) shim/internal.h tests/unit/testhelp.h | $(T)
 $(T)/unit_reader: $(UNIT_AN_SRC) tests/unit/test_reader.c analyzer/snapshot.h tests/unit/testhelp.h | $(T)
 	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Iformat -Ianalyzer -Itests/unit -o $@ \
 		$(UNIT_AN_SRC) tests/unit/test_reader.c -lm
+
+# The analyzer's models (trend, sites, suppressions, gate, baselines, the
+# JSON emitter) on synthetic input; the symbolizer is linked but not used.
+UNIT_MODEL_SRC := analyzer/site.c analyzer/trend.c analyzer/group.c analyzer/gate.c analyzer/baseline.c \
+                  analyzer/suppress.c analyzer/json.c analyzer/symbolize.c analyzer/snapshot.c analyzer/util.c
+$(T)/unit_models: $(UNIT_MODEL_SRC) tests/unit/test_models.c $(wildcard analyzer/*.h) tests/unit/testhelp.h | $(T)
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Iformat -Ianalyzer -Itests/unit -o $@ \
+		$(UNIT_MODEL_SRC) tests/unit/test_models.c -ldw -lelf -lstdc++ -lm
 
 # The whole analyzer under ASan/UBSan, for the end-to-end tests.
 $(T)/heapdelta_asan: $(AN_SRC) $(wildcard analyzer/*.h) analyzer/html_template.html format/hd_format.h $(B)/gen/profile.pb-c.c | $(T)

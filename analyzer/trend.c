@@ -77,6 +77,11 @@ static int by_score(const void *a, const void *b)
 	return strcmp(x->s->key, y->s->key);
 }
 
+void trend_rank(struct trend_site *sites, size_t n)
+{
+	qsort(sites, n, sizeof *sites, by_score);
+}
+
 static int by_seq(const void *a, const void *b)
 {
 	const struct snapshot *x = a, *y = b;
@@ -156,7 +161,7 @@ struct trend *trend_build(struct snapshot *snaps, int n, const struct group_opts
 	}
 	tr->nsites = ns;
 	free(all);
-	qsort(tr->sites, ns, sizeof *tr->sites, by_score);
+	trend_rank(tr->sites, ns);
 	return tr;
 }
 

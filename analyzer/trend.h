@@ -30,10 +30,17 @@ struct trend {
 
 /* Load the snapshots of one process (pid, or -1: the one with the most)
  * from files and directories, ordered by sequence.  0 or -1 (message
- * printed). */
+ * printed).  The array and the snapshots are the caller's to release. */
 int trend_load(char **args, int nargs, long pid, struct snapshot **snaps, int *nsnaps);
+/* Every site of snaps[0 .. n) (one process, by sequence) grouped by opts,
+ * computed and ranked.  Borrows snaps, opts and sym; free it with
+ * trend_free() before them. */
 struct trend *trend_build(struct snapshot *snaps, int n, const struct group_opts *opts, struct symbolizer *sym);
+/* ts's figures from its series ts->s->bytes at times t[0 .. n) (seconds,
+ * increasing).  Pure. */
 void trend_compute(struct trend_site *ts, const double *t, int n);
+/* Sort sites by score, then growth, then key: the ranking trend shows. */
+void trend_rank(struct trend_site *sites, size_t n);
 void trend_free(struct trend *tr);
 
 #endif /* HD_TREND_H */

@@ -1,0 +1,729 @@
+/*
+ * test_models.c - the analyzer's pure logic on synthetic input: the trend
+ * model's figures and ranking, suppression matching, site keys and
+ * baseline fingerprints, the gate's verdicts and baseline comparison, and
+ * the JSON emitter.  No snapshots, no symbolizer, no timers: every series
+ * and stack is built here, so every expected value is exact.  Built with
+ * ASan and UBSan.
+ */
+#include "gate.h"
+#include "json.h"
+#include "site.h"
+#include "suppress.h"
+#include "testhelp.h"
+#include "trend.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define ASSERT_NEAR(a, b, eps) do { \
+	double _a = (a), _b = (b); \
+	if (!(fabs(_a - _b) <= (eps))) { \
+		printf("  %s:%d: %s == %s: %.9g != %.9g\n", __FILE__, __LINE__, #a, #b, _a, _b); \
+		test_failed = 1; \
+		return; \
+	} } while (0)
+
+/* ---- synthetic frames ---------------------------------------------------- */
+
+static struct sym_frame frame(const char *function, const char *file, int line, const char *module, uint64_t offset)
+{
+	return (struct sym_frame){ function, file, line, module, 0x400000 + offset, offset, 0 };
+}
+
+/* ---- trend --------------------------------------------------------------- */
+
+#define N 30
+
+/* One trend site over y[0 .. n) at times t. */
+static struct trend_site trend_of(struct series *s, int64_t *y, const double *t, int n)
+{
+	struct trend_site ts = { .s = s };
+
+	s->bytes = y;
+	trend_compute(&ts, t, n);
+	return ts;
+}
+
+static void ticks(double *t, int n, double dt)
+{
+	for (int i = 0; i < n; i++)
+		t[i] = dt * i;
+}
+
+static void a_steady_leak_has_its_exact_rate_full_steadiness_and_linearity(void)
+{
+	double t[N];
+	int64_t y[N];
+	struct series s = { .key = "leak" };
+
+	ticks(t, N, 0.1);
+	for (int i = 0; i < N; i++)
+		y[i] = 1000 + 500 * i;   /* 500 bytes per 0.1 s */
+	struct trend_site ts = trend_of(&s, y, t, N);
+	ASSERT_NEAR(ts.rate, 5000, 1e-6);
+	ASSERT_NEAR(ts.recent, 5000, 1e-6);
+	ASSERT_NEAR(ts.steadiness, 1, 0);
+	ASSERT_NEAR(ts.linearity, 1, 1e-12);
+	ASSERT_EQ(ts.growth, 500 * (N - 1));
+	ASSERT_EQ(ts.plateaued, 0);
+	ASSERT_NEAR(ts.score, 5000, 1e-6);
+}
+
+static void uneven_intervals_do_not_bias_the_rate(void)
+{
+	static const double t[] = { 0, 0.05, 0.3, 0.31, 0.9, 1.0, 1.7, 2.0, 2.05 };
+	int64_t y[9];
+	struct series s = { .key = "leak" };
+
+	for (int i = 0; i < 9; i++)
+		y[i] = (int64_t)llround(2000 * t[i]);
+	struct trend_site ts = trend_of(&s, y, t, 9);
+	ASSERT_NEAR(ts.rate, 2000, 1e-6);
+	ASSERT_NEAR(ts.recent, 2000, 1e-6);   /* the last 3 points */
+	ASSERT_NEAR(ts.linearity, 1, 1e-12);
+}
+
+static void the_recent_rate_is_the_slope_of_the_last_third(void)
+{
+	double t[N];
+	int64_t y[N];
+	struct series s = { .key = "late" };
+
+	ticks(t, N, 0.1);
+	for (int i = 0; i < N; i++)
+		y[i] = i < 20 ? 1000 : 1000 + 100 * (i - 19);   /* flat, then 1000 B/s */
+	struct trend_site ts = trend_of(&s, y, t, N);
+	ASSERT_NEAR(ts.recent, 1000, 1e-6);
+	ASSERT_TRUE(ts.rate > 0 && ts.rate < 1000);
+	ASSERT_NEAR(ts.steadiness, 10.0 / 29, 1e-12);
+	ASSERT_EQ(ts.plateaued, 0);
+}
+
+static void a_cache_that_filled_up_is_plateaued_and_scores_nothing(void)
+{
+	double t[N];
+	int64_t y[N];
+	struct series s = { .key = "cache" };
+
+	ticks(t, N, 0.1);
+	for (int i = 0; i < N; i++)
+		y[i] = (i < 12 ? i + 1 : 12) * 20 * 1024;
+	struct trend_site ts = trend_of(&s, y, t, N);
+	ASSERT_TRUE(ts.rate > 0);
+	ASSERT_NEAR(ts.recent, 0, 1e-9);
+	ASSERT_EQ(ts.plateaued, 1);
+	ASSERT_NEAR(ts.score, 0, 1e-9);
+}
+
+static void a_flat_or_single_point_series_is_all_zero(void)
+{
+	double t[N];
+	int64_t y[N];
+	struct series s = { .key = "flat" };
+
+	ticks(t, N, 0.1);
+	for (int i = 0; i < N; i++)
+		y[i] = 4096;
+	struct trend_site ts = trend_of(&s, y, t, N);
+	ASSERT_NEAR(ts.rate, 0, 0);
+	ASSERT_NEAR(ts.linearity, 0, 0);
+	ASSERT_NEAR(ts.score, 0, 0);
+	ts = trend_of(&s, y, t, 1);
+	ASSERT_NEAR(ts.rate, 0, 0);
+	ASSERT_NEAR(ts.steadiness, 0, 0);
+	ASSERT_EQ(ts.growth, 0);
+}
+
+/* The slowleak fixture's three kinds of memory, one snapshot per 0.1 s:
+ * a leak of 10,000 bytes per snapshot, a cache of 256 KiB filled in the
+ * first 13 snapshots, and noise of 0 to 60 blocks of 20 KiB, the number
+ * drawn anew every snapshot (a fixed linear congruential sequence); and a
+ * sawtooth that climbs 60 KiB a snapshot for 11 snapshots and drops back
+ * at once: as steady as noise gets (86% of its intervals grow) and rising
+ * fast over the last third, so without linearity it would outrank the
+ * leak five times over. */
+static void a_steady_leak_ranks_above_noise_a_sawtooth_and_a_plateaued_cache(void)
+{
+	double t[N];
+	int64_t leak[N], cache[N], noise[N], saw[N];
+	struct series s[4] = { { .key = "cache" }, { .key = "noise" }, { .key = "saw" }, { .key = "leak" } };
+	struct trend_site ts[4];
+	uint32_t r = 12345;
+
+	ticks(t, N, 0.1);
+	for (int i = 0; i < N; i++) {
+		leak[i] = 10000 * (i + 1);
+		cache[i] = (i < 13 ? 20 * (i + 1) : 256) * 1024;
+		r = r * 1103515245u + 12345u;
+		noise[i] = (int64_t)((r >> 16) % 61) * 20 * 1024;
+		saw[i] = (i + 5) % 12 * 60 * 1024;
+	}
+	ts[0] = trend_of(&s[0], cache, t, N);
+	ts[1] = trend_of(&s[1], noise, t, N);
+	ts[2] = trend_of(&s[2], saw, t, N);
+	ts[3] = trend_of(&s[3], leak, t, N);
+	ASSERT_NEAR(ts[3].rate, 100000, 1e-6);
+	ASSERT_NEAR(ts[3].score, 100000, 1e-6);
+	ASSERT_TRUE(ts[2].recent * ts[2].steadiness > 5 * ts[3].score);
+	for (int i = 0; i < 3; i++)
+		ASSERT_TRUE(ts[i].score < ts[3].score / 10);
+	trend_rank(ts, 4);
+	ASSERT_STR(ts[0].s->key, "leak");
+	ASSERT_EQ(ts[0].plateaued, 0);
+}
+
+static void equal_scores_rank_by_growth_then_key(void)
+{
+	struct series s[3] = { { .key = "b" }, { .key = "a" }, { .key = "c" } };
+	struct trend_site ts[3] = {
+		{ .s = &s[0], .score = 0, .growth = 10 },
+		{ .s = &s[1], .score = 0, .growth = 10 },
+		{ .s = &s[2], .score = 0, .growth = 20 },
+	};
+
+	trend_rank(ts, 3);
+	ASSERT_STR(ts[0].s->key, "c");
+	ASSERT_STR(ts[1].s->key, "a");
+	ASSERT_STR(ts[2].s->key, "b");
+}
+
+/* ---- suppressions ---------------------------------------------------------- */
+
+static void suppression_templates_match_as_leak_sanitizer_does(void)
+{
+	ASSERT_TRUE(suppression_template_match("cache", "intentional_cache_fill"));
+	ASSERT_TRUE(suppression_template_match("^intentional", "intentional_cache"));
+	ASSERT_TRUE(!suppression_template_match("^cache", "intentional_cache"));
+	ASSERT_TRUE(suppression_template_match("cache$", "intentional_cache"));
+	ASSERT_TRUE(!suppression_template_match("cache$", "cache_fill"));
+	ASSERT_TRUE(suppression_template_match("^known_leak$", "known_leak"));
+	ASSERT_TRUE(!suppression_template_match("^known_leak$", "known_leak2"));
+	ASSERT_TRUE(suppression_template_match("intentional_*", "intentional_cache"));
+	ASSERT_TRUE(suppression_template_match("a*c*e", "abcde"));
+	ASSERT_TRUE(!suppression_template_match("a*c*e", "abcd"));
+	ASSERT_TRUE(suppression_template_match("*", "x"));
+	ASSERT_TRUE(!suppression_template_match("x", ""));
+	ASSERT_TRUE(!suppression_template_match("x", NULL));
+}
+
+static void a_suppression_matches_any_frame_by_function_file_or_module(void)
+{
+	struct sym_frame f[3] = {
+		frame("make_record", "/src/app/records.c", 10, "app", 0x1000),
+		frame("main", "/src/app/main.c", 20, "app", 0x2000),
+		frame("??", NULL, 0, "libplugin.so", 0x30),
+	};
+	const struct sym_frame *v[3] = { &f[0], &f[1], &f[2] };
+	struct site_stack st = { v, 3 };
+	struct suppression pats[] = {
+		{ .pattern = "nothing_here" },
+		{ .pattern = "^main.c$" },       /* the file's base name */
+		{ .pattern = "records" },
+	};
+	struct suppressions s = { pats, 3 };
+
+	ASSERT_TRUE(suppressions_match(&s, &st) == &pats[1]);   /* the first that matches */
+	s.n = 1;
+	ASSERT_TRUE(suppressions_match(&s, &st) == NULL);
+	pats[0].pattern = "libplugin";
+	ASSERT_TRUE(suppressions_match(&s, &st) == &pats[0]);   /* a module, in the last frame */
+	pats[0].pattern = "/src/app/";
+	ASSERT_TRUE(suppressions_match(&s, &st) == &pats[0]);   /* the full path too */
+}
+
+static char *temp_file(const char *text)
+{
+	char *path = xstrdup("/tmp/heapdelta-unit-XXXXXX");
+	int fd = mkstemp(path);
+
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+		free(path);
+		return NULL;
+	}
+	close(fd);
+	return path;
+}
+
+static void a_suppression_file_keeps_leak_lines_and_skips_the_rest(void)
+{
+	char *path = temp_file("# comment\n\n  leak:known_leak  \ninterceptor_via_fun:foo\nleak:^cache$\n");
+	struct suppressions s = { NULL, 0 };
+
+	ASSERT_TRUE(path != NULL);
+	int rc = suppressions_load(&s, path);
+	unlink(path);
+	free(path);
+	ASSERT_EQ(rc, 0);
+	ASSERT_EQ(s.n, 2);
+	ASSERT_STR(s.v[0].pattern, "known_leak");
+	ASSERT_EQ(s.v[0].line, 3);
+	ASSERT_STR(s.v[1].pattern, "^cache$");
+	ASSERT_EQ(s.v[1].line, 5);
+	suppressions_release(&s);
+
+	path = temp_file("leak:ok\nthis is not a suppression\n");
+	ASSERT_TRUE(path != NULL);
+	rc = suppressions_load(&s, path);
+	unlink(path);
+	free(path);
+	suppressions_release(&s);
+	ASSERT_EQ(rc, -1);
+}
+
+/* ---- sites ------------------------------------------------------------------ */
+
+static void a_site_starts_at_the_first_frame_that_is_not_an_allocator(void)
+{
+	struct sym_frame f[5] = {
+		frame("hds_malloc_slow", "/src/heapdelta/shim/entry.c", 50, "libheapdelta.so", 0x50),
+		frame("malloc", NULL, 0, "libc.so.6", 0x99),
+		frame("operator new(unsigned long)", NULL, 0, "libstdc++.so.6", 0x77),
+		frame("make_record", "/src/app.c", 10, "app", 0x1000),
+		frame("main", "/src/app.c", 20, "app", 0x2000),
+	};
+	const struct sym_frame *v[5] = { &f[0], &f[1], &f[2], &f[3], &f[4] };
+
+	struct site_stack st = site_of_frames(v, 5);
+	ASSERT_EQ(st.n, 2);
+	ASSERT_STR(st.frames[0]->function, "make_record");
+	/* Nothing but allocators: the whole stack. */
+	st = site_of_frames(v, 3);
+	ASSERT_EQ(st.n, 3);
+	ASSERT_TRUE(st.frames == v);
+	st = site_of_frames(NULL, 0);
+	ASSERT_EQ(st.n, 0);
+}
+
+static void site_keys_are_the_location_file_function_or_traceback(void)
+{
+	struct sym_frame f[3] = {
+		frame("make_record", "/src/app.c", 10, "app", 0x1000),
+		frame("??", NULL, 0, "libplugin.so", 0x1234),
+		frame("main", "/src/main.c", 20, "app", 0x2000),
+	};
+	const struct sym_frame *v[3] = { &f[0], &f[1], &f[2] };
+	struct site_stack st = { v, 3 }, unknown = { v + 1, 2 };
+	char *k;
+
+	ASSERT_STR(k = site_key(&st, BY_LINENO), "/src/app.c:10");
+	free(k);
+	ASSERT_STR(k = site_key(&st, BY_FILENAME), "/src/app.c");
+	free(k);
+	ASSERT_STR(k = site_key(&st, BY_FUNCTION), "make_record");
+	free(k);
+	ASSERT_STR(k = site_key(&st, BY_TRACEBACK), "/src/app.c:10 make_record\nlibplugin.so+0x1234 ??\n/src/main.c:20 main");
+	free(k);
+	/* Without line information: the module and offset. */
+	ASSERT_STR(k = site_key(&unknown, BY_LINENO), "libplugin.so+0x1234");
+	free(k);
+	ASSERT_STR(k = site_key(&unknown, BY_FILENAME), "libplugin.so");
+	free(k);
+	ASSERT_STR(k = site_key(&unknown, BY_FUNCTION), "libplugin.so+0x1234");
+	free(k);
+	ASSERT_STR(k = site_describe(&f[0]), "make_record /src/app.c:10");
+	free(k);
+	ASSERT_STR(k = site_describe(&f[1]), "?? libplugin.so+0x1234");
+	free(k);
+	enum site_by by;
+	ASSERT_EQ(site_by_parse("traceback", &by), 0);
+	ASSERT_EQ(by, BY_TRACEBACK);
+	ASSERT_EQ(site_by_parse("line", &by), -1);
+	ASSERT_STR(site_by_name(BY_FILENAME), "filename");
+}
+
+/* Values pinned: they are stored in users' baseline files.  Each is FNV-1a
+ * 64 of the text in its comment. */
+static void baseline_fingerprints_keep_their_values(void)
+{
+	struct sym_frame f[3] = {
+		frame("known_leak", "/home/ci/src/leaky.c", 14, "leaky", 0x1149),
+		frame("main", "/home/ci/src/leaky.c", 40, "leaky", 0x1060),
+		frame("__libc_start_call_main", NULL, 0, "libc.so.6", 0x29d90),
+	};
+	const struct sym_frame *v[3] = { &f[0], &f[1], &f[2] };
+	struct site_stack st = { v, 3 }, none = { NULL, 0 };
+	char fp[SITE_FP_SIZE];
+
+	/* "known_leak leaky.c;main leaky.c;__libc_start_call_main libc.so.6;" */
+	site_fingerprint(&st, 0, fp);
+	ASSERT_STR(fp, "9bbab0ed6a364a10");
+	/* "known_leak leaky.c:14;main leaky.c:40;__libc_start_call_main libc.so.6;" */
+	site_fingerprint(&st, 1, fp);
+	ASSERT_STR(fp, "4d58ef06af0d9e87");
+	/* "" */
+	site_fingerprint(&none, 0, fp);
+	ASSERT_STR(fp, "cbf29ce484222325");
+}
+
+static void fingerprints_ignore_directories_addresses_and_frames_past_sixteen(void)
+{
+	struct sym_frame f[3] = {
+		frame("known_leak", "/build/a/leaky.c", 14, "leaky", 0x1149),
+		frame("main", "/build/a/leaky.c", 40, "leaky", 0x1060),
+		frame("__libc_start_call_main", NULL, 0, "libc.so.6", 0x29d90),
+	};
+	const struct sym_frame *v[3] = { &f[0], &f[1], &f[2] };
+	struct site_stack st = { v, 3 };
+	char a[SITE_FP_SIZE], b[SITE_FP_SIZE];
+
+	site_fingerprint(&st, 0, a);
+	f[0].file = f[1].file = "/elsewhere/leaky.c";
+	f[0].address += 0x7f0000000000;
+	f[0].line = 99;   /* an unrelated edit moved it */
+	site_fingerprint(&st, 0, b);
+	ASSERT_STR(a, b);
+	site_fingerprint(&st, 1, b);
+	ASSERT_TRUE(strcmp(a, b) != 0);
+
+	struct sym_frame g = frame("f", "/x/a.c", 1, "m", 0);
+	const struct sym_frame *w[17];
+	for (int i = 0; i < 17; i++)
+		w[i] = &g;
+	struct site_stack s16 = { w, 16 }, s17 = { w, 17 };
+	site_fingerprint(&s16, 0, a);
+	site_fingerprint(&s17, 0, b);
+	ASSERT_STR(a, b);
+	ASSERT_STR(a, "7c1900f22b504fa5");   /* "f a.c;" 16 times */
+}
+
+/* ---- the gate ------------------------------------------------------------- */
+
+struct fake_gate {
+	struct gate_opts o;
+	struct gate g;
+	struct stat_entry e[4];
+	struct gate_site s[4];
+};
+
+/* Sites of (bytes, count, growth, growth count) at the last snapshot, and
+ * the totals gate.c would compute from them. */
+static void fake_gate(struct fake_gate *f, int n, const int64_t (*v)[4])
+{
+	memset(f, 0, sizeof *f);
+	f->o.max_leaked = f->o.max_growth = f->o.max_site_growth = f->o.max_peak = -1;   /* no budgets */
+	f->g.o = &f->o;
+	f->g.sites = f->s;
+	f->g.nsites = (size_t)n;
+	f->g.has_growth = 1;
+	for (int i = 0; i < n; i++) {
+		f->e[i] = (struct stat_entry){ .size = v[i][0], .count = v[i][1],
+					       .old_size = v[i][0] - v[i][2], .old_count = v[i][1] - v[i][3] };
+		f->s[i] = (struct gate_site){ .e = &f->e[i], .growth = v[i][2], .growth_count = v[i][3] };
+		snprintf(f->s[i].fp, SITE_FP_SIZE, "%016x", 0xa0 + i);
+		f->g.leaked += v[i][0];
+		f->g.leaked_count += v[i][1];
+		f->g.growth += v[i][2];
+		f->g.growth_count += v[i][3];
+	}
+}
+
+static void within_every_budget_the_gate_passes(void)
+{
+	static const int64_t v[][4] = { { 1000, 10, 0, 0 }, { 320, 5, 0, 0 } };
+	struct fake_gate f;
+
+	fake_gate(&f, 2, v);
+	f.o.max_leaked = 1320;
+	f.o.max_growth = 0;
+	f.o.max_peak = 4096;
+	f.g.peak = 4096;
+	gate_judge(&f.g);
+	ASSERT_EQ(f.g.nfailing, 0);
+	ASSERT_EQ(f.g.fail_leaked | f.g.fail_growth | f.g.fail_peak, 0);
+	ASSERT_EQ(gate_verdict(&f.g), GATE_PASS);
+}
+
+static void a_total_over_max_leaked_fails_every_site_holding_blocks(void)
+{
+	static const int64_t v[][4] = { { 1000, 10, 0, 0 }, { 320, 5, 0, 0 }, { 0, 4, 0, 0 }, { 0, 0, 0, 0 } };
+	struct fake_gate f;
+
+	fake_gate(&f, 4, v);
+	f.o.max_leaked = 1024;
+	gate_judge(&f.g);
+	ASSERT_EQ(f.g.fail_leaked, 1);
+	ASSERT_EQ(f.s[0].fails, FAIL_LEAKED);
+	ASSERT_EQ(f.s[1].fails, FAIL_LEAKED);
+	ASSERT_EQ(f.s[2].fails, FAIL_LEAKED);   /* zero-byte blocks are blocks */
+	ASSERT_EQ(f.s[3].fails, 0);
+	ASSERT_EQ(f.g.nfailing, 3);
+	ASSERT_EQ(f.g.failing_bytes, 1320);
+	ASSERT_EQ(f.g.failing_count, 19);
+	ASSERT_EQ(gate_verdict(&f.g), GATE_FAIL);
+	f.o.leaks_only = 1;   /* `heapdelta leaks` reports, never gates */
+	ASSERT_EQ(gate_verdict(&f.g), GATE_PASS);
+}
+
+static void a_site_growing_past_its_budget_fails_by_what_it_grew(void)
+{
+	static const int64_t v[][4] = { { 50000, 50, 40000, 40 }, { 20000, 20, 20000, 20 }, { 9000, 9, -1000, -1 } };
+	struct fake_gate f;
+
+	fake_gate(&f, 3, v);
+	f.o.max_site_growth = 30000;
+	gate_judge(&f.g);
+	ASSERT_EQ(f.s[0].fails, FAIL_SITE_GROWTH);
+	ASSERT_EQ(f.s[1].fails, 0);
+	ASSERT_EQ(f.g.nfailing, 1);
+	ASSERT_EQ(f.g.failing_bytes, 40000);
+	ASSERT_EQ(f.g.failing_count, 40);
+	ASSERT_EQ(gate_verdict(&f.g), GATE_FAIL);
+
+	fake_gate(&f, 3, v);
+	f.o.max_growth = 58999;   /* the total grew 59000 */
+	gate_judge(&f.g);
+	ASSERT_EQ(f.g.fail_growth, 1);
+	ASSERT_EQ(f.s[0].fails, FAIL_GROWTH);
+	ASSERT_EQ(f.s[1].fails, FAIL_GROWTH);
+	ASSERT_EQ(f.s[2].fails, 0);             /* it shrank */
+	ASSERT_EQ(f.g.failing_bytes, 60000);
+}
+
+static void a_peak_over_budget_fails_with_no_failing_site(void)
+{
+	static const int64_t v[][4] = { { 100, 1, 0, 0 } };
+	struct fake_gate f;
+
+	fake_gate(&f, 1, v);
+	f.o.max_peak = 1 << 20;
+	f.g.peak = (1 << 20) + 1;
+	gate_judge(&f.g);
+	ASSERT_EQ(f.g.fail_peak, 1);
+	ASSERT_EQ(f.g.nfailing, 0);
+	ASSERT_EQ(gate_verdict(&f.g), GATE_FAIL);
+}
+
+static void a_suppressed_site_never_fails(void)
+{
+	static const int64_t v[][4] = { { 1000, 10, 1000, 10 }, { 320, 5, 320, 5 } };
+	struct suppression supp = { .pattern = "intentional" };
+	struct fake_gate f;
+
+	fake_gate(&f, 2, v);
+	f.s[1].supp = &supp;
+	f.g.leaked = 1000;   /* gate.c leaves suppressed sites out of the totals */
+	f.g.growth = 1000;
+	f.o.max_leaked = 0;
+	f.o.max_site_growth = 0;
+	gate_judge(&f.g);
+	ASSERT_EQ(f.s[0].fails, FAIL_LEAKED | FAIL_SITE_GROWTH);
+	ASSERT_EQ(f.s[1].fails, 0);
+	ASSERT_EQ(f.g.nfailing, 1);
+}
+
+static struct baseline baseline_of(int n, const char (*fp)[SITE_FP_SIZE], const int64_t *bytes)
+{
+	struct baseline b = { xcalloc((size_t)n, sizeof *b.v), (size_t)n, 0 };
+
+	for (int i = 0; i < n; i++) {
+		memcpy(b.v[i].fp, fp[i], SITE_FP_SIZE);
+		b.v[i].bytes = bytes[i];
+		b.v[i].count = 1;
+		b.v[i].desc = xasprintf("site %d", i);
+	}
+	return b;
+}
+
+static void a_baseline_marks_sites_new_grew_unchanged_and_gone(void)
+{
+	/* Sites a0 .. a3: unchanged, grew, new, and one holding nothing. */
+	static const int64_t v[][4] = { { 100, 1, 0, 0 }, { 500, 5, 0, 0 }, { 50, 1, 0, 0 }, { 0, 0, 0, 0 } };
+	static const char fp[][SITE_FP_SIZE] = { "00000000000000a0", "00000000000000a1", "00000000000000ff" };
+	static const int64_t bytes[] = { 100, 100, 700 };
+	struct fake_gate f;
+
+	fake_gate(&f, 4, v);
+	struct baseline b = baseline_of(3, fp, bytes);
+	baseline_compare(&f.g, &b);
+	baseline_release(&b);
+	ASSERT_EQ(f.s[0].base, BASE_UNCHANGED);
+	ASSERT_EQ(f.s[1].base, BASE_GREW);
+	ASSERT_EQ(f.s[1].base_bytes, 100);
+	ASSERT_EQ(f.s[2].base, BASE_NEW);
+	ASSERT_EQ(f.s[3].base, BASE_NONE);
+	ASSERT_EQ(f.s[0].fails, 0);
+	ASSERT_EQ(f.s[1].fails, FAIL_BASELINE);
+	ASSERT_EQ(f.s[2].fails, FAIL_BASELINE);
+	ASSERT_EQ(f.g.ngone, 1);
+	ASSERT_STR(f.g.gone[0].fp, "00000000000000ff");
+	ASSERT_STR(f.g.gone[0].desc, "site 2");
+	ASSERT_EQ(f.g.gone[0].bytes, 700);
+	gate_judge(&f.g);
+	ASSERT_EQ(f.g.nfailing, 2);
+	ASSERT_EQ(f.g.failing_bytes, 550);
+	ASSERT_EQ(gate_verdict(&f.g), GATE_FAIL);
+	free(f.g.gone[0].desc);
+	free(f.g.gone);
+}
+
+static void baseline_slack_forgives_small_growth_and_small_new_sites(void)
+{
+	static const int64_t v[][4] = { { 150, 1, 0, 0 }, { 50, 1, 0, 0 }, { 250, 1, 0, 0 } };
+	static const char fp[][SITE_FP_SIZE] = { "00000000000000a0" };
+	static const int64_t bytes[] = { 100 };
+	struct fake_gate f;
+
+	fake_gate(&f, 3, v);
+	f.o.slack = 100;
+	struct baseline b = baseline_of(1, fp, bytes);
+	baseline_compare(&f.g, &b);
+	baseline_release(&b);
+	ASSERT_EQ(f.s[0].base, BASE_UNCHANGED);   /* 150 <= 100 + 100 */
+	ASSERT_EQ(f.s[1].base, BASE_UNCHANGED);   /* new, but under the slack */
+	ASSERT_EQ(f.s[2].base, BASE_NEW);
+	ASSERT_EQ(f.g.ngone, 0);
+}
+
+static void a_written_baseline_reads_back_with_the_same_fingerprints(void)
+{
+	static const int64_t v[][4] = { { 1000, 10, 0, 0 }, { 0, 0, 0, 0 }, { 0, 3, 0, 0 } };
+	struct sym_frame site = frame("known_leak", "/src/leaky.c", 14, "leaky", 0x1149);
+	struct fake_gate f;
+	struct baseline b;
+	char path[] = "/tmp/heapdelta-unit-XXXXXX";
+	int fd = mkstemp(path);
+
+	ASSERT_TRUE(fd >= 0);
+	close(fd);
+	fake_gate(&f, 3, v);
+	for (int i = 0; i < 3; i++)
+		f.e[i].site = &site;
+	f.o.baseline_lines = 1;
+	int wrote = baseline_write(&f.g, path);
+	int read = baseline_read(&b, path);
+	unlink(path);
+	ASSERT_EQ(wrote, 0);
+	ASSERT_EQ(read, 0);
+	ASSERT_EQ(b.lines, 1);
+	ASSERT_EQ(b.n, 2);   /* the site holding nothing is left out */
+	ASSERT_STR(b.v[0].fp, "00000000000000a0");
+	ASSERT_EQ(b.v[0].bytes, 1000);
+	ASSERT_EQ(b.v[0].count, 10);
+	ASSERT_STR(b.v[0].desc, "known_leak /src/leaky.c:14");
+	ASSERT_STR(b.v[1].fp, "00000000000000a2");
+	ASSERT_EQ(b.v[1].count, 3);
+	baseline_release(&b);
+}
+
+/* ---- the JSON emitter --------------------------------------------------------- */
+
+static void the_json_emitter_writes_separators_breaks_and_escapes_as_asked(void)
+{
+	struct strbuf sb = STRBUF_INIT;
+	struct json j;
+
+	json_init_strbuf(&j, &sb);
+	json_object_begin(&j);
+	json_kv_int(&j, "n", -3);
+	json_kv_string(&j, "s", "a\"b\\c\n\t\x01");
+	json_kv_string(&j, "null", NULL);
+	json_break(&j, 1);
+	json_key(&j, "list");
+	json_array_begin(&j);
+	for (int i = 0; i < 2; i++) {
+		json_break(&j, 2);
+		json_object_begin(&j);
+		json_kv_uint(&j, "u", 18446744073709551615u);
+		json_kv_double(&j, "d", 0.5, 3);
+		json_kv_bool(&j, "b", i);
+		json_kv_hex(&j, "x", 0xbeef);
+		json_object_end(&j);
+	}
+	json_break(&j, 1);
+	json_array_end(&j);
+	json_key(&j, "compact");
+	json_array_begin(&j);
+	json_compact(&j);
+	json_int(&j, 1);
+	json_int(&j, 2);
+	json_null(&j);
+	json_array_end(&j);
+	json_key(&j, "empty");
+	json_array_begin(&j);
+	json_array_end(&j);
+	json_object_end(&j);
+	json_end_line(&j);
+	ASSERT_STR(sb.buf, "{\"n\": -3, \"s\": \"a\\\"b\\\\c\\n\\t\\u0001\", \"null\": null,\n"
+			   " \"list\": [\n"
+			   "  {\"u\": 18446744073709551615, \"d\": 0.500, \"b\": false, \"x\": \"0xbeef\"},\n"
+			   "  {\"u\": 18446744073709551615, \"d\": 0.500, \"b\": true, \"x\": \"0xbeef\"}\n"
+			   " ], \"compact\": [1,2,null], \"empty\": []}\n");
+	strbuf_release(&sb);
+}
+
+static void the_json_emitter_writes_to_a_stream_what_it_writes_to_a_string(void)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	struct json a, b;
+
+	ASSERT_TRUE(f != NULL);
+	json_init(&a, f);
+	json_init_strbuf(&b, &sb);
+	for (struct json *j = &a; j; j = j == &a ? &b : NULL) {
+		json_array_begin(j);
+		json_string(j, "x");
+		json_break(j, 1);
+		json_items(j) ? json_int(j, json_items(j)) : json_null(j);
+		json_array_end(j);
+	}
+	fclose(f);
+	ASSERT_STR(buf, "[\"x\",\n 1]");
+	ASSERT_STR(sb.buf, buf);
+	free(buf);
+	strbuf_release(&sb);
+}
+
+int main(void)
+{
+	static const struct unit_test tests[] = {
+		{ "a steady leak has its exact rate, full steadiness and linearity",
+		  a_steady_leak_has_its_exact_rate_full_steadiness_and_linearity },
+		{ "uneven intervals do not bias the rate", uneven_intervals_do_not_bias_the_rate },
+		{ "the recent rate is the slope of the last third",
+		  the_recent_rate_is_the_slope_of_the_last_third },
+		{ "a cache that filled up is plateaued and scores nothing",
+		  a_cache_that_filled_up_is_plateaued_and_scores_nothing },
+		{ "a flat or single-point series is all zero", a_flat_or_single_point_series_is_all_zero },
+		{ "a steady leak ranks above noise, a sawtooth and a plateaued cache",
+		  a_steady_leak_ranks_above_noise_a_sawtooth_and_a_plateaued_cache },
+		{ "equal scores rank by growth then key", equal_scores_rank_by_growth_then_key },
+		{ "suppression templates match as LeakSanitizer does",
+		  suppression_templates_match_as_leak_sanitizer_does },
+		{ "a suppression matches any frame by function, file or module",
+		  a_suppression_matches_any_frame_by_function_file_or_module },
+		{ "a suppression file keeps leak lines and skips the rest",
+		  a_suppression_file_keeps_leak_lines_and_skips_the_rest },
+		{ "a site starts at the first frame that is not an allocator",
+		  a_site_starts_at_the_first_frame_that_is_not_an_allocator },
+		{ "site keys are the location, file, function or traceback",
+		  site_keys_are_the_location_file_function_or_traceback },
+		{ "baseline fingerprints keep their values", baseline_fingerprints_keep_their_values },
+		{ "fingerprints ignore directories, addresses and frames past sixteen",
+		  fingerprints_ignore_directories_addresses_and_frames_past_sixteen },
+		{ "within every budget the gate passes", within_every_budget_the_gate_passes },
+		{ "a total over --max-leaked fails every site holding blocks",
+		  a_total_over_max_leaked_fails_every_site_holding_blocks },
+		{ "a site growing past its budget fails by what it grew",
+		  a_site_growing_past_its_budget_fails_by_what_it_grew },
+		{ "a peak over budget fails with no failing site",
+		  a_peak_over_budget_fails_with_no_failing_site },
+		{ "a suppressed site never fails", a_suppressed_site_never_fails },
+		{ "a baseline marks sites new, grew, unchanged and gone",
+		  a_baseline_marks_sites_new_grew_unchanged_and_gone },
+		{ "baseline slack forgives small growth and small new sites",
+		  baseline_slack_forgives_small_growth_and_small_new_sites },
+		{ "a written baseline reads back with the same fingerprints",
+		  a_written_baseline_reads_back_with_the_same_fingerprints },
+		{ "the JSON emitter writes separators, breaks and escapes as asked",
+		  the_json_emitter_writes_separators_breaks_and_escapes_as_asked },
+		{ "the JSON emitter writes to a stream what it writes to a string",
+		  the_json_emitter_writes_to_a_stream_what_it_writes_to_a_string },
+	};
+	return run_unit_tests("models", tests, sizeof tests / sizeof tests[0]);
+}
