@@ -15,7 +15,7 @@
 /* The report, the suppression lists asked for, and the summary, to
  * o->output, standard output, or standard error (run --check).  0, or -1
  * after an error line. */
-static int write_report(const struct gate *g)
+static int write_outputs(const struct gate *g)
 {
 	const struct gate_opts *o = g->o;
 	FILE *out = o->output ? output_open(o->output) : o->to_stderr ? stderr : stdout;
@@ -37,7 +37,7 @@ int check_snapshots(struct gate_opts *o, char **paths, int npaths)
 	struct gate g;
 	enum gate_verdict v = gate_evaluate(&g, o, paths, npaths);
 
-	if (v != GATE_ERROR && write_report(&g) < 0)
+	if (v != GATE_ERROR && write_outputs(&g) < 0)
 		v = GATE_ERROR;
 	if (v != GATE_ERROR && o->write_baseline && baseline_write(&g, o->write_baseline) < 0)
 		v = GATE_ERROR;

@@ -30,7 +30,7 @@ static void put(struct json *j, const char *s, size_t n)
 		fwrite(s, 1, n, j->out);
 }
 
-static void puts_(struct json *j, const char *s)
+static void put_str(struct json *j, const char *s)
 {
 	put(j, s, strlen(s));
 }
@@ -42,9 +42,9 @@ static struct json_level *cur(struct json *j)
 
 static void newline(struct json *j)
 {
-	puts_(j, "\n");
+	put_str(j, "\n");
 	for (int i = 0; i < j->brk; i++)
-		puts_(j, " ");
+		put_str(j, " ");
 	j->brk = -1;
 }
 
@@ -59,18 +59,18 @@ static void item(struct json *j)
 		return;
 	}
 	if (l->items)
-		puts_(j, ",");
+		put_str(j, ",");
 	if (j->brk >= 0)
 		newline(j);
 	else if (l->items && !l->compact)
-		puts_(j, " ");
+		put_str(j, " ");
 	l->items++;
 }
 
 static void begin(struct json *j, const char *open)
 {
 	item(j);
-	puts_(j, open);
+	put_str(j, open);
 	j->depth++;
 	*cur(j) = (struct json_level){ 0, 0 };
 }
@@ -79,7 +79,7 @@ static void end(struct json *j, const char *close)
 {
 	if (j->brk >= 0)
 		newline(j);
-	puts_(j, close);
+	put_str(j, close);
 	if (j->depth > 0)
 		j->depth--;
 }
@@ -106,7 +106,7 @@ int json_items(const struct json *j)
 
 void json_end_line(struct json *j)
 {
-	puts_(j, "\n");
+	put_str(j, "\n");
 }
 
 /* s as a JSON string literal: quotes, backslashes and control characters
@@ -115,31 +115,31 @@ static void quoted(struct json *j, const char *s)
 {
 	char esc[8];
 
-	puts_(j, "\"");
+	put_str(j, "\"");
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
 		switch (*c) {
-		case '"':  puts_(j, "\\\""); break;
-		case '\\': puts_(j, "\\\\"); break;
-		case '\n': puts_(j, "\\n"); break;
-		case '\t': puts_(j, "\\t"); break;
-		case '\r': puts_(j, "\\r"); break;
+		case '"':  put_str(j, "\\\""); break;
+		case '\\': put_str(j, "\\\\"); break;
+		case '\n': put_str(j, "\\n"); break;
+		case '\t': put_str(j, "\\t"); break;
+		case '\r': put_str(j, "\\r"); break;
 		default:
 			if (*c < 0x20 || *c == 0x7f) {
 				snprintf(esc, sizeof esc, "\\u%04x", *c);
-				puts_(j, esc);
+				put_str(j, esc);
 			} else {
 				put(j, (const char *)c, 1);
 			}
 		}
 	}
-	puts_(j, "\"");
+	put_str(j, "\"");
 }
 
 void json_key(struct json *j, const char *key)
 {
 	item(j);
 	quoted(j, key);
-	puts_(j, ": ");
+	put_str(j, ": ");
 	j->after_key = 1;
 }
 
@@ -149,7 +149,7 @@ void json_string(struct json *j, const char *s)
 	if (s)
 		quoted(j, s);
 	else
-		puts_(j, "null");
+		put_str(j, "null");
 }
 
 static void number(struct json *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -163,7 +163,7 @@ static void number(struct json *j, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
-	puts_(j, buf);
+	put_str(j, buf);
 }
 
 void json_int(struct json *j, int64_t v) { number(j, "%" PRId64, v); }
@@ -174,13 +174,13 @@ void json_hex(struct json *j, uint64_t v) { number(j, "\"0x%" PRIx64 "\"", v); }
 void json_bool(struct json *j, int v)
 {
 	item(j);
-	puts_(j, v ? "true" : "false");
+	put_str(j, v ? "true" : "false");
 }
 
 void json_null(struct json *j)
 {
 	item(j);
-	puts_(j, "null");
+	put_str(j, "null");
 }
 
 void json_kv_string(struct json *j, const char *key, const char *s) { json_key(j, key); json_string(j, s); }
