@@ -197,7 +197,7 @@ static void report_snapshots(const char *dir, pid_t pid)
 
 /* What `heapdelta run` was asked. */
 struct run_args {
-	const char *out, *interval, *depth, *unwind, *sig;
+	const char *out, *interval, *depth, *unwind, *sig, *keep;
 	char sample[32];               /* --sample in bytes; "" when not given */
 	int children, check, gate_args;
 	struct gate_opts gate;         /* --check's budgets, baseline, report */
@@ -205,7 +205,7 @@ struct run_args {
 };
 
 /* run's own options (the gate's are GATE_OPT_*, above them). */
-enum { O_INTERVAL = 256, O_DEPTH, O_UNWIND, O_SIGNAL, O_NOCHILD, O_CHECK, O_SAMPLE };
+enum { O_INTERVAL = 256, O_DEPTH, O_UNWIND, O_SIGNAL, O_NOCHILD, O_CHECK, O_SAMPLE, O_KEEP };
 
 /* One of run's own options: 0, or EXIT_USAGE after a usage message. */
 static int run_option(struct run_args *a, int c, const char *arg)
@@ -239,6 +239,11 @@ static int run_option(struct run_args *a, int c, const char *arg)
 		snprintf(a->sample, sizeof a->sample, "%llu", (unsigned long long)v);
 		return 0;
 	case O_CHECK: a->check = 1; return 0;
+	case O_KEEP:
+		if (parse_count(arg, 1000000, &n) < 0 || n < 2)
+			return usage_error("run", "--keep takes 2 to 1000000 snapshots, not '%s'", arg);
+		a->keep = arg;
+		return 0;
 	}
 	return usage_error("run", "unknown option");
 }
@@ -256,6 +261,7 @@ static int parse_options(int argc, char **argv, struct run_args *a, int *status)
 		{ "no-children", no_argument, NULL, O_NOCHILD },
 		{ "check", no_argument, NULL, O_CHECK },
 		{ "sample", required_argument, NULL, O_SAMPLE },
+		{ "keep", required_argument, NULL, O_KEEP },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -346,6 +352,7 @@ static char *set_environment(const struct run_args *a, const char *shim, const c
 	setenv("LD_PRELOAD", preload, 1);
 	setenv("HEAPDELTA_OUT", outdir, 1);
 	if (a->interval) setenv("HEAPDELTA_INTERVAL", a->interval, 1);
+	if (a->keep) setenv("HEAPDELTA_KEEP", a->keep, 1);
 	if (a->depth) setenv("HEAPDELTA_DEPTH", a->depth, 1);
 	if (a->unwind) setenv("HEAPDELTA_UNWIND", a->unwind, 1);
 	if (a->sig) setenv("HEAPDELTA_SIGNAL", a->sig, 1);

@@ -46,11 +46,13 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "run", cmd_run,
-	  "heapdelta run [-o DIR] [--interval S] [--depth N] [--unwind cfi|libunwind|fp] [--sample SIZE] [--signal SIG] [--no-children] [--check BUDGETS...] -- CMD [ARGS...]",
+	  "heapdelta run [-o DIR] [--interval S] [--keep N] [--depth N] [--unwind cfi|libunwind|fp] [--sample SIZE] [--signal SIG] [--no-children] [--check BUDGETS...] -- CMD [ARGS...]",
 	  "run a program with the shim preloaded; snapshots go to DIR",
 	  "  -o, --out DIR       where snapshots are written (default: the current\n"
 	  "                      directory; created if missing)\n"
 	  "  --interval S        also write a snapshot every S seconds (fractions allowed)\n"
+	  "  --keep N            keep at most N interval snapshots per process on disk,\n"
+	  "                      the first, the latest and evenly spread ones between\n"
 	  "  --depth N           frames kept per stack, 1 to 256 (default 32)\n"
 	  "  --unwind MODE       cfi (default): heapdelta's cached .eh_frame unwinder, exact\n"
 	  "                      without frame pointers, libunwind where it cannot follow;\n"

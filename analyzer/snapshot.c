@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +197,75 @@ static int parse_stacks(struct cursor *c, struct snapshot *s)
 	return 0;
 }
 
+/* NEW_STACKS (version 2): frames without counters. */
+static int parse_new_stacks(struct cursor *c, struct snapshot *s)
+{
+	uint32_t n;
+	const size_t rec = 4 + 2 + 2;
+
+	if (rd_u32(c, &n, "stack count") || check_count(c, n, rec, "stack"))
+		return -1;
+	size_t max_frames = (c->end - c->pos - (size_t)n * rec) / 8;
+	s->frame_pool = xcalloc(max_frames + 1, sizeof *s->frame_pool);
+	s->stacks = xcalloc(n ? n : 1, sizeof *s->stacks);
+	s->nstacks = n;
+	size_t used = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct hd_stack *st = &s->stacks[i];
+		if (rd_u32(c, &st->id, "stack id") || rd_u16(c, &st->depth, "stack depth") ||
+		    rd_u16(c, &st->flags, "stack flags"))
+			return -1;
+		if (st->depth > HD_MAX_DEPTH)
+			return bad(c, c->pos - 4, "stack depth above 256");
+		if (need(c, (size_t)st->depth * 8, "stack frames"))
+			return -1;
+		if (used + st->depth > max_frames)
+			return bad(c, c->pos, "stack frames run into the records that follow");
+		st->frames = s->frame_pool + used;
+		for (int k = 0; k < st->depth; k++)
+			rd_u64(c, &st->frames[k], "frame");
+		used += st->depth;
+	}
+	return 0;
+}
+
+static int rd_varint(struct cursor *c, uint64_t *v, const char *what)
+{
+	size_t k = hd_get_varint(c->data + c->pos, c->end - c->pos, v);
+
+	if (!k)
+		return bad(c, c->pos, what);
+	c->pos += k;
+	return 0;
+}
+
+/* COUNTERS (version 2): each stack's changes since the base chain. */
+static int parse_counters(struct cursor *c, struct snapshot *s)
+{
+	uint32_t n;
+	uint64_t id = 0, v;
+
+	if (rd_u32(c, &n, "counter count") || check_count(c, n, 5, "counter record"))
+		return -1;
+	s->deltas = xcalloc(n ? n : 1, sizeof *s->deltas);
+	for (uint32_t i = 0; i < n; i++) {
+		struct hd_delta *d = &s->deltas[i];
+		if (rd_varint(c, &v, "bad varint in a counter's stack id"))
+			return -1;
+		if ((i && !v) || id + v > UINT32_MAX)
+			return bad(c, c->pos - 1, "counter stack ids not in increasing order");
+		id += v;
+		d->id = (uint32_t)id;
+		for (int k = 0; k < 4; k++) {
+			if (rd_varint(c, &v, "bad varint in a counter"))
+				return -1;
+			d->d[k] = hd_unzigzag(v);
+		}
+		s->ndeltas = i + 1;
+	}
+	return 0;
+}
+
 /* MODULE_EPOCHS, after MODULES (a file may hold them in any order). */
 static int parse_module_epochs(struct cursor *c, struct snapshot *s)
 {
@@ -236,6 +306,14 @@ static int parse_stack_epochs(struct cursor *c, struct snapshot *s)
 
 	if (rd_u32(c, &n, "stack epoch count") || check_count(c, n, 8, "stack epoch"))
 		return -1;
+	if (s->version == 2) {   /* may name stacks of the base chain: applied later */
+		s->epochs = xcalloc(n ? n : 1, sizeof *s->epochs);
+		for (uint32_t i = 0; i < n; i++)
+			if (rd_u32(c, &s->epochs[i].id, "stack epoch id") || rd_u32(c, &s->epochs[i].epoch, "stack epoch"))
+				return -1;
+		s->nepochs = n;
+		return 0;
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t id, epoch;
 		if (rd_u32(c, &id, "stack epoch id") || rd_u32(c, &epoch, "stack epoch"))
@@ -276,9 +354,69 @@ static int parse_mismatches(struct cursor *c, struct snapshot *s)
 		s->nmismatches = i + 1;
 		for (int k = 0; k < m->depth; k++)
 			rd_u64(c, &m->frames[k], "frame");
-		if (!snapshot_stack_by_id(s, m->alloc_stack))
+		if (s->version == 1 && !snapshot_stack_by_id(s, m->alloc_stack))
 			return bad(c, c->pos, "mismatch names a stack that STACKS does not have");
 	}
+	return 0;
+}
+
+/* Version 2: s's own new stacks joined to its base chain's (base, sorted
+ * by id), then its counter changes and epoch updates applied.  s->stacks
+ * becomes the whole snapshot; the frames stay where they are (base's in
+ * earlier files' pools, s's in s->frame_pool).  0, or -1 after one line. */
+static int apply_changes(struct snapshot *s, const struct hd_stack *base, uint32_t nbase)
+{
+	struct cursor c = { NULL, 0, 0, s->path };
+	struct hd_stack *own = s->stacks;
+	uint32_t nown = own ? s->nstacks : 0, i = 0, j = 0, n = 0;
+	struct hd_stack *all = xcalloc((size_t)nbase + nown + 1, sizeof *all);
+
+	while (i < nbase || j < nown) {
+		if (j < nown && (i == nbase || own[j].id < base[i].id)) {
+			all[n++] = own[j++];
+		} else if (i < nbase && (j == nown || base[i].id < own[j].id)) {
+			all[n++] = base[i++];
+		} else {
+			free(all);
+			char msg[128];
+			snprintf(msg, sizeof msg, "stack %u is new in this file, but its chain has it already", own[j].id);
+			return bad(&c, 0, msg);
+		}
+	}
+	free(own);
+	s->stacks = all;
+	s->nstacks = n;
+	s->partial = 0;
+	for (uint32_t k = 0; k < s->ndeltas; k++) {
+		struct hd_stack *st = (struct hd_stack *)snapshot_stack_by_id(s, s->deltas[k].id);
+		if (!st) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "COUNTERS names stack %u, which no file of its chain has", s->deltas[k].id);
+			return bad(&c, 0, msg);
+		}
+		st->live_bytes += (uint64_t)s->deltas[k].d[0];
+		st->live_count += (uint64_t)s->deltas[k].d[1];
+		st->alloc_bytes += (uint64_t)s->deltas[k].d[2];
+		st->alloc_count += (uint64_t)s->deltas[k].d[3];
+	}
+	for (uint32_t k = 0; k < s->nepochs; k++) {
+		struct hd_stack *st = (struct hd_stack *)snapshot_stack_by_id(s, s->epochs[k].id);
+		if (!st)
+			return bad(&c, 0, "STACK_EPOCHS names a stack that no file of its chain has");
+		st->epoch = s->epochs[k].epoch;
+	}
+	for (uint32_t k = 0; k < n; k++) {
+		const struct hd_stack *st = &all[k];
+		if ((int64_t)st->live_bytes < 0 || (int64_t)st->live_count < 0 || st->live_count > st->alloc_count ||
+		    (int64_t)st->alloc_count < 0) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "stack %u's counters add up to a negative or impossible value", st->id);
+			return bad(&c, 0, msg);
+		}
+	}
+	for (uint32_t k = 0; k < s->nmismatches; k++)
+		if (!snapshot_stack_by_id(s, s->mismatches[k].alloc_stack))
+			return bad(&c, 0, "a mismatch names a stack that no file of its chain has");
 	return 0;
 }
 
@@ -299,12 +437,13 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 	c.pos = HD_MAGIC_LEN;
 	if (rd_u32(&c, &version, "format version"))
 		return -1;
-	if (version != HD_VERSION) {
+	if (version < HD_VERSION_MIN || version > HD_VERSION) {
 		char msg[128];
-		snprintf(msg, sizeof msg, "format version %u is not supported (this heapdelta reads version %d)",
-			 version, HD_VERSION);
+		snprintf(msg, sizeof msg, "format version %u is not supported (this heapdelta reads versions %d to %d)",
+			 version, HD_VERSION_MIN, HD_VERSION);
 		return bad(&c, 8, msg);
 	}
+	s->version = version;
 	if (rd_u32(&c, &reserved, "header flags"))
 		return -1;
 
@@ -327,7 +466,18 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 		case HD_SEC_META:    rc = parse_meta(&sec, s); seen_meta = 1; break;
 		case HD_SEC_STRINGS: rc = s->exe ? bad(&c, at, "second STRINGS section") : parse_strings(&sec, s); break;
 		case HD_SEC_MODULES: rc = s->modules ? bad(&c, at, "second MODULES section") : parse_modules(&sec, s); break;
-		case HD_SEC_STACKS:  rc = s->stacks ? bad(&c, at, "second STACKS section") : parse_stacks(&sec, s); break;
+		case HD_SEC_STACKS:
+			rc = s->stacks ? bad(&c, at, "second STACKS section")
+			     : version != 1 ? bad(&c, at, "STACKS section in a version 2 file") : parse_stacks(&sec, s);
+			break;
+		case HD_SEC_NEW_STACKS:
+			rc = s->stacks ? bad(&c, at, "second NEW_STACKS section")
+			     : version != 2 ? bad(&c, at, "NEW_STACKS section in a version 1 file") : parse_new_stacks(&sec, s);
+			break;
+		case HD_SEC_COUNTERS:
+			rc = s->deltas ? bad(&c, at, "second COUNTERS section")
+			     : version != 2 ? bad(&c, at, "COUNTERS section in a version 1 file") : parse_counters(&sec, s);
+			break;
 		case HD_SEC_MODULE_EPOCHS:
 		case HD_SEC_STACK_EPOCHS:
 		case HD_SEC_MISMATCHES: {
@@ -341,7 +491,9 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 		}
 		if (rc)
 			return -1;
-		if (tag != HD_SEC_END && sec.pos != sec.end && (tag == HD_SEC_STRINGS || tag == HD_SEC_MODULES || tag == HD_SEC_STACKS))
+		if (tag != HD_SEC_END && sec.pos != sec.end &&
+		    (tag == HD_SEC_STRINGS || tag == HD_SEC_MODULES || tag == HD_SEC_STACKS || tag == HD_SEC_NEW_STACKS ||
+		     tag == HD_SEC_COUNTERS))
 			return bad(&sec, sec.pos, "section has bytes after its last record");
 		c.pos += (size_t)slen;
 	}
@@ -373,10 +525,154 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 		s->label = xstrdup("");
 		s->argv = xcalloc(1, sizeof *s->argv);
 	}
+	if (version == 2) {
+		if (s->meta[HD_META_BASE_SEQ]) {
+			s->partial = 1;   /* snapshot_load() applies the rest */
+			return 0;
+		}
+		return apply_changes(s, NULL, 0);
+	}
 	return 0;
 }
 
+static int load_file(const char *path, struct snapshot *s);
+
+/*
+ * Version 2 chains.  A file's base is found in its directory by name
+ * (heapdelta.PID.BASE.*.snap) and checked by run id.  The last chain
+ * composed is kept (its stacks, with frames in pools that live as long as
+ * the program), so loading a process's files in seq order reads each file
+ * once; any other order rebuilds the chain from its first file.
+ */
+static struct {
+	char *dir;
+	uint64_t pid, run_id, seq;
+	struct hd_stack *stacks;
+	uint32_t nstacks;
+} last;
+
+static uint64_t **pools;   /* frame pools of chained files: the cache points into them */
+static size_t npools;
+
+static void keep_frames(struct snapshot *s)
+{
+	if (!s->frame_pool)
+		return;
+	pools = xrealloc(pools, (npools + 1) * sizeof *pools);
+	pools[npools++] = s->frame_pool;
+	s->frame_pool = NULL;
+}
+
+static void remember(const char *dir, const struct snapshot *s)
+{
+	free(last.dir);
+	free(last.stacks);
+	last.dir = xstrdup(dir);
+	last.pid = s->meta[HD_META_PID];
+	last.run_id = s->meta[HD_META_RUN_ID];
+	last.seq = s->meta[HD_META_SEQ];
+	last.nstacks = s->nstacks;
+	last.stacks = xmalloc(((size_t)s->nstacks + 1) * sizeof *last.stacks);
+	memcpy(last.stacks, s->stacks, (size_t)s->nstacks * sizeof *last.stacks);
+}
+
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? xstrndup(path, (size_t)(slash - path)) : xstrdup(".");
+}
+
+/* The file of snapshot seq of process pid in dir, or NULL. */
+static char *find_seq(const char *dir, uint64_t pid, uint64_t seq)
+{
+	static const char *const triggers[] = { "interval", "signal", "api", "exit" };
+	struct stat st;
+
+	for (int i = 0; i < 4; i++) {
+		char *p = xasprintf("%s/heapdelta.%" PRIu64 ".%" PRIu64 ".%s.snap", dir, pid, seq, triggers[i]);
+		if (stat(p, &st) == 0)
+			return p;
+		free(p);
+	}
+	return NULL;
+}
+
+/* Compose s (a partial file) with its chain. */
+static int load_chain(const char *path, struct snapshot *s)
+{
+	char *dir = dir_of(path);
+	uint64_t pid = s->meta[HD_META_PID], run = s->meta[HD_META_RUN_ID];
+	struct snapshot *chain = NULL;   /* bases, newest first */
+	size_t n = 0;
+	int rc = -1;
+
+	/* Walk back to a base the cache holds, or to the first file. */
+	const struct snapshot *want = s;
+	while (want->partial && !(last.dir && !strcmp(last.dir, dir) && last.pid == pid && last.run_id == run &&
+				  last.seq == want->meta[HD_META_BASE_SEQ])) {
+		uint64_t base = want->meta[HD_META_BASE_SEQ];
+		if (base >= want->meta[HD_META_SEQ]) {
+			error("'%s': its base, snapshot %" PRIu64 ", is not an earlier one", want->path, base);
+			goto out;
+		}
+		char *bp = find_seq(dir, pid, base);
+		if (!bp) {
+			error("snapshot %" PRIu64 " of pid %" PRIu64 ", the base of '%s', is missing", base, pid, want->path);
+			goto out;
+		}
+		chain = xrealloc(chain, (n + 1) * sizeof *chain);
+		if (load_file(bp, &chain[n]) < 0) {
+			free(bp);
+			snapshot_release(&chain[n]);
+			goto out;
+		}
+		free(bp);
+		n++;
+		if (chain[n - 1].meta[HD_META_RUN_ID] != run || chain[n - 1].version != 2) {
+			error("snapshot %" PRIu64 " of pid %" PRIu64 ", the base of '%s', is missing (the file of that name "
+			      "comes from another run of that pid)", base, pid, want->path);
+			goto out;
+		}
+		want = &chain[n - 1];
+	}
+	/* Compose forward: the oldest base first. */
+	for (size_t k = n; k-- > 0;) {
+		struct snapshot *b = &chain[k];
+		if (b->partial && apply_changes(b, last.stacks, last.nstacks) < 0)
+			goto out;
+		keep_frames(b);
+		remember(dir, b);
+	}
+	if (apply_changes(s, last.stacks, last.nstacks) < 0)
+		goto out;
+	keep_frames(s);
+	remember(dir, s);
+	rc = 0;
+out:
+	for (size_t k = 0; k < n; k++)
+		snapshot_release(&chain[k]);
+	free(chain);
+	free(dir);
+	return rc;
+}
+
 int snapshot_load(const char *path, struct snapshot *s)
+{
+	if (load_file(path, s) < 0)
+		return -1;
+	if (s->version != 2)
+		return 0;
+	if (s->partial)
+		return load_chain(path, s);
+	char *dir = dir_of(path);
+	keep_frames(s);
+	remember(dir, s);
+	free(dir);
+	return 0;
+}
+
+static int load_file(const char *path, struct snapshot *s)
 {
 	struct stat st;
 	unsigned char *data;
@@ -430,6 +726,8 @@ void snapshot_release(struct snapshot *s)
 	for (uint32_t i = 0; s->mismatches && i < s->nmismatches; i++)
 		free(s->mismatches[i].frames);
 	free(s->mismatches);
+	free(s->deltas);
+	free(s->epochs);
 	memset(s, 0, sizeof *s);
 }
 

@@ -42,8 +42,15 @@ struct hd_mismatch {
 	uint64_t *frames;                      /* the releasing stack, innermost first */
 };
 
+/* Version 2: one stack's counter changes in a file (COUNTERS). */
+struct hd_delta {
+	uint32_t id;
+	int64_t d[4];                          /* live_bytes, live_count, alloc_bytes, alloc_count */
+};
+
 struct snapshot {
 	char *path;
+	uint32_t version;                      /* of the file */
 	uint64_t meta[HD_META_NFIELDS];
 	char *label, *exe;
 	char **argv;
@@ -55,12 +62,25 @@ struct snapshot {
 	uint64_t *frame_pool;
 	struct hd_mismatch *mismatches;
 	uint32_t nmismatches;
+	/* Version 2, as read from the file alone: its counter changes and epoch
+	 * updates.  snapshot_load() applies them along the chain; after it,
+	 * stacks hold the whole snapshot.  partial: a file read alone
+	 * (snapshot_parse) that builds on a base. */
+	struct hd_delta *deltas;
+	uint32_t ndeltas;
+	struct { uint32_t id, epoch; } *epochs;
+	uint32_t nepochs;
+	int partial;
 };
 
-/* Read and validate the snapshot at path.  0 on success; -1 after printing
- * one line naming the file, the byte offset and what was being read. */
+/* Read and validate the snapshot at path: for a version 2 file, with its
+ * chain of bases from the same directory (format/FORMAT.md).  0 on
+ * success; -1 after printing one line naming the file, the byte offset and
+ * what was being read, or the base that is missing.  Loading the files of a
+ * process in seq order reads each file once. */
 int snapshot_load(const char *path, struct snapshot *s);
-/* The same on bytes in memory (the fuzz target's entry point). */
+/* One file's bytes, alone (the fuzz target's entry point); a version 2
+ * file with a base is left partial. */
 int snapshot_parse(const char *path, const unsigned char *data, size_t len, struct snapshot *s);
 void snapshot_release(struct snapshot *s);
 

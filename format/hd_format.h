@@ -19,7 +19,8 @@
 
 #define HD_MAGIC          "HEAPDLTA"   /* 8 bytes, no terminator in the file */
 #define HD_MAGIC_LEN      8
-#define HD_VERSION        1            /* bump on any incompatible change */
+#define HD_VERSION        2            /* bump on any incompatible change */
+#define HD_VERSION_MIN    1            /* the oldest a reader still reads */
 #define HD_FILE_HDR_LEN   16           /* magic, u32 version, u32 flags (0) */
 #define HD_SEC_HDR_LEN    16           /* u32 tag, u32 reserved (0), u64 length */
 
@@ -32,6 +33,8 @@ enum hd_section {
 	HD_SEC_MODULE_EPOCHS = 5, /* u32 n, n x (u32 first, u32 gone): map epochs of each module */
 	HD_SEC_STACK_EPOCHS  = 6, /* u32 n, n x (u32 stack id, u32 epoch): stacks of epoch > 0 */
 	HD_SEC_MISMATCHES    = 7, /* the first releases by the wrong family, with both stacks */
+	HD_SEC_NEW_STACKS    = 8, /* v2: u32 n, n x (u32 id, u16 depth, u16 flags, depth x u64 frames) */
+	HD_SEC_COUNTERS      = 9, /* v2: u32 n, n x (varint id delta, 4 signed varints: counter changes) */
 	HD_SEC_END     = 0xffff, /* length 0; must be last */
 };
 
@@ -70,6 +73,8 @@ enum hd_meta {
 	HD_META_UNWIND_CHECKED,   /* stacks compared with libunwind (check mode) */
 	HD_META_UNWIND_MISMATCHES,/* ... that differed */
 	HD_META_MISMATCHED_FREES, /* releases by the wrong family: free of new, delete of new[]... */
+	HD_META_RUN_ID,           /* v2: random per process (and per forked child) */
+	HD_META_BASE_SEQ,         /* v2: seq of the snapshot this one builds on; 0: none */
 	HD_META_NFIELDS
 };
 
@@ -172,6 +177,46 @@ static inline uint32_t hd_get_u32(const unsigned char *p)
 static inline uint64_t hd_get_u64(const unsigned char *p)
 {
 	return (uint64_t)hd_get_u32(p) | (uint64_t)hd_get_u32(p + 4) << 32;
+}
+
+/* Varints (COUNTERS): unsigned LEB128, at most 10 bytes; signed values in
+ * zigzag form. */
+#define HD_VARINT_MAX 10
+
+static inline unsigned char *hd_put_varint(unsigned char *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (unsigned char)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (unsigned char)v;
+	return p;
+}
+
+static inline uint64_t hd_zigzag(int64_t v)
+{
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static inline int64_t hd_unzigzag(uint64_t u)
+{
+	return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+/* Decode a varint from p[0..avail); returns the bytes it took, 0 when it
+ * runs past avail or past 10 bytes. */
+static inline size_t hd_get_varint(const unsigned char *p, size_t avail, uint64_t *v)
+{
+	uint64_t r = 0;
+
+	for (size_t i = 0; i < avail && i < HD_VARINT_MAX; i++) {
+		r |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			*v = r;
+			return i + 1;
+		}
+	}
+	return 0;
 }
 
 #endif /* HD_FORMAT_H */

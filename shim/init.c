@@ -148,6 +148,7 @@ void hds_init_core(void)
 	hds_process_identity();
 	if (!hds.cfg.children)
 		hds_strip_from_ld_preload();
+	hds_snapshot_new_run();
 	final = HDS_ACTIVE;
 out:
 	atomic_store_release(&hds.state, final);

@@ -72,6 +72,7 @@ struct hds_config {
 	int      children;        /* 0: strip the shim from LD_PRELOAD for exec'd children */
 	uint32_t max_stacks;      /* capacity of the stack table */
 	uint64_t sample_bytes;    /* mean sampling interval; 0: record everything */
+	uint32_t keep;            /* interval snapshots kept on disk; 0: all */
 #define HDS_SAMPLED_COUNT_SCALE 1024   /* sampled: stack counts are in 1/1024ths */
 	char     outdir[4096];    /* absolute output directory */
 };
@@ -536,9 +537,22 @@ HDS_HIDDEN void hds_snapshot_at_exit(int from_exit_call);
  * handler; the map already holds every module a recorded frame lies in).
  * 0 on success, -1 on failure (warned about once). */
 HDS_HIDDEN int hds_snapshot_write(int trigger, const char *label, int refresh);
+/* OUTDIR PREFIX PID.SEQ.TRIGGER SUFFIX into out (4400 bytes). */
+HDS_HIDDEN void hds_snapshot_name(char *out, const char *prefix, uint64_t n, const char *trig, const char *suffix);
 /* Nonzero while some thread is writing a snapshot. */
 HDS_HIDDEN int hds_snapshot_writing(void);
-/* The child after fork: its sequence starts again. */
+/* The child after fork: its sequence starts again, as a new run. */
 HDS_HIDDEN void hds_snapshot_after_fork(void);
+/* At start-up: a run id, an empty chain. */
+HDS_HIDDEN void hds_snapshot_new_run(void);
+
+/* ---- thin.c: HEAPDELTA_KEEP, at most N interval snapshots on disk ----------- */
+
+/* After snapshot seq (trigger, file `path`) completed, with the chain lock
+ * held: remember it, and if more than HEAPDELTA_KEEP interval snapshots are
+ * on disk, merge one into its successor and delete it. */
+HDS_HIDDEN void hds_thin_after_write(int trigger, uint64_t seq, const char *path);
+/* A new run (fork child): forget the files of the old one. */
+HDS_HIDDEN void hds_thin_forget(void);
 
 #endif /* HDS_INTERNAL_H */

@@ -134,6 +134,13 @@ void hds_config_load(struct hds_config *cfg)
 			hds_warn("HEAPDELTA_MAX_STACKS must be 16 to 16777214; using 1048576", v);
 	}
 
+	if ((v = getenv("HEAPDELTA_KEEP")) && *v) {
+		if (parse_uint(v, 2, 1000000, &n) == 0)
+			cfg->keep = (uint32_t)n;
+		else
+			hds_warn("HEAPDELTA_KEEP must be 2 to 1000000; keeping every snapshot", v);
+	}
+
 	v = getenv("HEAPDELTA_OUT");
 	if (!v || !*v)
 		v = ".";

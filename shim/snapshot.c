@@ -30,12 +30,14 @@
 #include <stdio.h>        /* renameat2 only */
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #define OUT_BUF (256u << 10)
 
 static _Atomic uint64_t seq;
+static uint64_t run_id;      /* META run_id: this process's, drawn at start and after fork */
 static _Atomic int writes_active;
 static _Atomic int warned;
 
@@ -220,6 +222,7 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 	f[HD_META_UNWIND_CHECKED] = atomic_load_relaxed(&hds.unwind_checked);
 	f[HD_META_UNWIND_MISMATCHES] = atomic_load_relaxed(&hds.unwind_mismatches);
 	f[HD_META_MISMATCHED_FREES] = atomic_load_relaxed(&hds.mismatched_frees);
+	f[HD_META_RUN_ID] = run_id;
 
 	out_section(o, HD_SEC_META, sizeof f);
 	for (int i = 0; i < HD_META_NFIELDS; i++)
@@ -280,96 +283,154 @@ static void emit_mismatches(struct out *o)
 	munmap(buf, cap);
 }
 
-/* STACK_EPOCHS: the epoch of each written stack whose epoch is not 0 (a
- * program that never unloads a module has none).  Any epoch a stack has had
- * since it was interned names the same modules, so a raise racing with this
- * read is harmless. */
-static void emit_stack_epochs(struct out *o, const struct hds_sums *sums, uint32_t n)
-{
-	uint64_t hdr_at = o->off + o->len;
-	uint32_t listed = 0;
+/*
+ * The chain (format version 2).  A snapshot file holds the stacks first
+ * seen since the process's previous snapshot, its *base*, and the counters
+ * that changed since then.  `prev` remembers, per stack id, what the chain
+ * of written files says of it; it is updated only once a file is complete
+ * under its final name, so a snapshot that failed to write leaves the next
+ * one building on the last good file.  One snapshot is written at a time
+ * (chain_lock): a writer that cannot have the lock within 2 s (the exit
+ * snapshot from a signal handler that interrupted a write) writes a file
+ * that builds on nothing and leaves the chain as it was.
+ */
+struct prev {
+	int64_t live_bytes, live_count, alloc_bytes, alloc_count;
+	uint32_t epoch;
+	uint32_t written;        /* its frames are in the chain */
+};
 
-	out_section(o, HD_SEC_STACK_EPOCHS, 0);
-	out_u32(o, 0);
-	for (uint32_t id = 0; id < n; id++) {
-		struct hds_stack *s = hds_stack_get(id);
-		uint32_t epoch = atomic_load_relaxed(&s->epoch);
-		if (atomic_load_acquire(&s->ready) != 1 || sums[id].alloc_count <= 0 || !epoch)
-			continue;
-		out_u32(o, id);
-		out_u32(o, epoch);
-		listed++;
+static struct prev *prev;    /* hds.cfg.max_stacks entries, mapped on first use */
+static uint64_t base_seq;    /* seq of the last complete snapshot; 0: none */
+static atomic_flag chain_lock = ATOMIC_FLAG_INIT;
+
+/* A stack as this snapshot reports it; 0 when it is not reported (not
+ * published, or nothing recorded yet). */
+static int stack_values(uint32_t id, const struct hds_sums *sums, struct prev *v)
+{
+	struct hds_stack *s = hds_stack_get(id);
+
+	if (atomic_load_acquire(&s->ready) != 1 || sums[id].alloc_count <= 0)
+		return 0;
+	v->alloc_count = sums[id].alloc_count;
+	v->alloc_bytes = sums[id].alloc_bytes;
+	v->live_bytes = sums[id].live_bytes;
+	v->live_count = sums[id].live_count;
+	/* A free counted in one thread's shard can be read before the
+	 * matching allocation in another's: clamp that underflow (bytes and
+	 * count go negative together, so they stay in step). */
+	if (v->live_bytes < 0 || v->live_count < 0)
+		v->live_bytes = v->live_count = 0;
+	if (hds.cfg.sample_bytes) {   /* weighted counts are kept in fixed point */
+		v->live_count = (v->live_count + HDS_SAMPLED_COUNT_SCALE / 2) / HDS_SAMPLED_COUNT_SCALE;
+		v->alloc_count = (v->alloc_count + HDS_SAMPLED_COUNT_SCALE / 2) / HDS_SAMPLED_COUNT_SCALE;
+		if (v->live_count > v->alloc_count)
+			v->live_count = v->alloc_count;
 	}
-	uint64_t end = o->off + o->len;
-	out_patch(o, hdr_at + 8, end - hdr_at - HD_SEC_HDR_LEN, 8);
-	out_patch(o, hdr_at + HD_SEC_HDR_LEN, listed, 4);
+	v->epoch = atomic_load_relaxed(&s->epoch);
+	v->written = 1;
+	return 1;
 }
 
-/* Stacks, with their counters read once each (every thread's entry at one
- * moment); the totals are summed from the same reads, so the file is
- * self-consistent: totals are the sum of the stacks. */
-static void emit_stacks(struct out *o, struct totals *t)
+/* What the chain says of stack id: zeros when this file builds on nothing. */
+static inline const struct prev *chain_of(uint32_t id, int chained)
 {
-	uint64_t hdr_at = o->off + o->len;
-	uint32_t n = hds_stacks_count(), written = 0;
-	size_t sums_len = sizeof(struct hds_sums) * (n ? n : 1);
-	struct hds_sums *sums = hds_map(sums_len);
+	static const struct prev none;
 
-	if (!sums) {
-		o->err = ENOMEM;
-		return;
-	}
-	hds_counts_read(sums, n);
-	out_section(o, HD_SEC_STACKS, 0);
+	return chained && prev ? &prev[id] : &none;
+}
+
+static void section_end(struct out *o, uint64_t hdr_at, uint32_t n)
+{
+	uint64_t end = o->off + o->len;
+
+	out_patch(o, hdr_at + 8, end - hdr_at - HD_SEC_HDR_LEN, 8);
+	out_patch(o, hdr_at + HD_SEC_HDR_LEN, n, 4);
+}
+
+/* NEW_STACKS, COUNTERS and STACK_EPOCHS for stacks [0, n), from the counter
+ * sums; the totals are summed from the same values, so they are the sum of
+ * the stacks. */
+static void emit_stacks(struct out *o, const struct hds_sums *sums, uint32_t n, int chained, struct totals *t)
+{
+	uint64_t at = o->off + o->len;
+	uint32_t listed = 0, last = 0;
+	struct prev v;
+
+	out_section(o, HD_SEC_NEW_STACKS, 0);
 	out_u32(o, 0);
 	for (uint32_t id = 0; id < n; id++) {
+		if (!stack_values(id, sums, &v) || chain_of(id, chained)->written)
+			continue;
 		struct hds_stack *s = hds_stack_get(id);
-		if (atomic_load_acquire(&s->ready) != 1)
-			continue;
-		int64_t ac = sums[id].alloc_count, ab = sums[id].alloc_bytes;
-		int64_t lb = sums[id].live_bytes, lc = sums[id].live_count;
-		if (ac <= 0)
-			continue;
-		/* A free counted in one thread's shard can be read before the
-		 * matching allocation in another's: clamp that underflow (bytes
-		 * and count go negative together, so they stay in step). */
-		if (lb < 0 || lc < 0)
-			lb = lc = 0;
-		if (hds.cfg.sample_bytes) {   /* weighted counts are kept in fixed point */
-			lc = (lc + HDS_SAMPLED_COUNT_SCALE / 2) / HDS_SAMPLED_COUNT_SCALE;
-			ac = (ac + HDS_SAMPLED_COUNT_SCALE / 2) / HDS_SAMPLED_COUNT_SCALE;
-			if (lc > ac)
-				lc = ac;
-		}
-		unsigned char rec[4 + 2 + 2 + 32];
+		unsigned char rec[8];
 		unsigned char *p = hd_put_u32(rec, id);
 		p = hd_put_u16(p, s->depth);
-		p = hd_put_u16(p, s->flags);
-		p = hd_put_u64(p, (uint64_t)lb);
-		p = hd_put_u64(p, (uint64_t)lc);
-		p = hd_put_u64(p, (uint64_t)ab);
-		hd_put_u64(p, (uint64_t)ac);
+		hd_put_u16(p, s->flags);
 		out_bytes(o, rec, sizeof rec);
 		const uintptr_t *f = hds_stack_frames(s);
 		for (int i = 0; i < s->depth; i++)
 			out_u64(o, f[i]);
-		t->live_bytes += (uint64_t)lb;
-		t->live_count += (uint64_t)lc;
-		t->alloc_bytes += (uint64_t)ab;
-		t->alloc_count += (uint64_t)ac;
-		written++;
+		listed++;
 	}
-	uint64_t end = o->off + o->len;
-	out_patch(o, hdr_at + 8, end - hdr_at - HD_SEC_HDR_LEN, 8);
-	out_patch(o, hdr_at + HD_SEC_HDR_LEN, written, 4);
-	emit_stack_epochs(o, sums, n);
-	munmap(sums, sums_len);
+	section_end(o, at, listed);
+
+	at = o->off + o->len;
+	listed = 0;
+	out_section(o, HD_SEC_COUNTERS, 0);
+	out_u32(o, 0);
+	for (uint32_t id = 0; id < n; id++) {
+		if (!stack_values(id, sums, &v))
+			continue;
+		t->live_bytes += (uint64_t)v.live_bytes;
+		t->live_count += (uint64_t)v.live_count;
+		t->alloc_bytes += (uint64_t)v.alloc_bytes;
+		t->alloc_count += (uint64_t)v.alloc_count;
+		const struct prev *c = chain_of(id, chained);
+		if (v.live_bytes == c->live_bytes && v.live_count == c->live_count &&
+		    v.alloc_bytes == c->alloc_bytes && v.alloc_count == c->alloc_count)
+			continue;
+		unsigned char rec[5 * HD_VARINT_MAX], *p = hd_put_varint(rec, id - last);
+		p = hd_put_varint(p, hd_zigzag(v.live_bytes - c->live_bytes));
+		p = hd_put_varint(p, hd_zigzag(v.live_count - c->live_count));
+		p = hd_put_varint(p, hd_zigzag(v.alloc_bytes - c->alloc_bytes));
+		p = hd_put_varint(p, hd_zigzag(v.alloc_count - c->alloc_count));
+		out_bytes(o, rec, (size_t)(p - rec));
+		last = id;
+		listed++;
+	}
+	section_end(o, at, listed);
+
+	at = o->off + o->len;
+	listed = 0;
+	out_section(o, HD_SEC_STACK_EPOCHS, 0);
+	out_u32(o, 0);
+	for (uint32_t id = 0; id < n; id++) {
+		if (!stack_values(id, sums, &v) || v.epoch == chain_of(id, chained)->epoch)
+			continue;
+		out_u32(o, id);
+		out_u32(o, v.epoch);
+		listed++;
+	}
+	section_end(o, at, listed);
+}
+
+/* The file is complete under its name: what it says is now the chain. */
+static void chain_commit(const struct hds_sums *sums, uint32_t n, uint64_t seq_written)
+{
+	struct prev v;
+
+	for (uint32_t id = 0; prev && id < n; id++)
+		if (stack_values(id, sums, &v))
+			prev[id] = v;
+	base_seq = seq_written;
 }
 
 /* Write everything into o.  META goes first in the file but needs the
  * totals from the stack walk, so it is written with a placeholder and
  * patched: its length is fixed. */
-static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *label)
+static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *label,
+			  const struct hds_sums *sums, uint32_t nstacks, int chained)
 {
 	struct totals t = { 0 };
 	unsigned char hdr[HD_FILE_HDR_LEN];
@@ -384,7 +445,7 @@ static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *la
 	emit_meta(o, trigger, n, &zero);
 	emit_strings(o, label);
 	emit_modules(o);
-	emit_stacks(o, &t);
+	emit_stacks(o, sums, nstacks, chained, &t);
 	emit_mismatches(o);
 	out_section(o, HD_SEC_END, 0);
 
@@ -396,6 +457,7 @@ static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *la
 	out_patch(o, base + 8 * HD_META_ALLOC_COUNT, t.alloc_count, 8);
 	out_patch(o, base + 8 * HD_META_FREE_BYTES, t.alloc_bytes - t.live_bytes, 8);
 	out_patch(o, base + 8 * HD_META_FREE_COUNT, t.alloc_count - t.live_count, 8);
+	out_patch(o, base + 8 * HD_META_BASE_SEQ, chained ? base_seq : 0, 8);
 	/* A peak is never below what is live now (the counters race by a hair
 	 * while other threads run). */
 	if (atomic_load_relaxed(&hds.peak_bytes) < t.live_bytes)
@@ -403,8 +465,7 @@ static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *la
 	out_flush(o);
 }
 
-/* OUTDIR PREFIX PID.SEQ.TRIGGER SUFFIX into out (4400 bytes). */
-static void snapshot_name(char *out, const char *prefix, uint64_t n, const char *trig, const char *suffix)
+void hds_snapshot_name(char *out, const char *prefix, uint64_t n, const char *trig, const char *suffix)
 {
 	char *p = put_str(out, hds.cfg.outdir);
 	p = put_str(p, prefix);
@@ -416,11 +477,82 @@ static void snapshot_name(char *out, const char *prefix, uint64_t n, const char 
 	put_str(p, suffix);
 }
 
+/* Is any snapshot file of sequence n of this process there (any trigger)? */
+static int seq_taken(uint64_t n)
+{
+	static const int triggers[] = { HD_TRIGGER_INTERVAL, HD_TRIGGER_SIGNAL, HD_TRIGGER_API, HD_TRIGGER_EXIT };
+	char name[4400];
+
+	for (int i = 0; i < 4; i++) {
+		hds_snapshot_name(name, "/heapdelta.", n, hd_trigger_name((uint64_t)triggers[i]), ".snap");
+		if (faccessat(AT_FDCWD, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Write snapshot n under its temporary name and rename it to its final
+ * one.  0; -1 after a warning; 1 when the final name appeared meanwhile
+ * (try another n). */
+static int write_file(int trigger, const char *label, uint64_t n, const struct hds_sums *sums, uint32_t nstacks,
+		      int chained, char *final)
+{
+	const char *trig = hd_trigger_name((uint64_t)trigger);
+	char tmp[4400];
+	struct out o = { .fd = -1 };
+
+	hds_snapshot_name(tmp, "/.heapdelta.", n, trig, ".tmp");
+	hds_snapshot_name(final, "/heapdelta.", n, trig, ".snap");
+	/* O_EXCL|O_NOFOLLOW: a file or planted link of that name is never
+	 * written through. */
+	o.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (o.fd < 0) {
+		if (errno == EEXIST)
+			return 1;
+		warn_once("cannot create a snapshot file", errno);
+		return -1;
+	}
+	o.buf = hds_map(OUT_BUF);
+	if (!o.buf) {
+		o.err = ENOMEM;
+	} else {
+		emit_snapshot(&o, trigger, n, label, sums, nstacks, chained);
+		munmap(o.buf, OUT_BUF);
+	}
+	if (close(o.fd) < 0 && !o.err)
+		o.err = errno;
+	if (o.err) {
+		unlink(tmp);
+		warn_once("cannot write a snapshot", o.err);
+		return -1;
+	}
+	/* Rename without replacing: a file of that name is kept. */
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) == 0)
+		return 0;
+	int err = errno;
+	unlink(tmp);
+	if (err == EEXIST)
+		return 1;
+	warn_once("cannot rename a snapshot file", err);
+	return -1;
+}
+
+/* Take the chain lock, waiting at most 2 s. */
+static int chain_take(void)
+{
+	for (int i = 0; i < 2000; i++) {
+		if (!atomic_flag_test_and_set_explicit(&chain_lock, memory_order_acquire))
+			return 1;
+		struct timespec ms = { 0, 1000000 };
+		nanosleep(&ms, NULL);
+	}
+	return 0;
+}
+
 int hds_snapshot_write(int trigger, const char *label, int refresh)
 {
 	int outer = hds_busy, saved = errno, rc = -1;
-	char tmp[4400], final[4400];
-	struct out o = { .fd = -1 };
+	char final[4400];
 	sigset_t xfsz, oldmask, pending;
 
 	hds_busy = 1;
@@ -436,52 +568,41 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 		hds_modules_refresh(1);
 	atomic_add_relaxed(&writes_active, 1);
 
-	uint64_t n = atomic_add_relaxed(&seq, 1) + 1;
-	const char *trig = hd_trigger_name((uint64_t)trigger);
-	snapshot_name(tmp, "/.heapdelta.", n, trig, ".tmp");
+	int locked = chain_take();
+	if (locked && !prev)
+		prev = hds_map(sizeof *prev * hds.cfg.max_stacks);
+	int chained = locked && prev && base_seq;
+	uint32_t nstacks = hds_stacks_count();
+	size_t sums_len = sizeof(struct hds_sums) * (nstacks ? nstacks : 1);
+	struct hds_sums *sums = hds_map(sums_len);
+	if (!sums) {
+		warn_once("cannot write a snapshot", ENOMEM);
+		goto done;
+	}
+	hds_counts_read(sums, nstacks);
 
-	/* O_EXCL|O_NOFOLLOW: a file or planted link of that name is never
-	 * written through; we move on to the next sequence number. */
-	for (int tries = 0; (o.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0 &&
-			    errno == EEXIST && tries < 1000; tries++) {
-		n = atomic_add_relaxed(&seq, 1) + 1;
-		snapshot_name(tmp, "/.heapdelta.", n, trig, ".tmp");
-	}
-	if (o.fd < 0) {
-		warn_once("cannot create a snapshot file", errno);
-		goto done;
-	}
-	o.buf = hds_map(OUT_BUF);
-	if (!o.buf) {
-		o.err = ENOMEM;
-	} else {
-		emit_snapshot(&o, trigger, n, label ? label : "");
-		munmap(o.buf, OUT_BUF);
-	}
-	if (close(o.fd) < 0 && !o.err)
-		o.err = errno;
-	if (o.err) {
-		unlink(tmp);
-		warn_once("cannot write a snapshot", o.err);
-		goto done;
-	}
-	/* Rename without replacing: a file of that name (an earlier process
-	 * with the same pid) is kept, and we take the next sequence number. */
-	for (int tries = 0; tries < 1000; tries++) {
-		snapshot_name(final, "/heapdelta.", n, trig, ".snap");
-		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) == 0) {
+	/* The next sequence number no file of ours has (an earlier process
+	 * with the same pid, a planted file): a file's name and its META seq
+	 * agree, and later files find their base by it. */
+	for (int tries = 0; tries < 1000 && rc < 0; tries++) {
+		uint64_t n = atomic_add_relaxed(&seq, 1) + 1;
+		if (seq_taken(n))
+			continue;
+		int r = write_file(trigger, label ? label : "", n, sums, nstacks, chained, final);
+		if (r < 0)
+			break;
+		if (r == 0) {
 			rc = 0;
-			break;
+			if (locked && prev) {
+				chain_commit(sums, nstacks, n);
+				hds_thin_after_write(trigger, n, final);
+			}
 		}
-		if (errno != EEXIST) {
-			warn_once("cannot rename a snapshot file", errno);
-			break;
-		}
-		n = atomic_add_relaxed(&seq, 1) + 1;
 	}
-	if (rc < 0)
-		unlink(tmp);
+	munmap(sums, sums_len);
 done:
+	if (locked)
+		atomic_flag_clear_explicit(&chain_lock, memory_order_release);
 	if (!xfsz_was_pending) {
 		struct timespec zero = { 0, 0 };
 		sigpending(&pending);
@@ -500,8 +621,26 @@ int hds_snapshot_writing(void)
 	return atomic_load_relaxed(&writes_active) > 0;
 }
 
+/* A new process, for the format: its own run id, and a chain that starts
+ * with its first snapshot (the parent's files are not its bases). */
+void hds_snapshot_new_run(void)
+{
+	uint64_t r = hds_now_ns(CLOCK_REALTIME) ^ ((uint64_t)getpid() << 32) ^ hds_now_ns(CLOCK_MONOTONIC) * 0x9e3779b97f4a7c15u;
+	unsigned char buf[8];
+
+	if (getrandom(buf, sizeof buf, GRND_NONBLOCK) == (ssize_t)sizeof buf)
+		r ^= hd_get_u64(buf);
+	run_id = r ? r : 1;
+	base_seq = 0;
+	if (prev)
+		madvise(prev, sizeof *prev * hds.cfg.max_stacks, MADV_DONTNEED);   /* zeros */
+	hds_thin_forget();
+}
+
 void hds_snapshot_after_fork(void)
 {
 	atomic_store_relaxed(&seq, 0);
 	atomic_store_relaxed(&writes_active, 0);
+	atomic_flag_clear(&chain_lock);
+	hds_snapshot_new_run();
 }

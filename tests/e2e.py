@@ -169,6 +169,69 @@ def frame_line_re(n, fn, src, site):
 TMPS = []
 
 
+def snapshot_sections(path):
+    """(version, {tag: payload bytes}) of one snapshot file."""
+    data = open(path, "rb").read()
+    version = struct.unpack_from("<I", data, 8)[0]
+    off, secs = 16, {}
+    while off < len(data):
+        tag, _, length = struct.unpack_from("<IIQ", data, off)
+        secs[tag] = data[off + 16:off + 16 + length]
+        off += 16 + length
+    return version, secs
+
+
+def varint(buf, pos):
+    v = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        v |= (b & 0x7f) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, pos
+
+
+def read_snapshot(path):
+    """A test's own reading of format/FORMAT.md, independent of heapdelta's:
+    (META fields, {stack id: [depth, live_bytes, live_count, alloc_bytes,
+    alloc_count]}), following a version 2 file's chain of bases in its
+    directory."""
+    version, secs = snapshot_sections(path)
+    meta = list(struct.unpack_from(f"<{len(secs[1]) // 8}Q", secs[1]))
+    if version == 1:
+        stacks, buf = {}, secs[4]
+        (n,), p = struct.unpack_from("<I", buf), 4
+        for _ in range(n):
+            sid, depth, _flags, lb, lc, ab, ac = struct.unpack_from("<IHHQQQQ", buf, p)
+            stacks[sid] = [depth, lb, lc, ab, ac]
+            p += 40 + 8 * depth
+        return meta, stacks
+    stacks = {}
+    if meta[30]:   # base_seq
+        base = glob.glob(os.path.join(os.path.dirname(path), f"heapdelta.{meta[0]}.{meta[30]}.*.snap"))
+        if len(base) != 1:
+            raise Failure(f"{path}: base snapshot {meta[30]} not found")
+        bmeta, stacks = read_snapshot(base[0])
+        check(bmeta[29] == meta[29], f"{path}: base of another run")
+    buf = secs[8]
+    (n,), p = struct.unpack_from("<I", buf), 4
+    for _ in range(n):
+        sid, depth, _flags = struct.unpack_from("<IHH", buf, p)
+        check(sid not in stacks, f"{path}: stack {sid} new twice")
+        stacks[sid] = [depth, 0, 0, 0, 0]
+        p += 8 + 8 * depth
+    buf = secs[9]
+    (n,), p, sid = struct.unpack_from("<I", buf), 4, 0
+    for _ in range(n):
+        d, p = varint(buf, p)
+        sid += d
+        for k in range(4):
+            z, p = varint(buf, p)
+            stacks[sid][1 + k] += (z >> 1) ^ -(z & 1)
+    return meta, stacks
+
+
 def tmpdir():
     TMPS.append(tempfile.mkdtemp(prefix="hd-e2e-"))
     return TMPS[-1]

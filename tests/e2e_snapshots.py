@@ -64,20 +64,21 @@ def the_programs_own_handler_for_the_snapshot_signal_is_left_alone():
 
 
 def stacks_header_offset(path):
-    """File offset of the STACKS section header in a snapshot."""
+    """File offset of the NEW_STACKS section header in a snapshot (the first
+    section whose length the writer patches after writing it)."""
     data = open(path, "rb").read()
     off = 16
     while off < len(data):
         tag, _, length = struct.unpack_from("<IIQ", data, off)
-        if tag == 4:
+        if tag == 8:
             return off
         off += 16 + length
-    raise Failure("no STACKS section")
+    raise Failure("no NEW_STACKS section")
 
 
 @test
 def a_field_patched_across_a_buffer_flush_is_written_whole():
-    # The writer fills in the STACKS section's length after the stacks; put
+    # The writer fills in the NEW_STACKS section's length after the stacks; put
     # that field across the 256 KiB buffer boundary with a long argv.  (The
     # sites fixture's section is longer than 255 bytes: the length's second
     # byte is not zero.)

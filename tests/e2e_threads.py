@@ -1,6 +1,4 @@
 """End-to-end tests: threads that end, and counters read while threads run."""
-import struct
-
 from e2e import *
 
 
@@ -32,26 +30,6 @@ def a_hundred_thousand_short_lived_threads_leave_the_shims_memory_flat():
     eq(late["live_count"], early["live_count"], "live blocks")
 
 
-def snapshot_counters(path):
-    """(META u64 fields, [(id, live_bytes, live_count, alloc_bytes, alloc_count)])."""
-    data = open(path, "rb").read()
-    off, meta, stacks = 16, [], []
-    while off < len(data):
-        tag, _, length = struct.unpack_from("<IIQ", data, off)
-        p = off + 16
-        if tag == 1:
-            meta = list(struct.unpack_from(f"<{length // 8}Q", data, p))
-        elif tag == 4:
-            (n,) = struct.unpack_from("<I", data, p)
-            p += 4
-            for _ in range(n):
-                sid, depth, _flags, lb, lc, ab, ac = struct.unpack_from("<IHHQQQQ", data, p)
-                stacks.append((sid, lb, lc, ab, ac))
-                p += 40 + 8 * depth
-        off += 16 + length
-    return meta, stacks
-
-
 @test
 def every_snapshot_of_eight_churning_threads_is_consistent_per_site_and_in_total():
     # Interval snapshots every 10 ms and the exit snapshot, all written while
@@ -64,8 +42,8 @@ def every_snapshot_of_eight_churning_threads_is_consistent_per_site_and_in_total
     marks = markers("churn.c")
     size_of = {marks["forty"]: 40, marks["seventy_two"]: 72}
     for snap in snaps:
-        meta, stacks = snapshot_counters(snap)
-        sums = [sum(s[i] for s in stacks) for i in range(1, 5)]
+        meta, stacks = read_snapshot(snap)
+        sums = [sum(s[i] for s in stacks.values()) for i in range(1, 5)]
         eq([meta[11], meta[12], meta[15], meta[16]], sums,
            f"{os.path.basename(snap)}: META live/alloc bytes and counts against the sum of the stacks")
         seen = set()
