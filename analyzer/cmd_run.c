@@ -240,8 +240,8 @@ static int run_option(struct run_args *a, int c, const char *arg)
 		return 0;
 	case O_CHECK: a->check = 1; return 0;
 	case O_KEEP:
-		if (parse_count(arg, 1000000, &n) < 0 || n < 2)
-			return usage_error("run", "--keep takes 2 to 1000000 snapshots, not '%s'", arg);
+		if (parse_count(arg, 1000000, &n) < 0 || n < 3)
+			return usage_error("run", "--keep takes 3 to 1000000 snapshots, not '%s'", arg);
 		a->keep = arg;
 		return 0;
 	}

@@ -548,10 +548,12 @@ HDS_HIDDEN void hds_snapshot_new_run(void);
 
 /* ---- thin.c: HEAPDELTA_KEEP, at most N interval snapshots on disk ----------- */
 
-/* After snapshot seq (trigger, file `path`) completed, with the chain lock
- * held: remember it, and if more than HEAPDELTA_KEEP interval snapshots are
- * on disk, merge one into its successor and delete it. */
-HDS_HIDDEN void hds_thin_after_write(int trigger, uint64_t seq, const char *path);
+/* Before writing a snapshot of `trigger`, with the chain lock held: if it
+ * is an interval snapshot and HEAPDELTA_KEEP are on disk already, merge
+ * one into its successor and delete it. */
+HDS_HIDDEN void hds_thin_before_write(int trigger);
+/* After snapshot seq completed, with the chain lock held: remember it. */
+HDS_HIDDEN void hds_thin_after_write(int trigger, uint64_t seq);
 /* A new run (fork child): forget the files of the old one. */
 HDS_HIDDEN void hds_thin_forget(void);
 

@@ -135,10 +135,10 @@ void hds_config_load(struct hds_config *cfg)
 	}
 
 	if ((v = getenv("HEAPDELTA_KEEP")) && *v) {
-		if (parse_uint(v, 2, 1000000, &n) == 0)
+		if (parse_uint(v, 3, 1000000, &n) == 0)
 			cfg->keep = (uint32_t)n;
 		else
-			hds_warn("HEAPDELTA_KEEP must be 2 to 1000000; keeping every snapshot", v);
+			hds_warn("HEAPDELTA_KEEP must be 3 to 1000000; keeping every snapshot", v);
 	}
 
 	v = getenv("HEAPDELTA_OUT");

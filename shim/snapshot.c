@@ -571,6 +571,8 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 	int locked = chain_take();
 	if (locked && !prev)
 		prev = hds_map(sizeof *prev * hds.cfg.max_stacks);
+	if (locked && prev)
+		hds_thin_before_write(trigger);
 	int chained = locked && prev && base_seq;
 	uint32_t nstacks = hds_stacks_count();
 	size_t sums_len = sizeof(struct hds_sums) * (nstacks ? nstacks : 1);
@@ -595,7 +597,7 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 			rc = 0;
 			if (locked && prev) {
 				chain_commit(sums, nstacks, n);
-				hds_thin_after_write(trigger, n, final);
+				hds_thin_after_write(trigger, n);
 			}
 		}
 	}

@@ -2,10 +2,11 @@
  * thin.c - HEAPDELTA_KEEP=N: at most N interval snapshots of this process
  * on disk, spread over the whole run (format/FORMAT.md, "Thinning").
  *
- * After each snapshot the writer records it here (chain lock held, so
- * snapshots and thinning never interleave).  When more than N interval
- * snapshots are on disk, the one between the first and the latest whose
- * neighbours are closest in time goes: its successor S in the chain is
+ * After each snapshot the writer records it here, and before it writes an
+ * interval snapshot with N already on disk, one goes (chain lock held, so
+ * snapshots and thinning never interleave; at no moment are more than N
+ * on disk): the one between the first and the latest whose neighbours are
+ * closest in time. its successor S in the chain is
  * rewritten to build on its base (new stacks joined, counter changes summed
  * stack by stack, epochs updated), renamed over S, and only then is it
  * deleted, so every file on disk always has its chain on disk.
@@ -317,9 +318,61 @@ static int merge_into_successor(const struct kept *kf, const struct kept *sf)
 	return rc;
 }
 
-void hds_thin_after_write(int trigger, uint64_t seq, const char *path)
+/* Merge away the interval snapshot between the first and the latest whose
+ * neighbours are closest in time.  0, or -1 when there is none or the merge
+ * failed (then thinning stops, with one warning). */
+static int thin_one(void)
 {
-	(void)path;
+	uint32_t first = UINT32_MAX, last = 0, victim = UINT32_MAX;
+	uint64_t best = UINT64_MAX;
+
+	for (uint32_t i = 0; i < nfiles; i++)
+		if (files[i].trigger == HD_TRIGGER_INTERVAL) {
+			if (first == UINT32_MAX)
+				first = i;
+			last = i;
+		}
+	for (uint32_t i = first + 1; first != UINT32_MAX && i < last; i++) {
+		if (files[i].trigger != HD_TRIGGER_INTERVAL)
+			continue;
+		uint64_t gap = files[i + 1].mono_ns - files[i - 1].mono_ns;
+		if (gap < best) {
+			best = gap;
+			victim = i;
+		}
+	}
+	if (victim == UINT32_MAX)
+		return -1;
+	if (merge_into_successor(&files[victim], &files[victim + 1]) < 0) {
+		hds_warn("cannot thin the snapshots (HEAPDELTA_KEEP); keeping them all from here", NULL);
+		gave_up = 1;
+		return -1;
+	}
+	memmove(&files[victim], &files[victim + 1], sizeof *files * (nfiles - victim - 1));
+	nfiles--;
+	return 0;
+}
+
+static uint32_t intervals_on_disk(void)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < nfiles; i++)
+		n += files[i].trigger == HD_TRIGGER_INTERVAL;
+	return n;
+}
+
+void hds_thin_before_write(int trigger)
+{
+	if (!hds.cfg.keep || gave_up || !files || trigger != HD_TRIGGER_INTERVAL)
+		return;
+	/* Room first: at no moment are more than N on disk. */
+	while (intervals_on_disk() >= hds.cfg.keep && thin_one() == 0)
+		;
+}
+
+void hds_thin_after_write(int trigger, uint64_t seq)
+{
 	if (!hds.cfg.keep || gave_up)
 		return;
 	if (!files && !(files = hds_map(sizeof *files * MAX_KEPT))) {
@@ -332,39 +385,4 @@ void hds_thin_after_write(int trigger, uint64_t seq, const char *path)
 		return;
 	}
 	files[nfiles++] = (struct kept){ seq, hds_now_ns(CLOCK_MONOTONIC), trigger };
-
-	for (;;) {
-		uint32_t intervals = 0, first = UINT32_MAX, last = 0;
-		for (uint32_t i = 0; i < nfiles; i++)
-			if (files[i].trigger == HD_TRIGGER_INTERVAL) {
-				intervals++;
-				if (first == UINT32_MAX)
-					first = i;
-				last = i;
-			}
-		if (intervals <= hds.cfg.keep)
-			return;
-		/* The interval snapshot between the first and the latest whose
-		 * neighbours are closest in time. */
-		uint32_t victim = UINT32_MAX;
-		uint64_t best = UINT64_MAX;
-		for (uint32_t i = first + 1; i < last; i++) {
-			if (files[i].trigger != HD_TRIGGER_INTERVAL || i == 0 || i + 1 >= nfiles)
-				continue;
-			uint64_t gap = files[i + 1].mono_ns - files[i - 1].mono_ns;
-			if (gap < best) {
-				best = gap;
-				victim = i;
-			}
-		}
-		if (victim == UINT32_MAX)
-			return;
-		if (merge_into_successor(&files[victim], &files[victim + 1]) < 0) {
-			hds_warn("cannot thin the snapshots (HEAPDELTA_KEEP); keeping them all from here", NULL);
-			gave_up = 1;
-			return;
-		}
-		memmove(&files[victim], &files[victim + 1], sizeof *files * (nfiles - victim - 1));
-		nfiles--;
-	}
 }

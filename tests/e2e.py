@@ -192,11 +192,22 @@ def varint(buf, pos):
             return v, pos
 
 
+_READ = {}
+
+
 def read_snapshot(path):
     """A test's own reading of format/FORMAT.md, independent of heapdelta's:
     (META fields, {stack id: [depth, live_bytes, live_count, alloc_bytes,
     alloc_count]}), following a version 2 file's chain of bases in its
-    directory."""
+    directory.  The caller gets its own copy."""
+    key = (path, os.path.getmtime(path))
+    if key not in _READ:
+        _READ[key] = _read_snapshot(path)
+    meta, stacks = _READ[key]
+    return list(meta), {k: list(v) for k, v in stacks.items()}
+
+
+def _read_snapshot(path):
     version, secs = snapshot_sections(path)
     meta = list(struct.unpack_from(f"<{len(secs[1]) // 8}Q", secs[1]))
     if version == 1:

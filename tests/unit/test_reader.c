@@ -37,7 +37,7 @@ static void build(struct buf *b)
 	b->n = 0;
 	memcpy(b->b, HD_MAGIC, 8);
 	b->n = 8;
-	put32(b, HD_VERSION);
+	put32(b, 1);   /* the version 1 layout */
 	put32(b, 0);
 
 	s = begin_section(b, HD_SEC_META);
@@ -120,7 +120,7 @@ static void build_reloaded(struct buf *b)
 
 	memcpy(b->b, HD_MAGIC, 8);
 	b->n = 8;
-	put32(b, HD_VERSION);
+	put32(b, 1);   /* the version 1 layout */
 	put32(b, 0);
 	s = begin_section(b, HD_SEC_META);
 	for (int i = 0; i < HD_META_NFIELDS; i++)
@@ -211,6 +211,97 @@ static void a_frame_names_the_module_mapped_there_in_its_stacks_epoch(void)
 			b.b[i] ^= (unsigned char)(1 << bit);
 		}
 	}
+}
+
+/* Version 2, building on nothing: two stacks' frames, their counters as
+ * changes from zero (varints), one epoch. */
+static void build_v2(struct buf *b)
+{
+	size_t s;
+
+	memcpy(b->b, HD_MAGIC, 8);
+	b->n = 8;
+	put32(b, 2);
+	put32(b, 0);
+	s = begin_section(b, HD_SEC_META);
+	for (int i = 0; i < HD_META_NFIELDS; i++)
+		put64(b, i == HD_META_RUN_ID ? 77 : i == HD_META_SEQ ? 1 : 0);
+	end_section(b, s);
+	s = begin_section(b, HD_SEC_NEW_STACKS);
+	put32(b, 2);
+	for (uint32_t id = 3; id <= 5; id += 2) {   /* ids 3 and 5 */
+		put32(b, id);
+		b->b[b->n++] = 1; b->b[b->n++] = 0;
+		b->b[b->n++] = 0; b->b[b->n++] = 0;
+		put64(b, 0x401000 + id);
+	}
+	end_section(b, s);
+	s = begin_section(b, HD_SEC_COUNTERS);
+	put32(b, 2);
+	/* id 3: +300 bytes, +2 blocks live, 500 bytes in 4 allocated */
+	unsigned char *p = b->b + b->n;
+	p = hd_put_varint(p, 3);
+	p = hd_put_varint(p, hd_zigzag(300));
+	p = hd_put_varint(p, hd_zigzag(2));
+	p = hd_put_varint(p, hd_zigzag(500));
+	p = hd_put_varint(p, hd_zigzag(4));
+	/* id 5 (3 + 2): nothing live, 70000 bytes in 1 allocated */
+	p = hd_put_varint(p, 2);
+	p = hd_put_varint(p, hd_zigzag(0));
+	p = hd_put_varint(p, hd_zigzag(0));
+	p = hd_put_varint(p, hd_zigzag(70000));
+	p = hd_put_varint(p, hd_zigzag(1));
+	b->n = (size_t)(p - b->b);
+	end_section(b, s);
+	s = begin_section(b, HD_SEC_STACK_EPOCHS);
+	put32(b, 1);
+	put32(b, 5);
+	put32(b, 2);
+	end_section(b, s);
+	begin_section(b, HD_SEC_END);
+}
+
+static void a_version_2_snapshot_without_a_base_reads_back_exactly(void)
+{
+	struct buf b;
+	struct snapshot s;
+
+	build_v2(&b);
+	ASSERT_EQ(snapshot_parse("mem", b.b, b.n, &s), 0);
+	ASSERT_EQ(s.version, 2);
+	ASSERT_EQ(s.partial, 0);
+	ASSERT_EQ(s.nstacks, 2);
+	const struct hd_stack *a = snapshot_stack_by_id(&s, 3), *c = snapshot_stack_by_id(&s, 5);
+	ASSERT_TRUE(a && c);
+	ASSERT_EQ(a->live_bytes, 300);
+	ASSERT_EQ(a->live_count, 2);
+	ASSERT_EQ(a->alloc_bytes, 500);
+	ASSERT_EQ(a->alloc_count, 4);
+	ASSERT_EQ(c->alloc_bytes, 70000);
+	ASSERT_EQ(c->epoch, 2);
+	ASSERT_EQ(c->frames[0], 0x401005);
+	snapshot_release(&s);
+	for (size_t cut = 0; cut < b.n; cut++) {
+		if (snapshot_parse("mem", b.b, cut, &s) == 0)
+			ASSERT_TRUE(0);
+		snapshot_release(&s);
+	}
+	for (size_t i = 0; i < b.n; i++)
+		for (int bit = 0; bit < 8; bit++) {
+			b.b[i] ^= (unsigned char)(1 << bit);
+			snapshot_parse("mem", b.b, b.n, &s);
+			snapshot_release(&s);
+			b.b[i] ^= (unsigned char)(1 << bit);
+		}
+	/* A base: the file alone is partial; its counters wait for the chain. */
+	build_v2(&b);
+	hd_put_u64(b.b + 16 + 16 + 8 * HD_META_BASE_SEQ, 1);
+	hd_put_u64(b.b + 16 + 16 + 8 * HD_META_SEQ, 2);
+	ASSERT_EQ(snapshot_parse("mem", b.b, b.n, &s), 0);
+	ASSERT_EQ(s.partial, 1);
+	ASSERT_EQ(s.ndeltas, 2);
+	ASSERT_EQ(s.deltas[1].id, 5);
+	snapshot_release(&s);
 }
 
 static void every_truncation_is_an_error(void)
@@ -319,6 +410,7 @@ int main(void)
 {
 	static const struct unit_test tests[] = {
 		{ "a well-formed snapshot reads back exactly", a_well_formed_snapshot_reads_back_exactly },
+		{ "a version 2 snapshot without a base reads back exactly", a_version_2_snapshot_without_a_base_reads_back_exactly },
 		{ "a frame names the module mapped there in its stack's epoch",
 		  a_frame_names_the_module_mapped_there_in_its_stacks_epoch },
 		{ "every truncation is an error", every_truncation_is_an_error },
