@@ -464,11 +464,26 @@ static uint64_t insert(uint64_t p, uint64_t entry)
 	 * table: take it out first, so p is never in two tables. */
 	if (unlikely(atomic_load_acquire(&oldest) != atomic_load_acquire(&newest)))
 		old = remove_any(p);
-	for (;;) {
+	for (int waits = 0;; ) {
 		struct table *t = atomic_load_acquire(&newest);
 		struct slot *target = NULL;
 		uint64_t i = hash(p) & t->mask, n;
 		int restart = 0;
+
+		/* Back-pressure: the newest table is 3/4 used and cannot grow
+		 * until the copy into it is done (a thread that claimed a chunk
+		 * may be preempted).  Help, let it run, and insert only once
+		 * there is room for the copy's entries: else they would have
+		 * nowhere to go.  Bounded (about a second): a copier stuck for
+		 * good (a signal handler that never returns) must not stop
+		 * every other thread; past that, the insert goes ahead. */
+		if (unlikely(atomic_load_acquire(&oldest) != t) && waits < 20000 &&
+		    atomic_load_relaxed(&t->used) * 4 >= (int64_t)(t->mask + 1) * 3) {
+			help_if_copying(UINT64_MAX);
+			if (++waits > 64)
+				sched_yield();
+			continue;
+		}
 
 		for (n = 0; n <= t->mask; i = (i + 1) & t->mask, n++) {
 			struct slot *s = &t->slots[i];

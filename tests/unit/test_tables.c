@@ -384,7 +384,7 @@ static void *grower(void *arg)
 		uintptr_t addr = 0x300000000 + (other * GROW_PER_THREAD + i) * 8192;
 		uint64_t e = hds_live_remove((void *)addr);
 		if (hds_entry_stack(e) != other || hds_entry_size(e) != 4096 + i % 100) {
-			fprintf(stderr, "remove of %#lx found %#llx\n", (unsigned long)addr, (unsigned long long)e);
+			fprintf(stderr, "remove of %#lx found %#llx (dropped %llu)\n", (unsigned long)addr, (unsigned long long)e, (unsigned long long)atomic_load(&hds.dropped_allocs));
 			abort();
 		}
 		atomic_fetch_add(&removed_bytes, hds_entry_size(e));
