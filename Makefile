@@ -24,7 +24,7 @@ SHIM_CFLAGS := $(BASE) $(CFLAGS) -flto -fPIC -fvisibility=hidden -ftls-model=ini
                -fno-omit-frame-pointer -Ishim -Iformat
 SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
                shim/modules.c shim/snapshot.c shim/creds.c shim/threads.c \
-               shim/entry_cxx.c shim/blocks_large.c shim/os.c shim/options.c shim/process.c shim/triggers.c shim/thin.c
+               shim/entry_cxx.c shim/blocks_large.c shim/os.c shim/options.c shim/process.c shim/triggers.c shim/thin.c shim/python.c
 SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
 
 AN_CFLAGS   := $(BASE) $(CFLAGS) -Iformat -Ianalyzer -I$(B)/gen -DHD_PREFIX='"$(PREFIX)"'
@@ -100,8 +100,8 @@ T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
             $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so \
             $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan \
-            $(T)/teardown $(T)/churn $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so $(T)/cxxops
-FIXTURES += $(T)/zero $(T)/twostacks
+            $(T)/teardown $(T)/churn $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so $(T)/cxxops $(T)/pyext/pyext.so
+FIXTURES += $(T)/zero $(T)/twostacks $(T)/wrappers $(T)/libgwrap.so
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
 UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/unit_models $(T)/fuzz_reader
@@ -125,6 +125,19 @@ $(T)/%_jemalloc: tests/fixtures/%.c | $(T)
 $(T)/libplugin.so: tests/fixtures/plugin.c | $(T)
 	$(CC) -O2 -g -fPIC -shared -o $@ $<
 
+# A CPython 3.11 extension module (python3-dev), in a folder of its own.
+$(T)/pyext/pyext.so: tests/fixtures/pyext.c | $(T)
+	mkdir -p $(T)/pyext
+	$(CC) -O2 -g -fPIC -shared $$(/usr/bin/python3.11-config --includes) -o $@ $<
+
+# A g_malloc-style wrapper in a shared library, and the program that
+# allocates through it (found beside the program at run time).
+$(T)/libgwrap.so: tests/fixtures/gwrap.c | $(T)
+	$(CC) -O2 -g -fPIC -shared -o $@ $<
+
+$(T)/wrappers: tests/fixtures/wrappers.c $(T)/libgwrap.so | $(T)
+	$(CC) -O2 -g -Ishim -o $@ $< -L$(T) -lgwrap -Wl,-rpath,'$$ORIGIN'
+
 $(T)/libreload_%.so: tests/fixtures/reload_%.c | $(T)
 	$(CC) -O2 -g -fPIC -shared -o $@ $<
 
@@ -147,7 +160,7 @@ $(T)/unit_reader: $(UNIT_AN_SRC) tests/unit/test_reader.c analyzer/snapshot.h te
 
 # The analyzer's models (trend, sites, suppressions, gate, baselines, the
 # JSON emitter) on synthetic input; the symbolizer is linked but not used.
-UNIT_MODEL_SRC := analyzer/site.c analyzer/trend.c analyzer/group.c analyzer/gate.c analyzer/baseline.c \
+UNIT_MODEL_SRC := analyzer/site.c analyzer/alloc_fns.c analyzer/trend.c analyzer/group.c analyzer/gate.c analyzer/baseline.c \
                   analyzer/suppress.c analyzer/json.c analyzer/symbolize.c analyzer/snapshot.c analyzer/util.c
 $(T)/unit_models: $(UNIT_MODEL_SRC) tests/unit/test_models.c $(wildcard analyzer/*.h) tests/unit/testhelp.h | $(T)
 	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Iformat -Ianalyzer -Itests/unit -o $@ \

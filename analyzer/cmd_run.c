@@ -304,6 +304,8 @@ static int parse_options(int argc, char **argv, struct run_args *a, int *status)
 	else if (a->check && !gate_has_budget(&a->gate))
 		*status = usage_error("run", "--check needs a budget: --max-leaked, --max-growth, --max-growth-per-site, "
 				      "--max-peak or --baseline");
+	else if (a->check && alloc_fns_load(&a->gate.alloc_fns) < 0)
+		*status = EXIT_USAGE;
 	a->cmd = argv + optind;
 	return *status != 0;
 }
@@ -342,10 +344,35 @@ static int prepare(const struct run_args *a, char **shim, char **outdir)
 	return 0;
 }
 
+/* Is cmd CPython: named python*, or a script whose #! line names it? */
+static int runs_python(const char *cmd)
+{
+	const char *base = strrchr(cmd, '/');
+	char line[256] = "";
+	FILE *f;
+
+	base = base ? base + 1 : cmd;
+	if (strncmp(base, "python", 6) == 0)
+		return 1;
+	if (!strchr(cmd, '/') || !(f = fopen(cmd, "re")))
+		return 0;
+	if (!fgets(line, sizeof line, f))
+		line[0] = 0;
+	fclose(f);
+	return strncmp(line, "#!", 2) == 0 && strstr(line, "python") != NULL;
+}
+
 /* The environment the shim reads; returns the LD_PRELOAD value, which must
  * live until the exec. */
 static char *set_environment(const struct run_args *a, const char *shim, const char *outdir)
 {
+	/* CPython serves objects of 512 bytes or less from arenas of its own,
+	 * unseen; its malloc mode sends them through malloc, as tracemalloc
+	 * sees them. */
+	if (runs_python(a->cmd[0]) && !getenv("PYTHONMALLOC")) {
+		setenv("PYTHONMALLOC", "malloc", 1);
+		fprintf(stderr, "heapdelta: PYTHONMALLOC=malloc, so that every Python object reaches malloc\n");
+	}
 	const char *old = getenv("LD_PRELOAD");
 	char *preload = old && *old ? xasprintf("%s:%s", shim, old) : xstrdup(shim);
 

@@ -266,6 +266,60 @@ static int parse_counters(struct cursor *c, struct snapshot *s)
 	return 0;
 }
 
+/* CODE (version 2): Python code objects first seen since the base. */
+static int parse_code(struct cursor *c, struct snapshot *s)
+{
+	uint32_t n;
+
+	if (rd_u32(c, &n, "code count") || check_count(c, n, 20, "code record"))
+		return -1;
+	s->own_codes = xcalloc(n ? n : 1, sizeof *s->own_codes);
+	for (uint32_t i = 0; i < n; i++) {
+		struct hd_code *k = &s->own_codes[i];
+		uint32_t len;
+		s->nown_codes = i + 1;
+		if (rd_u32(c, &k->id, "code id") || rd_u32(c, &k->firstlineno, "code first line") ||
+		    rd_string(c, &k->filename, "code file name") || rd_string(c, &k->qualname, "code name") ||
+		    rd_u32(c, &len, "line table length") || need(c, len, "line table"))
+			return -1;
+		if (k->id > 0x7fffffff)
+			return bad(c, c->pos - 8, "code id above 2^31");
+		k->linetable = xmalloc(len + 1u);
+		memcpy(k->linetable, c->data + c->pos, len);
+		k->linetable_len = len;
+		c->pos += len;
+	}
+	return 0;
+}
+
+const struct hd_code *snapshot_code_of(const struct snapshot *s, uint64_t f)
+{
+	uint32_t id = hd_frame_code(f);
+
+	return id < s->ncodes ? s->codes[id] : NULL;
+}
+
+/* s's code table: base's (ids 0 .. nbase-1 at most) and its own records. */
+static int join_codes(struct snapshot *s, const struct hd_code **base, uint32_t nbase)
+{
+	struct cursor c = { NULL, 0, 0, s->path };
+	uint32_t n = nbase;
+
+	for (uint32_t i = 0; i < s->nown_codes; i++)
+		if (s->own_codes[i].id >= n)
+			n = s->own_codes[i].id + 1;
+	s->codes = xcalloc(n ? n : 1, sizeof *s->codes);
+	s->ncodes = n;
+	if (nbase)
+		memcpy(s->codes, base, nbase * sizeof *base);
+	for (uint32_t i = 0; i < s->nown_codes; i++) {
+		if (s->codes[s->own_codes[i].id])
+			return bad(&c, 0, "a code object is new in this file, but its chain has it already");
+		s->codes[s->own_codes[i].id] = &s->own_codes[i];
+	}
+	return 0;
+}
+
 /* MODULE_EPOCHS, after MODULES (a file may hold them in any order). */
 static int parse_module_epochs(struct cursor *c, struct snapshot *s)
 {
@@ -478,6 +532,10 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 			rc = s->deltas ? bad(&c, at, "second COUNTERS section")
 			     : version != 2 ? bad(&c, at, "COUNTERS section in a version 1 file") : parse_counters(&sec, s);
 			break;
+		case HD_SEC_CODE:
+			rc = s->own_codes ? bad(&c, at, "second CODE section")
+			     : version != 2 ? bad(&c, at, "CODE section in a version 1 file") : parse_code(&sec, s);
+			break;
 		case HD_SEC_MODULE_EPOCHS:
 		case HD_SEC_STACK_EPOCHS:
 		case HD_SEC_MISMATCHES: {
@@ -493,7 +551,7 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 			return -1;
 		if (tag != HD_SEC_END && sec.pos != sec.end &&
 		    (tag == HD_SEC_STRINGS || tag == HD_SEC_MODULES || tag == HD_SEC_STACKS || tag == HD_SEC_NEW_STACKS ||
-		     tag == HD_SEC_COUNTERS))
+		     tag == HD_SEC_COUNTERS || tag == HD_SEC_CODE))
 			return bad(&sec, sec.pos, "section has bytes after its last record");
 		c.pos += (size_t)slen;
 	}
@@ -530,7 +588,9 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 			s->partial = 1;   /* snapshot_load() applies the rest */
 			return 0;
 		}
-		return apply_changes(s, NULL, 0);
+		if (apply_changes(s, NULL, 0) < 0)
+			return -1;
+		return join_codes(s, NULL, 0);
 	}
 	return 0;
 }
@@ -549,18 +609,29 @@ static struct {
 	uint64_t pid, run_id, seq;
 	struct hd_stack *stacks;
 	uint32_t nstacks;
+	const struct hd_code **codes;
+	uint32_t ncodes;
 } last;
 
 static uint64_t **pools;   /* frame pools of chained files: the cache points into them */
 static size_t npools;
 
+static struct hd_code **code_pools;   /* CODE records of chained files, likewise */
+static size_t ncode_pools;
+
 static void keep_frames(struct snapshot *s)
 {
-	if (!s->frame_pool)
-		return;
-	pools = xrealloc(pools, (npools + 1) * sizeof *pools);
-	pools[npools++] = s->frame_pool;
-	s->frame_pool = NULL;
+	if (s->frame_pool) {
+		pools = xrealloc(pools, (npools + 1) * sizeof *pools);
+		pools[npools++] = s->frame_pool;
+		s->frame_pool = NULL;
+	}
+	if (s->own_codes) {
+		code_pools = xrealloc(code_pools, (ncode_pools + 1) * sizeof *code_pools);
+		code_pools[ncode_pools++] = s->own_codes;
+		s->own_codes = NULL;
+		s->nown_codes = 0;
+	}
 }
 
 static void remember(const char *dir, const struct snapshot *s)
@@ -574,6 +645,11 @@ static void remember(const char *dir, const struct snapshot *s)
 	last.nstacks = s->nstacks;
 	last.stacks = xmalloc(((size_t)s->nstacks + 1) * sizeof *last.stacks);
 	memcpy(last.stacks, s->stacks, (size_t)s->nstacks * sizeof *last.stacks);
+	free(last.codes);
+	last.ncodes = s->ncodes;
+	last.codes = xcalloc((size_t)s->ncodes + 1, sizeof *last.codes);
+	if (s->ncodes)
+		memcpy(last.codes, s->codes, (size_t)s->ncodes * sizeof *last.codes);
 }
 
 static char *dir_of(const char *path)
@@ -639,12 +715,13 @@ static int load_chain(const char *path, struct snapshot *s)
 	/* Compose forward: the oldest base first. */
 	for (size_t k = n; k-- > 0;) {
 		struct snapshot *b = &chain[k];
-		if (b->partial && apply_changes(b, last.stacks, last.nstacks) < 0)
+		if (b->partial && (apply_changes(b, last.stacks, last.nstacks) < 0 ||
+				   join_codes(b, last.codes, last.ncodes) < 0))
 			goto out;
 		keep_frames(b);
 		remember(dir, b);
 	}
-	if (apply_changes(s, last.stacks, last.nstacks) < 0)
+	if (apply_changes(s, last.stacks, last.nstacks) < 0 || join_codes(s, last.codes, last.ncodes) < 0)
 		goto out;
 	keep_frames(s);
 	remember(dir, s);
@@ -728,6 +805,13 @@ void snapshot_release(struct snapshot *s)
 	free(s->mismatches);
 	free(s->deltas);
 	free(s->epochs);
+	for (uint32_t i = 0; s->own_codes && i < s->nown_codes; i++) {
+		free(s->own_codes[i].filename);
+		free(s->own_codes[i].qualname);
+		free(s->own_codes[i].linetable);
+	}
+	free(s->own_codes);
+	free(s->codes);
 	memset(s, 0, sizeof *s);
 }
 

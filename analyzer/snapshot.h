@@ -33,6 +33,14 @@ struct hd_stack {
 	uint32_t epoch;                        /* STACK_EPOCHS; 0 when not listed */
 };
 
+/* A Python code object (CODE): what a Python frame's line is read from. */
+struct hd_code {
+	uint32_t id, firstlineno;
+	char *filename, *qualname;
+	unsigned char *linetable;
+	uint32_t linetable_len;
+};
+
 /* A release by the wrong family (MISMATCHES). */
 struct hd_mismatch {
 	uint32_t alloc_stack;                  /* id of the allocating stack */
@@ -71,7 +79,16 @@ struct snapshot {
 	struct { uint32_t id, epoch; } *epochs;
 	uint32_t nepochs;
 	int partial;
+	/* Python code objects by id (NULL where none), the chain's; they live
+	 * as long as the program (several snapshots share them). */
+	const struct hd_code **codes;
+	uint32_t ncodes;
+	struct hd_code *own_codes;             /* this file's CODE records */
+	uint32_t nown_codes;
 };
+
+/* The code object of Python frame value f in s, or NULL. */
+const struct hd_code *snapshot_code_of(const struct snapshot *s, uint64_t f);
 
 /* Read and validate the snapshot at path: for a version 2 file, with its
  * chain of bases from the same directory (format/FORMAT.md).  0 on

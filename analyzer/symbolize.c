@@ -35,6 +35,8 @@
  * addresses, not with allocations or snapshots.
  */
 #include "symbolize.h"
+#include "debuginfod.h"
+#include "pyframes.h"
 #include "util.h"
 
 #include <dwarf.h>
@@ -69,8 +71,9 @@ struct elf_sym {
 };
 
 struct sym_module {
-	char *path;
+	char *path;                    /* as the snapshot names it */
 	const char *name;              /* basename of path */
+	char *file;                    /* the file in use (path, or found elsewhere) */
 	struct elf_sym *syms;          /* function symbols by address, built on first use */
 	size_t nsyms;
 	int syms_done;
@@ -86,8 +89,11 @@ struct sym_module {
 	char *debug_path;              /* the separate debug file in use, if any */
 	int warned;                    /* one warning per module */
 	int no_dwarf;                  /* DWARF refused: symbols only */
+	int has_dwarf;                 /* DWARF in use: a frame without a line lacks only lines */
+	int asked;                     /* debuginfod asked for its debug file */
 	Dwarf *alt;                    /* the dwz alternate file opened here */
 	int alt_fd;
+	struct symbolizer *sym;
 };
 
 struct addr_entry {
@@ -104,7 +110,32 @@ struct symbolizer {
 	struct addr_entry *slots;
 	size_t cap, used;
 	struct sym_frame unknown;      /* for addresses outside every module */
+	struct pyframe_cache *py;      /* Python frames (pyframes.c) */
+	const struct sym_paths *paths; /* where files are looked for */
+	struct debuginfod *dbg;        /* NULL without DEBUGINFOD_URLS */
 };
+
+/* A list of candidate paths, tried in order. */
+struct cands {
+	char **v;
+	size_t n;
+};
+
+static void cand_add(struct cands *c, char *path)
+{
+	if (!path)
+		return;
+	c->v = xrealloc(c->v, (c->n + 1) * sizeof *c->v);
+	c->v[c->n++] = path;
+}
+
+static void cands_release(struct cands *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->v[i]);
+	free(c->v);
+	memset(c, 0, sizeof *c);
+}
 
 static const char *refusal_text(enum refusal why)
 {
@@ -169,16 +200,40 @@ static void hex(char *out, const unsigned char *b, size_t n)
 	out[2 * n] = 0;
 }
 
-/* /usr/lib/debug/.build-id/xx/yyyy.debug for a build-id; NULL for one
- * shorter than 3 or longer than 64 bytes, as libdw does. */
-static char *build_id_path(const unsigned char *id, size_t n)
+/* ROOT/.build-id/xx/yyyySUFFIX for a build-id (suffix ".debug" for a
+ * debug file, "" for the binary, as Fedora links it); NULL for one shorter
+ * than 3 or longer than 64 bytes, as libdw does. */
+static char *build_id_path(const char *root, const void *id, size_t n, const char *suffix)
 {
 	char h[2 * HD_MAX_BUILD_ID + 1];
 
 	if (n < 3 || n > HD_MAX_BUILD_ID)
 		return NULL;
 	hex(h, id, n);
-	return xasprintf(DEBUG_ROOT "/.build-id/%.2s/%s.debug", h, h + 2);
+	return xasprintf("%s/.build-id/%.2s/%s%s", strcmp(root, "/") ? root : "", h, h + 2, suffix);
+}
+
+/* The places of a build-id's file: each debug directory, then the
+ * sysroot's /usr/lib/debug, then /usr/lib/debug. */
+static void build_id_cands(const struct symbolizer *sym, struct cands *c, const void *id, size_t n,
+			   const char *suffix)
+{
+	const struct sym_paths *p = sym->paths;
+
+	for (size_t i = 0; i < p->ndebug_dirs; i++)
+		cand_add(c, build_id_path(p->debug_dirs[i], id, n, suffix));
+	if (p->sysroot) {
+		char *root = xasprintf("%s" DEBUG_ROOT, p->sysroot);
+		cand_add(c, build_id_path(root, id, n, suffix));
+		free(root);
+	}
+	cand_add(c, build_id_path(DEBUG_ROOT, id, n, suffix));
+}
+
+/* dir/name, without doubling the slash of dir "/". */
+static char *join(const char *dir, const char *name)
+{
+	return xasprintf("%s/%s", strcmp(dir, "/") ? dir : "", name);
 }
 
 /* Where libdw looks for a relative alternate file name: in debugdir (see
@@ -230,23 +285,75 @@ static int file_crc32(int fd, uint32_t *out)
 	return n < 0 ? -1 : 0;
 }
 
-/* Is the ELF file open on fd the one with this build-id? */
-static int has_build_id(int fd, const void *id, size_t n)
+/* The build-id of the ELF file open on fd, into out (HD_MAX_BUILD_ID
+ * bytes): its length, or 0 when it has none (or one too long). */
+static size_t file_build_id(int fd, unsigned char *out)
 {
 	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	const void *got;
 	ssize_t len = elf ? dwelf_elf_gnu_build_id(elf, &got) : -1;
-	int same = len > 0 && (size_t)len == n && memcmp(got, id, n) == 0;
 
+	if (len > 0 && len <= HD_MAX_BUILD_ID)
+		memcpy(out, got, (size_t)len);
+	else
+		len = 0;
 	elf_end(elf);
-	return same;
+	return (size_t)len;
+}
+
+/* Is the ELF file open on fd the one with this build-id? */
+static int has_build_id(int fd, const void *id, size_t n)
+{
+	unsigned char got[HD_MAX_BUILD_ID];
+	size_t len = file_build_id(fd, got);
+
+	return len > 0 && len == n && memcmp(got, id, n) == 0;
+}
+
+/* The places of a module's separate debug file, libdwfl's standard ones
+ * and ours: by build-id (build_id_cands), then by .gnu_debuglink name (or
+ * NAME.debug without one) beside the file in use, in .debug/ there and
+ * under /usr/lib/debug, for its name and the file it is a symlink to; under
+ * the sysroot's /usr/lib/debug and in each debug directory, for the
+ * snapshot's directory of the module, and in each debug directory itself. */
+static void debug_cands(const struct sym_module *m, struct cands *c, const void *id, int idlen,
+			const char *file_name, const char *link)
+{
+	const struct sym_paths *p = m->sym->paths;
+
+	if (idlen > 0)
+		build_id_cands(m->sym, c, id, (size_t)idlen, ".debug");
+	char *real = realpath(file_name, NULL);
+	const char *names[2] = { file_name, real && strcmp(real, file_name) != 0 ? real : NULL };
+	for (int k = 0; k < 2 && names[k]; k++) {
+		const char *s = strrchr(names[k], '/');
+		int dirlen = s ? (int)(s - names[k]) : 1;
+		const char *dir = s ? names[k] : ".";
+		cand_add(c, xasprintf("%.*s/%s", dirlen, dir, link));
+		cand_add(c, xasprintf("%.*s/.debug/%s", dirlen, dir, link));
+		if (dir[0] == '/')
+			cand_add(c, xasprintf(DEBUG_ROOT "%.*s/%s", dirlen, dir, link));
+	}
+	free(real);
+	const char *s = strrchr(m->path, '/');
+	int dirlen = s && m->path[0] == '/' ? (int)(s - m->path) : -1;
+	if (p->sysroot && dirlen >= 0)
+		cand_add(c, xasprintf("%s" DEBUG_ROOT "%.*s/%s", p->sysroot, dirlen, m->path, link));
+	for (size_t i = 0; i < p->ndebug_dirs; i++) {
+		const char *d = strcmp(p->debug_dirs[i], "/") ? p->debug_dirs[i] : "";
+		if (dirlen >= 0)
+			cand_add(c, xasprintf("%s%.*s/%s", d, dirlen, m->path, link));
+		cand_add(c, xasprintf("%s/%s", d, link));
+	}
 }
 
 /* libdwfl's find_debuginfo callback, in place of its standard one (which
  * opens every candidate with a blocking open()).  libdwfl also calls it for
  * the dwz alternate file (debuglink is then the .gnu_debugaltlink name and
  * crc 0): check_alt_file() deals with that one, so it is declined here.
- * A refused candidate is warned about only when no other one is found. */
+ * When no place has the file, debuginfod is asked (once per module), and
+ * the file it hands back goes through the same checks.  A refused
+ * candidate is warned about only when no other one is found. */
 static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
 			  const char *file_name, const char *debuglink, GElf_Word crc,
 			  char **debuginfo_file_name)
@@ -255,9 +362,9 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 	const unsigned char *id = NULL;
 	GElf_Addr vaddr;
 	int idlen = dwfl_module_build_id(mod, &id, &vaddr);
-	char *cand[7] = { NULL }, *refused = NULL;
+	struct cands c = { NULL, 0 };
+	char *refused = NULL;
 	enum refusal why = 0;
-	size_t ncand = 0;
 	int fd = -1;
 
 	(void)modname;
@@ -265,35 +372,27 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 	errno = 0;
 	if (!m || (debuglink && !(m->debuglink && strcmp(m->debuglink, debuglink) == 0 && m->debuglink_crc == crc)))
 		return -1;
-	if (idlen > 0)
-		cand[ncand++] = build_id_path(id, (size_t)idlen);
 	/* Without a debuglink, libdwfl's standard guess: NAME.debug. */
 	const char *slash = strrchr(file_name, '/');
 	char *guess = debuglink ? NULL : xasprintf("%s.debug", slash ? slash + 1 : file_name);
-	const char *link = debuglink ? debuglink : guess;
-	/* Beside the module, in .debug/ there and under /usr/lib/debug, for
-	 * the name given and for the file it is a symlink to. */
-	char *real = realpath(file_name, NULL);
-	const char *names[2] = { file_name, real && strcmp(real, file_name) != 0 ? real : NULL };
-	for (int k = 0; k < 2 && names[k]; k++) {
-		const char *s = strrchr(names[k], '/');
-		int dirlen = s ? (int)(s - names[k]) : 1;
-		const char *dir = s ? names[k] : ".";
-		cand[ncand++] = xasprintf("%.*s/%s", dirlen, dir, link);
-		cand[ncand++] = xasprintf("%.*s/.debug/%s", dirlen, dir, link);
-		if (dir[0] == '/')
-			cand[ncand++] = xasprintf(DEBUG_ROOT "%.*s/%s", dirlen, dir, link);
-	}
-	for (size_t i = 0; i < ncand && fd < 0; i++) {
+	debug_cands(m, &c, id, idlen, file_name, debuglink ? debuglink : guess);
+	for (size_t i = 0; fd < 0; i++) {
 		enum refusal w;
 		struct stat st;
 		uint32_t got;
-		if (!cand[i])
-			continue;
-		fd = open_elf_file(cand[i], &w, &st);
+		if (i == c.n) {
+			/* Nowhere here: ask debuginfod, once. */
+			if (idlen <= 0 || m->asked || !m->sym->dbg)
+				break;
+			m->asked = 1;
+			cand_add(&c, debuginfod_fetch(m->sym->dbg, DEBUGINFOD_DEBUGINFO, id, (size_t)idlen));
+			if (i == c.n)
+				break;
+		}
+		fd = open_elf_file(c.v[i], &w, &st);
 		if (fd < 0) {
 			if (w != FILE_UNREADABLE && !refused) {
-				refused = cand[i];
+				refused = c.v[i];
 				why = w;
 			}
 			continue;
@@ -308,15 +407,13 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 			fd = -1;
 			continue;
 		}
-		m->debug_path = xstrdup(cand[i]);
-		*debuginfo_file_name = xstrdup(cand[i]);   /* libdwfl frees it */
+		m->debug_path = xstrdup(c.v[i]);
+		*debuginfo_file_name = xstrdup(c.v[i]);   /* libdwfl frees it */
 	}
 	if (fd < 0 && refused)
 		warn_debug_file(m, refused, why);
-	for (size_t i = 0; i < ncand; i++)
-		free(cand[i]);
+	cands_release(&c);
 	free(guess);
-	free(real);
 	errno = 0;
 	return fd;
 }
@@ -352,6 +449,9 @@ struct symbolizer *symbolizer_new(void)
 	sym->slots = xcalloc(sym->cap, sizeof *sym->slots);
 	sym->unknown.function = "??";
 	sym->unknown.module = "?";
+	sym->py = pyframe_cache_new();
+	sym->paths = symbolize_paths();
+	sym->dbg = debuginfod_new();
 	return sym;
 }
 
@@ -359,6 +459,7 @@ void symbolizer_free(struct symbolizer *sym)
 {
 	if (!sym)
 		return;
+	pyframe_cache_free(sym->py);
 	for (size_t i = 0; i < sym->cap; i++) {
 		struct addr_entry *e = &sym->slots[i];
 		if (!e->mod)
@@ -378,11 +479,13 @@ void symbolizer_free(struct symbolizer *sym)
 			close(sym->mods[i]->alt_fd);
 		}
 		free(sym->mods[i]->debug_path);
+		free(sym->mods[i]->file);
 		free(sym->mods[i]->syms);
 		free(sym->mods[i]->path);
 		free(sym->mods[i]);
 	}
 	free(sym->mods);
+	debuginfod_free(sym->dbg);
 	free(sym);
 }
 
@@ -396,19 +499,28 @@ static int check_alt_file(struct sym_module *m, Dwarf *dw, const char *debugdir)
 	const char *altname;
 	const void *id;
 	ssize_t n = dwelf_dwarf_gnu_debugaltlink(dw, &altname, &id);
+	struct cands c = { NULL, 0 };
 	enum refusal why = 0;
 	char *refused = NULL;
 
 	if (n <= 0)
 		return 0;
-	char *cand[2] = { build_id_path(id, (size_t)n), alt_path(debugdir, altname) };
-	for (int i = 0; i < 2 && !m->alt; i++) {
+	build_id_cands(m->sym, &c, id, (size_t)n, ".debug");
+	cand_add(&c, alt_path(debugdir, altname));
+	for (size_t i = 0; !m->alt; i++) {
 		struct stat st;
 		enum refusal w;
-		int fd = cand[i] ? open_elf_file(cand[i], &w, &st) : -1;
+		if (i == c.n) {
+			/* Nowhere here: ask debuginfod (it serves dwz files by build-id). */
+			if (m->sym->dbg)
+				cand_add(&c, debuginfod_fetch(m->sym->dbg, DEBUGINFOD_DEBUGINFO, id, (size_t)n));
+			if (i == c.n)
+				break;
+		}
+		int fd = open_elf_file(c.v[i], &w, &st);
 		if (fd < 0) {
-			if (cand[i] && w != FILE_UNREADABLE && !refused) {
-				refused = xstrdup(cand[i]);
+			if (w != FILE_UNREADABLE && !refused) {
+				refused = xstrdup(c.v[i]);
 				why = w;
 			}
 			continue;
@@ -426,8 +538,7 @@ static int check_alt_file(struct sym_module *m, Dwarf *dw, const char *debugdir)
 		warn_debug_file(m, refused, why);
 	else if (!m->alt)
 		dwarf_getalt(dw);
-	free(cand[0]);
-	free(cand[1]);
+	cands_release(&c);
 	free(refused);
 	return !m->alt && refused ? -1 : 0;
 }
@@ -444,60 +555,126 @@ static void check_lazy_files(struct sym_module *m)
 
 	if (!dw)
 		return;
-	char *debugdir = debugdir_of(m->debug_path ? m->debug_path : m->path);
+	char *debugdir = debugdir_of(m->debug_path ? m->debug_path : m->file);
 	if (check_alt_file(m, dw, debugdir) < 0)
 		m->no_dwarf = 1;
+	m->has_dwarf = !m->no_dwarf;
 	free(debugdir);
 }
 
+/* The places of a module's file: its path mapped by --map-path, under the
+ * sysroot, the path itself, then in each debug directory by build-id
+ * (.build-id/xx/yyyy, as Fedora links binaries) and by name, and the
+ * binary links under /usr/lib/debug; then its separate debug file by
+ * build-id, which symbolizes as well as the binary when that is nowhere. */
+static void module_cands(const struct sym_module *m, struct cands *c)
+{
+	const struct sym_paths *p = m->sym->paths;
+
+	cand_add(c, symbolize_map_path(m->path));
+	if (p->sysroot && m->path[0] == '/')
+		cand_add(c, xasprintf("%s%s", p->sysroot, m->path));
+	cand_add(c, xstrdup(m->path));
+	for (size_t i = 0; i < p->ndebug_dirs; i++)
+		cand_add(c, join(p->debug_dirs[i], m->name));
+	build_id_cands(m->sym, c, m->build_id, m->build_id_len, "");
+	build_id_cands(m->sym, c, m->build_id, m->build_id_len, ".debug");
+}
+
+/* Find the module's file among module_cands(), then from debuginfod (its
+ * debug file, else its binary): the first regular ELF file with the
+ * snapshot's build-id (any, when the snapshot has none).  Opened as an fd,
+ * handed to libdwfl.  When none is, the first refused file, else the first
+ * with another build-id, else the first place is named in one warning; when
+ * one is, a refused or other-build-id file before it is named too. */
 static void module_open(struct sym_module *m, const struct hd_module *hm)
 {
-	const unsigned char *bits;
-	GElf_Addr vaddr;
-	enum refusal why;
+	struct cands c = { NULL, 0 };
+	unsigned char have[HD_MAX_BUILD_ID];
+	size_t havelen = 0;
+	const char *refused = NULL, *changed = NULL;
+	enum refusal why = 0;
 	struct stat st;
-	int fd;
+	int fd = -1, fetched = 0;
 
 	if (hm->flags & HD_MOD_VDSO || !m->path[0]) {
 		m->state = MOD_NOFILE;
 		return;
 	}
 	m->state = MOD_MISSING;
-	fd = open_elf_file(m->path, &why, &st);
-	if (fd < 0) {
-		warning("'%s' %s; its frames are shown as module+offset", m->path, refusal_text(why));
+	module_cands(m, &c);
+	for (size_t i = 0; fd < 0; i++) {
+		while (i == c.n && m->build_id_len && m->sym->dbg && fetched < 2) {
+			m->asked = 1;
+			cand_add(&c, debuginfod_fetch(m->sym->dbg, fetched++ ? DEBUGINFOD_EXECUTABLE : DEBUGINFOD_DEBUGINFO,
+						      m->build_id, m->build_id_len));
+		}
+		if (i == c.n)
+			break;
+		enum refusal w;
+		fd = open_elf_file(c.v[i], &w, &st);
+		if (fd < 0) {
+			if (w != FILE_UNREADABLE && !refused) {
+				refused = c.v[i];
+				why = w;
+			}
+			continue;
+		}
+		unsigned char got[HD_MAX_BUILD_ID];
+		size_t len = m->build_id_len ? file_build_id(fd, got) : 0;
+		if (m->build_id_len && (len != m->build_id_len || memcmp(got, m->build_id, len) != 0)) {
+			if (!changed) {
+				changed = c.v[i];
+				memcpy(have, got, len);
+				havelen = len;
+			}
+			close(fd);
+			fd = -1;
+			continue;
+		}
+		m->file = xstrdup(c.v[i]);
+	}
+
+	char want[2 * HD_MAX_BUILD_ID + 1], had[2 * HD_MAX_BUILD_ID + 1];
+	hex(want, m->build_id, m->build_id_len);
+	if (havelen)
+		hex(had, have, havelen);
+	else
+		strcpy(had, "none");
+	char *tail = m->file ? xasprintf("using '%s'", m->file) : xstrdup("its frames are shown as module+offset");
+	if (refused)
+		warning("'%s' %s; %s", refused, refusal_text(why), tail);
+	else if (changed)
+		warning("'%s' has changed since the snapshot was taken (build-id %s, snapshot has %s); %s", changed, had,
+			want, tail);
+	else if (!m->file)
+		warning("'%s' %s; %s", c.n ? c.v[0] : m->path, refusal_text(FILE_UNREADABLE), tail);
+	free(tail);
+	if (!m->file) {
+		m->state = changed && !refused ? MOD_CHANGED : MOD_MISSING;
+		cands_release(&c);
 		return;
 	}
+	cands_release(&c);
+
 	m->dev = st.st_dev;
 	m->ino = st.st_ino;
 	m->dwfl = dwfl_begin(&callbacks);
 	if (m->dwfl)
-		m->mod = dwfl_report_elf(m->dwfl, m->name, m->path, fd, 0, false);
+		m->mod = dwfl_report_elf(m->dwfl, m->name, m->file, fd, 0, false);
 	if (m->dwfl)
 		dwfl_report_end(m->dwfl, NULL, NULL);
 	if (!m->mod) {
 		close(fd);                   /* on success, libdwfl owns it */
-		warning("cannot read '%s' as ELF; its frames are shown as module+offset", m->path);
+		warning("cannot read '%s' as ELF; its frames are shown as module+offset", m->file);
 		return;
 	}
 	void **userdata;
+	GElf_Addr vaddr;
 	dwfl_module_info(m->mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
 	*userdata = m;
 	Elf *elf = dwfl_module_getelf(m->mod, &vaddr);
 	m->debuglink = elf ? dwelf_elf_gnu_debuglink(elf, &m->debuglink_crc) : NULL;
-	int n = dwfl_module_build_id(m->mod, &bits, &vaddr);
-	if (m->build_id_len && (n != (int)m->build_id_len || memcmp(bits, m->build_id, (size_t)n) != 0)) {
-		char want[2 * HD_MAX_BUILD_ID + 1], have[2 * HD_MAX_BUILD_ID + 1];
-		hex(want, m->build_id, m->build_id_len);
-		if (n > 0 && n <= HD_MAX_BUILD_ID)
-			hex(have, bits, (size_t)n);
-		else
-			strcpy(have, "none");
-		warning("'%s' has changed since the snapshot was taken (build-id %s, snapshot has %s); "
-			"its frames are shown as module+offset", m->path, have, want);
-		m->state = MOD_CHANGED;
-		return;
-	}
 	m->state = MOD_OK;
 	check_lazy_files(m);
 }
@@ -511,6 +688,7 @@ static struct sym_module *module_get(struct symbolizer *sym, const struct hd_mod
 			return m;
 	}
 	struct sym_module *m = xcalloc(1, sizeof *m);
+	m->sym = sym;
 	m->path = xstrdup(hm->path);
 	const char *slash = strrchr(m->path, '/');
 	m->name = slash ? slash + 1 : m->path;
@@ -705,6 +883,18 @@ static void lookup(struct sym_module *m, uint64_t a, struct sym_frame **out, siz
 		push(out, n, symname, cur_file, comp_dir, cur_line, 0);
 }
 
+/* What a frame of m without file and line lacks. */
+static enum sym_lack module_lack(const struct sym_module *m)
+{
+	switch (m->state) {
+	case MOD_OK: return m->has_dwarf ? SYM_LACKS_LINES : SYM_LACKS_DEBUG_INFO;
+	case MOD_MISSING:
+	case MOD_CHANGED: return SYM_LACKS_MODULE;
+	case MOD_NOFILE: break;
+	}
+	return SYM_LACKS_NOTHING;
+}
+
 static uint64_t mix(uint64_t h)
 {
 	h ^= h >> 33;
@@ -740,6 +930,10 @@ static struct addr_entry *slot_for(struct symbolizer *sym, struct sym_module *m,
 const struct sym_frame *symbolize_addr(struct symbolizer *sym, const struct snapshot *s,
 				       uint64_t addr, uint32_t epoch, int is_return, size_t *nframes)
 {
+	if (hd_frame_is_python(addr)) {   /* not an address: a Python frame */
+		*nframes = 1;
+		return pyframe_symbolize(sym->py, s, addr);
+	}
 	const struct hd_module *hm = snapshot_module_of(s, addr, epoch);
 
 	if (!hm) {
@@ -764,6 +958,7 @@ const struct sym_frame *symbolize_addr(struct symbolizer *sym, const struct snap
 		for (size_t i = 0; i < e->n; i++) {
 			e->frames[i].module = m->name;
 			e->frames[i].offset = rel;
+			e->frames[i].lacks = e->frames[i].file ? SYM_LACKS_NOTHING : module_lack(m);
 		}
 	}
 	/* The runtime address differs per snapshot; the rest is shared. */

@@ -35,6 +35,7 @@ enum hd_section {
 	HD_SEC_MISMATCHES    = 7, /* the first releases by the wrong family, with both stacks */
 	HD_SEC_NEW_STACKS    = 8, /* v2: u32 n, n x (u32 id, u16 depth, u16 flags, depth x u64 frames) */
 	HD_SEC_COUNTERS      = 9, /* v2: u32 n, n x (varint id delta, 4 signed varints: counter changes) */
+	HD_SEC_CODE          = 10, /* v2: u32 n, n x Python code objects (id, first line, file, name, line table) */
 	HD_SEC_END     = 0xffff, /* length 0; must be last */
 };
 
@@ -118,6 +119,13 @@ enum hd_stack_flags {
 };
 
 #define HD_EPOCH_NONE      UINT32_MAX   /* MODULE_EPOCHS: not unloaded */
+
+/* A frame value with bit 63 set is a Python frame: code object id in bits
+ * 32..62 (CODE section), instruction index (code units) in bits 0..31. */
+#define HD_FRAME_PYTHON    (UINT64_C(1) << 63)
+static inline int hd_frame_is_python(uint64_t f) { return (f & HD_FRAME_PYTHON) != 0; }
+static inline uint32_t hd_frame_code(uint64_t f) { return (uint32_t)(f >> 32) & 0x7fffffff; }
+static inline uint32_t hd_frame_instr(uint64_t f) { return (uint32_t)f; }
 #define HD_MAX_DEPTH       256   /* upper bound a reader accepts per stack */
 #define HD_MAX_BUILD_ID    64
 #define HD_MAX_SEGMENTS    64

@@ -173,6 +173,12 @@ static __attribute__((noinline)) void record_alloc(void *p, uint64_t size, int k
 	int truncated = 0, fresh = 0;
 	uint64_t chain = 0;
 	int depth = hds_capture(frames, hds.cfg.depth, &truncated, entry, &chain);
+	if (hds_python_enabled()) {
+		int changed = 0;
+		depth = hds_python_splice(frames, depth, HD_MAX_DEPTH, &truncated, &changed);
+		if (changed)
+			chain = 0;   /* the unwinder's chain covers native frames only */
+	}
 	unsigned flags = truncated ? HD_STACK_TRUNCATED : 0;
 	int64_t id = chain ? hds_stack_intern_chain(frames, depth, flags, chain, &fresh)
 			   : hds_stack_intern(frames, depth, flags, &fresh);

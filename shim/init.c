@@ -148,6 +148,9 @@ void hds_init_core(void)
 	hds_process_identity();
 	if (!hds.cfg.children)
 		hds_strip_from_ld_preload();
+	hds_python_init();
+	if (hds_python_enabled() && !getenv("HEAPDELTA_DEPTH"))
+		hds.cfg.depth = 96;   /* the eval loops' callers too: Python frames must not be cut */
 	hds_snapshot_new_run();
 	final = HDS_ACTIVE;
 out:

@@ -487,6 +487,23 @@ HDS_HIDDEN uint64_t hds_large_resident(void);
 HDS_HIDDEN uint64_t hds_large_reclaim(void);
 HDS_HIDDEN void hds_large_after_fork(void);
 
+/* ---- python.c: CPython's frames in the stacks ----------------------------- */
+
+/* At start-up: find CPython 3.11's eval loop and thread state in this
+ * process (nothing happens for other programs). */
+HDS_HIDDEN void hds_python_init(void);
+HDS_HIDDEN int hds_python_enabled(void);
+/* Replace each eval-loop frame of frames[0..n) by the Python frames it
+ * runs (at most max frames in all; *truncated set when cut; *changed set
+ * when there was one); returns the new count.  frames has room for
+ * HD_MAX_DEPTH. */
+HDS_HIDDEN int hds_python_splice(uintptr_t *frames, int n, int max, int *truncated, int *changed);
+/* Code objects seen so far (ids 0 .. n-1), and one's CODE record (buf
+ * NULL: only its size). */
+HDS_HIDDEN uint32_t hds_python_ncodes(void);
+HDS_HIDDEN size_t hds_python_encode_code(uint32_t id, unsigned char *buf);
+HDS_HIDDEN uint64_t hds_python_resident(void);
+
 /* ---- modules.c: the module map ------------------------------------------ */
 
 HDS_HIDDEN int hds_modules_init(void);

@@ -216,7 +216,7 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 	f[HD_META_DROPPED_STACKS] = atomic_load_relaxed(&hds.dropped_stacks);
 	f[HD_META_RSS_BYTES] = read_rss();
 	f[HD_META_SHIM_BYTES] = hds_stacks_resident() + hds_live_resident() + hds_modules_resident() +
-				hds_cfi_resident() + hds_threads_resident();
+				hds_cfi_resident() + hds_threads_resident() + hds_python_resident();
 	f[HD_META_UNTRACKED_ALLOCS] = atomic_load_relaxed(&hds.untracked_allocs);
 	f[HD_META_UNWIND_FALLBACKS] = atomic_load_relaxed(&hds.unwind_fallbacks);
 	f[HD_META_UNWIND_CHECKED] = atomic_load_relaxed(&hds.unwind_checked);
@@ -301,6 +301,7 @@ struct prev {
 };
 
 static struct prev *prev;    /* hds.cfg.max_stacks entries, mapped on first use */
+static uint32_t codes_written;   /* Python code objects [0, codes_written) are in the chain */
 static uint64_t base_seq;    /* seq of the last complete snapshot; 0: none */
 static atomic_flag chain_lock = ATOMIC_FLAG_INIT;
 
@@ -415,6 +416,37 @@ static void emit_stacks(struct out *o, const struct hds_sums *sums, uint32_t n, 
 	section_end(o, at, listed);
 }
 
+/* CODE: the Python code objects first seen since the base (ids from
+ * `from` up to the count read once here, so the commit marks exactly them). */
+static uint32_t emit_code(struct out *o, uint32_t from)
+{
+	uint64_t at = o->off + o->len;
+	uint32_t upto = hds_python_ncodes();
+	unsigned char *rec = NULL;
+	size_t cap = 0;
+
+	out_section(o, HD_SEC_CODE, 0);
+	out_u32(o, 0);
+	for (uint32_t id = from; id < upto; id++) {
+		size_t need = hds_python_encode_code(id, NULL);
+		if (need > cap) {
+			if (rec)
+				munmap(rec, cap);
+			cap = need < 65536 ? 65536 : need;
+			if (!(rec = hds_map(cap))) {
+				o->err = ENOMEM;
+				return from;
+			}
+		}
+		hds_python_encode_code(id, rec);
+		out_bytes(o, rec, need);
+	}
+	if (rec)
+		munmap(rec, cap);
+	section_end(o, at, upto - from);
+	return upto;
+}
+
 /* The file is complete under its name: what it says is now the chain. */
 static void chain_commit(const struct hds_sums *sums, uint32_t n, uint64_t seq_written)
 {
@@ -430,7 +462,7 @@ static void chain_commit(const struct hds_sums *sums, uint32_t n, uint64_t seq_w
  * totals from the stack walk, so it is written with a placeholder and
  * patched: its length is fixed. */
 static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *label,
-			  const struct hds_sums *sums, uint32_t nstacks, int chained)
+			  const struct hds_sums *sums, uint32_t nstacks, int chained, uint32_t *codes_upto)
 {
 	struct totals t = { 0 };
 	unsigned char hdr[HD_FILE_HDR_LEN];
@@ -446,6 +478,7 @@ static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *la
 	emit_strings(o, label);
 	emit_modules(o);
 	emit_stacks(o, sums, nstacks, chained, &t);
+	*codes_upto = emit_code(o, chained ? codes_written : 0);
 	emit_mismatches(o);
 	out_section(o, HD_SEC_END, 0);
 
@@ -495,7 +528,7 @@ static int seq_taken(uint64_t n)
  * one.  0; -1 after a warning; 1 when the final name appeared meanwhile
  * (try another n). */
 static int write_file(int trigger, const char *label, uint64_t n, const struct hds_sums *sums, uint32_t nstacks,
-		      int chained, char *final)
+		      int chained, char *final, uint32_t *codes_upto)
 {
 	const char *trig = hd_trigger_name((uint64_t)trigger);
 	char tmp[4400];
@@ -516,7 +549,7 @@ static int write_file(int trigger, const char *label, uint64_t n, const struct h
 	if (!o.buf) {
 		o.err = ENOMEM;
 	} else {
-		emit_snapshot(&o, trigger, n, label, sums, nstacks, chained);
+		emit_snapshot(&o, trigger, n, label, sums, nstacks, chained, codes_upto);
 		munmap(o.buf, OUT_BUF);
 	}
 	if (close(o.fd) < 0 && !o.err)
@@ -590,13 +623,15 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 		uint64_t n = atomic_add_relaxed(&seq, 1) + 1;
 		if (seq_taken(n))
 			continue;
-		int r = write_file(trigger, label ? label : "", n, sums, nstacks, chained, final);
+		uint32_t codes_upto = 0;
+		int r = write_file(trigger, label ? label : "", n, sums, nstacks, chained, final, &codes_upto);
 		if (r < 0)
 			break;
 		if (r == 0) {
 			rc = 0;
 			if (locked && prev) {
 				chain_commit(sums, nstacks, n);
+				codes_written = codes_upto;
 				hds_thin_after_write(trigger, n);
 			}
 		}
@@ -634,6 +669,7 @@ void hds_snapshot_new_run(void)
 		r ^= hd_get_u64(buf);
 	run_id = r ? r : 1;
 	base_seq = 0;
+	codes_written = 0;
 	if (prev)
 		madvise(prev, sizeof *prev * hds.cfg.max_stacks, MADV_DONTNEED);   /* zeros */
 	hds_thin_forget();

@@ -7,8 +7,8 @@
  * snapshots and thinning never interleave; at no moment are more than N
  * on disk): the one between the first and the latest whose neighbours are
  * closest in time. its successor S in the chain is
- * rewritten to build on its base (new stacks joined, counter changes summed
- * stack by stack, epochs updated), renamed over S, and only then is it
+ * rewritten to build on its base (new stacks and code objects joined,
+ * counter changes summed stack by stack, epochs updated), renamed over S, and only then is it
  * deleted, so every file on disk always has its chain on disk.
  *
  * Workload: one merge per interval snapshot once N are on disk; a merge
@@ -214,13 +214,14 @@ static unsigned char *put_section(unsigned char *o, uint32_t tag, const void *pa
  * files); returns its length, or 0 when a file is not as expected. */
 static size_t merge(const struct map *k, const struct map *s, unsigned char *buf)
 {
-	size_t kmeta, kmeta_len, knew, knew_len, kcnt, kcnt_len, kep, kep_len;
+	size_t kmeta, kmeta_len, knew, knew_len, kcnt, kcnt_len, kep, kep_len, kcode, kcode_len;
 	unsigned char *o = buf;
 
 	if (find_section(k, HD_SEC_META, &kmeta, &kmeta_len) || kmeta_len < 8 * (HD_META_BASE_SEQ + 1) ||
 	    find_section(k, HD_SEC_NEW_STACKS, &knew, &knew_len) || knew_len < 4 ||
 	    find_section(k, HD_SEC_COUNTERS, &kcnt, &kcnt_len) ||
-	    find_section(k, HD_SEC_STACK_EPOCHS, &kep, &kep_len))
+	    find_section(k, HD_SEC_STACK_EPOCHS, &kep, &kep_len) ||
+	    find_section(k, HD_SEC_CODE, &kcode, &kcode_len) || kcode_len < 4)
 		return 0;
 	memcpy(o, s->p, HD_FILE_HDR_LEN);
 	o += HD_FILE_HDR_LEN;
@@ -240,17 +241,21 @@ static size_t merge(const struct map *k, const struct map *s, unsigned char *buf
 			memcpy(at + 8 * HD_META_BASE_SEQ, k->p + kmeta + 8 * HD_META_BASE_SEQ, 8);
 			break;
 		case HD_SEC_NEW_STACKS:
+		case HD_SEC_CODE: {
+			/* K's records, then S's: each is new in the chain once. */
+			size_t from = tag == HD_SEC_CODE ? kcode : knew, flen = tag == HD_SEC_CODE ? kcode_len : knew_len;
 			if (len < 4)
 				return 0;
 			o = hd_put_u32(o, tag);
 			o = hd_put_u32(o, 0);
-			o = hd_put_u64(o, knew_len - 4 + len);
-			o = hd_put_u32(o, hd_get_u32(k->p + knew) + hd_get_u32(pl));
-			memcpy(o, k->p + knew + 4, knew_len - 4);
-			o += knew_len - 4;
+			o = hd_put_u64(o, flen - 4 + len);
+			o = hd_put_u32(o, hd_get_u32(k->p + from) + hd_get_u32(pl));
+			memcpy(o, k->p + from + 4, flen - 4);
+			o += flen - 4;
 			memcpy(o, pl + 4, (size_t)len - 4);
 			o += len - 4;
 			break;
+		}
 		case HD_SEC_COUNTERS:
 		case HD_SEC_STACK_EPOCHS:
 			n = tag == HD_SEC_COUNTERS ? merge_counters(k->p + kcnt, kcnt_len, pl, (size_t)len, at)
