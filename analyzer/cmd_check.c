@@ -76,13 +76,15 @@ static int parse_options(const char *cmd, int argc, char **argv, struct gate_opt
 		case '?': *status = usage_error(cmd, "unknown option '%s'", argv[optind - 1]); break;
 		default:
 			if (o->leaks_only && c != GATE_OPT_SUPPRESSIONS && c != GATE_OPT_FORMAT && c != GATE_OPT_OUTPUT &&
-			    c != GATE_OPT_PRINT_SUPP)
+			    c != GATE_OPT_PRINT_SUPP && c < ALLOC_OPT_FN)
 				*status = usage_error(cmd, "option '%s' belongs to 'heapdelta check'", argv[optind - 1]);
 			else if (gate_option(cmd, o, c, optarg) < 0)
 				*status = EXIT_USAGE;
 		}
 	}
 	free(opts);
+	if (!helped && !*status && alloc_fns_load(&o->alloc_fns) < 0)
+		*status = EXIT_USAGE;
 	return helped || *status;
 }
 

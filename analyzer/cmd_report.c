@@ -14,23 +14,34 @@
 int cmd_report(int argc, char **argv)
 {
 	enum { O_BY = 256, O_PID };
-	static const struct option opts[] = {
+	static const struct option own[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "by", required_argument, NULL, O_BY },
 		{ "pid", required_argument, NULL, O_PID },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct group_opts g = { .by = BY_LINENO };
+	static struct option *opts;   /* own and alloc_fns_options, joined once */
+	struct alloc_fns af;
+	struct group_opts g = { .by = BY_LINENO, .alloc_fns = &af };
 	const char *out = NULL;
 	long pid = -1;
 	int c;
 
+	if (!opts)
+		opts = options_join(own, alloc_fns_options);
+	alloc_fns_init(&af);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o': out = optarg; break;
+		case ALLOC_OPT_FN:
+		case ALLOC_OPT_FILE:
+		case ALLOC_OPT_NO_DEFAULTS:
+			if (alloc_fns_option("report", &af, c, optarg) < 0)
+				return EXIT_USAGE;
+			break;
 		case O_BY:
 			if (site_by_parse(optarg, &g.by) < 0)
 				return usage_error("report", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
@@ -48,6 +59,8 @@ int cmd_report(int argc, char **argv)
 		return usage_error("report", "no output file: give -o report.html");
 	if (optind >= argc)
 		return usage_error("report", "expected snapshot files or a directory of them");
+	if (alloc_fns_load(&af) < 0)
+		return EXIT_USAGE;
 
 	struct snapshot *snaps;
 	int n;
@@ -59,6 +72,7 @@ int cmd_report(int argc, char **argv)
 	size_t nsites = tr->nsites;
 	trend_free(tr);
 	symbolizer_free(sym);
+	alloc_fns_release(&af);
 	for (int i = 0; i < n; i++)
 		snapshot_release(&snaps[i]);
 	free(snaps);

@@ -25,6 +25,7 @@ struct stats_args {
 	char *paths[2];
 	int npaths;
 	regex_t focus, ignore;
+	struct alloc_fns af;
 };
 
 static int add_filter(struct stats_args *a, const char *arg, int inclusive)
@@ -56,7 +57,7 @@ static int compile(regex_t *re, const char *pattern, const char *cmd, const char
 static int parse_args(const char *cmd, int argc, char **argv, struct stats_args *a, int want, int *status)
 {
 	enum { O_BY = 256, O_CUM, O_LIMIT, O_INC, O_EXC, O_ALL, O_MOD, O_FOCUS, O_IGNORE, O_FORMAT };
-	static const struct option opts[] = {
+	static const struct option own[] = {
 		{ "by", required_argument, NULL, O_BY },
 		{ "cumulative", no_argument, NULL, O_CUM },
 		{ "limit", required_argument, NULL, O_LIMIT },
@@ -71,15 +72,26 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	static struct option *opts;   /* own and alloc_fns_options, joined once */
 	int c;
 
+	if (!opts)
+		opts = options_join(own, alloc_fns_options);
 	memset(a, 0, sizeof *a);
+	alloc_fns_init(&a->af);
+	a->g.alloc_fns = &a->af;
 	a->limit = 10;
 	*status = EXIT_USAGE;
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
 		switch (c) {
+		case ALLOC_OPT_FN:
+		case ALLOC_OPT_FILE:
+		case ALLOC_OPT_NO_DEFAULTS:
+			if (alloc_fns_option(cmd, &a->af, c, optarg) < 0)
+				return EXIT_USAGE;
+			break;
 		case O_BY:
 			if (site_by_parse(optarg, &a->g.by) < 0)
 				return usage_error(cmd, "--by must be lineno, filename, function or traceback, not '%s'", optarg);
@@ -134,10 +146,13 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 		if (a->g.cumulative)
 			return usage_error(cmd, "--cumulative does not apply to --format collapsed or pprof");
 		a->g.by = BY_TRACEBACK;
+		a->g.whole_stack = 1;
 		a->limit = 0;
 	}
 	if (argc - optind != want)
 		return usage_error(cmd, "expected %d snapshot file%s, got %d", want, want > 1 ? "s" : "", argc - optind);
+	if (alloc_fns_load(&a->af) < 0)
+		return EXIT_USAGE;
 	for (int i = 0; i < want; i++)
 		a->paths[i] = argv[optind + i];
 	a->npaths = want;
@@ -154,6 +169,7 @@ static void args_release(struct stats_args *a)
 		regfree(&a->focus);
 	if (a->g.ignore)
 		regfree(&a->ignore);
+	alloc_fns_release(&a->af);
 }
 
 /* The format asked for, to the output asked for; 0, or -1 after an error

@@ -16,7 +16,7 @@
 int cmd_trend(int argc, char **argv)
 {
 	enum { O_BY = 256, O_LIMIT, O_FORMAT, O_PID };
-	static const struct option opts[] = {
+	static const struct option own[] = {
 		{ "by", required_argument, NULL, O_BY },
 		{ "limit", required_argument, NULL, O_LIMIT },
 		{ "format", required_argument, NULL, O_FORMAT },
@@ -25,15 +25,26 @@ int cmd_trend(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct group_opts g = { .by = BY_LINENO };
+	static struct option *opts;   /* own and alloc_fns_options, joined once */
+	struct alloc_fns af;
+	struct group_opts g = { .by = BY_LINENO, .alloc_fns = &af };
 	const char *output = NULL;
 	long limit = 10, pid = -1;
 	int json = 0, c;
 
+	if (!opts)
+		opts = options_join(own, alloc_fns_options);
+	alloc_fns_init(&af);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
 		switch (c) {
+		case ALLOC_OPT_FN:
+		case ALLOC_OPT_FILE:
+		case ALLOC_OPT_NO_DEFAULTS:
+			if (alloc_fns_option("trend", &af, c, optarg) < 0)
+				return EXIT_USAGE;
+			break;
 		case O_BY:
 			if (site_by_parse(optarg, &g.by) < 0)
 				return usage_error("trend", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
@@ -58,6 +69,8 @@ int cmd_trend(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return usage_error("trend", "expected snapshot files or a directory of them");
+	if (alloc_fns_load(&af) < 0)
+		return EXIT_USAGE;
 
 	struct snapshot *snaps;
 	int n;
@@ -81,6 +94,7 @@ int cmd_trend(int argc, char **argv)
 	}
 	trend_free(tr);
 	symbolizer_free(sym);
+	alloc_fns_release(&af);
 	for (int i = 0; i < n; i++)
 		snapshot_release(&snaps[i]);
 	free(snaps);

@@ -218,8 +218,6 @@ enum gate_verdict gate_verdict(const struct gate *g)
 
 enum gate_verdict gate_evaluate(struct gate *g, struct gate_opts *o, char **paths, int npaths)
 {
-	static const struct group_opts by_traceback = { .by = BY_TRACEBACK };
-
 	memset(g, 0, sizeof *g);
 	g->o = o;
 	g->at_exit = 1;
@@ -227,8 +225,12 @@ enum gate_verdict gate_evaluate(struct gate *g, struct gate_opts *o, char **path
 	if (pair < 0)
 		return GATE_ERROR;
 	g->sym = symbolizer_new();
-	g->table = group_new(&by_traceback, g->sym);
+	/* A site is a stack from its site outwards: stacks that differ only
+	 * in their wrappers' frames are one site, with one fingerprint. */
+	g->gopts = (struct group_opts){ .by = BY_TRACEBACK, .alloc_fns = &o->alloc_fns };
+	g->table = group_new(&g->gopts, g->sym);
 	add_processes(g, pair);
+	group_hint(g->table, &g->hint);
 	if ((o->max_growth >= 0 || o->max_site_growth >= 0) && !g->has_growth) {
 		error("growth needs two snapshots of a process, or two snapshot files");
 		return GATE_ERROR;

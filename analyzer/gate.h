@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "alloc_fns.h"
 #include "group.h"
 #include "site.h"
 #include "suppress.h"
@@ -32,6 +33,7 @@ struct gate_opts {
 	const char *output;            /* NULL: standard output (or stderr, below) */
 	int to_stderr;                 /* run --check: the program owns stdout */
 	int leaks_only;                /* `heapdelta leaks`: report, never gate */
+	struct alloc_fns alloc_fns;    /* wrappers sites look through */
 };
 
 /* getopt_long values of the gate's options: above every command's own
@@ -41,17 +43,19 @@ enum {
 	GATE_OPT_SUPPRESSIONS, GATE_OPT_PRINT_SUPP, GATE_OPT_GEN_SUPP, GATE_OPT_BASELINE,
 	GATE_OPT_WRITE_BASELINE, GATE_OPT_SLACK, GATE_OPT_LINES, GATE_OPT_FORMAT, GATE_OPT_OUTPUT,
 };
-/* The gate's long options, terminated by a NULL name. */
+/* The gate's long options, with alloc_fns_options[] (ALLOC_OPT_*),
+ * terminated by a NULL name. */
 extern const struct option gate_options[];
 /* A command's own options (terminated by a NULL name) followed by the
  * gate's, terminated; the array is the caller's to free. */
 struct option *gate_options_with(const struct option *own);
 
 void gate_opts_init(struct gate_opts *o);
-/* Free the suppressions o loaded. */
+/* Free the suppressions and allocation functions o loaded. */
 void gate_opts_release(struct gate_opts *o);
-/* Apply option c (GATE_OPT_*) with its argument: 0, or -1 after a usage
- * message for command cmd (bad size, unreadable suppression file). */
+/* Apply option c (GATE_OPT_* or ALLOC_OPT_*) with its argument: 0, or -1
+ * after a usage message for command cmd (bad size, unreadable suppression
+ * file, invalid regular expression). */
 int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg);
 /* Whether o has anything to gate on (a budget or a baseline). */
 int gate_has_budget(const struct gate_opts *o);
@@ -121,7 +125,9 @@ struct gate {
 	struct gate_input { char *path; struct snapshot s; } *in;
 	int nin;
 	struct symbolizer *sym;
+	struct group_opts gopts;       /* by traceback, o's allocation functions */
 	struct stat_table *table;
+	struct wrapper_hint hint;      /* a likely wrapper nobody named */
 };
 
 /* Load the snapshots (files, or directories of *.snap) and evaluate them

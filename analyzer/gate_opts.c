@@ -1,7 +1,7 @@
 /*
  * gate_opts.c - the options `heapdelta check`, `heapdelta leaks` and
  * `heapdelta run --check` share: budgets, baselines, suppressions, format
- * and output.
+ * and output, and the allocation functions sites look through.
  */
 #include "cmd.h"
 #include "gate.h"
@@ -24,6 +24,9 @@ const struct option gate_options[] = {
 	{ "baseline-lines", no_argument, NULL, GATE_OPT_LINES },
 	{ "format", required_argument, NULL, GATE_OPT_FORMAT },
 	{ "output", required_argument, NULL, GATE_OPT_OUTPUT },
+	{ "alloc-fn", required_argument, NULL, ALLOC_OPT_FN },
+	{ "alloc-fns-file", required_argument, NULL, ALLOC_OPT_FILE },
+	{ "no-default-alloc-fns", no_argument, NULL, ALLOC_OPT_NO_DEFAULTS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -50,11 +53,13 @@ void gate_opts_init(struct gate_opts *o)
 {
 	memset(o, 0, sizeof *o);
 	o->max_leaked = o->max_growth = o->max_site_growth = o->max_peak = -1;
+	alloc_fns_init(&o->alloc_fns);
 }
 
 void gate_opts_release(struct gate_opts *o)
 {
 	suppressions_release(&o->supp);
+	alloc_fns_release(&o->alloc_fns);
 }
 
 static int size_arg(const char *cmd, const char *opt, const char *arg, int64_t *out)
@@ -98,6 +103,9 @@ int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg)
 	case GATE_OPT_LINES: o->baseline_lines = 1; return 0;
 	case GATE_OPT_OUTPUT: o->output = arg; return 0;
 	case GATE_OPT_FORMAT: return format_arg(cmd, arg, &o->format);
+	case ALLOC_OPT_FN:
+	case ALLOC_OPT_FILE:
+	case ALLOC_OPT_NO_DEFAULTS: return alloc_fns_option(cmd, &o->alloc_fns, c, arg);
 	}
 	usage_error(cmd, "unknown option");
 	return -1;

@@ -2,7 +2,9 @@
  * group.c - grouping sites into per-key statistics (top, diff, the gate)
  * and per-key time series (trend), and matching two snapshots' sites by
  * their keys (site.h: symbolized, never raw addresses, so two runs at
- * different load addresses compare cleanly).
+ * different load addresses compare cleanly).  While grouping, the bytes of
+ * each site function and its distinct callers are counted for the wrapper
+ * hint.
  */
 #include "group.h"
 #include "util.h"
@@ -31,6 +33,15 @@ struct stat_table {
 	const struct sym_frame ***stacks;
 	size_t nstacks;
 	int64_t totals[2][2];   /* [old][size, count] over kept stacks */
+	struct hint_node *hints;
+};
+
+/* A site function of the newer side: its bytes and its callers. */
+struct hint_node {
+	char *function;
+	int64_t size;
+	struct strmap callers;  /* "location function" of each calling frame */
+	UT_hash_handle hh;
 };
 
 struct stat_table *group_new(const struct group_opts *opts, struct symbolizer *sym)
@@ -45,6 +56,7 @@ struct stat_table *group_new(const struct group_opts *opts, struct symbolizer *s
 void group_free(struct stat_table *t)
 {
 	struct stat_node *n, *tmp;
+	struct hint_node *h, *htmp;
 
 	if (!t)
 		return;
@@ -52,6 +64,12 @@ void group_free(struct stat_table *t)
 		HASH_DEL(t->head, n);
 		free(n->e.key);
 		free(n);
+	}
+	HASH_ITER(hh, t->hints, h, htmp) {
+		HASH_DEL(t->hints, h);
+		free(h->function);
+		strmap_release(&h->callers);
+		free(h);
 	}
 	for (size_t i = 0; i < t->nstacks; i++)
 		free(t->stacks[i]);
@@ -69,9 +87,21 @@ static int filter_match(const struct file_filter *flt, const struct sym_frame *f
 	return fnmatch(flt->pattern, frame_file(f), 0) == 0 && (flt->line < 0 || flt->line == f->line);
 }
 
+/* The frames filters test: the site alone, or every frame (the wrappers'
+ * too) with --all-frames. */
+static int first_tested(const struct site_stack *st, int all)
+{
+	return all ? 0 : st->site;
+}
+
+static int last_tested(const struct site_stack *st, int all)
+{
+	return all ? st->n : st->site + 1;
+}
+
 static int frames_match_filter(const struct site_stack *st, int all, const struct file_filter *flt)
 {
-	for (int i = 0; i < (all ? st->n : 1); i++)
+	for (int i = first_tested(st, all); i < last_tested(st, all); i++)
 		if (filter_match(flt, st->frames[i]))
 			return 1;
 	return 0;
@@ -97,7 +127,7 @@ static int keep_stack(const struct group_opts *o, const struct site_stack *st)
 		return 0;
 	if (o->nmodules) {
 		int hit = 0;
-		for (int i = 0; i < (o->all_frames ? st->n : 1) && !hit; i++)
+		for (int i = first_tested(st, o->all_frames); i < last_tested(st, o->all_frames) && !hit; i++)
 			for (int k = 0; k < o->nmodules && !hit; k++)
 				hit = fnmatch(o->modules[k], st->frames[i]->module, 0) == 0;
 		if (!hit)
@@ -125,7 +155,60 @@ static struct site_stack expand(struct stat_table *t, const struct snapshot *s, 
 
 	t->stacks = xrealloc(t->stacks, (t->nstacks + 1) * sizeof *t->stacks);
 	t->stacks[t->nstacks++] = v;
-	return site_of_frames(v, n);
+	return site_of_frames(v, n, t->opts->alloc_fns);
+}
+
+/* The key of st by the table's options. */
+static char *stack_key(const struct stat_table *t, const struct site_stack *st)
+{
+	if (t->opts->whole_stack && t->opts->by == BY_TRACEBACK) {
+		struct site_stack all = { st->frames, st->n, 0 };
+		return site_key(&all, BY_TRACEBACK);
+	}
+	return site_key(st, t->opts->by);
+}
+
+/* Count hs's bytes for its site function and note the frame that called
+ * it (the newer side only). */
+static void hint_add(struct stat_table *t, const struct site_stack *st, const struct hd_stack *hs)
+{
+	const struct sym_frame *f = site_frame(st);
+	struct hint_node *h;
+	int fresh;
+
+	if (!hs->live_bytes || !strcmp(f->function, "??"))
+		return;
+	HASH_FIND_STR(t->hints, f->function, h);
+	if (!h) {
+		h = xcalloc(1, sizeof *h);
+		h->function = xstrdup(f->function);
+		HASH_ADD_KEYPTR(hh, t->hints, h->function, strlen(h->function), h);
+	}
+	h->size += (int64_t)hs->live_bytes;
+	if (st->site + 1 < st->n) {
+		const struct sym_frame *caller = st->frames[st->site + 1];
+		char *loc = site_frame_location(caller);
+		char *key = xasprintf("%s %s", loc, caller->function);
+		strmap_get(&h->callers, key, 0, &fresh);
+		free(key);
+		free(loc);
+	}
+}
+
+void group_hint(const struct stat_table *t, struct wrapper_hint *out)
+{
+	const struct hint_node *h, *tmp, *best = NULL;
+
+	memset(out, 0, sizeof *out);
+	HASH_ITER(hh, t->hints, h, tmp)
+		if (!best || h->size > best->size || (h->size == best->size && strcmp(h->function, best->function) < 0))
+			best = h;
+	if (!best || 2 * best->size <= t->totals[0][0] || best->callers.n < GROUP_HINT_CALLERS)
+		return;
+	out->function = best->function;
+	out->size = best->size;
+	out->total = t->totals[0][0];
+	out->callers = best->callers.n;
 }
 
 /* Would hs (from the older snapshot if old) be the stack node shows? */
@@ -184,15 +267,18 @@ void group_add(struct stat_table *t, const struct snapshot *s, int old)
 			continue;
 		t->totals[old][0] += (int64_t)hs->live_bytes;
 		t->totals[old][1] += (int64_t)hs->live_count;
+		if (!old)
+			hint_add(t, &st, hs);
 		if (o->by == BY_TRACEBACK || !o->cumulative) {
-			charge(t, site_key(&st, o->by), st.frames[0], &st, hs, old);
+			charge(t, stack_key(t, &st), site_frame(&st), &st, hs, old);
 			continue;
 		}
-		/* Every frame's location, each once per stack. */
+		/* Every frame's location from the site outwards, each once per
+		 * stack. */
 		char **seen = xcalloc((size_t)st.n, sizeof *seen);
 		int nseen = 0;
-		for (int k = 0; k < st.n; k++) {
-			struct site_stack sub = { st.frames + k, st.n - k };
+		for (int k = st.site; k < st.n; k++) {
+			struct site_stack sub = { st.frames + k, st.n - k, 0 };
 			char *key = site_key(&sub, o->by);
 			int dup = 0;
 			for (int j = 0; j < nseen && !dup; j++)
@@ -306,7 +392,7 @@ static struct series_node *series_charge(struct series_table *t, char *key, cons
 	if (!node) {
 		node = xcalloc(1, sizeof *node);
 		node->s.key = key;
-		node->s.site = st->frames[0];
+		node->s.site = site_frame(st);
 		node->s.tb = *st;
 		node->s.bytes = xcalloc((size_t)t->npoints, sizeof *node->s.bytes);
 		node->s.count = xcalloc((size_t)t->npoints, sizeof *node->s.count);

@@ -21,6 +21,10 @@ struct file_filter {
 struct group_opts {
 	enum site_by by;
 	int cumulative;
+	int whole_stack;               /* BY_TRACEBACK keyed by every frame, the
+					* wrappers' too: one entry per stack */
+	struct alloc_fns *alloc_fns;   /* wrappers sites look through; NULL:
+					* the built-in list */
 	int all_frames;                /* filters test every frame, not only the site */
 	struct file_filter *filters;
 	int nfilters;
@@ -29,11 +33,21 @@ struct group_opts {
 	regex_t *focus, *ignore;       /* on function names, any frame */
 };
 
+/* A function that is likely an allocation wrapper nobody named: the site
+ * of most of the bytes (newer side, after filters) and reached from many
+ * callers. */
+struct wrapper_hint {
+	const char *function;          /* NULL: no hint; belongs to the table */
+	int64_t size, total;           /* its bytes; all bytes */
+	size_t callers;                /* distinct calling locations */
+};
+
 struct stat_entry {
 	char *key;                     /* what the text report prints before ':' */
 	const struct sym_frame *site;  /* the site frame (file, line, function) */
 	struct site_stack tb;          /* the stack of the key holding the most
-					* bytes (then blocks, then lowest id) */
+					* bytes (then blocks, then lowest id);
+					* its wrapper frames before tb.site */
 	int64_t size, count;           /* in the newer snapshot */
 	int64_t old_size, old_count;   /* in the older one (diff) */
 	int64_t alloc_size, alloc_count; /* allocated since start, newer snapshot */
@@ -54,6 +68,12 @@ struct stat_entry **group_sorted(struct stat_table *t, int diff, size_t *n);
 /* Live size and count of all stacks kept by the filters, newer (old == 0)
  * or older side; unlike a sum of entries, right with --cumulative too. */
 void group_totals(const struct stat_table *t, int old, int64_t *size, int64_t *count);
+/* The wrapper hint of the newer side: the function that is the site of
+ * the most bytes, when that is more than half of them and it is reached
+ * from GROUP_HINT_CALLERS calling locations or more; else h->function is
+ * NULL. */
+#define GROUP_HINT_CALLERS 4
+void group_hint(const struct stat_table *t, struct wrapper_hint *h);
 
 /* Per-site time series over many snapshots (`heapdelta trend`, the HTML
  * report): column i holds snapshot i's live bytes and count per key. */

@@ -2,6 +2,7 @@
  * main.c - the heapdelta command: a table of commands, their help, and
  * dispatch to cmd_<name>().
  */
+#include "alloc_fns.h"
 #include "cmd.h"
 #include "hd_format.h"
 #include "util.h"
@@ -9,6 +10,25 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+/* The options of every command that chooses sites. */
+#define ALLOC_FN_OPTIONS \
+"  --alloc-fn REGEX    a function that allocates for its callers (a wrapper of\n" \
+"                      malloc): look through it, so its callers are the sites;\n" \
+"                      REGEX matches the whole name (C++: with or without its\n" \
+"                      parameters); repeatable. Also read from HEAPDELTA_ALLOC_FNS\n" \
+"                      (separated by newlines or single colons) and from\n" \
+"                      .heapdelta-alloc-fns in the current directory (one a line)\n" \
+"  --alloc-fns-file FILE  read them from FILE instead of .heapdelta-alloc-fns\n" \
+"  --no-default-alloc-fns  do not look through the built-in list of wrappers\n" \
+"                      ('heapdelta help sites')\n"
+
+#define SITE_NOTE \
+"The allocation site of a stack is its innermost frame that is not an\n" \
+"allocation function: the malloc family, C++ operator new/delete, and the\n" \
+"wrappers of 'heapdelta help sites' (strdup, fopen's buffer, std::allocator,\n" \
+"g_malloc, xmalloc, zmalloc, ...) and --alloc-fn. A wrapper's frames stay in\n" \
+"the traceback, marked (allocation wrapper).\n"
 
 #define STATS_OPTIONS \
 "  --by KEY            group by lineno (default), filename, function or traceback\n" \
@@ -32,9 +52,9 @@
 "                      inuse_objects and inuse_space, for pprof, Pyroscope,\n" \
 "                      Parca)\n" \
 "  -o, --output FILE   write the report to FILE (default: standard output)\n" \
+ALLOC_FN_OPTIONS \
 "\n" \
-"The allocation site of a stack is its innermost frame that is not an\n" \
-"allocation function (malloc family, C++ operator new/delete).\n"
+SITE_NOTE
 
 struct cmd {
 	const char *name;
@@ -67,6 +87,8 @@ static const struct cmd commands[] = {
 	  "                      does, with the same budget, baseline, suppression and\n"
 	  "                      report options; the report goes to stderr, or to FILE\n"
 	  "                      with --output FILE (-o is the snapshot directory)\n"
+	  "with --check, as 'heapdelta check' takes them:\n"
+	  ALLOC_FN_OPTIONS
 	  "\n"
 	  "With --check the exit status is CMD's own when CMD fails, else the gate's:\n"
 	  "0 within budget, 1 over budget.\n"
@@ -91,6 +113,7 @@ static const struct cmd commands[] = {
 	  "  --print-suppressions  show which suppressions matched, and how much\n"
 	  "  --format FMT        text (default) or json\n"
 	  "  -o, --output FILE   write the report to FILE (default: standard output)\n"
+	  ALLOC_FN_OPTIONS
 	  "\n"
 	  "Blocks still allocated when the program exited, not a reachability\n"
 	  "analysis: memory a program keeps until exit on purpose is listed too (use\n"
@@ -122,7 +145,12 @@ static const struct cmd commands[] = {
 	  "  --gen-suppressions  a ready-to-paste leak: line for each failing site\n"
 	  "  --format FMT        text (default), json, junit, sarif or github\n"
 	  "  -o, --output FILE   write the report to FILE (default: standard output)\n"
+	  "sites:\n"
+	  ALLOC_FN_OPTIONS
 	  "\n"
+	  "A site's fingerprint starts at its allocation site: naming a wrapper with\n"
+	  "--alloc-fn moves the sites below it, so a baseline written before needs\n"
+	  "writing again once.\n"
 	  "Exit status: 0 within budget, 1 over budget, 2 usage error or unreadable\n"
 	  "input. The last line of text output is a SUMMARY line (on stderr for json,\n"
 	  "junit and sarif).\n" },
@@ -135,6 +163,7 @@ static const struct cmd commands[] = {
 	  "                      snapshots)\n"
 	  "  --format FMT        text (default) or json\n"
 	  "  -o, --output FILE   write the report to FILE (default: standard output)\n"
+	  ALLOC_FN_OPTIONS
 	  "\n"
 	  "For each site: its growth rate (least squares, bytes per second), how\n"
 	  "steadily it grows ((intervals that grew - intervals that shrank) / intervals),\n"
@@ -150,6 +179,7 @@ static const struct cmd commands[] = {
 	  "  --by KEY            lineno (default), filename, function or traceback\n"
 	  "  --pid PID           the process to show (default: the one with the most\n"
 	  "                      snapshots)\n"
+	  ALLOC_FN_OPTIONS
 	  "\n"
 	  "The page holds: live memory over time (the largest sites stacked, the traced\n"
 	  "heap, and the process's RSS beside it: a widening gap is memory the heap does\n"
@@ -169,7 +199,8 @@ static void print_usage_list(FILE *out)
 	fprintf(out, "usage: heapdelta COMMAND [ARGS]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(out, "  %-6s %s\n", commands[i].name, commands[i].summary);
-	fprintf(out, "\n'heapdelta help COMMAND' or 'heapdelta COMMAND --help' describes a command.\n");
+	fprintf(out, "\n'heapdelta help COMMAND' or 'heapdelta COMMAND --help' describes a command;\n"
+		     "'heapdelta help sites' lists the allocation wrappers sites look through.\n");
 }
 
 static const struct cmd *find_cmd(const char *name)
@@ -203,6 +234,26 @@ int show_help(const char *cmd)
 	return EXIT_OK;
 }
 
+/* `heapdelta help sites`: how a site is chosen, and the built-in list. */
+static int help_sites(void)
+{
+	printf("The allocation site of a stack is its innermost frame that is not an\n"
+	       "allocation function: the malloc family, C++ operator new/delete, and the\n"
+	       "wrappers below, which allocate on behalf of their caller, so the line that\n"
+	       "called them is the site. A wrapper's frames stay in the traceback, marked\n"
+	       "(allocation wrapper). The list is built in; add your own with\n"
+	       "--alloc-fn REGEX (repeatable), with " ALLOC_FNS_ENV " (expressions\n"
+	       "separated by newlines or single colons) or with a file of expressions, one\n"
+	       "a line (" ALLOC_FNS_FILE " in the current directory, or\n"
+	       "--alloc-fns-file FILE); --no-default-alloc-fns turns the list off.\n"
+	       "An expression (POSIX extended) matches a function's whole name, or its name\n"
+	       "without return type, parameters and clone suffix. Baselines fingerprint the\n"
+	       "stack from its site: a wrapper added to the list moves the sites below it,\n"
+	       "so baselines written before need writing again, once.\n\n");
+	alloc_fns_print_builtin(stdout);
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -222,6 +273,8 @@ int main(int argc, char **argv)
 			print_usage_list(stdout);
 			return EXIT_OK;
 		}
+		if (!strcmp(argv[2], "sites"))
+			return help_sites();
 		return find_cmd(argv[2]) ? show_help(argv[2])
 					 : usage_error("", "unknown command '%s'", argv[2]);
 	}

@@ -1,7 +1,7 @@
 /*
  * site.c - sites and their keys (site.h): cutting a symbolized stack at
- * its allocation site, the grouping keys of top/diff/trend, and the
- * fingerprints of baselines.
+ * its allocation site (looking through the wrappers of alloc_fns.c), the
+ * grouping keys of top/diff/trend, and the fingerprints of baselines.
  */
 #include "site.h"
 #include "util.h"
@@ -64,15 +64,62 @@ int site_frame_is_allocator(const struct sym_frame *f)
 	return strcmp(f->module, "libheapdelta.so") == 0;
 }
 
-struct site_stack site_of_frames(const struct sym_frame **v, int n)
+/* Native code that is not the program's own in a Python process: the
+ * interpreter (python3.11, libpython3.11.so) and the system libraries it
+ * calls (lib*.so*, the loader).  A C extension module (foo.so,
+ * foo.cpython-311-x86_64-linux-gnu.so) is the program's. */
+static int interpreter_frame(const struct sym_frame *f)
 {
-	int site = 0;
+	return !f->python && (strncmp(f->module, "python", 6) == 0 || strncmp(f->module, "lib", 3) == 0 ||
+			      strncmp(f->module, "ld-", 3) == 0 || strcmp(f->module, "?") == 0);
+}
 
-	while (site < n && site_frame_is_allocator(v[site]))
-		site++;
+/* A stack that runs Python: its site is the innermost frame of the
+ * program's own code, Python or native outside the interpreter (a C
+ * extension), as tracemalloc names the Python line where it sees one.
+ * Other stacks keep `site`. */
+static int python_site(const struct sym_frame **v, int n, int site)
+{
+	int any = 0;
+
+	for (int i = site; i < n && !any; i++)
+		any = v[i]->python;
+	if (!any)
+		return site;
+	for (int i = site; i < n; i++)
+		if (!interpreter_frame(v[i]))
+			return i;
+	return site;
+}
+
+struct site_stack site_of_frames(const struct sym_frame **v, int n, struct alloc_fns *af)
+{
+	int base = 0, site;
+
+	while (base < n && site_frame_is_allocator(v[base]))
+		base++;
+	if (base == n)
+		base = 0;
+	/* The malloc family may be called between wrappers, too. */
+	for (site = base; site < n; site++)
+		if (!site_frame_is_allocator(v[site]) && !alloc_fns_match(af, v[site]))
+			break;
 	if (site == n)
-		site = 0;
-	return (struct site_stack){ v ? v + site : NULL, n - site };
+		site = base;
+	site = python_site(v, n, site);
+	return (struct site_stack){ v ? v + base : NULL, n - base, site - base };
+}
+
+const struct sym_frame *site_frame(const struct site_stack *st)
+{
+	return st->n ? st->frames[st->site] : NULL;
+}
+
+struct site_stack site_from_site(const struct site_stack *st)
+{
+	if (!st->n)
+		return *st;
+	return (struct site_stack){ st->frames + st->site, st->n - st->site, 0 };
 }
 
 char *site_frame_location(const struct sym_frame *f)
@@ -130,9 +177,11 @@ static char *traceback_key(const struct site_stack *st)
 
 char *site_key(const struct site_stack *st, enum site_by by)
 {
+	struct site_stack from = site_from_site(st);
+
 	if (by == BY_TRACEBACK || !st->n)
-		return traceback_key(st);
-	return frame_key(st->frames[0], by);
+		return traceback_key(&from);
+	return frame_key(site_frame(st), by);
 }
 
 void site_fingerprint(const struct site_stack *st, int with_lines, char fp[SITE_FP_SIZE])
@@ -140,7 +189,7 @@ void site_fingerprint(const struct site_stack *st, int with_lines, char fp[SITE_
 	struct strbuf sb = STRBUF_INIT;
 	uint64_t h = 0xcbf29ce484222325u;
 
-	for (int i = 0; i < st->n && i < SITE_FP_FRAMES; i++) {
+	for (int i = st->site; i < st->n && i - st->site < SITE_FP_FRAMES; i++) {
 		const struct sym_frame *f = st->frames[i];
 		if (f->file && with_lines)
 			strbuf_addf(&sb, "%s %s:%d;", f->function, site_base_name(f->file), f->line);

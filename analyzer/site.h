@@ -2,11 +2,16 @@
  * site.h - what a site is, and its keys, defined once.
  *
  * A site is an allocation stack cut at its allocation site: the innermost
- * frame that is not an allocation function (malloc family, C++ operator
- * new/delete, the shim), then its callers outwards.  Every model sees sites
- * through this file: grouping and diffing (group.c), trend (trend.c, via
- * group.c's series), baselines (gate.c, baseline.c) and suppressions
- * (suppress.c).
+ * frame that is not an allocation function, then its callers outwards.
+ * Allocation functions are the malloc family (C++ operator new/delete, the
+ * shim), always, and the wrappers of alloc_fns.h (strdup, fopen's buffer,
+ * std::allocator, g_malloc, xmalloc, the user's --alloc-fn, ...).  The
+ * malloc family's frames are cut off; a wrapper's frames stay in the stack,
+ * before its site, so a traceback shows them, but they are no part of the
+ * site's identity: every key and fingerprint starts at the site.  Every
+ * model sees sites through this file: grouping and diffing (group.c), trend
+ * (trend.c, via group.c's series), baselines (gate.c, baseline.c) and
+ * suppressions (suppress.c).
  *
  * A site has two keys, for two uses:
  *   site_key()          what top, diff and trend group by (--by): the site's
@@ -16,7 +21,8 @@
  *                       match; paths and line numbers included, as the user
  *                       reads them.
  *   site_fingerprint()  a site's identity in a baseline file: a hash of
- *                       "function file;" per frame (file without its
+ *                       "function file;" per frame from the site outwards
+ *                       (file without its
  *                       directory; with --baseline-lines "function
  *                       file:line;"), so it survives ASLR, rebuilds in
  *                       another directory and, by default, unrelated edits.
@@ -29,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alloc_fns.h"
 #include "snapshot.h"
 #include "symbolize.h"
 
@@ -40,10 +47,13 @@ enum site_by { BY_LINENO, BY_FILENAME, BY_FUNCTION, BY_TRACEBACK };
 int site_by_parse(const char *name, enum site_by *by);
 const char *site_by_name(enum site_by by);
 
-/* One symbolized stack: its frames from the allocation site outwards. */
+/* One symbolized stack: its frames from the first that is not of the
+ * malloc family outwards; frames[site] is the allocation site, the frames
+ * before it are allocation wrappers (0 when there are none). */
 struct site_stack {
 	const struct sym_frame **frames;
 	int n;
+	int site;
 };
 
 /* The frames of the return addresses addr[0 .. depth) of a stack of map
@@ -52,12 +62,19 @@ struct site_stack {
  * the frames belong to sym. */
 const struct sym_frame **site_symbolize(struct symbolizer *sym, const struct snapshot *s, const uint64_t *addr,
 					int depth, uint32_t epoch, int *n);
-/* The site of frames v[0 .. n): v from its first frame that is not an
- * allocation function (all of v when every frame is one).  Points into v. */
-struct site_stack site_of_frames(const struct sym_frame **v, int n);
-/* Whether f is an allocation function (malloc family, operator new and
+/* The site of frames v[0 .. n): v from its first frame that is not of the
+ * malloc family (all of v when every frame is), with its site at the first
+ * of those frames that is not a wrapper af looks through (NULL af: the
+ * built-in list; the first of them when every frame is one).  Points into
+ * v. */
+struct site_stack site_of_frames(const struct sym_frame **v, int n, struct alloc_fns *af);
+/* Whether f is of the malloc family (malloc, calloc, ..., operator new and
  * delete, or anything in the shim). */
 int site_frame_is_allocator(const struct sym_frame *f);
+/* The site frame of st (NULL for an empty stack). */
+const struct sym_frame *site_frame(const struct site_stack *st);
+/* st from its site outwards: no wrapper frames. */
+struct site_stack site_from_site(const struct site_stack *st);
 
 /* "file:line", or "module+0xoffset" when f has no line information.  The
  * caller frees it. */
@@ -69,15 +86,16 @@ char *site_describe(const struct sym_frame *f);
  * NULL for NULL). */
 const char *site_base_name(const char *path);
 
-/* The grouping key of st by `by` (for all but BY_TRACEBACK, of its first
- * frame only; "??" for an empty traceback).  The caller frees it. */
+/* The grouping key of st by `by` (for all but BY_TRACEBACK, of its site
+ * frame only; for BY_TRACEBACK, of its frames from the site outwards; "??"
+ * for an empty traceback).  The caller frees it. */
 char *site_key(const struct site_stack *st, enum site_by by);
 
 #define SITE_FP_SIZE 17   /* 16 hex digits and a NUL */
 #define SITE_FP_FRAMES 16 /* frames hashed, from the site outwards */
 
 /* The fingerprint of st: FNV-1a (64 bits) over the text described above,
- * as 16 hexadecimal digits into fp. */
+ * from st's site outwards, as 16 hexadecimal digits into fp. */
 void site_fingerprint(const struct site_stack *st, int with_lines, char fp[SITE_FP_SIZE]);
 
 #endif /* HD_SITE_H */

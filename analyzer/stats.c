@@ -26,6 +26,7 @@ void stats_build(struct stats *r, const struct group_opts *opts, struct symboliz
 		group_totals(r->table, 1, &r->old.total_size, &r->old.total_count);
 	}
 	r->entries = group_sorted(r->table, r->diff, &r->n);
+	group_hint(r->table, &r->hint);
 }
 
 void stats_release(struct stats *r)

@@ -23,6 +23,7 @@ struct stats {
 	struct stat_entry **entries;       /* sorted */
 	size_t n;
 	size_t limit;                      /* 0: all */
+	struct wrapper_hint hint;          /* a likely wrapper nobody named */
 	struct stat_table *table;          /* what the entries belong to */
 };
 

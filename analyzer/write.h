@@ -20,6 +20,14 @@
 
 void write_stats_text(FILE *out, const struct stats *r);
 void write_stats_json(FILE *out, const struct stats *r);
+/* The marker of a wrapper's frame in a text traceback. */
+#define WRAPPER_MARK "(allocation wrapper)"
+/* The wrapper hint's line ("Hint: ... --alloc-fn 'NAME' ..."), nothing when
+ * there is none; every text report that chooses sites ends with it. */
+void write_hint_line(FILE *out, const struct wrapper_hint *h);
+/* "wrapper_hint": null, or the function, its bytes, its callers and the
+ * --alloc-fn expression that would look through it. */
+void write_hint_json(struct json *j, const struct wrapper_hint *h);
 
 /* ---- write_collapsed.c: folded stacks ----------------------------------- */
 

@@ -31,7 +31,8 @@ static const char *display_path(const char *file, char *buf, size_t len)
 	return file;
 }
 
-static void frames_text(struct strbuf *sb, const struct sym_frame *const *v, int n)
+/* Frames v[0 .. n), the first `wrappers` of them marked as wrappers. */
+static void frames_text(struct strbuf *sb, const struct sym_frame *const *v, int n, int wrappers)
 {
 	for (int i = 0; i < n; i++) {
 		const struct sym_frame *f = v[i];
@@ -40,13 +41,15 @@ static void frames_text(struct strbuf *sb, const struct sym_frame *const *v, int
 			strbuf_addf(sb, " %s:%d", f->file, f->line);
 		else
 			strbuf_addf(sb, " (%s+0x%" PRIx64 ")", f->module, f->offset);
-		strbuf_adds(sb, f->inlined ? " (inlined)\n" : "\n");
+		if (f->inlined)
+			strbuf_adds(sb, " (inlined)");
+		strbuf_adds(sb, i < wrappers ? " " WRAPPER_MARK "\n" : "\n");
 	}
 }
 
 static void stack_text(struct strbuf *sb, const struct gate_site *s)
 {
-	frames_text(sb, (const struct sym_frame *const *)s->e->tb.frames, s->e->tb.n);
+	frames_text(sb, (const struct sym_frame *const *)s->e->tb.frames, s->e->tb.n, s->e->tb.site);
 }
 
 /* valgrind's "Mismatched free() / delete / delete []", each with the
@@ -57,9 +60,9 @@ static void mismatches_text(struct strbuf *sb, const struct gate *g)
 		const struct gate_mismatch *m = &g->mismatches[i];
 		strbuf_addf(sb, "Mismatched release: %s of %" PRIu64 " bytes from %s, released at:\n", m->released_with,
 			    m->size, m->allocated_with);
-		frames_text(sb, m->released_at.v, m->released_at.n);
+		frames_text(sb, m->released_at.v, m->released_at.n, 0);
 		strbuf_adds(sb, "  allocated at:\n");
-		frames_text(sb, m->allocated_at.v, m->allocated_at.n);
+		frames_text(sb, m->allocated_at.v, m->allocated_at.n, 0);
 		strbuf_adds(sb, "\n");
 	}
 	if (g->mismatched_frees > g->nmismatches)
@@ -139,8 +142,10 @@ static void gate_text(FILE *out, const struct gate *g)
 	if (sb.buf)
 		fputs(sb.buf, out);
 	strbuf_release(&sb);
-	if (o->leaks_only)
+	if (o->leaks_only) {
+		write_hint_line(out, &g->hint);
 		return;
+	}
 	budget_line(out, g->at_exit ? "not freed at exit" : "still allocated at the last snapshot",
 		    g->leaked, o->max_leaked, 0);
 	if (g->has_growth)
@@ -159,6 +164,7 @@ static void gate_text(FILE *out, const struct gate *g)
 			fprintf(out, "baseline: %-9s %s (baseline %" PRId64 " bytes) [%s]\n", "gone", g->gone[i].desc,
 				g->gone[i].bytes, g->gone[i].fp);
 	}
+	write_hint_line(out, &g->hint);
 }
 
 void write_gate_summary(FILE *out, const struct gate *g)
@@ -261,6 +267,10 @@ static void json_site(struct json *j, const struct gate_site *s)
 {
 	json_object_begin(j);
 	json_kv_string(j, "fingerprint", s->fp);
+	json_kv_string(j, "function", s->e->site->function);
+	json_kv_string(j, "file", s->e->site->file);
+	json_kv_int(j, "line", s->e->site->line);
+	json_kv_string(j, "module", s->e->site->module);
 	json_kv_int(j, "size", s->e->size);
 	json_kv_int(j, "count", s->e->count);
 	json_kv_int(j, "growth", s->growth);
@@ -281,6 +291,7 @@ static void json_site(struct json *j, const struct gate_site *s)
 	if (s->fails & FAIL_BASELINE)
 		json_string(j, "baseline");
 	json_array_end(j);
+	json_kv_int(j, "wrapper_frames", s->e->tb.site);
 	json_key(j, "traceback");
 	json_frames(j, (const struct sym_frame *const *)s->e->tb.frames, s->e->tb.n);
 	json_object_end(j);
@@ -361,6 +372,8 @@ static void gate_json(FILE *out, const struct gate *g)
 		json_mismatch(&j, &g->mismatches[i]);
 	}
 	json_array_end(&j);
+	json_break(&j, 1);
+	write_hint_json(&j, &g->hint);
 	json_object_end(&j);
 	json_end_line(&j);
 }

@@ -2,6 +2,7 @@
  * write_stats.c - top and diff (struct stats) as text, in tracemalloc's own
  * layout, or as JSON.
  */
+#include "alloc_fns.h"
 #include "json.h"
 #include "util.h"
 #include "write.h"
@@ -86,15 +87,44 @@ static void text_entry(FILE *out, const struct stats *r, const struct stat_entry
 	for (int i = 0; i < e->tb.n; i++) {
 		const struct sym_frame *f = e->tb.frames[i];
 		const char *inl = f->inlined ? " (inlined)" : "";
+		const char *wrapper = i < e->tb.site ? " " WRAPPER_MARK : "";
 		if (f->file) {
-			fprintf(out, "  File \"%s\", line %d, in %s%s\n", f->file, f->line, f->function, inl);
+			fprintf(out, "  File \"%s\", line %d, in %s%s%s\n", f->file, f->line, f->function, inl, wrapper);
 			const char *src = source_line(f->file, f->line);
 			if (src && *src)
 				fprintf(out, "    %s\n", src);
 		} else {
-			fprintf(out, "  %s+0x%" PRIx64 ", in %s%s\n", f->module, f->offset, f->function, inl);
+			fprintf(out, "  %s+0x%" PRIx64 ", in %s%s%s\n", f->module, f->offset, f->function, inl, wrapper);
 		}
 	}
+}
+
+void write_hint_line(FILE *out, const struct wrapper_hint *h)
+{
+	if (!h->function)
+		return;
+	char *bare = alloc_fns_bare_name(h->function), *re = alloc_fns_regex_for(h->function);
+	fprintf(out, "Hint: %d%% of these bytes are allocated in %s, called from %zu places; if it allocates for its "
+		"callers, --alloc-fn '%s' makes them the sites\n", (int)(100 * h->size / h->total), bare, h->callers, re);
+	free(bare);
+	free(re);
+}
+
+void write_hint_json(struct json *j, const struct wrapper_hint *h)
+{
+	json_key(j, "wrapper_hint");
+	if (!h->function) {
+		json_null(j);
+		return;
+	}
+	char *re = alloc_fns_regex_for(h->function);
+	json_object_begin(j);
+	json_kv_string(j, "function", h->function);
+	json_kv_int(j, "size", h->size);
+	json_kv_int(j, "callers", (int64_t)h->callers);
+	json_kv_string(j, "alloc_fn", re);
+	json_object_end(j);
+	free(re);
 }
 
 void write_stats_text(FILE *out, const struct stats *r)
@@ -135,6 +165,7 @@ void write_stats_text(FILE *out, const struct stats *r)
 	if (m[HD_META_DROPPED_ALLOCS] || m[HD_META_DROPPED_STACKS])
 		fprintf(out, "Warning: %" PRIu64 " allocations were not recorded (tables full): figures are lower bounds\n",
 			m[HD_META_DROPPED_ALLOCS]);
+	write_hint_line(out, &r->hint);
 }
 
 /* ---- JSON ----------------------------------------------------------- */
@@ -187,6 +218,7 @@ static void json_entry(struct json *j, const struct stats *r, const struct stat_
 		json_kv_int(j, "size_diff", e->size - e->old_size);
 		json_kv_int(j, "count_diff", e->count - e->old_count);
 	}
+	json_kv_int(j, "wrapper_frames", e->tb.site);
 	json_key(j, "traceback");
 	json_array_begin(j);
 	for (int k = 0; k < e->tb.n; k++)
@@ -246,6 +278,8 @@ void write_stats_json(FILE *out, const struct stats *r)
 	json_kv_int(&j, "size", rest_size);
 	json_kv_int(&j, "count", rest_count);
 	json_object_end(&j);
+	json_break(&j, 1);
+	write_hint_json(&j, &r->hint);
 	json_object_end(&j);
 	json_end_line(&j);
 }
