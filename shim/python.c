@@ -98,6 +98,9 @@ void hds_python_init(void)
 
 	if (!eval || !version || !tstate)
 		return;   /* not CPython (or not one whose symbols we can see) */
+	const char *want = getenv("HEAPDELTA_PYTHON");
+	if (want && strcmp(want, "0") == 0)
+		return;   /* native frames only, as asked */
 	unsigned major = (unsigned)(*version >> 24) & 0xff, minor = (unsigned)(*version >> 16) & 0xff;
 	if (major != 3 || minor != 11) {
 		char v[16] = "3.";
@@ -192,9 +195,34 @@ static inline int same_code(const struct code *c, uintptr_t code)
 	       c->firstlineno == *(const int32_t *)(code + CODE_FIRSTLINENO);
 }
 
+/* This thread's last code objects: address and location table (the one
+ * field read to tell a reused address apart here; the shared table checks
+ * them all) to id.  Most allocations come from code seen a moment ago. */
+#define TL_CODES 64
+static __thread struct { uintptr_t addr, linetable; int64_t id; } tl_codes[TL_CODES]
+	__attribute__((tls_model("initial-exec")));
+
+static int64_t code_id_slow(uintptr_t code);
+
+static inline int64_t code_id(uintptr_t code)
+{
+	unsigned k = (unsigned)(code >> 4) & (TL_CODES - 1);
+	uintptr_t lt = rd_ptr(code, CODE_LINETABLE);
+
+	if (likely(tl_codes[k].addr == code && tl_codes[k].linetable == lt))
+		return tl_codes[k].id;
+	int64_t id = code_id_slow(code);
+	if (id >= 0) {
+		tl_codes[k].addr = code;
+		tl_codes[k].linetable = lt;
+		tl_codes[k].id = id;
+	}
+	return id;
+}
+
 /* The id of code object `code`, copying it on first sight; -1 when the
  * tables are full. */
-static int64_t code_id(uintptr_t code)
+static int64_t code_id_slow(uintptr_t code)
 {
 	uint64_t h = (code >> 4) * UINT64_C(0x9e3779b97f4a7c15);
 	uint32_t first = (uint32_t)(h >> 43) & (CODE_SLOTS - 1);
