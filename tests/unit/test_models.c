@@ -6,6 +6,8 @@
  * and stack is built here, so every expected value is exact.  Built with
  * ASan and UBSan.
  */
+#include "alloc_fns.h"
+#include "cmd.h"
 #include "gate.h"
 #include "json.h"
 #include "site.h"
@@ -286,15 +288,235 @@ static void a_site_starts_at_the_first_frame_that_is_not_an_allocator(void)
 	};
 	const struct sym_frame *v[5] = { &f[0], &f[1], &f[2], &f[3], &f[4] };
 
-	struct site_stack st = site_of_frames(v, 5);
+	struct site_stack st = site_of_frames(v, 5, NULL);
 	ASSERT_EQ(st.n, 2);
+	ASSERT_EQ(st.site, 0);
 	ASSERT_STR(st.frames[0]->function, "make_record");
 	/* Nothing but allocators: the whole stack. */
-	st = site_of_frames(v, 3);
+	st = site_of_frames(v, 3, NULL);
 	ASSERT_EQ(st.n, 3);
 	ASSERT_TRUE(st.frames == v);
-	st = site_of_frames(NULL, 0);
+	st = site_of_frames(NULL, 0, NULL);
 	ASSERT_EQ(st.n, 0);
+}
+
+/* ---- allocation wrappers ---------------------------------------------------- */
+
+/* usage_error() is main.c's; alloc_fns_option() reports through it. */
+static int usage_errors;
+
+int usage_error(const char *cmd, const char *fmt, ...)
+{
+	(void)cmd;
+	(void)fmt;
+	usage_errors++;
+	return EXIT_USAGE;
+}
+
+static void a_site_looks_through_wrappers_and_keeps_their_frames(void)
+{
+	struct sym_frame f[6] = {
+		frame("malloc", NULL, 0, "libc.so.6", 0x99),
+		frame("g_malloc", "/src/glib/gmem.c", 130, "libglib-2.0.so.0", 0x500),
+		frame("g_strdup", "/src/glib/gstrfuncs.c", 360, "libglib-2.0.so.0", 0x600),
+		frame("xmalloc", "/src/app/util.c", 12, "app", 0x900),   /* wrappers in a row */
+		frame("make_record", "/src/app/records.c", 10, "app", 0x1000),
+		frame("main", "/src/app/main.c", 20, "app", 0x2000),
+	};
+	const struct sym_frame *v[6] = { &f[0], &f[1], &f[2], &f[3], &f[4], &f[5] };
+	char *k;
+
+	struct site_stack st = site_of_frames(v, 6, NULL);
+	ASSERT_EQ(st.n, 5);                        /* malloc cut off, the wrappers kept */
+	ASSERT_EQ(st.site, 3);
+	ASSERT_STR(st.frames[0]->function, "g_malloc");
+	ASSERT_STR(site_frame(&st)->function, "make_record");
+	ASSERT_STR(k = site_key(&st, BY_LINENO), "/src/app/records.c:10");
+	free(k);
+	ASSERT_STR(k = site_key(&st, BY_FUNCTION), "make_record");
+	free(k);
+	/* The traceback key and the fingerprint start at the site. */
+	ASSERT_STR(k = site_key(&st, BY_TRACEBACK), "/src/app/records.c:10 make_record\n/src/app/main.c:20 main");
+	free(k);
+	struct site_stack direct = { v + 4, 2, 0 };
+	char a[SITE_FP_SIZE], b[SITE_FP_SIZE];
+	site_fingerprint(&st, 0, a);
+	site_fingerprint(&direct, 0, b);
+	ASSERT_STR(a, b);
+	site_fingerprint(&st, 1, a);
+	site_fingerprint(&direct, 1, b);
+	ASSERT_STR(a, b);
+	struct site_stack from = site_from_site(&st);
+	ASSERT_EQ(from.n, 2);
+	ASSERT_TRUE(from.frames == v + 4);
+
+	/* Nothing but wrappers after malloc: sited at the first of them. */
+	st = site_of_frames(v, 4, NULL);
+	ASSERT_EQ(st.n, 3);
+	ASSERT_EQ(st.site, 0);
+	ASSERT_STR(site_frame(&st)->function, "g_malloc");
+}
+
+/* Whether f is looked through by af (NULL: the built-in list). */
+static int wrapper(struct alloc_fns *af, const char *function, const char *file, const char *module)
+{
+	struct sym_frame f = frame(function, file, 1, module, 0x10);
+
+	return alloc_fns_match(af, &f);
+}
+
+static void the_built_in_list_knows_glibc_libstdcxx_glib_redis_sqlite_and_cpython(void)
+{
+	/* glibc by module, whatever its internal names, and by header. */
+	ASSERT_TRUE(wrapper(NULL, "__GI___strdup", "./string/strdup.c", "libc.so.6"));
+	ASSERT_TRUE(wrapper(NULL, "__GI__IO_file_doallocate", "./libio/filedoalloc.c", "libc.so.6"));
+	ASSERT_TRUE(wrapper(NULL, "??", NULL, "libc.so.6"));
+	ASSERT_TRUE(wrapper(NULL, "_dl_new_object", NULL, "ld-linux-x86-64.so.2"));
+	ASSERT_TRUE(wrapper(NULL, "getline", "/usr/include/x86_64-linux-gnu/bits/stdio.h", "app"));
+	/* A program's own getline is its own. */
+	ASSERT_TRUE(!wrapper(NULL, "getline", "/src/app/input.c", "app"));
+	/* libstdc++: the runtime by module, the templates by name, with
+	 * or without return type and parameters. */
+	ASSERT_TRUE(wrapper(NULL, "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >"
+			    "::_M_mutate(unsigned long, unsigned long, char const*, unsigned long)", NULL, "libstdc++.so.6"));
+	ASSERT_TRUE(wrapper(NULL, "std::__new_allocator<int>::allocate(unsigned long, void const*)",
+			    "/usr/include/c++/12/bits/new_allocator.h", "app"));
+	ASSERT_TRUE(wrapper(NULL, "void std::vector<int, std::allocator<int> >::_M_realloc_insert<int const&>"
+			    "(__gnu_cxx::__normal_iterator<int*, std::vector<int, std::allocator<int> > >, int const&)",
+			    "/usr/include/c++/12/bits/vector.tcc", "app"));
+	ASSERT_TRUE(wrapper(NULL, "__gnu_cxx::new_allocator<char>::allocate(unsigned long, void const*)", NULL, "app"));
+	ASSERT_TRUE(!wrapper(NULL, "app::Cache::fill(int)", "/src/app/cache.cpp", "app"));
+	ASSERT_TRUE(!wrapper(NULL, "mystd::vector::grow()", "/src/app/vec.cpp", "app"));
+	/* By name, in any module. */
+	ASSERT_TRUE(wrapper(NULL, "g_malloc0", NULL, "libglib-2.0.so.0"));
+	ASSERT_TRUE(wrapper(NULL, "g_strdup_printf", NULL, "libglib-2.0.so.0"));
+	ASSERT_TRUE(wrapper(NULL, "xmalloc", "/src/git/wrapper.c", "git"));
+	ASSERT_TRUE(wrapper(NULL, "xstrdup.constprop.0", NULL, "ld"));
+	ASSERT_TRUE(wrapper(NULL, "zmalloc", NULL, "redis-check-rdb"));
+	ASSERT_TRUE(wrapper(NULL, "ztrymalloc_usable", NULL, "redis-check-rdb"));
+	ASSERT_TRUE(wrapper(NULL, "zcalloc_num", NULL, "redis-check-rdb"));
+	ASSERT_TRUE(wrapper(NULL, "sqlite3DbMallocRawNN", NULL, "libsqlite3.so.0"));
+	ASSERT_TRUE(wrapper(NULL, "sqlite3_malloc64", NULL, "libsqlite3.so.0"));
+	ASSERT_TRUE(wrapper(NULL, "PyObject_Malloc", NULL, "python3.11"));
+	ASSERT_TRUE(wrapper(NULL, "_PyMem_RawMalloc", NULL, "python3.11"));
+	/* Whole names only. */
+	ASSERT_TRUE(!wrapper(NULL, "dictAddRaw", NULL, "redis-check-rdb"));
+	ASSERT_TRUE(!wrapper(NULL, "zmalloc_used_memory", NULL, "redis-check-rdb"));
+	ASSERT_TRUE(!wrapper(NULL, "my_xmalloc", NULL, "app"));
+	ASSERT_TRUE(!wrapper(NULL, "xmalloc_stats", NULL, "app"));
+	ASSERT_TRUE(!wrapper(NULL, "main", "/src/app/main.c", "app"));
+	ASSERT_TRUE(!wrapper(NULL, "??", NULL, "app"));
+}
+
+static void user_expressions_match_whole_names_with_or_without_parameters(void)
+{
+	struct alloc_fns af;
+
+	alloc_fns_init(&af);
+	usage_errors = 0;
+	ASSERT_EQ(alloc_fns_option("top", &af, ALLOC_OPT_FN, "pool_alloc"), 0);
+	ASSERT_EQ(alloc_fns_option("top", &af, ALLOC_OPT_FN, "Arena::get"), 0);
+	ASSERT_EQ(alloc_fns_option("top", &af, ALLOC_OPT_FN, "("), -1);   /* invalid: a usage error */
+	ASSERT_EQ(usage_errors, 1);
+	ASSERT_EQ(af.npatterns, 2);
+	ASSERT_TRUE(wrapper(&af, "pool_alloc", "/src/app/pool.c", "app"));
+	ASSERT_TRUE(wrapper(&af, "pool_alloc.part.0", NULL, "app"));
+	ASSERT_TRUE(!wrapper(&af, "pool_alloc_stats", "/src/app/pool.c", "app"));
+	ASSERT_TRUE(!wrapper(&af, "my_pool_alloc", "/src/app/pool.c", "app"));
+	ASSERT_TRUE(wrapper(&af, "Arena::get(unsigned long) const", "/src/app/arena.cpp", "app"));
+	ASSERT_TRUE(wrapper(&af, "Arena::get", NULL, "app"));
+	ASSERT_TRUE(!wrapper(&af, "Arena::get_all()", "/src/app/arena.cpp", "app"));
+	/* The built-in list too, unless turned off; the user's stay. */
+	ASSERT_TRUE(wrapper(&af, "zmalloc", NULL, "redis-check-rdb"));
+	alloc_fns_release(&af);
+
+	alloc_fns_init(&af);
+	ASSERT_EQ(alloc_fns_option("top", &af, ALLOC_OPT_NO_DEFAULTS, NULL), 0);
+	ASSERT_EQ(alloc_fns_option("top", &af, ALLOC_OPT_FN, "pool_.*"), 0);
+	ASSERT_TRUE(!wrapper(&af, "__GI___strdup", "./string/strdup.c", "libc.so.6"));
+	ASSERT_TRUE(!wrapper(&af, "zmalloc", NULL, "redis-check-rdb"));
+	ASSERT_TRUE(wrapper(&af, "pool_get", NULL, "app"));
+	alloc_fns_release(&af);
+}
+
+static void bare_names_drop_return_type_parameters_and_clone_suffixes(void)
+{
+	static const char *const cases[][2] = {
+		{ "xmalloc", "xmalloc" },
+		{ "xmalloc.constprop.0", "xmalloc" },
+		{ "f.part.0.cold", "f" },
+		{ "app::Cache::fill(int)", "app::Cache::fill" },
+		{ "Arena::get(unsigned long) const &", "Arena::get" },
+		{ "std::__new_allocator<int>::allocate(unsigned long, void const*)", "std::__new_allocator<int>::allocate" },
+		{ "void std::vector<int, std::allocator<int> >::_M_realloc_insert<int const&>(int const&)",
+		  "std::vector<int, std::allocator<int> >::_M_realloc_insert<int const&>" },
+		{ "std::_Rb_tree_node<std::pair<int const, int> >* std::_Rb_tree<int>::_M_create_node<int>(int&&)",
+		  "std::_Rb_tree<int>::_M_create_node<int>" },
+		{ "(anonymous namespace)::grow(int)", "(anonymous namespace)::grow" },
+		{ "main::{lambda(int)#1}::operator()(int) const", "main::{lambda(int)#1}::operator()" },
+		{ "operator new(unsigned long)", "operator new" },
+		{ "Pool::operator new[](unsigned long)", "Pool::operator new[]" },
+		{ "Pool::get(unsigned long) [clone .constprop.0]", "Pool::get" },
+		{ "??", "??" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *b = alloc_fns_bare_name(cases[i][0]);
+		ASSERT_STR(b, cases[i][1]);
+		free(b);
+	}
+	char *re = alloc_fns_regex_for("Pool<int>::get(unsigned long)");
+	ASSERT_STR(re, "Pool<int>::get");
+	free(re);
+	ASSERT_STR(re = alloc_fns_regex_for("main::{lambda()#1}::operator()() const"), "main::\\{lambda\\(\\)#1\\}::operator\\(\\)");
+	free(re);
+}
+
+static void expressions_come_from_the_environment_and_a_file(void)
+{
+	struct alloc_fns af;
+	char *path = temp_file("# the team's wrappers\n\n  arena_alloc  \nArena::.*\n");
+
+	ASSERT_TRUE(path != NULL);
+	alloc_fns_init(&af);
+	af.file = path;
+	setenv(ALLOC_FNS_ENV, "pool_alloc:Pool::get\nmy_new::", 1);
+	int rc = alloc_fns_load(&af);
+	unsetenv(ALLOC_FNS_ENV);
+	unlink(path);
+	free(path);
+	ASSERT_EQ(rc, 0);
+	ASSERT_EQ(af.npatterns, 5);
+	ASSERT_STR(af.patterns[0], "pool_alloc");   /* single colons separate, "::" stays */
+	ASSERT_STR(af.patterns[1], "Pool::get");
+	ASSERT_STR(af.patterns[2], "my_new::");
+	ASSERT_STR(af.patterns[3], "arena_alloc");  /* trimmed, comments and blanks skipped */
+	ASSERT_STR(af.origins[0], ALLOC_FNS_ENV);
+	ASSERT_TRUE(strstr(af.origins[3], "': line 3") != NULL);
+	ASSERT_TRUE(wrapper(&af, "Arena::grow(int)", NULL, "app"));
+	ASSERT_TRUE(wrapper(&af, "Pool::get(unsigned long)", NULL, "app"));
+	alloc_fns_release(&af);
+
+	/* An invalid expression, in either, is an error. */
+	alloc_fns_init(&af);
+	af.file = "/nonexistent/alloc-fns";
+	ASSERT_EQ(alloc_fns_load(&af), -1);        /* a file named but missing */
+	alloc_fns_release(&af);
+	alloc_fns_init(&af);
+	setenv(ALLOC_FNS_ENV, "ok:(", 1);
+	rc = alloc_fns_load(&af);
+	unsetenv(ALLOC_FNS_ENV);
+	alloc_fns_release(&af);
+	ASSERT_EQ(rc, -1);
+	path = temp_file("fine\nbad[\n");
+	ASSERT_TRUE(path != NULL);
+	alloc_fns_init(&af);
+	af.file = path;
+	rc = alloc_fns_load(&af);
+	unlink(path);
+	free(path);
+	alloc_fns_release(&af);
+	ASSERT_EQ(rc, -1);
 }
 
 static void site_keys_are_the_location_file_function_or_traceback(void)
@@ -704,6 +926,16 @@ int main(void)
 		{ "site keys are the location, file, function or traceback",
 		  site_keys_are_the_location_file_function_or_traceback },
 		{ "baseline fingerprints keep their values", baseline_fingerprints_keep_their_values },
+		{ "a site looks through wrappers and keeps their frames",
+		  a_site_looks_through_wrappers_and_keeps_their_frames },
+		{ "the built-in list knows glibc, libstdc++, GLib, redis, SQLite and CPython",
+		  the_built_in_list_knows_glibc_libstdcxx_glib_redis_sqlite_and_cpython },
+		{ "user expressions match whole names, with or without parameters",
+		  user_expressions_match_whole_names_with_or_without_parameters },
+		{ "bare names drop return type, parameters and clone suffixes",
+		  bare_names_drop_return_type_parameters_and_clone_suffixes },
+		{ "expressions come from the environment and a file",
+		  expressions_come_from_the_environment_and_a_file },
 		{ "fingerprints ignore directories, addresses and frames past sixteen",
 		  fingerprints_ignore_directories_addresses_and_frames_past_sixteen },
 		{ "within every budget the gate passes", within_every_budget_the_gate_passes },
