@@ -19,7 +19,7 @@ def top_text_is_tracemalloc_format_exactly():
     marks = markers("sites.c")
     src = os.path.join(FIX, "sites.c")
     rows = [(size, count, marks[name]) for name, (size, count) in exp.items()
-            if count and name != "strdup"]
+            if count]
     # tracemalloc's order: size, count, then the frame, all descending.
     rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
     want = [stat_line(f"{src}:{line}", size, count) for size, count, line in rows]
