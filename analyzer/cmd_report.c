@@ -62,20 +62,19 @@ int cmd_report(int argc, char **argv)
 	if (alloc_fns_load(&af) < 0)
 		return EXIT_USAGE;
 
-	struct snapshot *snaps;
+	char **paths;
 	int n;
-	if (trend_load(argv + optind, argc - optind, pid, &snaps, &n) < 0)
+	if (trend_files(argv + optind, argc - optind, pid, &paths, &n) < 0)
 		return EXIT_USAGE;
 	struct symbolizer *sym = symbolizer_new();
-	struct trend *tr = trend_build(snaps, n, &g, sym);
-	int rc = write_html(out, tr, &g, sym);
-	size_t nsites = tr->nsites;
+	struct trend *tr = trend_read(paths, n, &g, sym, 1);
+	int rc = tr ? write_html(out, tr, &g, sym) : -1;
+	size_t nsites = tr ? tr->nsites : 0;
 	trend_free(tr);
 	symbolizer_free(sym);
-	alloc_fns_release(&af);
 	for (int i = 0; i < n; i++)
-		snapshot_release(&snaps[i]);
-	free(snaps);
+		free(paths[i]);
+	free(paths);
 	if (!rc)
 		fprintf(stderr, "heapdelta: wrote %s (%d snapshots, %zu sites)\n", out, n, nsites);
 	return rc ? EXIT_USAGE : EXIT_OK;

@@ -1,7 +1,7 @@
 /*
  * cmd_trend.c - `heapdelta trend`: the sites that grow steadily over many
- * snapshots of one process (the model: trend.c; the writers:
- * write_trend.c).
+ * snapshots of one process, its teardown set apart (the model: trend.c,
+ * fed one snapshot at a time; the writers: write_trend.c).
  */
 #include "cmd.h"
 #include "trend.h"
@@ -72,31 +72,33 @@ int cmd_trend(int argc, char **argv)
 	if (alloc_fns_load(&af) < 0)
 		return EXIT_USAGE;
 
-	struct snapshot *snaps;
+	char **paths;
 	int n;
-	if (trend_load(argv + optind, argc - optind, pid, &snaps, &n) < 0)
+	if (trend_files(argv + optind, argc - optind, pid, &paths, &n) < 0)
 		return EXIT_USAGE;
 	if (n < 2) {
-		snapshot_release(&snaps[0]);
-		free(snaps);
+		for (int i = 0; i < n; i++)
+			free(paths[i]);
+		free(paths);
 		return usage_error("trend", "a trend needs at least two snapshots of the process");
 	}
 	struct symbolizer *sym = symbolizer_new();
-	struct trend *tr = trend_build(snaps, n, &g, sym);
-	FILE *out = output_open(output);
-	int rc = out ? 0 : -1;
+	struct trend *tr = trend_read(paths, n, &g, sym, 0);
+	int rc = tr ? 0 : -1;
+	FILE *out = tr ? output_open(output) : NULL;
 	if (out) {
 		if (json)
 			write_trend_json(out, tr, (size_t)limit);
 		else
 			write_trend_text(out, tr, (size_t)limit);
 		rc = output_close(out, output);
+	} else {
+		rc = -1;
 	}
 	trend_free(tr);
 	symbolizer_free(sym);
-	alloc_fns_release(&af);
 	for (int i = 0; i < n; i++)
-		snapshot_release(&snaps[i]);
-	free(snaps);
+		free(paths[i]);
+	free(paths);
 	return rc ? EXIT_USAGE : EXIT_OK;
 }

@@ -364,7 +364,7 @@ struct series_node {
 struct series_table {
 	struct stat_table base;     /* options, symbolizer, kept stack arrays */
 	struct series_node *head;
-	int npoints;
+	int npoints;                /* capacity of every series */
 	/* Stack ids are stable across one process's snapshots: each id is
 	 * symbolized, filtered and keyed once (NULL node: filtered out). */
 	struct { int done; struct series_node *node; } *by_id;
@@ -405,10 +405,29 @@ static struct series_node *series_charge(struct series_table *t, char *key, cons
 	return node;
 }
 
+/* Room for `point` in every series: capacities double. */
+static void series_grow(struct series_table *t, int point)
+{
+	struct series_node *node, *tmp;
+	int cap = t->npoints > 0 ? t->npoints : 16;
+
+	while (cap <= point)
+		cap *= 2;
+	HASH_ITER(hh, t->head, node, tmp) {
+		node->s.bytes = xrealloc(node->s.bytes, (size_t)cap * sizeof *node->s.bytes);
+		node->s.count = xrealloc(node->s.count, (size_t)cap * sizeof *node->s.count);
+		memset(node->s.bytes + t->npoints, 0, (size_t)(cap - t->npoints) * sizeof *node->s.bytes);
+		memset(node->s.count + t->npoints, 0, (size_t)(cap - t->npoints) * sizeof *node->s.count);
+	}
+	t->npoints = cap;
+}
+
 void series_add(struct series_table *t, const struct snapshot *s, int point)
 {
 	const struct group_opts *o = t->base.opts;
 
+	if (point >= t->npoints)
+		series_grow(t, point);
 	for (uint32_t i = 0; i < s->nstacks; i++) {
 		const struct hd_stack *hs = &s->stacks[i];
 		if (!hs->live_count && !hs->live_bytes)

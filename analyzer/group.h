@@ -86,7 +86,10 @@ struct series {
 
 struct series_table;
 
+/* npoints: the points expected; series grow past it as points are added. */
 struct series_table *series_new(const struct group_opts *opts, struct symbolizer *sym, int npoints);
+/* Add snapshot s as column `point`: s is not used after the call, so it can
+ * be released (the series hold symbolized frames, owned by sym). */
 void series_add(struct series_table *t, const struct snapshot *s, int point);
 /* Every series; the array is the caller's to free, the series the table's. */
 struct series **series_all(struct series_table *t, size_t *n);

@@ -57,16 +57,20 @@ void write_gate_gen_suppressions(FILE *out, const struct gate *g);
 
 /* ---- write_trend.c: trend ------------------------------------------------ */
 
-/* The first `limit` sites (0: all) of tr, ranked. */
+/* The first `limit` sites (0: all) of tr, ranked, and its teardown. */
 void write_trend_text(FILE *out, const struct trend *tr, size_t limit);
 void write_trend_json(FILE *out, const struct trend *tr, size_t limit);
+/* A frame of `heapdelta watch` on dir: the process, its heap and RSS now
+ * with sparklines, then the first `limit` sites as write_trend_text()
+ * prints them.  Plain text, one line per '\n'. */
+void write_watch_text(FILE *out, const struct trend *tr, size_t limit, const char *dir);
 
 /* ---- write_html.c: report ----------------------------------------------- */
 
 /* The HTML page of tr at path (written to a temporary file, then renamed
- * into place).  The flame graphs group the first and last snapshots by
- * traceback with g's filters, symbolized by sym.  0, or -1 after an error
- * line. */
+ * into place).  The flame graphs group tr->first and tr->end (a trend
+ * built with keep) by traceback with g's filters, symbolized by sym.  0, or
+ * -1 after an error line. */
 int write_html(const char *path, struct trend *tr, const struct group_opts *g, struct symbolizer *sym);
 
 /* ---- write_info.c: info ------------------------------------------------- */

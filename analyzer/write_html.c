@@ -5,6 +5,9 @@
  * expandable to its stack), and two flame graphs (live at the last
  * snapshot; growth from the first to the last), zoomable and searchable.
  * The page is html_template.html with the data (JSON) put in its place.
+ * When the process's last snapshots are its teardown (trend.c), the chart
+ * shows them in a band of their own, and the table, the sparklines and the
+ * flame graphs are of the steady state, as `heapdelta trend` ranks it.
  *
  * The page stays light whatever the run: series are cut to at most 400
  * points, sparklines to 20, stacks are indexes into one table of frame
@@ -160,19 +163,23 @@ static size_t pick(size_t k, size_t m, size_t n)
 	return m <= 1 ? n - 1 : (size_t)((double)k * (double)(n - 1) / (double)(m - 1) + 0.5);
 }
 
-/* A member holding m of the n points of a series, spread (pick()), as a
- * compact array: a column of the snapshots' META (field >= 0) or of y. */
-static void json_points(struct json *j, const char *key, const struct trend *tr, int field, const int64_t *y, size_t m)
-{
-	size_t n = (size_t)tr->n;
+enum column { COL_Y, COL_HEAP, COL_RSS };
 
+/* A member holding m of the first n points of a series, spread (pick()),
+ * as a compact array: y, or a column of the points (the traced heap, the
+ * RSS). */
+static void json_points(struct json *j, const char *key, const struct trend *tr, enum column col, const int64_t *y,
+			size_t m, size_t n)
+{
 	json_key(j, key);
 	json_array_begin(j);
 	json_compact(j);
 	for (size_t k = 0; k < m; k++) {
 		size_t i = pick(k, m, n);
-		if (field >= 0)
-			json_uint(j, tr->snaps[i].meta[field]);
+		if (col == COL_HEAP)
+			json_uint(j, tr->pts[i].live_bytes);
+		else if (col == COL_RSS)
+			json_uint(j, tr->pts[i].rss_bytes);
 		else
 			json_int(j, y[i]);
 	}
@@ -188,17 +195,18 @@ static void json_label(struct json *j, const char *key, const struct series *s)
 	free(site);
 }
 
-/* "top": the chart stacks the sites that are largest at the end. */
+/* "top": the chart stacks the sites that are largest at the end of the
+ * steady state. */
 static void json_top(struct json *j, const struct trend *tr, size_t m)
 {
-	size_t n = (size_t)tr->n;
+	size_t n = (size_t)tr->n, e = (size_t)tr->steady - 1;
 	struct trend_site **bysize = xcalloc(tr->nsites + 1, sizeof *bysize);
 
 	for (size_t i = 0; i < tr->nsites; i++)
 		bysize[i] = &tr->sites[i];
 	for (size_t a = 0; a < tr->nsites && a < TOP_SITES; a++)
 		for (size_t b = a + 1; b < tr->nsites; b++)
-			if (bysize[b]->s->bytes[n - 1] > bysize[a]->s->bytes[n - 1]) {
+			if (bysize[b]->s->bytes[e] > bysize[a]->s->bytes[e]) {
 				struct trend_site *x = bysize[a];
 				bysize[a] = bysize[b];
 				bysize[b] = x;
@@ -209,17 +217,18 @@ static void json_top(struct json *j, const struct trend *tr, size_t m)
 		json_break(j, 2);
 		json_object_begin(j);
 		json_label(j, "key", bysize[i]->s);
-		json_points(j, "series", tr, -1, bysize[i]->s->bytes, m);
+		json_points(j, "series", tr, COL_Y, bysize[i]->s->bytes, m, n);
 		json_object_end(j);
 	}
 	json_array_end(j);
 	free(bysize);
 }
 
-/* "sites": every site as trend ranks it, its stack as indexes into fr. */
+/* "sites": every site as trend ranks it, its figures and sparkline over
+ * the steady state, its stack as indexes into fr. */
 static void json_sites(struct json *j, const struct trend *tr, struct frames *fr)
 {
-	size_t n = (size_t)tr->n, sm = n < SPARK_POINTS ? n : SPARK_POINTS;
+	size_t n = (size_t)tr->steady, sm = n < SPARK_POINTS ? n : SPARK_POINTS;
 
 	json_key(j, "sites");
 	json_array_begin(j);
@@ -234,7 +243,7 @@ static void json_sites(struct json *j, const struct trend *tr, struct frames *fr
 		json_kv_int(j, "g", ts->growth);
 		json_kv_int(j, "z", s->bytes[n - 1]);
 		json_kv_int(j, "p", ts->plateaued);
-		json_points(j, "sp", tr, -1, s->bytes, sm);
+		json_points(j, "sp", tr, COL_Y, s->bytes, sm, n);
 		json_key(j, "st");
 		json_array_begin(j);
 		json_compact(j);
@@ -246,8 +255,8 @@ static void json_sites(struct json *j, const struct trend *tr, struct frames *fr
 	json_array_end(j);
 }
 
-/* "flame_live" and "flame_growth", from every stack of the first and last
- * snapshots. */
+/* "flame_live" and "flame_growth", from every stack of the first snapshot
+ * and the last of the steady state. */
 static void json_flames(struct json *j, const struct trend *tr, const struct group_opts *g,
 			struct symbolizer *sym, struct frames *fr)
 {
@@ -258,8 +267,8 @@ static void json_flames(struct json *j, const struct trend *tr, const struct gro
 	tb_opts.by = BY_TRACEBACK;
 	tb_opts.cumulative = 0;
 	struct stat_table *t = group_new(&tb_opts, sym);
-	group_add(t, &tr->snaps[tr->n - 1], 0);
-	group_add(t, &tr->snaps[0], 1);
+	group_add(t, tr->end, 0);
+	group_add(t, tr->first, 1);
 	struct stat_entry **ents = group_sorted(t, 1, &ne);
 	flame_init(&live);
 	flame_init(&growth);
@@ -281,30 +290,43 @@ static void json_flames(struct json *j, const struct trend *tr, const struct gro
 
 static void build_json(struct strbuf *sb, struct trend *tr, const struct group_opts *g, struct symbolizer *sym)
 {
-	const struct snapshot *last = &tr->snaps[tr->n - 1];
-	size_t n = (size_t)tr->n, m = n < MAX_POINTS ? n : MAX_POINTS;
+	size_t n = (size_t)tr->n, m = n < MAX_POINTS ? n : MAX_POINTS, k = (size_t)tr->steady;
 	struct frames fr = { 0 };
 	struct json j;
 
 	json_init_strbuf(&j, sb);
 	json_object_begin(&j);
-	json_kv_string(&j, "exe", last->exe);
-	json_kv_uint(&j, "pid", last->meta[HD_META_PID]);
+	json_kv_string(&j, "exe", tr->exe);
+	json_kv_uint(&j, "pid", tr->pid);
 	json_kv_int(&j, "snapshots", tr->n);
 	json_kv_double(&j, "duration", tr->t[n - 1], 6);
+	json_kv_int(&j, "steady", tr->steady);
+	json_kv_double(&j, "steady_end", tr->t[k - 1], 6);
+	json_key(&j, "teardown");
+	if (k < n) {
+		json_object_begin(&j);
+		json_kv_int(&j, "snapshots", (int64_t)(n - k));
+		json_kv_double(&j, "from", tr->t[k], 6);
+		json_kv_double(&j, "to", tr->t[n - 1], 6);
+		json_kv_uint(&j, "heap_before", tr->pts[k - 1].live_bytes);
+		json_kv_uint(&j, "heap_after", tr->pts[n - 1].live_bytes);
+		json_object_end(&j);
+	} else {
+		json_null(&j);
+	}
 	json_kv_uint(&j, "nsites", tr->nsites);
 	json_kv_string(&j, "by", site_by_name(g->by));
 	json_break(&j, 1);
 	json_key(&j, "times");
 	json_array_begin(&j);
 	json_compact(&j);
-	for (size_t k = 0; k < m; k++)
-		json_double(&j, tr->t[pick(k, m, n)], 3);
+	for (size_t i = 0; i < m; i++)
+		json_double(&j, tr->t[pick(i, m, n)], 3);
 	json_array_end(&j);
 	json_break(&j, 1);
-	json_points(&j, "total", tr, HD_META_LIVE_BYTES, NULL, m);
+	json_points(&j, "total", tr, COL_HEAP, NULL, m, n);
 	json_break(&j, 1);
-	json_points(&j, "rss", tr, HD_META_RSS_BYTES, NULL, m);
+	json_points(&j, "rss", tr, COL_RSS, NULL, m, n);
 	json_break(&j, 1);
 	json_top(&j, tr, m);
 	json_break(&j, 1);

@@ -1,9 +1,12 @@
 """End-to-end tests: `heapdelta trend` and the HTML report.
 
-The trend's numbers recomputed from the snapshots themselves; the report
-rendered in headless Chromium, at 1,000 snapshots of 10,000 sites too.
+The trend's numbers recomputed from the snapshots themselves; a clean
+shutdown's teardown set apart, the leak's rate checked against what the
+program leaked; the report rendered in headless Chromium, at 1,000
+snapshots of 10,000 sites too.
 """
 from e2e import *
+from tracemalloc import _format_size
 
 
 def slowleak_run():
@@ -82,6 +85,7 @@ def trend_puts_the_steady_leak_first_with_its_true_rate():
         for key, places in (("rate", 3), ("recent_rate", 3), ("steadiness", 4), ("linearity", 4), ("score", 3)):
             check(abs(s[key] - want[key]) <= 10 ** -places + 1e-9 * abs(want[key]),
                   f"{name}: {key} {s[key]}, computed from the snapshots {want[key]}")
+    eq((r["steady_snapshots"], r["teardown"]), (31, None), "no teardown: the exit snapshot holds what the last one did")
     first = r["sites"][0]
     eq((os.path.basename(first["file"] or ""), first["line"]), ("slowleak.c", marks["leak"]), "the leak ranks first")
     scores = [s["score"] for s in r["sites"]]
@@ -93,6 +97,127 @@ def trend_puts_the_steady_leak_first_with_its_true_rate():
     text = hd("trend", d, "--limit", "1").stdout.splitlines()
     check(re.match(rf"^{re.escape(os.path.join(FIX, 'slowleak.c'))}:{marks['leak']}: \+\d+(\.\d)? (B|KiB)/s, steady \d+%, "
                    rf"\+\d+(\.\d)? (B|KiB|MiB) over \d+\.\d s, size=\S+ \S+ ?[\u2581-\u2588]+$", text[1]), text[1])
+
+
+def service_run(ticks=700, interval="0.1"):
+    """Run the service fixture for `ticks` ticks with interval snapshots;
+    return its folder, its snapshots' META (by seq), its tick log [(ns,
+    bytes leaked so far)] and when its teardown began (CLOCK_MONOTONIC ns,
+    the clock of the snapshots' mono_ns)."""
+    d = tmpdir()
+    p, snaps = traced([os.path.join(BIN, "service"), str(ticks), "log"], d, "--interval", interval)
+    eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
+    log, teardown = [], None
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if f[0] == "tick":
+            log.append((int(f[1]), int(f[2])))
+        elif f[0] == "teardown":
+            teardown = int(f[1])
+    eq(len(log), ticks, "ticks logged")
+    infos = sorted(json.loads(hd("info", "--format", "json", *snaps).stdout), key=lambda i: i["seq"])
+    return d, infos, log, teardown
+
+
+def leaked_at(log, ns):
+    """What the service had leaked at CLOCK_MONOTONIC ns, by its own log."""
+    return max([b for t, b in log if t <= ns], default=0)
+
+
+def lsq_slope(t, y):
+    mt, my = sum(t) / len(t), sum(y) / len(y)
+    return sum((a - mt) * (b - my) for a, b in zip(t, y)) / sum((a - mt) ** 2 for a in t)
+
+
+def check_teardown_and_leak(infos, log, teardown, steady, torn, rate, what):
+    """The snapshots [steady, n) are the teardown: the exit snapshot, and
+    every snapshot the program took while freeing but the first (which may
+    still hold all it had); the steady state keeps most of the snapshots
+    before it; and `rate` is the leak's true rate within 10%: the slope of
+    what the program had leaked (its log) at each steady snapshot's
+    timestamp."""
+    n = len(infos)
+    eq(infos[-1]["trigger"], "exit", "the exit snapshot is there, last")
+    eq(torn, n - steady, f"{what}: teardown snapshots")
+    check(steady < n, f"{what}: the exit snapshot is the teardown's")
+    after = [i for i, info in enumerate(infos) if info["mono_ns"] > teardown]
+    check(steady <= after[0] + 1, f"{what}: steady state of {steady} snapshots, the teardown began before "
+                                  f"snapshot {after[0] + 1}")
+    before = n - len(after)
+    check(steady >= before // 2, f"{what}: steady state of {steady} snapshots of the {before} before the teardown")
+    t = [(i["mono_ns"] - infos[0]["mono_ns"]) / 1e9 for i in infos[:steady]]
+    true = lsq_slope(t, [leaked_at(log, i["mono_ns"]) for i in infos[:steady]])
+    check(abs(rate - true) <= 0.1 * true, f"{what}: the leak's rate {rate:.0f} B/s, the program's own {true:.0f} B/s")
+
+
+@test
+def trend_ranks_a_clean_shutdown_by_its_steady_state_and_shows_the_teardown_apart():
+    # The service leaks 1000 bytes a tick, keeps a full cache and noise, and
+    # frees everything before returning from main, slowly enough for
+    # interval snapshots to fall inside the teardown.  Ranked with the
+    # teardown, the leak would end in a fall; over the steady state it comes
+    # first, at the rate the program's own log gives.
+    d, infos, log, teardown = service_run()
+    r = json.loads(hd("trend", d, "--format", "json", "--limit", "0").stdout)
+    n, k = r["snapshots"], r["steady_snapshots"]
+    eq(n, len(infos), "snapshots in the trend")
+    check(r["teardown"] is not None, f"a teardown: {r['teardown']}")
+    marks = markers("service.c")
+    first = r["sites"][0]
+    eq((os.path.basename(first["file"] or ""), first["line"]), ("service.c", marks["leak"]), "the leak ranks first")
+    check_teardown_and_leak(infos, log, teardown, k, r["teardown"]["snapshots"], first["rate"], "trend")
+    t = [(i["mono_ns"] - infos[0]["mono_ns"]) / 1e9 for i in infos]
+    check(abs(r["steady_duration"] - t[k - 1]) < 1e-6 and abs(r["teardown"]["from"] - t[k]) < 1e-6,
+          f"steady state and teardown times: {r['steady_duration']}, {r['teardown']['from']}; the snapshots say "
+          f"{t[k - 1]}, {t[k]}")
+    eq((r["teardown"]["heap_before"], r["teardown"]["heap_after"]), (infos[k - 1]["live_bytes"], infos[-1]["live_bytes"]),
+       "the heap before and after the teardown")
+    eq(first["size"], first["series"][k - 1][1], "size: at the end of the steady state")
+    eq(first["series"][-1][1], 0, "the series goes on through the teardown: the leak freed at exit")
+    text = hd("trend", d, "--limit", "3").stdout.splitlines()
+    eq(text[0], f"{n} snapshots of pid {infos[0]['pid']} over {t[-1]:.1f} s, sites ranked by steady growth over the "
+                f"first {k} ({t[k - 1]:.1f} s):", "header")
+    check(text[1].startswith(f"{os.path.join(FIX, 'service.c')}:{marks['leak']}: +") and " steady 100%, " in text[1],
+          f"the leak first, growing at every steady interval: {text[1]}")
+    size = lambda b: _format_size(b, False)
+    torn = (f"teardown: the exit snapshot, at {t[-1]:.1f} s" if n - k == 1 else
+            f"teardown: the last {n - k} snapshots, {t[k]:.1f} s to {t[-1]:.1f} s, the exit snapshot last")
+    eq(text[-1], f"{torn}: heap {size(infos[k - 1]['live_bytes'])} -> {size(infos[-1]['live_bytes'])} (not ranked)",
+       "the teardown line")
+
+
+def report_data(html):
+    """The data a report page was built from (its JSON, as embedded)."""
+    page = open(html).read()
+    m = re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S)
+    return json.loads(m.group(1).replace("<\\/", "</"))
+
+
+@test
+def the_report_ranks_and_charts_a_clean_shutdown_as_trend_does():
+    d, infos, log, teardown = service_run()
+    html = os.path.join(d, "report.html")
+    p = hd("report", d, "-o", html)
+    eq(p.returncode, 0, f"report: {p.stderr}")
+    data = report_data(html)
+    r = json.loads(hd("trend", d, "--format", "json", "--limit", "0").stdout)
+    k = r["steady_snapshots"]
+    eq((data["steady"], data["teardown"]["snapshots"]), (k, r["teardown"]["snapshots"]), "the steady state of trend")
+    marks = markers("service.c")
+    eq(data["sites"][0]["k"], f"{os.path.join(FIX, 'service.c')}:{marks['leak']}", "the leak ranks first")
+    eq([s["k"] for s in data["sites"]], [f"{s['file']}:{s['line']}" if s["file"] else s["key"] for s in r["sites"]],
+       "the report's ranking is trend's")
+    check(abs(data["sites"][0]["r"] - r["sites"][0]["rate"]) < 0.1, "the leak's rate is trend's")
+    check_teardown_and_leak(infos, log, teardown, data["steady"], data["teardown"]["snapshots"], data["sites"][0]["r"],
+                            "report")
+    eq(data["sites"][0]["z"], r["sites"][0]["size"], "size at the end of the steady state")
+    dom, console = browser(html)
+    eq(console, [], "console messages")
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    check('data-ready="1"' in body and "data-error" not in body, f"the page's script ran to the end: {body}")
+    check(re.search(r'<rect class="teardown"', dom) and "teardown (not ranked)" in dom, "the chart shows the teardown")
+    check(re.search(r"the last \d+ are the process's teardown", dom), "the subtitle says what the teardown is")
+    check("live memory at the end of the steady state" in dom, "the flame graph is of the steady state")
 
 
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

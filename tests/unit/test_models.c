@@ -2,8 +2,9 @@
  * test_models.c - the analyzer's pure logic on synthetic input: the trend
  * model's figures and ranking, suppression matching, site keys and
  * baseline fingerprints, the gate's verdicts and baseline comparison, and
- * the JSON emitter.  No snapshots, no symbolizer, no timers: every series
- * and stack is built here, so every expected value is exact.  Built with
+ * the JSON emitter, and the teardown of a run set apart from its steady
+ * state.  No snapshot files, no symbols, no timers: every series, stack and
+ * snapshot is built here, so every expected value is exact.  Built with
  * ASan and UBSan.
  */
 #include "alloc_fns.h"
@@ -190,6 +191,230 @@ static void equal_scores_rank_by_growth_then_key(void)
 	ASSERT_STR(ts[0].s->key, "c");
 	ASSERT_STR(ts[1].s->key, "a");
 	ASSERT_STR(ts[2].s->key, "b");
+}
+
+/* ---- teardown ------------------------------------------------------------ */
+
+/* A heap that climbs 1 MiB a snapshot for n - tail snapshots, then falls
+ * along tail[0 .. ntail). */
+static void climb_then(uint64_t *live, int n, const uint64_t *tail, int ntail)
+{
+	for (int i = 0; i < n - ntail; i++)
+		live[i] = (uint64_t)(i + 1) << 20;
+	for (int i = 0; i < ntail; i++)
+		live[n - ntail + i] = tail[i];
+}
+
+static void an_exit_snapshot_after_the_program_freed_its_heap_is_the_teardown(void)
+{
+	uint64_t live[N];
+	static const uint64_t tail[] = { 99 << 10 };
+
+	climb_then(live, N, tail, 1);
+	ASSERT_EQ(trend_steady_count(live, N, 1, NULL, 0), N - 1);
+}
+
+static void interval_snapshots_inside_the_teardown_are_set_apart_with_it(void)
+{
+	uint64_t live[N];
+	/* The steady state ends at 29 MiB; CPython's final collection: 26 MiB,
+	 * then 9 MiB, then the exit snapshot's 97 KiB. */
+	static const uint64_t tail[] = { 26 << 20, 9 << 20, 97 << 10 };
+
+	climb_then(live, N, tail, 3);
+	ASSERT_EQ(live[N - 4], 27u << 20);
+	ASSERT_EQ(trend_steady_count(live, N, 1, NULL, 0), N - 3);
+}
+
+static void a_dip_before_the_teardown_moves_its_start_back_never_forward(void)
+{
+	uint64_t live[N];
+	/* The heap peaks at 27 MiB (snapshot N - 4), dips by 4 KiB (N - 3),
+	 * then the teardown (N - 2, N - 1): the dip goes with the teardown. */
+	static const uint64_t tail[] = { (27 << 20) - 4096, 9 << 20, 0 };
+
+	climb_then(live, N, tail, 3);
+	ASSERT_EQ(live[N - 4], 27u << 20);
+	ASSERT_EQ(trend_steady_count(live, N, 1, NULL, 0), N - 3);
+}
+
+static void without_an_exit_snapshot_there_is_no_teardown(void)
+{
+	uint64_t live[N];
+	static const uint64_t tail[] = { 26 << 20, 97 << 10 };
+
+	climb_then(live, N, tail, 2);
+	ASSERT_EQ(trend_steady_count(live, N, 0, NULL, 0), N);   /* a running process freed it: ranked */
+	ASSERT_EQ(trend_steady_count(live, N, 1, NULL, 0), N - 2);
+}
+
+static void an_exit_snapshot_holding_half_the_heap_or_more_is_no_teardown(void)
+{
+	uint64_t live[N];
+	uint64_t tail[1] = { 0 };
+
+	climb_then(live, N, tail, 0);   /* the heap at N - 1: N MiB */
+	live[N - 1] = live[N - 2] / 2;
+	ASSERT_EQ(trend_steady_count(live, N, 1, NULL, 0), N);
+	live[N - 1] = live[N - 2] / 2 - 1;
+	ASSERT_EQ(trend_steady_count(live, N, 1, NULL, 0), N - 1);
+	live[N - 1] = live[N - 2];      /* no drop at all */
+	ASSERT_EQ(trend_steady_count(live, N, 1, NULL, 0), N);
+}
+
+static void a_run_that_only_ever_shrank_is_ranked_whole(void)
+{
+	uint64_t live[N];
+
+	for (int i = 0; i < N; i++)
+		live[i] = (uint64_t)(N - i) << 20;
+	live[N - 1] = 0;
+	ASSERT_EQ(trend_steady_count(live, N, 1, NULL, 0), N);
+	ASSERT_EQ(trend_steady_count(live, 2, 1, NULL, 0), 2);   /* too short to tell */
+}
+
+/* The boundary the heap cannot see: a leak (10,000 bytes a snapshot) and
+ * noise (0 to 60 blocks of 20 KiB); the teardown frees part of the leak
+ * before snapshot 30, but the noise grew more in the steady state's last
+ * moments, so the heap holds more at 30 than at 29. */
+static void a_teardown_snapshot_that_noise_holds_up_is_set_apart_by_the_steady_growers(void)
+{
+	int64_t leak[N + 3], noise[N + 3];
+	uint64_t live[N + 3];
+	struct series s[2] = { { .key = "leak", .bytes = leak }, { .key = "noise", .bytes = noise } };
+	struct series *v[2] = { &s[0], &s[1] };
+	uint32_t r = 12345;
+
+	for (int i = 0; i < N; i++) {
+		r = r * 1103515245u + 12345u;
+		leak[i] = 10000 * (i + 1);
+		noise[i] = (int64_t)((r >> 16) % 61) * 20 * 1024;
+	}
+	noise[N - 1] = 0;
+	leak[N] = leak[N - 1] / 2;          /* the teardown has begun */
+	noise[N] = 40 * 20 * 1024;          /* ... after the noise jumped */
+	leak[N + 1] = leak[N - 1] / 4;
+	noise[N + 1] = 0;
+	leak[N + 2] = noise[N + 2] = 0;     /* the exit snapshot */
+	for (int i = 0; i < N + 3; i++)
+		live[i] = (uint64_t)(leak[i] + noise[i]);
+	ASSERT_TRUE(live[N] > live[N - 1]);
+	ASSERT_EQ(trend_steady_count(live, N + 3, 1, NULL, 0), N + 1);   /* the heap alone is fooled */
+	ASSERT_EQ(trend_steady_count(live, N + 3, 1, v, 2), N);
+	/* A leak that only slows down at the boundary is no teardown. */
+	leak[N] = leak[N - 1] + 1;
+	ASSERT_EQ(trend_steady_count(live, N + 3, 1, v, 2), N + 1);
+}
+
+/* A synthetic snapshot of pid 7 at t seconds: stack i (one frame at
+ * 0x1000 * (i + 1), outside any module) holding bytes[i]. */
+static struct snapshot synthetic(int seq, int trigger, double t, const int64_t *bytes, int nstacks)
+{
+	struct snapshot s;
+	uint64_t total = 0;
+
+	memset(&s, 0, sizeof s);
+	s.path = xasprintf("heapdelta.7.%d.%s.snap", seq, hd_trigger_name((uint64_t)trigger));
+	s.version = 1;
+	s.label = xstrdup("");
+	s.exe = xstrdup("/bin/synthetic");
+	s.argv = xcalloc(1, sizeof *s.argv);
+	s.stacks = xcalloc((size_t)nstacks, sizeof *s.stacks);
+	s.frame_pool = xcalloc((size_t)nstacks, sizeof *s.frame_pool);
+	s.nstacks = (uint32_t)nstacks;
+	for (int i = 0; i < nstacks; i++) {
+		struct hd_stack *st = &s.stacks[i];
+		st->id = (uint32_t)i;
+		st->depth = 1;
+		st->frames = &s.frame_pool[i];
+		s.frame_pool[i] = 0x1000 * (uint64_t)(i + 1);
+		st->live_bytes = st->alloc_bytes = (uint64_t)bytes[i];
+		st->live_count = st->alloc_count = bytes[i] > 0;
+		total += (uint64_t)bytes[i];
+	}
+	s.meta[HD_META_PID] = 7;
+	s.meta[HD_META_SEQ] = (uint64_t)seq;
+	s.meta[HD_META_TRIGGER] = (uint64_t)trigger;
+	s.meta[HD_META_MONO_NS] = 5000000000u + (uint64_t)llround(t * 1e9);
+	s.meta[HD_META_LIVE_BYTES] = total;
+	s.meta[HD_META_RSS_BYTES] = total + (8 << 20);
+	return s;
+}
+
+static int held(const struct trend *tr)
+{
+	int n = 0;
+
+	for (int k = 0; k < TREND_HELD; k++)
+		n += tr->held[k].s != NULL;
+	return n;
+}
+
+/* The trend model fed one snapshot at a time: a leak (stack 0) of 10,000
+ * bytes a snapshot, a cache (stack 1) that fills up, noise (stack 2); then
+ * two interval snapshots of the teardown and the exit snapshot, where the
+ * program has freed nearly everything. */
+static void the_streamed_trend_ranks_the_steady_state_and_holds_few_snapshots(void)
+{
+	struct group_opts g = { .by = BY_LINENO };
+	struct symbolizer *sym = symbolizer_new();
+	struct trend *tr = trend_new(&g, sym, 4, 1);   /* a hint too small: the series grow */
+	uint32_t r = 12345;
+	const int steady = 30, n = 33;
+
+	int64_t noise = 0;
+
+	for (int i = 0; i < n; i++) {
+		int64_t b[3];
+		r = r * 1103515245u + 12345u;
+		b[0] = 10000 * (i + 1);
+		b[1] = (i < 13 ? 20 * (i + 1) : 256) * 1024;
+		/* The noise holds still at the last steady snapshot, so that
+		 * the heap grows into it and the teardown starts after it. */
+		b[2] = i == steady - 1 ? noise : (int64_t)((r >> 16) % 61) * 20 * 1024;
+		noise = b[2];
+		if (i == steady) {          /* the teardown: the cache and noise go first */
+			b[0] = 10000 * steady;
+			b[1] = b[2] = 0;
+		} else if (i == steady + 1) {
+			b[0] = 10000 * steady / 4;
+			b[1] = b[2] = 0;
+		} else if (i == steady + 2) {
+			b[0] = b[1] = 0;
+			b[2] = 512;
+		}
+		struct snapshot s = synthetic(i + 1, i == n - 1 ? HD_TRIGGER_EXIT : HD_TRIGGER_INTERVAL, 0.1 * i, b, 3);
+		trend_add(tr, &s);
+		ASSERT_TRUE(s.stacks == NULL);   /* taken */
+		ASSERT_TRUE(held(tr) <= TREND_HELD);
+		if (i == 5) {
+			trend_finish(tr);
+			ASSERT_EQ(tr->steady, 6);
+			ASSERT_EQ(tr->end->meta[HD_META_SEQ], 6);
+		}
+	}
+	trend_finish(tr);
+	ASSERT_EQ(tr->n, n);
+	ASSERT_EQ(tr->steady, steady);
+	ASSERT_EQ(tr->first->meta[HD_META_SEQ], 1);
+	ASSERT_EQ(tr->end->meta[HD_META_SEQ], steady);
+	ASSERT_EQ(tr->nsites, 3);
+	ASSERT_STR(tr->sites[0].s->key, "?+0x1000");
+	ASSERT_NEAR(tr->sites[0].rate, 100000, 1e-6);
+	ASSERT_NEAR(tr->sites[0].score, 100000, 1e-6);
+	ASSERT_EQ(tr->sites[0].growth, 10000 * (steady - 1));
+	ASSERT_EQ(tr->sites[0].s->bytes[n - 1], 0);      /* the series keeps the teardown */
+	for (size_t i = 1; i < 3; i++)
+		ASSERT_TRUE(tr->sites[i].score < tr->sites[0].score / 10);
+
+	/* The same run killed before its exit snapshot: the drop is ranked,
+	 * and the leak no longer ranks first by growth now. */
+	tr->pts[n - 1].trigger = HD_TRIGGER_INTERVAL;
+	trend_finish(tr);
+	ASSERT_EQ(tr->steady, n);
+	ASSERT_TRUE(tr->sites[0].s->bytes[0] != 10000 || tr->sites[0].score == 0);
+	trend_free(tr);
+	symbolizer_free(sym);
 }
 
 /* ---- suppressions ---------------------------------------------------------- */
@@ -915,6 +1140,20 @@ int main(void)
 		{ "a steady leak ranks above noise, a sawtooth and a plateaued cache",
 		  a_steady_leak_ranks_above_noise_a_sawtooth_and_a_plateaued_cache },
 		{ "equal scores rank by growth then key", equal_scores_rank_by_growth_then_key },
+		{ "an exit snapshot after the program freed its heap is the teardown",
+		  an_exit_snapshot_after_the_program_freed_its_heap_is_the_teardown },
+		{ "interval snapshots inside the teardown are set apart with it",
+		  interval_snapshots_inside_the_teardown_are_set_apart_with_it },
+		{ "a dip before the teardown moves its start back, never forward",
+		  a_dip_before_the_teardown_moves_its_start_back_never_forward },
+		{ "without an exit snapshot there is no teardown", without_an_exit_snapshot_there_is_no_teardown },
+		{ "an exit snapshot holding half the heap or more is no teardown",
+		  an_exit_snapshot_holding_half_the_heap_or_more_is_no_teardown },
+		{ "a run that only ever shrank is ranked whole", a_run_that_only_ever_shrank_is_ranked_whole },
+		{ "a teardown snapshot that noise holds up is set apart by the steady growers",
+		  a_teardown_snapshot_that_noise_holds_up_is_set_apart_by_the_steady_growers },
+		{ "the streamed trend ranks the steady state and holds few snapshots",
+		  the_streamed_trend_ranks_the_steady_state_and_holds_few_snapshots },
 		{ "suppression templates match as LeakSanitizer does",
 		  suppression_templates_match_as_leak_sanitizer_does },
 		{ "a suppression matches any frame by function, file or module",
