@@ -83,6 +83,7 @@ const struct option alloc_fns_options[] = {
 	{ "alloc-fn", required_argument, NULL, ALLOC_OPT_FN },
 	{ "alloc-fns-file", required_argument, NULL, ALLOC_OPT_FILE },
 	{ "no-default-alloc-fns", no_argument, NULL, ALLOC_OPT_NO_DEFAULTS },
+	{ "native-site", no_argument, NULL, ALLOC_OPT_NATIVE_SITE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -154,6 +155,9 @@ int alloc_fns_option(const char *cmd, struct alloc_fns *af, int c, const char *a
 		return 0;
 	case ALLOC_OPT_NO_DEFAULTS:
 		af->no_defaults = 1;
+		return 0;
+	case ALLOC_OPT_NATIVE_SITE:
+		af->native_site = 1;
 		return 0;
 	}
 	usage_error(cmd, "unknown option");

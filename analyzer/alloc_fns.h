@@ -33,6 +33,7 @@
 
 struct alloc_fns {
 	int no_defaults;         /* --no-default-alloc-fns */
+	int native_site;         /* --native-site: a Python stack's site is chosen as a native one's */
 	const char *file;        /* --alloc-fns-file; NULL: the default file if present */
 	char **patterns;         /* the user's regular expressions, in order */
 	char **origins;          /* where each came from, for messages */
@@ -47,7 +48,7 @@ struct alloc_fns {
 };
 
 /* getopt_long values of the options: above the gate's (512 and up). */
-enum { ALLOC_OPT_FN = 768, ALLOC_OPT_FILE, ALLOC_OPT_NO_DEFAULTS };
+enum { ALLOC_OPT_FN = 768, ALLOC_OPT_FILE, ALLOC_OPT_NO_DEFAULTS, ALLOC_OPT_NATIVE_SITE };
 
 /* --alloc-fn REGEX, --alloc-fns-file FILE, --no-default-alloc-fns;
  * terminated by a NULL name. */

@@ -106,7 +106,8 @@ struct site_stack site_of_frames(const struct sym_frame **v, int n, struct alloc
 			break;
 	if (site == n)
 		site = base;
-	site = python_site(v, n, site);
+	if (!af || !af->native_site)
+		site = python_site(v, n, site);
 	return (struct site_stack){ v ? v + base : NULL, n - base, site - base };
 }
 
