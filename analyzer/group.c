@@ -273,11 +273,11 @@ void group_add(struct stat_table *t, const struct snapshot *s, int old)
 			charge(t, stack_key(t, &st), site_frame(&st), &st, hs, old);
 			continue;
 		}
-		/* Every frame's location from the site outwards, each once per
+		/* Every frame's location, the wrappers' too, each once per
 		 * stack. */
 		char **seen = xcalloc((size_t)st.n, sizeof *seen);
 		int nseen = 0;
-		for (int k = st.site; k < st.n; k++) {
+		for (int k = 0; k < st.n; k++) {
 			struct site_stack sub = { st.frames + k, st.n - k, 0 };
 			char *key = site_key(&sub, o->by);
 			int dup = 0;

@@ -164,6 +164,13 @@ def alloc_fn_moves_the_sites_of_diff_trend_leaks_and_check_baseline():
     eq(got, {m[k]: r["exp"][k] for k in POOL}, "leaks of the pool's callers")
     check(all(s["traceback"][0]["function"] == "pool_alloc" and s["wrapper_frames"] == 1
               for s in lk["sites"] if s["line"] in [m[k] for k in POOL]), "pool_alloc's frame before each site")
+    # Suppressions match every frame, the wrapper's too (as LeakSanitizer's).
+    supp = os.path.join(r["dir"], "supp")
+    with open(supp, "w") as f:
+        f.write("leak:^pool_alloc$\n")
+    lk = json.loads(hd("leaks", r["exit"], "--format", "json", "--suppressions", supp, *opt).stdout)
+    eq(sorted((s["line"], s["suppressed_by"]) for s in lk["sites"] if s["line"] in [m[k] for k in POOL]),
+       sorted((m[k], "^pool_alloc$") for k in POOL), "the pool's callers suppressed through pool_alloc's frame")
     # check --baseline: a baseline written with the option passes with it.
     base = os.path.join(r["dir"], "with.baseline")
     eq(hd("check", "--write-baseline", base, r["exit"], *opt).returncode, 0, "write the baseline")
