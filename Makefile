@@ -162,7 +162,7 @@ $(T)/unit_reader: $(UNIT_AN_SRC) tests/unit/test_reader.c analyzer/snapshot.h te
 # JSON emitter) on synthetic input; the symbolizer is linked but not used.
 UNIT_MODEL_SRC := analyzer/site.c analyzer/alloc_fns.c analyzer/trend.c analyzer/group.c analyzer/gate.c analyzer/baseline.c \
                   analyzer/suppress.c analyzer/json.c analyzer/symbolize.c analyzer/symbolize_opts.c analyzer/debuginfod.c \
-                  analyzer/snapshot.c analyzer/util.c
+                  analyzer/snapshot.c analyzer/util.c analyzer/pyframes.c
 $(T)/unit_models: $(UNIT_MODEL_SRC) tests/unit/test_models.c $(wildcard analyzer/*.h) tests/unit/testhelp.h | $(T)
 	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Iformat -Ianalyzer -Itests/unit -o $@ \
 		$(UNIT_MODEL_SRC) tests/unit/test_models.c -ldw -lelf -lstdc++ -lm
