@@ -21,15 +21,18 @@ int cmd_report(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct option *opts;   /* own and alloc_fns_options, joined once */
+	static struct option *opts;   /* own, alloc_fns_options and symbolize_options, joined once */
 	struct alloc_fns af;
 	struct group_opts g = { .by = BY_LINENO, .alloc_fns = &af };
 	const char *out = NULL;
 	long pid = -1;
 	int c;
 
-	if (!opts)
-		opts = options_join(own, alloc_fns_options);
+	if (!opts) {
+		struct option *v = options_join(own, alloc_fns_options);
+		opts = options_join(v, symbolize_options);
+		free(v);
+	}
 	alloc_fns_init(&af);
 	opterr = 0;
 	optind = 1;
@@ -40,6 +43,12 @@ int cmd_report(int argc, char **argv)
 		case ALLOC_OPT_FILE:
 		case ALLOC_OPT_NO_DEFAULTS:
 			if (alloc_fns_option("report", &af, c, optarg) < 0)
+				return EXIT_USAGE;
+			break;
+		case SYM_OPT_DEBUG_DIR:
+		case SYM_OPT_SYSROOT:
+		case SYM_OPT_MAP_PATH:
+			if (symbolize_option("report", c, optarg) < 0)
 				return EXIT_USAGE;
 			break;
 		case O_BY:
@@ -69,13 +78,14 @@ int cmd_report(int argc, char **argv)
 	struct symbolizer *sym = symbolizer_new();
 	struct trend *tr = trend_read(paths, n, &g, sym, 1);
 	int rc = tr ? write_html(out, tr, &g, sym) : -1;
-	size_t nsites = tr ? tr->nsites : 0;
+	if (!rc) {
+		fprintf(stderr, "heapdelta: wrote %s (%d snapshots, %zu sites)\n", out, n, tr->nsites);
+		write_trend_debuginfo_line(stderr, tr, 0);   /* the page is no place for it */
+	}
 	trend_free(tr);
 	symbolizer_free(sym);
 	for (int i = 0; i < n; i++)
 		free(paths[i]);
 	free(paths);
-	if (!rc)
-		fprintf(stderr, "heapdelta: wrote %s (%d snapshots, %zu sites)\n", out, n, nsites);
 	return rc ? EXIT_USAGE : EXIT_OK;
 }

@@ -72,11 +72,14 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct option *opts;   /* own and alloc_fns_options, joined once */
+	static struct option *opts;   /* own, alloc_fns_options and symbolize_options, joined once */
 	int c;
 
-	if (!opts)
-		opts = options_join(own, alloc_fns_options);
+	if (!opts) {
+		struct option *v = options_join(own, alloc_fns_options);
+		opts = options_join(v, symbolize_options);
+		free(v);
+	}
 	memset(a, 0, sizeof *a);
 	alloc_fns_init(&a->af);
 	a->g.alloc_fns = &a->af;
@@ -90,6 +93,12 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 		case ALLOC_OPT_FILE:
 		case ALLOC_OPT_NO_DEFAULTS:
 			if (alloc_fns_option(cmd, &a->af, c, optarg) < 0)
+				return EXIT_USAGE;
+			break;
+		case SYM_OPT_DEBUG_DIR:
+		case SYM_OPT_SYSROOT:
+		case SYM_OPT_MAP_PATH:
+			if (symbolize_option(cmd, c, optarg) < 0)
 				return EXIT_USAGE;
 			break;
 		case O_BY:

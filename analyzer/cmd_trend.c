@@ -25,15 +25,18 @@ int cmd_trend(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct option *opts;   /* own and alloc_fns_options, joined once */
+	static struct option *opts;   /* own, alloc_fns_options and symbolize_options, joined once */
 	struct alloc_fns af;
 	struct group_opts g = { .by = BY_LINENO, .alloc_fns = &af };
 	const char *output = NULL;
 	long limit = 10, pid = -1;
 	int json = 0, c;
 
-	if (!opts)
-		opts = options_join(own, alloc_fns_options);
+	if (!opts) {
+		struct option *v = options_join(own, alloc_fns_options);
+		opts = options_join(v, symbolize_options);
+		free(v);
+	}
 	alloc_fns_init(&af);
 	opterr = 0;
 	optind = 1;
@@ -43,6 +46,12 @@ int cmd_trend(int argc, char **argv)
 		case ALLOC_OPT_FILE:
 		case ALLOC_OPT_NO_DEFAULTS:
 			if (alloc_fns_option("trend", &af, c, optarg) < 0)
+				return EXIT_USAGE;
+			break;
+		case SYM_OPT_DEBUG_DIR:
+		case SYM_OPT_SYSROOT:
+		case SYM_OPT_MAP_PATH:
+			if (symbolize_option("trend", c, optarg) < 0)
 				return EXIT_USAGE;
 			break;
 		case O_BY:
@@ -91,6 +100,8 @@ int cmd_trend(int argc, char **argv)
 			write_trend_json(out, tr, (size_t)limit);
 		else
 			write_trend_text(out, tr, (size_t)limit);
+		if (!json)
+			write_trend_debuginfo_line(out, tr, (size_t)limit);
 		rc = output_close(out, output);
 	} else {
 		rc = -1;

@@ -43,8 +43,8 @@ enum {
 	GATE_OPT_SUPPRESSIONS, GATE_OPT_PRINT_SUPP, GATE_OPT_GEN_SUPP, GATE_OPT_BASELINE,
 	GATE_OPT_WRITE_BASELINE, GATE_OPT_SLACK, GATE_OPT_LINES, GATE_OPT_FORMAT, GATE_OPT_OUTPUT,
 };
-/* The gate's long options, with alloc_fns_options[] (ALLOC_OPT_*),
- * terminated by a NULL name. */
+/* The gate's long options, with alloc_fns_options[] (ALLOC_OPT_*) and
+ * symbolize_options[] (SYM_OPT_*), terminated by a NULL name. */
 extern const struct option gate_options[];
 /* A command's own options (terminated by a NULL name) followed by the
  * gate's, terminated; the array is the caller's to free. */
@@ -53,9 +53,10 @@ struct option *gate_options_with(const struct option *own);
 void gate_opts_init(struct gate_opts *o);
 /* Free the suppressions and allocation functions o loaded. */
 void gate_opts_release(struct gate_opts *o);
-/* Apply option c (GATE_OPT_* or ALLOC_OPT_*) with its argument: 0, or -1
- * after a usage message for command cmd (bad size, unreadable suppression
- * file, invalid regular expression). */
+/* Apply option c (GATE_OPT_*, ALLOC_OPT_* or SYM_OPT_*) with its
+ * argument: 0, or -1 after a usage message for command cmd (bad size,
+ * unreadable suppression file, invalid regular expression, not a
+ * directory). */
 int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg);
 /* Whether o has anything to gate on (a budget or a baseline). */
 int gate_has_budget(const struct gate_opts *o);

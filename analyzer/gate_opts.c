@@ -27,6 +27,9 @@ const struct option gate_options[] = {
 	{ "alloc-fn", required_argument, NULL, ALLOC_OPT_FN },
 	{ "alloc-fns-file", required_argument, NULL, ALLOC_OPT_FILE },
 	{ "no-default-alloc-fns", no_argument, NULL, ALLOC_OPT_NO_DEFAULTS },
+	{ "debug-dir", required_argument, NULL, SYM_OPT_DEBUG_DIR },
+	{ "sysroot", required_argument, NULL, SYM_OPT_SYSROOT },
+	{ "map-path", required_argument, NULL, SYM_OPT_MAP_PATH },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -106,6 +109,9 @@ int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg)
 	case ALLOC_OPT_FN:
 	case ALLOC_OPT_FILE:
 	case ALLOC_OPT_NO_DEFAULTS: return alloc_fns_option(cmd, &o->alloc_fns, c, arg);
+	case SYM_OPT_DEBUG_DIR:
+	case SYM_OPT_SYSROOT:
+	case SYM_OPT_MAP_PATH: return symbolize_option(cmd, c, arg);
 	}
 	usage_error(cmd, "unknown option");
 	return -1;

@@ -23,6 +23,18 @@
 "  --no-default-alloc-fns  do not look through the built-in list of wrappers\n" \
 "                      ('heapdelta help sites')\n"
 
+/* The options of every command that symbolizes (symbolize_opts.c). */
+#define SYMBOL_OPTIONS \
+"  --debug-dir DIR     look in DIR for binaries and debug files too, by build-id\n" \
+"                      (DIR/.build-id/xx/yyyy.debug) and by name; repeatable;\n" \
+"                      HEAPDELTA_DEBUG_DIRS adds more (separated by colons)\n" \
+"  --sysroot DIR       look for the snapshot's files under DIR first: the root\n" \
+"                      of the container it was taken in (/proc/PID/root, an\n" \
+"                      unpacked image)\n" \
+"  --map-path OLD=NEW  look for files under OLD at NEW first; repeatable\n" \
+"                      (a file is used only if it has the snapshot's build-id;\n" \
+"                      with DEBUGINFOD_URLS set, debuginfod is asked last)\n"
+
 #define SITE_NOTE \
 "The allocation site of a stack is its innermost frame that is not an\n" \
 "allocation function: the malloc family, C++ operator new/delete, and the\n" \
@@ -53,6 +65,7 @@
 "                      Parca)\n" \
 "  -o, --output FILE   write the report to FILE (default: standard output)\n" \
 ALLOC_FN_OPTIONS \
+SYMBOL_OPTIONS \
 "\n" \
 SITE_NOTE
 
@@ -89,6 +102,7 @@ static const struct cmd commands[] = {
 	  "                      with --output FILE (-o is the snapshot directory)\n"
 	  "with --check, as 'heapdelta check' takes them:\n"
 	  ALLOC_FN_OPTIONS
+	  SYMBOL_OPTIONS
 	  "\n"
 	  "With --check the exit status is CMD's own when CMD fails, else the gate's:\n"
 	  "0 within budget, 1 over budget.\n"
@@ -114,6 +128,7 @@ static const struct cmd commands[] = {
 	  "  --format FMT        text (default) or json\n"
 	  "  -o, --output FILE   write the report to FILE (default: standard output)\n"
 	  ALLOC_FN_OPTIONS
+	  SYMBOL_OPTIONS
 	  "\n"
 	  "Blocks still allocated when the program exited, not a reachability\n"
 	  "analysis: memory a program keeps until exit on purpose is listed too (use\n"
@@ -147,6 +162,7 @@ static const struct cmd commands[] = {
 	  "  -o, --output FILE   write the report to FILE (default: standard output)\n"
 	  "sites:\n"
 	  ALLOC_FN_OPTIONS
+	  SYMBOL_OPTIONS
 	  "\n"
 	  "A site's fingerprint starts at its allocation site: naming a wrapper with\n"
 	  "--alloc-fn moves the sites below it, so a baseline written before needs\n"
@@ -164,6 +180,7 @@ static const struct cmd commands[] = {
 	  "  --format FMT        text (default) or json\n"
 	  "  -o, --output FILE   write the report to FILE (default: standard output)\n"
 	  ALLOC_FN_OPTIONS
+	  SYMBOL_OPTIONS
 	  "\n"
 	  "For each site: its growth rate (least squares, bytes per second), how\n"
 	  "steadily it grows ((intervals that grew - intervals that shrank) / intervals),\n"
@@ -180,6 +197,7 @@ static const struct cmd commands[] = {
 	  "  --pid PID           the process to show (default: the one with the most\n"
 	  "                      snapshots)\n"
 	  ALLOC_FN_OPTIONS
+	  SYMBOL_OPTIONS
 	  "\n"
 	  "The page holds: live memory over time (the largest sites stacked, the traced\n"
 	  "heap, and the process's RSS beside it: a widening gap is memory the heap does\n"

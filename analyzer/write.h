@@ -73,6 +73,33 @@ void write_watch_text(FILE *out, const struct trend *tr, size_t limit, const cha
  * -1 after an error line. */
 int write_html(const char *path, struct trend *tr, const struct group_opts *g, struct symbolizer *sym);
 
+/* ---- write_debuginfo.c: what a report lacks for file and line ----------- */
+
+/* The bytes a report shows, by why their site frames have no file and line
+ * (sym_frame.lacks) and module.  Zeroed to start. */
+struct debuginfo_tally {
+	int64_t shown, lacking;        /* bytes of the entries shown; of those without file and line */
+	size_t entries, lacking_entries;
+	struct debuginfo_module {
+		const char *module;        /* the frame's, owned by the symbolizer */
+		enum sym_lack why;
+		int64_t bytes;
+	} *mods;
+	size_t nmods;
+};
+
+/* Count an entry shown with site frame `site` and `bytes` (its absolute
+ * value: a diff counts what changed). */
+void debuginfo_tally_add(struct debuginfo_tally *t, const struct sym_frame *site, int64_t bytes);
+/* "No file and line for N% of the bytes shown, in MODULE (why), ...: what
+ * would help", one line ("heapdelta: " before it on stderr); nothing when
+ * every site shown has file and line.  Sorts t's modules. */
+void write_debuginfo_line(FILE *out, struct debuginfo_tally *t);
+void debuginfo_tally_release(struct debuginfo_tally *t);
+/* The line for the first `limit` sites of tr (0: all), by their size at
+ * the end of its steady state, as write_trend_text() shows them. */
+void write_trend_debuginfo_line(FILE *out, const struct trend *tr, size_t limit);
+
 /* ---- write_info.c: info ------------------------------------------------- */
 
 void write_info_text(FILE *out, const struct snapshot *s);

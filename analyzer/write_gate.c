@@ -122,6 +122,22 @@ static void budget_line(FILE *out, const char *what, int64_t v, int64_t budget, 
 	fputc('\n', out);
 }
 
+/* The sites the text lists, by how much of them has no file and line. */
+static void debuginfo_text(FILE *out, const struct gate *g)
+{
+	struct debuginfo_tally t = { 0 };
+
+	for (size_t i = 0; i < g->nsites; i++) {
+		const struct gate_site *s = &g->sites[i];
+		if (!listed(g, s) || (!g->o->leaks_only && !s->fails))
+			continue;
+		int growth = (s->fails & (FAIL_GROWTH | FAIL_SITE_GROWTH)) && !(s->fails & (FAIL_LEAKED | FAIL_BASELINE));
+		debuginfo_tally_add(&t, s->e->site, growth ? s->growth : s->e->size);
+	}
+	write_debuginfo_line(out, &t);
+	debuginfo_tally_release(&t);
+}
+
 static void gate_text(FILE *out, const struct gate *g)
 {
 	const struct gate_opts *o = g->o;
@@ -144,6 +160,7 @@ static void gate_text(FILE *out, const struct gate *g)
 	strbuf_release(&sb);
 	if (o->leaks_only) {
 		write_hint_line(out, &g->hint);
+		debuginfo_text(out, g);
 		return;
 	}
 	budget_line(out, g->at_exit ? "not freed at exit" : "still allocated at the last snapshot",
@@ -165,6 +182,7 @@ static void gate_text(FILE *out, const struct gate *g)
 				g->gone[i].bytes, g->gone[i].fp);
 	}
 	write_hint_line(out, &g->hint);
+	debuginfo_text(out, g);
 }
 
 void write_gate_summary(FILE *out, const struct gate *g)

@@ -166,6 +166,11 @@ void write_stats_text(FILE *out, const struct stats *r)
 		fprintf(out, "Warning: %" PRIu64 " allocations were not recorded (tables full): figures are lower bounds\n",
 			m[HD_META_DROPPED_ALLOCS]);
 	write_hint_line(out, &r->hint);
+	struct debuginfo_tally t = { 0 };
+	for (size_t i = 0; i < shown; i++)
+		debuginfo_tally_add(&t, r->entries[i]->site, r->entries[i]->size - (r->diff ? r->entries[i]->old_size : 0));
+	write_debuginfo_line(out, &t);
+	debuginfo_tally_release(&t);
 }
 
 /* ---- JSON ----------------------------------------------------------- */
