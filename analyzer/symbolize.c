@@ -6,6 +6,20 @@
  * snapshot, so two runs of one binary at different addresses share every
  * cache entry.
  *
+ * Where files are found (the snapshot may come from a container or another
+ * machine): a module's file is the first of module_cands() that has the
+ * snapshot's build-id: its path mapped by --map-path, under --sysroot, the
+ * path itself, by name and by build-id in the --debug-dir directories, the
+ * binary links under /usr/lib/debug/.build-id, then its separate debug
+ * file by build-id, which symbolizes as well when the binary is nowhere;
+ * last, debuginfod (debuginfod.c).  A file with another build-id is never
+ * used (a rebuilt binary): it is named in the warning.  Separate debug
+ * files likewise (debug_cands()), then debuginfod, once per module.  Every
+ * frame records why it has no file and line (sym_frame.lacks), for the
+ * line under a report (write_debuginfo.c).  Symbol names without debug
+ * information come from .symtab, .dynsym or MiniDebugInfo (.gnu_debugdata,
+ * decompressed by libdwfl, which this libdw is built to do with liblzma).
+ *
  * Hostile files: a snapshot's module map is written by the traced program,
  * and CI analyzes snapshots of a pull request's own code, so a module path
  * may name a FIFO (open() would wait forever for a writer), a device
@@ -16,8 +30,9 @@
  * libdw, as an fd.  Separate debug files are searched for here too, where
  * libdwfl's standard callback looks (/usr/lib/debug/.build-id/xx/yyyy.debug,
  * then the .gnu_debuglink name beside the module, in .debug/ and under
- * /usr/lib/debug), and checked against the module's build-id (or the
- * debuglink CRC).  libdw itself would open the dwz alternate file
+ * /usr/lib/debug) and in the places above, and checked against the module's
+ * build-id (or the debuglink CRC).  What debuginfod downloads is a file in
+ * its cache, opened by path through the same checks.  libdw itself would open the dwz alternate file
  * (.gnu_debugaltlink) lazily, with a blocking open(): check_lazy_files()
  * opens it here instead, and when a path libdw would try exists and is not
  * a regular file, the module's DWARF is not used at all (symbols only).
