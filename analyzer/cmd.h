@@ -17,6 +17,8 @@ int cmd_leaks(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_trend(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 
 /* Evaluate the gate of check, leaks and run --check on the snapshots named
  * by paths, write its report and baseline as o asks: EXIT_OK, EXIT_NO

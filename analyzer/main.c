@@ -188,7 +188,13 @@ static const struct cmd commands[] = {
 	  "its size now and a sparkline. Sites rank by their rate over the last third of\n"
 	  "the run times their steadiness times their linearity, so a leak comes first,\n"
 	  "and a cache that filled up and stays flat (marked plateaued) or noise that\n"
-	  "goes up and down does not.\n" },
+	  "goes up and down does not.\n"
+	  "\n"
+	  "A clean shutdown is set apart: when the last snapshot is the exit snapshot,\n"
+	  "the traced heap fell at each of the final snapshots and the exit snapshot\n"
+	  "holds under half of what the fall started from, those snapshots are the\n"
+	  "teardown (a last line 'teardown: ... (not ranked)'), and the figures are those\n"
+	  "of the steady state before it.\n" },
 	{ "report", cmd_report,
 	  "heapdelta report SNAP... | DIR -o report.html [--by KEY] [--pid PID]",
 	  "one self-contained HTML page: memory over time, sites by growth, flame graphs",
@@ -204,7 +210,36 @@ static const struct cmd commands[] = {
 	  "not explain); the sites ranked as 'heapdelta trend' ranks them, each row\n"
 	  "expanding to its stack; flame graphs of live memory at the last snapshot and\n"
 	  "of growth from the first to the last, zoomable (click) and searchable. No\n"
-	  "network access is needed to view it.\n" },
+	  "network access is needed to view it. A process's teardown (see 'heapdelta\n"
+	  "help trend') is shown in the chart and not ranked; the table and the flame\n"
+	  "graphs are then of the steady state before it.\n" },
+	{ "watch", cmd_watch,
+	  "heapdelta watch DIR [--interval-poll S] [--limit N] [--by KEY] [--pid PID]",
+	  "a live view of a running process: heap, RSS, the sites growing fastest",
+	  "  --interval-poll S   look for new snapshots every S seconds (default 0.5)\n"
+	  "  --limit N           show the first N sites (default 10; 0 shows all)\n"
+	  "  --by KEY            lineno (default), filename, function or traceback\n"
+	  "  --pid PID           the process to follow (default: the one with the most\n"
+	  "                      snapshots)\n"
+	  "\n"
+	  "Shows the process's heap and RSS now with sparklines, then its sites ranked as\n"
+	  "'heapdelta trend' ranks them, refreshed as snapshots arrive. On a terminal the\n"
+	  "view is redrawn in place; q quits. Otherwise a plain-text frame is printed each\n"
+	  "time new snapshots arrive, and watch ends once the process's exit snapshot has\n"
+	  "been shown (or on SIGINT or SIGTERM).\n" },
+	{ "snapshot", cmd_snapshot,
+	  "heapdelta snapshot PID [--timeout S]",
+	  "ask a running traced process for a snapshot and print its path",
+	  "  --timeout S         wait at most S seconds for the snapshot (default 10)\n"
+	  "  --label TEXT        not supported yet: a signal cannot carry a label\n"
+	  "\n"
+	  "Sends the process its snapshot signal (HEAPDELTA_SIGNAL, default SIGUSR2, read\n"
+	  "from /proc/PID/environ) and waits for the new heapdelta.PID.SEQ.signal.snap in\n"
+	  "its output directory (HEAPDELTA_OUT); a snapshot file appears only once\n"
+	  "complete. Fails with exit status 2 when there is no such process, it is not\n"
+	  "traced, it may not be inspected or signalled, it does not catch the signal\n"
+	  "(it ignores it, or heapdelta's handler was not installed because the program\n"
+	  "had its own), or no snapshot appears in time.\n" },
 	{ "info", cmd_info,
 	  "heapdelta info SNAP... [--format text|json] [-o FILE]",
 	  "a snapshot's process, trigger, counters and modules",
@@ -216,7 +251,7 @@ static void print_usage_list(FILE *out)
 {
 	fprintf(out, "usage: heapdelta COMMAND [ARGS]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(out, "  %-6s %s\n", commands[i].name, commands[i].summary);
+		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\n'heapdelta help COMMAND' or 'heapdelta COMMAND --help' describes a command;\n"
 		     "'heapdelta help sites' lists the allocation wrappers sites look through.\n");
 }

@@ -159,9 +159,7 @@ struct file_id {
 	uint64_t pid, seq;
 };
 
-/* PID and SEQ from a name heapdelta.PID.SEQ.TRIGGER.snap; 0, or -1 for any
- * other name. */
-static int parse_name(const char *path, uint64_t *pid, uint64_t *seq)
+int trend_file_name(const char *path, uint64_t *pid, uint64_t *seq)
 {
 	const char *base = strrchr(path, '/'), *p;
 	char *end;
@@ -210,7 +208,7 @@ int trend_files(char **args, int nargs, long pid, char ***paths, int *npaths)
 	struct file_id *ids = xcalloc((size_t)nall + 1, sizeof *ids);
 	for (int i = 0; i < nall && !rc; i++) {
 		ids[i].path = all[i];
-		if (parse_name(all[i], &ids[i].pid, &ids[i].seq) == 0)
+		if (trend_file_name(all[i], &ids[i].pid, &ids[i].seq) == 0)
 			continue;
 		/* Named otherwise: its META says (read whole: the reader has no
 		 * cheaper way). */

@@ -58,6 +58,9 @@ struct trend {
 	struct { struct snapshot *s; int at; } held[TREND_HELD];
 };
 
+/* PID and SEQ from a snapshot file's name, heapdelta.PID.SEQ.TRIGGER.snap
+ * (in any directory); 0, or -1 for any other name. */
+int trend_file_name(const char *path, uint64_t *pid, uint64_t *seq);
 /* The snapshot files among args (files, and directories' heapdelta *.snap
  * files) of one process, pid or (-1) the one with the most, ordered by
  * sequence number: taken from the files' names
