@@ -252,7 +252,7 @@ static void compile(struct alloc_fns *af)
 {
 	struct strbuf sb = STRBUF_INIT;
 
-	if (af->have_re)
+	if (af->loaded)
 		return;
 	for (size_t i = 0; i < NBUILTIN && !af->no_defaults; i++)
 		if (builtin[i].kind == RULE_FUNCTION)
