@@ -65,7 +65,10 @@ static int start(struct debuginfod *d)
 
 	if (d->client)
 		return 0;
-	d->lib = dlopen(LIBDEBUGINFOD, RTLD_NOW | RTLD_LOCAL);
+	/* Never unloaded: libcurl and its TLS library keep process-wide state
+	 * that libdebuginfod's destructor would tear down under other users,
+	 * and that leak checkers would call lost once its code is unmapped. */
+	d->lib = dlopen(LIBDEBUGINFOD, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 	if (!d->lib) {
 		give_up(d, LIBDEBUGINFOD " cannot be loaded; Debian: apt-get install libdebuginfod1");
 		return -1;

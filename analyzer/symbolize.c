@@ -802,7 +802,8 @@ static const char *symbol_at(struct sym_module *m, uint64_t a)
 			m->syms = xrealloc(m->syms, (m->nsyms + 1) * sizeof *m->syms);
 			m->syms[m->nsyms++] = (struct elf_sym){ value, es.st_size, name };
 		}
-		qsort(m->syms, m->nsyms, sizeof *m->syms, by_addr);
+		if (m->nsyms)        /* a stripped module may have none: qsort wants an array */
+			qsort(m->syms, m->nsyms, sizeof *m->syms, by_addr);
 	}
 	size_t lo = 0, hi = m->nsyms;
 	while (lo < hi) {            /* the last symbol starting at or before a */

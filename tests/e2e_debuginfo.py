@@ -183,6 +183,12 @@ def a_stripped_binary_gets_file_and_line_from_a_local_debuginfod_server():
         # through the same checks as any other.
         got = os.path.join(cache, bid, "debuginfo")
         check(os.path.isfile(got), f"{got} is a regular file in the client's cache")
+        # The analyzer under ASan and UBSan, downloading into a cache of its
+        # own: the same report, no leak of libdebuginfod's or libcurl's.
+        asan_env = dict(env, DEBUGINFOD_CACHE_PATH=os.path.join(d, "cache_asan"))
+        p = run([os.path.join(BIN, "heapdelta_asan"), "top", ex, "--limit", "0", "--format", "json"], env=asan_env)
+        eq((p.returncode, p.stderr), (0, ""), "the ASan build: exit status and stderr")
+        eq(json.loads(p.stdout)["stats"], r["stats"], "the ASan build's report")
     # Served from the cache now: the same with the server gone.
     r2, err = report(env, ex)
     eq(err, "", "stderr from the cache")
@@ -211,6 +217,9 @@ def without_its_debuginfod_server_a_note_and_module_offset_frames_never_a_hang()
             t0 = time.monotonic()
             p = hd_env(env, "top", ex, "--limit", "0", timeout=60)
             took = time.monotonic() - t0
+            if not timeout:   # the ASan build gives up as cleanly
+                a = run([os.path.join(BIN, "heapdelta_asan"), "top", ex, "--limit", "0"], env=env)
+                eq((a.returncode, a.stdout, a.stderr), (p.returncode, p.stdout, p.stderr), f"{why}: the ASan build")
             check(took < limit, f"{why}: top took {took:.1f} s")
             eq(p.returncode, 0, f"{why}: exit status")
             eq(p.stderr.splitlines(),
