@@ -35,6 +35,11 @@ import time
 import traceback
 from tracemalloc import _format_size
 
+# No test reaches the network: desktops set DEBUGINFOD_URLS to their
+# distro's server (profile.d), and heapdelta would ask it for every module
+# without debug information.  The debuginfod tests set it to a local server.
+os.environ.pop("DEBUGINFOD_URLS", None)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 HD = os.path.join(BUILD, "heapdelta")
