@@ -285,6 +285,9 @@ int cmd_watch(int argc, char **argv)
 		{ "limit", required_argument, NULL, O_LIMIT },
 		{ "pid", required_argument, NULL, O_PID },
 		{ "interval-poll", required_argument, NULL, O_POLL },
+		{ "debug-dir", required_argument, NULL, SYM_OPT_DEBUG_DIR },
+		{ "sysroot", required_argument, NULL, SYM_OPT_SYSROOT },
+		{ "map-path", required_argument, NULL, SYM_OPT_MAP_PATH },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -319,6 +322,12 @@ int cmd_watch(int argc, char **argv)
 				return usage_error("watch", "--interval-poll takes seconds (0.01 to 3600), not '%s'", optarg);
 			break;
 		}
+		case SYM_OPT_DEBUG_DIR:
+		case SYM_OPT_SYSROOT:
+		case SYM_OPT_MAP_PATH:
+			if (symbolize_option("watch", c, optarg) < 0)
+				return EXIT_USAGE;
+			break;
 		case 'h': return show_help("watch");
 		case ':': return usage_error("watch", "option '%s' needs a value", argv[optind - 1]);
 		default: return usage_error("watch", "unknown option '%s'", argv[optind - 1]);

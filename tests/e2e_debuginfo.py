@@ -366,8 +366,9 @@ def binaries_moved_away_are_found_with_sysroot_map_path_and_debug_dir():
     # Every command that symbolizes takes the options.
     marks = markers("grow.c")
     site = f"grow.c:{marks['grow_a']}"
+    # (watch through a pipe prints a frame and ends after the exit snapshot's.)
     for argv in (["diff", snaps[0], ex, "--limit", "0"], ["leaks", ex], ["check", "--max-leaked", "1GiB", ex],
-                 ["trend", os.path.dirname(ex), "--limit", "0"]):
+                 ["trend", os.path.dirname(ex), "--limit", "0"], ["watch", os.path.dirname(ex), "--limit", "0"]):
         p = hd_env(env, *argv, "--sysroot", root)
         eq((p.returncode, p.stderr), (0, ""), f"{argv[0]} --sysroot: exit status and stderr")
         if argv[0] != "check":
@@ -431,7 +432,8 @@ def debug_location_options_are_checked():
     app, prog, ex, exp, snaps = traced_copy(d)
     missing = os.path.join(d, "missing")
     for cmd in (["top", ex], ["diff", ex, ex], ["leaks", ex], ["check", "--max-leaked", "1", ex],
-                ["trend", os.path.dirname(ex)], ["report", os.path.dirname(ex), "-o", os.path.join(d, "r.html")]):
+                ["trend", os.path.dirname(ex)], ["report", os.path.dirname(ex), "-o", os.path.join(d, "r.html")],
+                ["watch", os.path.dirname(ex)]):
         for opt, arg, msg in (("--debug-dir", missing, f"--debug-dir: '{missing}' is not a directory"),
                               ("--sysroot", missing, f"--sysroot: '{missing}' is not a directory"),
                               ("--map-path", "relative=/x", "--map-path takes OLD=NEW, OLD an absolute path, not 'relative=/x'"),
