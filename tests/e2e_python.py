@@ -59,21 +59,24 @@ def an_asyncio_services_task_leak_is_first_in_diff_and_trend():
               key=lambda q: sum(f"heapdelta.{q}." in f for f in files))
     files = [f for f in files if f"heapdelta.{pid}." in f]
     infos = sorted(json.loads(hd("info", "--format", "json", *files).stdout), key=lambda i: i["seq"])
-    # The steady state: from the first interval snapshot to the fullest one
-    # (the interpreter frees everything at exit).
+    # The steady state: from the service's start (its API snapshot, after
+    # the imports) to the fullest snapshot (the interpreter frees
+    # everything at exit).
+    start_i = next(k for k, i in enumerate(infos) if i["trigger"] == "api" and i["label"] == "start")
     top_i = max(range(len(infos)), key=lambda k: infos[k]["live_bytes"])
-    first, fullest = files[0], files[top_i]
+    first, fullest = files[start_i], files[top_i]
     r = json.loads(hd("diff", first, fullest, "--format", "json", "--limit", "1").stdout)
     s0 = r["stats"][0]
     eq((os.path.basename(s0["file"] or ""), s0["line"]), ("svc.py", line), "diff: the task-creating line first")
     t = json.loads(hd("trend", d, "--format", "json", "--limit", "1").stdout)
     top = t["sites"][0]
     eq((os.path.basename(top["file"] or ""), top["line"]), ("svc.py", line), "trend: the task-creating line first")
-    # Its rate: the least-squares slope of that line's bytes over the steady
-    # state, from its series (checked against top at both ends).
+    # Its rate: the least-squares slope of that line's bytes over the
+    # snapshots trend ranks (up to the fullest), from its series, checked
+    # against top at the start and at the fullest snapshot.
     series = [(t_, b) for t_, b in top["series"]][:top_i + 1]
-    eq(series[0][1], by_site(top_json(first), "svc.py").get(line, {"size": 0})["size"], "series: the first snapshot")
-    eq(series[top_i][1], by_site(top_json(fullest), "svc.py")[line]["size"], "series: the fullest snapshot")
+    eq(series[start_i][1], by_site(top_json(first), "svc.py").get(line, {"size": 0})["size"], "series: the start")
+    eq(series[-1][1], by_site(top_json(fullest), "svc.py")[line]["size"], "series: the fullest snapshot")
     xs, ys = [x for x, _ in series], [y for _, y in series]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
