@@ -185,6 +185,16 @@ def alloc_fn_moves_the_sites_of_diff_trend_leaks_and_check_baseline():
     check(any(s[:2] == ["unchanged", "make_cache"] and s[2].endswith(f"{SRC}:{m['pool_e']}:") for s in states),
           f"make_cache unchanged: {states}")
     check(all(s[0] == "unchanged" for s in states), f"every site unchanged: {states}")
+    # The same reports when the name comes from the environment or a file.
+    clean, with_file = tmpdir(), tmpdir()
+    with open(os.path.join(with_file, ".heapdelta-alloc-fns"), "w") as f:
+        f.write("pool_alloc\n")
+    for args in (["diff", r["apis"][0], r["apis"][3], "--format", "json"], ["trend", r["snapdir"], "--format", "json"],
+                 ["leaks", r["exit"], "--format", "json"], ["check", "--baseline", base, r["exit"], "--format", "json"]):
+        want = run([HD, *args, *opt], cwd=clean)
+        for way, env, cwd in (("environment", {"HEAPDELTA_ALLOC_FNS": "pool_alloc"}, clean), ("file", {}, with_file)):
+            got = run([HD, *args], env={**os.environ, **env}, cwd=cwd)
+            eq((got.returncode, got.stdout), (want.returncode, want.stdout), f"{args[0]} with the name from the {way}")
     # Naming a wrapper moves its sites: a baseline from before is one
     # re-baseline away (the callers new, pool_alloc's line gone).
     old = os.path.join(r["dir"], "without.baseline")
