@@ -208,6 +208,19 @@ def alloc_fn_moves_the_sites_of_diff_trend_leaks_and_check_baseline():
 
 
 @test
+def run_check_looks_through_the_wrapper_alloc_fn_names():
+    d = tmpdir()
+    p = run([HD, "run", "-o", os.path.join(d, "snaps"), "--check", "--max-leaked", "1", "--alloc-fn", "pool_alloc",
+             "--format", "json", "--output", os.path.join(d, "gate.json"), "--", os.path.join(BIN, "wrappers"), d])
+    eq(p.returncode, 1, f"over budget: {p.stderr}")
+    exp, m = expectations(p.stdout), markers(SRC)
+    gate = json.load(open(os.path.join(d, "gate.json")))
+    got = {s["line"]: (s["size"], s["count"]) for s in gate["sites"] if s["file"] == os.path.join(FIX, SRC)
+           and s["line"] in [m[k] for k in POOL + ["pool_alloc"]]}
+    eq(got, {m[k]: exp[k] for k in POOL}, "the gate's sites of the pool's callers")
+
+
+@test
 def the_hint_names_a_likely_wrapper_and_not_in_a_program_without_one():
     r = wrappers_run()
     report = top_json(r["exit"])
