@@ -25,7 +25,8 @@
 enum rule_kind { RULE_FUNCTION, RULE_MODULE, RULE_FILE };
 
 /* The built-in list.  A function rule is a POSIX extended regular
- * expression on the whole name (or the bare name, alloc_fns_bare_name());
+ * expression on the name without its return type, or on the bare name
+ * (alloc_fns_bare_name());
  * a module rule an fnmatch glob on the module's file name; a file rule a
  * glob on the frame's source path. */
 static const struct rule {
@@ -293,7 +294,10 @@ static const char *last_in(const char *s, size_t len, const char *needle)
 	return NULL;
 }
 
-char *alloc_fns_bare_name(const char *fn)
+/* The bare name of fn is fn[*start .. *stop): *start past the return type
+ * (a C++ template function's), *stop before the parameter list and clone
+ * suffixes. */
+static void name_parts(const char *fn, size_t *start, size_t *stop)
 {
 	size_t len = strlen(fn), end;
 	const char *p;
@@ -322,8 +326,8 @@ char *alloc_fns_bare_name(const char *fn)
 	}
 	/* The return type: up to the last space outside brackets, before any
 	 * "operator" (whose name may hold spaces and brackets). */
-	size_t start = 0;
 	int depth = 0;
+	*start = 0;
 	for (size_t i = 0; i < len; i++) {
 		if (depth == 0 && !strncmp(fn + i, "operator", 8) && (i == 0 || fn[i - 1] == ':' || fn[i - 1] == ' '))
 			break;
@@ -333,9 +337,17 @@ char *alloc_fns_bare_name(const char *fn)
 		else if ((c == '>' || c == ')' || c == ']' || c == '}') && depth > 0)
 			depth--;
 		else if (c == ' ' && depth == 0)
-			start = i + 1;
+			*start = i + 1;
 	}
-	return xstrndup(fn + start, len - start);
+	*stop = len;
+}
+
+char *alloc_fns_bare_name(const char *fn)
+{
+	size_t start, stop;
+
+	name_parts(fn, &start, &stop);
+	return xstrndup(fn + start, stop - start);
 }
 
 char *alloc_fns_regex_for(const char *function)
@@ -354,7 +366,9 @@ char *alloc_fns_regex_for(const char *function)
 	return sb.buf;
 }
 
-/* Whether a function name matches an expression, cached by name. */
+/* Whether a function name matches an expression, without its return type
+ * (which may name anything: "std::vector<int> app::make<int>(int)") or
+ * bare; cached by name. */
 static int name_matches(struct alloc_fns *af, const char *fn)
 {
 	int fresh;
@@ -363,11 +377,13 @@ static int name_matches(struct alloc_fns *af, const char *fn)
 		return 0;
 	uint64_t id = strmap_get(&af->cache, fn, af->cache.n, &fresh);
 	if (fresh) {
+		size_t start, stop;
 		af->known = xrealloc(af->known, (size_t)id + 1);
-		int m = regexec(&af->re, fn, 0, NULL, 0) == 0;
-		if (!m) {
-			char *bare = alloc_fns_bare_name(fn);
-			m = strcmp(bare, fn) && regexec(&af->re, bare, 0, NULL, 0) == 0;
+		name_parts(fn, &start, &stop);
+		int m = regexec(&af->re, fn + start, 0, NULL, 0) == 0;
+		if (!m && (start || fn[stop])) {
+			char *bare = xstrndup(fn + start, stop - start);
+			m = regexec(&af->re, bare, 0, NULL, 0) == 0;
 			free(bare);
 		}
 		af->known[id] = m ? 1 : 2;

@@ -11,9 +11,11 @@
  * user's regular expressions from --alloc-fn, from HEAPDELTA_ALLOC_FNS and
  * from a file (.heapdelta-alloc-fns in the current directory, or
  * --alloc-fns-file).  A regular expression (POSIX extended) must match a
- * function's whole name, or its name without return type, parameter list
- * and clone suffix ("Pool::get" matches "Pool::get(unsigned long) const",
- * "xmalloc" matches "xmalloc.constprop.0").
+ * function's whole name without its return type (a C++ template
+ * function's demangled name starts with one), or its bare name, without
+ * parameter list and clone suffix too ("Pool::get" matches
+ * "Pool::get(unsigned long) const", "xmalloc" matches "xmalloc.constprop.0",
+ * "std::.*" does not match "std::vector<int> app::make<int>(int)").
  *
  * Every command that chooses sites takes the options below through
  * alloc_fns_options[] and alloc_fns_option(), then alloc_fns_load() before

@@ -300,8 +300,9 @@ static int help_sites(void)
 	       "separated by newlines or single colons) or with a file of expressions, one\n"
 	       "a line (" ALLOC_FNS_FILE " in the current directory, or\n"
 	       "--alloc-fns-file FILE); --no-default-alloc-fns turns the list off.\n"
-	       "An expression (POSIX extended) matches a function's whole name, or its name\n"
-	       "without return type, parameters and clone suffix. Baselines fingerprint the\n"
+	       "An expression (POSIX extended) matches a function's whole name (without the\n"
+	       "return type a C++ template function's name starts with), with or without\n"
+	       "its parameters and clone suffix. Baselines fingerprint the\n"
 	       "stack from its site: a wrapper added to the list moves the sites below it,\n"
 	       "so baselines written before need writing again, once.\n\n");
 	alloc_fns_print_builtin(stdout);

@@ -611,6 +611,9 @@ static void the_built_in_list_knows_glibc_libstdcxx_glib_redis_sqlite_and_cpytho
 			    "/usr/include/c++/12/bits/vector.tcc", "app"));
 	ASSERT_TRUE(wrapper(NULL, "__gnu_cxx::new_allocator<char>::allocate(unsigned long, void const*)", NULL, "app"));
 	ASSERT_TRUE(!wrapper(NULL, "app::Cache::fill(int)", "/src/app/cache.cpp", "app"));
+	/* A return type is no part of the name. */
+	ASSERT_TRUE(!wrapper(NULL, "std::vector<int, std::allocator<int> > app::make_list<int>(int)", "/src/app/l.cpp",
+			     "app"));
 	ASSERT_TRUE(!wrapper(NULL, "mystd::vector::grow()", "/src/app/vec.cpp", "app"));
 	/* By name, in any module. */
 	ASSERT_TRUE(wrapper(NULL, "g_malloc0", NULL, "libglib-2.0.so.0"));
@@ -651,6 +654,16 @@ static void user_expressions_match_whole_names_with_or_without_parameters(void)
 	ASSERT_TRUE(wrapper(&af, "Arena::get(unsigned long) const", "/src/app/arena.cpp", "app"));
 	ASSERT_TRUE(wrapper(&af, "Arena::get", NULL, "app"));
 	ASSERT_TRUE(!wrapper(&af, "Arena::get_all()", "/src/app/arena.cpp", "app"));
+	alloc_fns_release(&af);
+	/* With its parameters, to pick one overload. */
+	alloc_fns_init(&af);
+	ASSERT_EQ(alloc_fns_option("top", &af, ALLOC_OPT_FN, "Arena::get\\(unsigned long\\) const"), 0);
+	ASSERT_TRUE(wrapper(&af, "Arena::get(unsigned long) const", NULL, "app"));
+	ASSERT_TRUE(wrapper(&af, "Arena* Arena::get<Arena>(unsigned long) const", NULL, "app") == 0);
+	ASSERT_TRUE(!wrapper(&af, "Arena::get(int) const", NULL, "app"));
+	alloc_fns_release(&af);
+	alloc_fns_init(&af);
+	ASSERT_EQ(alloc_fns_option("top", &af, ALLOC_OPT_FN, "pool_alloc"), 0);
 	/* The built-in list too, unless turned off; the user's stay. */
 	ASSERT_TRUE(wrapper(&af, "zmalloc", NULL, "redis-check-rdb"));
 	alloc_fns_release(&af);
