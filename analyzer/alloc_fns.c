@@ -305,10 +305,12 @@ static void name_parts(const char *fn, size_t *start, size_t *stop)
 	/* " [clone .constprop.0]", as the demangler writes a clone. */
 	while (len && fn[len - 1] == ']' && (p = last_in(fn, len, " [clone ")))
 		len = (size_t)(p - fn);
-	/* A C function's clones: "xmalloc.constprop.0", "f.part.0", "f.cold". */
-	if (!memchr(fn, '(', len) && !memchr(fn, ':', len) && !memchr(fn, '<', len) &&
-	    (p = memchr(fn, '.', len)) && p > fn)
-		len = (size_t)(p - fn);
+	/* A C function's clones, as GCC names them: "xmalloc.constprop.0",
+	 * "f.part.0", "f.cold" (not a Python name such as "Pool.get"). */
+	static const char *const clones[] = { ".constprop.", ".isra.", ".part.", ".cold", ".lto_priv.", ".localalias" };
+	for (size_t i = 0; i < sizeof clones / sizeof clones[0]; i++)
+		if ((p = strstr(fn, clones[i])) && p > fn && (size_t)(p - fn) < len && !memchr(fn, '(', (size_t)(p - fn)))
+			len = (size_t)(p - fn);
 	/* The parameter list, and the qualifiers after it (" const", " &&"). */
 	for (end = len; end && (isalpha((unsigned char)fn[end - 1]) || fn[end - 1] == ' ' || fn[end - 1] == '&');)
 		end--;

@@ -683,6 +683,8 @@ static void bare_names_drop_return_type_parameters_and_clone_suffixes(void)
 		{ "xmalloc", "xmalloc" },
 		{ "xmalloc.constprop.0", "xmalloc" },
 		{ "f.part.0.cold", "f" },
+		{ "f.isra.0", "f" },
+		{ "Pool.get", "Pool.get" },            /* a Python method */
 		{ "app::Cache::fill(int)", "app::Cache::fill" },
 		{ "Arena::get(unsigned long) const &", "Arena::get" },
 		{ "std::__new_allocator<int>::allocate(unsigned long, void const*)", "std::__new_allocator<int>::allocate" },
