@@ -76,9 +76,10 @@ static int interpreter_frame(const struct sym_frame *f)
 
 /* A stack that runs Python: its site is the innermost frame of the
  * program's own code, Python or native outside the interpreter (a C
- * extension), as tracemalloc names the Python line where it sees one.
+ * extension), as tracemalloc names the Python line where it sees one, that
+ * is no wrapper af looks through (a Python function named by --alloc-fn).
  * Other stacks keep `site`. */
-static int python_site(const struct sym_frame **v, int n, int site)
+static int python_site(const struct sym_frame **v, int n, int site, struct alloc_fns *af)
 {
 	int any = 0;
 
@@ -87,7 +88,7 @@ static int python_site(const struct sym_frame **v, int n, int site)
 	if (!any)
 		return site;
 	for (int i = site; i < n; i++)
-		if (!interpreter_frame(v[i]))
+		if (!interpreter_frame(v[i]) && !alloc_fns_match(af, v[i]))
 			return i;
 	return site;
 }
@@ -107,7 +108,7 @@ struct site_stack site_of_frames(const struct sym_frame **v, int n, struct alloc
 	if (site == n)
 		site = base;
 	if (!af || !af->native_site)
-		site = python_site(v, n, site);
+		site = python_site(v, n, site, af);
 	return (struct site_stack){ v ? v + base : NULL, n - base, site - base };
 }
 

@@ -221,6 +221,24 @@ def run_check_looks_through_the_wrapper_alloc_fn_names():
 
 
 @test
+def a_python_function_named_by_alloc_fn_is_looked_through_too():
+    d = tmpdir()
+    p, _ = traced(["/usr/bin/python3.11", os.path.join(FIX, "pyalloc.py"), "heapdelta"], d)
+    eq(p.returncode, 0, f"pyalloc.py: {p.stderr}")
+    snap = snaps_of(d, "api")[0]
+
+    def by_function(*args):
+        r = top_json(snap, "--by", "function", "--include", "*pyalloc.py", *args)
+        return {s["key"]: (s["size"], s["count"]) for s in r["stats"]}
+
+    before, after = by_function(), by_function("--alloc-fn", "square")
+    check("square" in before and "square" not in after, f"square's entry: {before.get('square')}")
+    t0 = before.get("through_builtin", (0, 0))
+    eq(after["through_builtin"], (t0[0] + before["square"][0], t0[1] + before["square"][1]),
+       "square's bytes and blocks at the line that maps it")
+
+
+@test
 def the_hint_names_a_likely_wrapper_and_not_in_a_program_without_one():
     r = wrappers_run()
     report = top_json(r["exit"])
