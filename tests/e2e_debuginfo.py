@@ -189,6 +189,15 @@ def a_stripped_binary_gets_file_and_line_from_a_local_debuginfod_server():
         p = run([os.path.join(BIN, "heapdelta_asan"), "top", ex, "--limit", "0", "--format", "json"], env=asan_env)
         eq((p.returncode, p.stderr), (0, ""), "the ASan build: exit status and stderr")
         eq(json.loads(p.stdout)["stats"], r["stats"], "the ASan build's report")
+        # Another machine: the binary is nowhere, the served debug file
+        # stands in for it (found by the snapshot's build-id).
+        elsewhere = os.path.join(d, "elsewhere")
+        shutil.move(prog, elsewhere)
+        away_env = dict(env, DEBUGINFOD_CACHE_PATH=os.path.join(d, "cache_away"))
+        away, err = report(away_env, ex)
+        eq(err, "", "without the binary: stderr")
+        eq(away["stats"], r["stats"], "without the binary: the report")
+        shutil.move(elsewhere, prog)
     # Served from the cache now: the same with the server gone.
     r2, err = report(env, ex)
     eq(err, "", "stderr from the cache")
