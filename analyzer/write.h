@@ -96,6 +96,11 @@ void debuginfo_tally_add(struct debuginfo_tally *t, const struct sym_frame *site
  * every site shown has file and line.  Sorts t's modules. */
 void write_debuginfo_line(FILE *out, struct debuginfo_tally *t);
 void debuginfo_tally_release(struct debuginfo_tally *t);
+/* "missing_debug_info": null, or the bytes lacking file and line ("size")
+ * of those shown ("of"), the sites, and per module, largest first, its
+ * bytes and what it lacks: "debug_info", "file" (none with its build-id)
+ * or "lines".  Sorts t's modules. */
+void write_debuginfo_json(struct json *j, struct debuginfo_tally *t);
 /* The line for the first `limit` sites of tr (0: all), by their size at
  * the end of its steady state, as write_trend_text() shows them. */
 void write_trend_debuginfo_line(FILE *out, const struct trend *tr, size_t limit);

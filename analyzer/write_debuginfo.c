@@ -114,3 +114,30 @@ void write_trend_debuginfo_line(FILE *out, const struct trend *tr, size_t limit)
 	write_debuginfo_line(out, &t);
 	debuginfo_tally_release(&t);
 }
+
+void write_debuginfo_json(struct json *j, struct debuginfo_tally *t)
+{
+	static const char *const lacks[] = { NULL, "lines", "debug_info", "file" };
+
+	json_key(j, "missing_debug_info");
+	if (!t->lacking_entries) {
+		json_null(j);
+		return;
+	}
+	qsort(t->mods, t->nmods, sizeof *t->mods, by_bytes);
+	json_object_begin(j);
+	json_kv_int(j, "size", t->lacking);
+	json_kv_int(j, "of", t->shown);
+	json_kv_uint(j, "sites", t->lacking_entries);
+	json_key(j, "modules");
+	json_array_begin(j);
+	for (size_t i = 0; i < t->nmods; i++) {
+		json_object_begin(j);
+		json_kv_string(j, "module", t->mods[i].module);
+		json_kv_string(j, "lacks", lacks[t->mods[i].why]);
+		json_kv_int(j, "size", t->mods[i].bytes);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_object_end(j);
+}

@@ -123,17 +123,22 @@ static void budget_line(FILE *out, const char *what, int64_t v, int64_t budget, 
 }
 
 /* The sites the text lists, by how much of them has no file and line. */
-static void debuginfo_text(FILE *out, const struct gate *g)
+static void tally_listed(const struct gate *g, struct debuginfo_tally *t)
 {
-	struct debuginfo_tally t = { 0 };
-
 	for (size_t i = 0; i < g->nsites; i++) {
 		const struct gate_site *s = &g->sites[i];
 		if (!listed(g, s) || (!g->o->leaks_only && !s->fails))
 			continue;
 		int growth = (s->fails & (FAIL_GROWTH | FAIL_SITE_GROWTH)) && !(s->fails & (FAIL_LEAKED | FAIL_BASELINE));
-		debuginfo_tally_add(&t, s->e->site, growth ? s->growth : s->e->size);
+		debuginfo_tally_add(t, s->e->site, growth ? s->growth : s->e->size);
 	}
+}
+
+static void debuginfo_text(FILE *out, const struct gate *g)
+{
+	struct debuginfo_tally t = { 0 };
+
+	tally_listed(g, &t);
 	write_debuginfo_line(out, &t);
 	debuginfo_tally_release(&t);
 }
@@ -392,6 +397,11 @@ static void gate_json(FILE *out, const struct gate *g)
 	json_array_end(&j);
 	json_break(&j, 1);
 	write_hint_json(&j, &g->hint);
+	json_break(&j, 1);
+	struct debuginfo_tally t = { 0 };
+	tally_listed(g, &t);
+	write_debuginfo_json(&j, &t);
+	debuginfo_tally_release(&t);
 	json_object_end(&j);
 	json_end_line(&j);
 }

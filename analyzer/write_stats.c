@@ -127,6 +127,14 @@ void write_hint_json(struct json *j, const struct wrapper_hint *h)
 	free(re);
 }
 
+/* The first `shown` entries of r, by how much of them lacks file and line:
+ * what they hold, or for a diff what changed. */
+static void tally_shown(const struct stats *r, size_t shown, struct debuginfo_tally *t)
+{
+	for (size_t i = 0; i < shown; i++)
+		debuginfo_tally_add(t, r->entries[i]->site, r->entries[i]->size - (r->diff ? r->entries[i]->old_size : 0));
+}
+
 void write_stats_text(FILE *out, const struct stats *r)
 {
 	char a[32], b[32];
@@ -167,8 +175,7 @@ void write_stats_text(FILE *out, const struct stats *r)
 			m[HD_META_DROPPED_ALLOCS]);
 	write_hint_line(out, &r->hint);
 	struct debuginfo_tally t = { 0 };
-	for (size_t i = 0; i < shown; i++)
-		debuginfo_tally_add(&t, r->entries[i]->site, r->entries[i]->size - (r->diff ? r->entries[i]->old_size : 0));
+	tally_shown(r, shown, &t);
 	write_debuginfo_line(out, &t);
 	debuginfo_tally_release(&t);
 }
@@ -285,6 +292,11 @@ void write_stats_json(FILE *out, const struct stats *r)
 	json_object_end(&j);
 	json_break(&j, 1);
 	write_hint_json(&j, &r->hint);
+	json_break(&j, 1);
+	struct debuginfo_tally t = { 0 };
+	tally_shown(r, shown, &t);
+	write_debuginfo_json(&j, &t);
+	debuginfo_tally_release(&t);
 	json_object_end(&j);
 	json_end_line(&j);
 }

@@ -252,6 +252,14 @@ def the_missing_debug_information_line_shows_for_a_stripped_binary_and_not_with_
     r, err = report(env, ex)
     eq(err, "", "stderr")
     want = missing_line(r, "grow", NO_DEBUG_HELP)
+    lacking = sum(s["size"] for s in r["stats"] if not s["file"])
+    eq(r["missing_debug_info"], {"size": lacking, "of": sum(s["size"] for s in r["stats"]),
+                                 "sites": len([s for s in r["stats"] if not s["file"]]),
+                                 "modules": [{"module": "grow", "lacks": "debug_info", "size": lacking}]},
+       "top JSON: missing_debug_info")
+    gate = json.loads(hd_env(env, "leaks", ex, "--format", "json").stdout)
+    eq(gate["missing_debug_info"]["modules"], [{"module": "grow", "lacks": "debug_info", "size": lacking}],
+       "leaks JSON: missing_debug_info")
     for argv in (["top", ex, "--limit", "0"], ["top", ex, "--by", "traceback", "--limit", "0"],
                  ["diff", snaps[0], ex, "--limit", "0"]):
         p = hd_env(env, *argv)
@@ -283,6 +291,9 @@ def the_missing_debug_information_line_shows_for_a_stripped_binary_and_not_with_
         p = hd_env(env, *argv)
         check(not [l for l in p.stdout.splitlines() if l.startswith("No file and line")],
               f"{argv[0]} with debug information:\n{p.stdout}")
+    eq(report(env, ex2)[0]["missing_debug_info"], None, "top JSON with debug information")
+    eq(json.loads(hd_env(env, "leaks", ex2, "--format", "json").stdout)["missing_debug_info"], None,
+       "leaks JSON with debug information")
 
 
 @test
