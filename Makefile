@@ -5,11 +5,26 @@
 #   make test       install missing test dependencies, build, run every test
 #   make bench      the benchmark against heaptrack (about 20 minutes)
 #   make install    PREFIX=/usr/local DESTDIR= (shim, command, header)
+#   make ARCH=aarch64
+#                   cross-build the aarch64 shim and test fixtures into
+#                   build-aarch64/ (aarch64-linux-gnu-gcc; the analyzer stays
+#                   the host's); run under qemu-aarch64 by tests/e2e_aarch64.py.
+#                   Natively on an aarch64 machine plain `make` builds all.
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
 B       := build
+
+# A cross build: ARCH names another architecture than the host's.
+HOST_ARCH := $(shell uname -m)
+ARCH      ?= $(HOST_ARCH)
+ifneq ($(ARCH),$(HOST_ARCH))
+CROSS   := $(ARCH)-linux-gnu-
+B       := build-$(ARCH)
+CC      := $(CROSS)gcc
+CXX     := $(CROSS)g++
+endif
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
            -Wmissing-prototypes -Wvla -Wformat=2 -Wno-missing-field-initializers
@@ -32,9 +47,13 @@ AN_SRC      := $(wildcard analyzer/*.c)
 AN_OBJ      := $(AN_SRC:analyzer/%.c=$(B)/analyzer/%.o) $(B)/gen/profile.pb-c.o
 AN_LIBS     := -ldw -lelf -lprotobuf-c -lz -lstdc++ -lm
 
+ifdef CROSS
+all: $(B)/libheapdelta.so cross-fixtures
+else
 all: $(B)/libheapdelta.so $(B)/heapdelta
+endif
 
-$(B)/shim/%.o: shim/%.c shim/internal.h format/hd_format.h | $(B)/shim
+$(B)/shim/%.o: shim/%.c shim/internal.h shim/arch.h format/hd_format.h | $(B)/shim
 	$(CC) $(SHIM_CFLAGS) -c $< -o $@
 
 # The C++ operators let std::bad_alloc pass through their frames, restoring
@@ -148,10 +167,10 @@ $(T)/static_hello: tests/fixtures/static_hello.c | $(T)
 	$(CC) -O2 -static -o $@ $<
 
 TABLE_SRC := shim/stacks.c shim/live.c shim/blocks_large.c shim/threads.c tests/unit/test_tables.c
-$(T)/unit_tables: $(TABLE_SRC) shim/internal.h tests/unit/testhelp.h | $(T)
+$(T)/unit_tables: $(TABLE_SRC) shim/internal.h shim/arch.h tests/unit/testhelp.h | $(T)
 	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g $(SAN) -Ishim -Iformat -Itests/unit -pthread -o $@ $(TABLE_SRC)
 
-$(T)/unit_tables_tsan: $(TABLE_SRC) shim/internal.h tests/unit/testhelp.h | $(T)
+$(T)/unit_tables_tsan: $(TABLE_SRC) shim/internal.h shim/arch.h tests/unit/testhelp.h | $(T)
 	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -O1 -g -fsanitize=thread -Ishim -Iformat -Itests/unit -pthread -o $@ $(TABLE_SRC)
 
 $(T)/unit_reader: $(UNIT_AN_SRC) tests/unit/test_reader.c analyzer/snapshot.h tests/unit/testhelp.h | $(T)
@@ -178,4 +197,13 @@ $(T)/fuzz_reader: $(UNIT_AN_SRC) tests/fuzz/fuzz_reader.c | $(T)
 
 test-build: all $(FIXTURES) $(UNITS)
 
-.PHONY: test-build
+# The fixtures of the aarch64 tier (tests/e2e_aarch64.py), cross-built.
+CROSS_FIXTURES := $(T)/sites $(T)/sites_fp $(T)/threads $(T)/sites_cpp
+cross-fixtures: $(CROSS_FIXTURES)
+
+# The aarch64 tier from the host: what tests/e2e_aarch64.py runs under
+# qemu-aarch64 (it calls this itself when its files are missing).
+aarch64:
+	$(MAKE) ARCH=aarch64 all
+
+.PHONY: test-build cross-fixtures aarch64

@@ -6,9 +6,9 @@
  *  - cfi (default): our own, driven by .eh_frame rules cached per return
  *    address (cfi.c), exact on code built without frame pointers.  On top of
  *    the rule cache it reuses the outer part of the thread's previous stack:
- *    once the unwind reaches a frame whose (ip, sp, rbp) equals a frame of
+ *    once the unwind reaches a frame whose (ip, sp, fp) equals a frame of
  *    the previous stack, and every stack slot the previous unwind read from
- *    there outwards (return addresses, saved rbp) still holds the same value,
+ *    there outwards (return addresses, saved fp) still holds the same value,
  *    the rest of the walk would read the same values and compute the same
  *    frames, so they are copied instead.  Any rule it cannot interpret, or a
  *    frame outside the thread's stack (alternate signal stacks, coroutines),
@@ -19,6 +19,12 @@
  *  - fp: the frame-pointer chain, for programs built with frame pointers.
  * With HEAPDELTA_UNWIND_CHECK=1 every cfi stack is also unwound by libunwind
  * and compared (the tests use this); libunwind's answer is recorded.
+ *
+ * Architectures: the same code on x86-64 and aarch64; what differs (where
+ * the cfi walk starts, register numbers, return-address signing) is in
+ * arch.h.  fp is rbp or x29.  Every return address, whichever unwinder
+ * found it, is stripped of a pointer-authentication code (hds_strip_ra)
+ * before it is recorded or compared.
  *
  * Memory safety: every stack read is bounds-checked against [our own frame,
  * top of the thread's stack]: everything in that range is mapped.
@@ -93,9 +99,11 @@ struct uframe {
 	uint64_t ip, sp, bp;
 	uint64_t ra_addr, ra_val, bp_addr, bp_val;
 	uint64_t chain;   /* hash chain from the outermost frame to this one */
-	int uses_bp;      /* its rule reads rbp (CFA = rbp + off) */
-	int needs_bp;     /* the walk from here outwards reads this frame's rbp
+	int uses_bp;      /* its rule reads fp (CFA = fp + off) */
+	int needs_bp;     /* the walk from here outwards reads this frame's fp
 			     before any frame restores it from the stack */
+	int ra_reg;       /* its return address came from the link register,
+			     not from a slot: it cannot be checked unchanged */
 };
 
 #define L1_RULES 512
@@ -184,7 +192,7 @@ static int __attribute__((noinline)) fp_walk(uintptr_t *out, int cap)
 		uintptr_t f = (uintptr_t)fp;
 		if (f & 7 || f < lo || f > tl_stack_hi - 16)   /* no overflow near 2^64 */
 			break;
-		uintptr_t ret = fp[1];
+		uintptr_t ret = hds_strip_ra(fp[1]);
 		if (!ret)
 			break;
 		out[n++] = ret;
@@ -216,6 +224,7 @@ static inline void uframe_copy(struct uframe *d, const struct uframe *f)
 	d->bp_val = f->bp_val;
 	d->uses_bp = f->uses_bp;
 	d->needs_bp = f->needs_bp;
+	d->ra_reg = f->ra_reg;
 	d->chain = f->chain;
 }
 
@@ -230,9 +239,9 @@ static void mark_outer(struct uframe *rev, int from, int n, int cut)
 		if (f->uses_bp)
 			f->needs_bp = 1;
 		else if (f->bp_addr)
-			f->needs_bp = 0;   /* restores rbp before anything outside reads it */
+			f->needs_bp = 0;   /* restores fp before anything outside reads it */
 		else
-			f->needs_bp = f->ra_addr ? outer : 0;
+			f->needs_bp = f->ra_addr || f->ra_reg ? outer : 0;
 	}
 }
 
@@ -271,10 +280,9 @@ static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry)
 	if (!tl_stack_hi)
 		thread_bounds();
 
-	uint64_t lo = (uint64_t)__builtin_frame_address(0), hi = tl_stack_hi;
-	if (hi < lo + 16 || (uint64_t)entry < lo || (uint64_t)entry > hi - 16)
+	uint64_t lo, hi = tl_stack_hi, ip, sp, bp, lr;
+	if (HDS_WALK_START(entry, hi, lo, ip, sp, bp, lr) < 0)
 		return -1;
-	uint64_t ip = entry[1], sp = (uint64_t)entry + 16, bp = entry[0];
 	int j = 0;
 
 	for (;;) {
@@ -287,19 +295,22 @@ static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry)
 			break;
 		if (kind == (int)HDS_RULE_UNSUPPORTED)
 			return -1;
-		uint64_t cfa = (hds_rule_cfa_rbp(rule) ? bp : sp) + (uint64_t)hds_rule_cfa_off(rule);
-		if (cfa <= sp || cfa > hi)
+		int ra_lr = !HDS_CIE_RA_ON_STACK && hds_rule_ra_lr(rule);
+		if (ra_lr && j != 1)
+			return -1;   /* only the innermost frame can have it there */
+		uint64_t cfa = (hds_rule_cfa_fp(rule) ? bp : sp) + (uint64_t)hds_rule_cfa_off(rule);
+		if (cfa < sp || (cfa == sp && !ra_lr) || cfa > hi)
 			return -1;
 		uint64_t ra_addr = cfa + (uint64_t)hds_rule_ra_off(rule);
-		if (!readable(ra_addr, lo, hi))
+		if (!ra_lr && !readable(ra_addr, lo, hi))
 			return -1;
-		if (hds_rule_rbp_saved(rule)) {
-			uint64_t bp_addr = cfa + (uint64_t)hds_rule_rbp_off(rule);
+		if (hds_rule_fp_saved(rule)) {
+			uint64_t bp_addr = cfa + (uint64_t)hds_rule_fp_off(rule);
 			if (!readable(bp_addr, lo, hi))
 				return -1;
 			bp = *(const uint64_t *)bp_addr;
 		}
-		ip = *(const uint64_t *)ra_addr;
+		ip = hds_strip_ra(ra_lr ? lr : *(const uint64_t *)ra_addr);
 		sp = cfa;
 		if (!ip)
 			break;
@@ -308,10 +319,11 @@ static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry)
 }
 
 /* Unwind into out[0..want), starting in the function that called the
- * interposed entry point whose frame is `entry` (the entry points keep a
- * frame pointer: entry[0] is the caller's rbp, entry[1] its return
- * address, and the caller's stack pointer is entry + 16).  Returns the
- * number of frames, or -1 when the stack must go to libunwind. */
+ * interposed entry point whose frame is `entry` (x86-64: the entry points
+ * keep a frame pointer: entry[0] is the caller's rbp, entry[1] its return
+ * address, and the caller's stack pointer is entry + 16), or on aarch64
+ * here, through the shim's own frames (arch.h: HDS_WALK_START).  Returns
+ * the number of frames, or -1 when the stack must go to libunwind. */
 static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwind_mem *m)
 {
 	if (!m)
@@ -326,10 +338,9 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 	if (!tl_stack_hi)
 		thread_bounds();
 
-	uint64_t lo = (uint64_t)__builtin_frame_address(0), hi = tl_stack_hi;
-	if (hi < lo + 16 || (uint64_t)entry < lo || (uint64_t)entry > hi - 16)
+	uint64_t lo, hi = tl_stack_hi, ip, sp, bp, lr;
+	if (HDS_WALK_START(entry, hi, lo, ip, sp, bp, lr) < 0)
 		return -1;
-	uint64_t ip = entry[1], sp = (uint64_t)entry + 16, bp = entry[0];
 	int j = 0, k = 0;   /* k: cursor into the previous stack, innermost first */
 
 	for (;;) {
@@ -339,16 +350,17 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 		f->bp = bp;
 		f->ra_addr = f->bp_addr = 0;
 		f->uses_bp = 0;
+		f->ra_reg = 0;
 
 		/* Same frame as in the previous stack, with the same slots? */
 		while (k < m->n && m->rev[m->n - 1 - k].sp < sp)
 			k++;
 		if (k < m->n) {
 			const struct uframe *p = &m->rev[m->n - 1 - k];
-			/* rbp is an ordinary register in code without frame
+			/* fp is an ordinary register in code without frame
 			 * pointers: it matters only if the outer walk reads it. */
 			if (p->sp == sp && p->ip == ip && (!p->needs_bp || p->bp == bp) && (!m->cut || j >= k) &&
-			    outer_unchanged(m, k, lo, hi)) {
+			    !p->ra_reg && outer_unchanged(m, k, lo, hi)) {
 				/* Keep rev[0 .. n-1-k] (the outer part, frame k
 				 * included); put the j new inner frames after it. */
 				int outer = m->n - k;
@@ -380,22 +392,33 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 			break;   /* outermost frame, or code without CFI: the end */
 		if (kind == (int)HDS_RULE_UNSUPPORTED)
 			return -1;
-		f->uses_bp = hds_rule_cfa_rbp(rule);
+		f->uses_bp = hds_rule_cfa_fp(rule);
 		uint64_t cfa = (f->uses_bp ? bp : sp) + (uint64_t)hds_rule_cfa_off(rule);
-		if (cfa <= sp || cfa > hi)
-			return -1;
-		f->ra_addr = cfa + (uint64_t)hds_rule_ra_off(rule);
-		if (!readable(f->ra_addr, lo, hi))
-			return -1;
-		f->ra_val = *(const uint64_t *)f->ra_addr;
-		if (hds_rule_rbp_saved(rule)) {
-			f->bp_addr = cfa + (uint64_t)hds_rule_rbp_off(rule);
+		if (!HDS_CIE_RA_ON_STACK && unlikely(hds_rule_ra_lr(rule))) {
+			/* aarch64: the return address is still in x30.  Only
+			 * the innermost frame's x30 is known (a frame outside
+			 * it that has not saved x30 means CFI we cannot follow);
+			 * it may have no frame yet (CFA == sp). */
+			if (j != 1 || cfa < sp || cfa > hi)
+				return -1;
+			f->ra_reg = 1;
+			f->ra_val = lr;
+		} else {
+			if (cfa <= sp || cfa > hi)
+				return -1;
+			f->ra_addr = cfa + (uint64_t)hds_rule_ra_off(rule);
+			if (!readable(f->ra_addr, lo, hi))
+				return -1;
+			f->ra_val = *(const uint64_t *)f->ra_addr;
+		}
+		if (hds_rule_fp_saved(rule)) {
+			f->bp_addr = cfa + (uint64_t)hds_rule_fp_off(rule);
 			if (!readable(f->bp_addr, lo, hi))
 				return -1;
 			f->bp_val = *(const uint64_t *)f->bp_addr;
 			bp = f->bp_val;
 		}
-		ip = f->ra_val;
+		ip = hds_strip_ra(f->ra_val);
 		sp = cfa;
 		if (!ip)
 			break;
@@ -413,7 +436,13 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 
 static int libunwind_walk(uintptr_t *buf, int want)
 {
-	return unw_backtrace_fn ? unw_backtrace_fn((void **)buf, want) : fp_walk(buf, want);
+	if (!unw_backtrace_fn)
+		return fp_walk(buf, want);
+	int n = unw_backtrace_fn((void **)buf, want);
+	if (HDS_ARCH_PAC)   /* aarch64: return addresses as ours (arch.h) */
+		for (int i = 0; i < n; i++)
+			buf[i] = hds_from_libunwind(buf[i]);
+	return n;
 }
 
 /* Index of the first frame that is neither ours nor libunwind's. */

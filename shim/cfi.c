@@ -2,14 +2,16 @@
  * cfi.c - frame rules from DWARF call-frame information (.eh_frame), for the
  * shim's own unwinder, cached by return address.
  *
- * For a return address the rule says how to find the caller's frame:
- *   CFA      = (rsp or rbp) + cfa_off
- *   RA       = *(CFA + ra_off)
- *   rbp      = *(CFA + rbp_off), or unchanged
- * which is what almost every x86-64 function's CFI reduces to at a call
- * site.  Anything else (DWARF expressions, a CFA in another register, a
- * register saved in a register, signal frames) is reported as unsupported
- * and the caller falls back to libunwind for that stack.
+ * For a return address the rule says how to find the caller's frame
+ * (sp and fp: rsp and rbp on x86-64, sp and x29 on aarch64; arch.h):
+ *   CFA      = (sp or fp) + cfa_off
+ *   RA       = *(CFA + ra_off), or on aarch64 still in x30 (a frame that
+ *              has not saved the link register: only the innermost)
+ *   fp       = *(CFA + fp_off), or unchanged
+ * which is what almost every x86-64 and aarch64 function's CFI reduces to
+ * at a call site.  Anything else (DWARF expressions, a CFA in another
+ * register, a register saved in a register, signal frames) is reported as
+ * unsupported and the caller falls back to libunwind for that stack.
  *
  * Lookup: _dl_find_object (glibc 2.35+, lock-free and async-signal-safe)
  * gives the module's .eh_frame_hdr; its sorted table finds the FDE; the CIE
@@ -37,9 +39,9 @@
 #define PROBES       8
 #define BUSY         (UINT64_C(1) << 63)
 
-#define DW_REG_RBP   6
-#define DW_REG_RSP   7
-#define DW_REG_RA    16
+#define DW_REG_FP    HDS_DW_FP
+#define DW_REG_SP    HDS_DW_SP
+#define DW_REG_RA    HDS_DW_RA
 
 struct cache_slot {
 	_Atomic uint64_t key;
@@ -164,8 +166,8 @@ enum { R_SAME = 0, R_OFFSET, R_UNDEF, R_OTHER };
 struct regs {
 	int cfa_reg;
 	int64_t cfa_off;
-	int ra_kind, rbp_kind;
-	int64_t ra_off, rbp_off;
+	int ra_kind, fp_kind;
+	int64_t ra_off, fp_off;
 };
 
 struct cie {
@@ -182,11 +184,11 @@ static void set_reg(struct regs *s, unsigned reg, int kind, int64_t off, int *un
 	if (reg == DW_REG_RA) {
 		s->ra_kind = kind;
 		s->ra_off = off;
-	} else if (reg == DW_REG_RBP) {
-		s->rbp_kind = kind;
-		s->rbp_off = off;
-	} else if (reg == DW_REG_RSP && kind != R_SAME) {
-		*unsupported = 1;   /* rsp is the CFA by definition */
+	} else if (reg == DW_REG_FP) {
+		s->fp_kind = kind;
+		s->fp_off = off;
+	} else if (reg == DW_REG_SP && kind != R_SAME) {
+		*unsupported = 1;   /* sp is the CFA by definition */
 	}
 }
 
@@ -216,7 +218,7 @@ static int run_program(const struct cie *c, const unsigned char *p, const unsign
 		}
 		if (hi == 0xc0) {               /* restore */
 			if (lo == DW_REG_RA) { s->ra_kind = initial->ra_kind; s->ra_off = initial->ra_off; }
-			if (lo == DW_REG_RBP) { s->rbp_kind = initial->rbp_kind; s->rbp_off = initial->rbp_off; }
+			if (lo == DW_REG_FP) { s->fp_kind = initial->fp_kind; s->fp_off = initial->fp_off; }
 			continue;
 		}
 		switch (op) {
@@ -237,7 +239,7 @@ static int run_program(const struct cie *c, const unsigned char *p, const unsign
 		case 0x06:                                           /* restore_extended */
 			reg = uleb(&r);
 			if (reg == DW_REG_RA) { s->ra_kind = initial->ra_kind; s->ra_off = initial->ra_off; }
-			if (reg == DW_REG_RBP) { s->rbp_kind = initial->rbp_kind; s->rbp_off = initial->rbp_off; }
+			if (reg == DW_REG_FP) { s->fp_kind = initial->fp_kind; s->fp_off = initial->fp_off; }
 			break;
 		case 0x07: set_reg(s, (unsigned)uleb(&r), R_UNDEF, 0, &unsupported); break;   /* undefined */
 		case 0x08: set_reg(s, (unsigned)uleb(&r), R_SAME, 0, &unsupported); break;    /* same_value */
@@ -245,7 +247,7 @@ static int run_program(const struct cie *c, const unsigned char *p, const unsign
 			reg = uleb(&r);
 			uleb(&r);
 			set_reg(s, (unsigned)reg, R_OTHER, 0, &unsupported);
-			if (reg == DW_REG_RA || reg == DW_REG_RBP)
+			if (reg == DW_REG_RA || reg == DW_REG_FP)
 				unsupported = 1;
 			break;
 		case 0x0a:                                           /* remember_state */
@@ -277,6 +279,9 @@ static int run_program(const struct cie *c, const unsigned char *p, const unsign
 			break;
 		case 0x13: s->cfa_off = sleb(&r) * c->daf; break;    /* def_cfa_offset_sf */
 		case 0x2e: uleb(&r); break;                          /* GNU_args_size */
+#ifdef HDS_DW_CFA_NEGATE_RA_STATE
+		case HDS_DW_CFA_NEGATE_RA_STATE: break;              /* RA signed or not: stripped anyway */
+#endif
 		case 0x2f:                                           /* GNU_negative_offset_extended */
 			reg = uleb(&r);
 			set_reg(s, (unsigned)reg, R_OFFSET, -(int64_t)uleb(&r) * c->daf, &unsupported);
@@ -294,7 +299,7 @@ static int parse_cie(const unsigned char *p, struct cie *c)
 	uint64_t len = fixed(&r, 4);
 
 	if (len == 0xffffffff)
-		return -1;   /* 64-bit DWARF: not produced on x86-64 Linux */
+		return -1;   /* 64-bit DWARF: not produced on x86-64 or aarch64 Linux */
 	r.end = p + 4 + len;
 	if (fixed(&r, 4) != 0)
 		return -1;   /* not a CIE */
@@ -396,7 +401,10 @@ static uint64_t compute_rule(uint64_t pc)
 	if (c.signal)
 		return HDS_RULE_UNSUPPORTED;
 
-	struct regs init = { DW_REG_RSP, 8, R_OFFSET, R_SAME, -8, 0 }, s;
+	/* Before the CIE's program: where `call` (x86-64) or `bl` (aarch64)
+	 * left the return address. */
+	struct regs init = { DW_REG_SP, HDS_CIE_CFA_OFF, HDS_CIE_RA_ON_STACK ? R_OFFSET : R_SAME, R_SAME,
+			     HDS_CIE_RA_ON_STACK ? -HDS_CIE_CFA_OFF : 0, 0 }, s;
 	/* The CIE's initial instructions set the initial state. */
 	if (run_program(&c, c.insns, c.end, begin, UINT64_MAX, &init, &init) < 0)
 		return HDS_RULE_UNSUPPORTED;
@@ -404,12 +412,14 @@ static uint64_t compute_rule(uint64_t pc)
 	if (run_program(&c, r.p, r.end, begin, pc, &s, &init) < 0)
 		return HDS_RULE_UNSUPPORTED;
 	return hds_rule_pack(&(struct hds_rule){
-		.cfa_rbp = s.cfa_reg == DW_REG_RBP, .cfa_off = s.cfa_off,
+		.cfa_fp = s.cfa_reg == DW_REG_FP, .cfa_off = s.cfa_off,
 		.end = s.ra_kind == R_UNDEF, .ra_off = s.ra_off,
-		.rbp_saved = s.rbp_kind == R_OFFSET, .rbp_off = s.rbp_off,
-		.bad = (s.cfa_reg != DW_REG_RSP && s.cfa_reg != DW_REG_RBP) ||
-		       (s.ra_kind != R_OFFSET && s.ra_kind != R_UNDEF) ||
-		       (s.rbp_kind != R_SAME && s.rbp_kind != R_OFFSET),
+		.ra_lr = !HDS_CIE_RA_ON_STACK && s.ra_kind == R_SAME,
+		.fp_saved = s.fp_kind == R_OFFSET, .fp_off = s.fp_off,
+		.bad = (s.cfa_reg != DW_REG_SP && s.cfa_reg != DW_REG_FP) ||
+		       (s.ra_kind != R_OFFSET && s.ra_kind != R_UNDEF &&
+			(HDS_CIE_RA_ON_STACK || s.ra_kind != R_SAME)) ||
+		       (s.fp_kind != R_SAME && s.fp_kind != R_OFFSET),
 	});
 }
 

@@ -103,15 +103,15 @@ static void resolve_real(void)
 
 #define RESOLVE(name, version) \
 	do { if ((sym = next_symbol(#name, version))) memcpy(&r.name, &sym, sizeof sym); } while (0)
-	RESOLVE(malloc, "GLIBC_2.2.5");
-	RESOLVE(calloc, "GLIBC_2.2.5");
-	RESOLVE(realloc, "GLIBC_2.2.5");
-	RESOLVE(free, "GLIBC_2.2.5");
-	RESOLVE(memalign, "GLIBC_2.2.5");
-	RESOLVE(posix_memalign, "GLIBC_2.2.5");
-	RESOLVE(aligned_alloc, "GLIBC_2.16");
-	RESOLVE(valloc, "GLIBC_2.2.5");
-	RESOLVE(pvalloc, "GLIBC_2.2.5");
+	RESOLVE(malloc, HDS_GLIBC_BASE);
+	RESOLVE(calloc, HDS_GLIBC_BASE);
+	RESOLVE(realloc, HDS_GLIBC_BASE);
+	RESOLVE(free, HDS_GLIBC_BASE);
+	RESOLVE(memalign, HDS_GLIBC_BASE);
+	RESOLVE(posix_memalign, HDS_GLIBC_BASE);
+	RESOLVE(aligned_alloc, HDS_GLIBC_ALIGNED);
+	RESOLVE(valloc, HDS_GLIBC_BASE);
+	RESOLVE(pvalloc, HDS_GLIBC_BASE);
 #undef RESOLVE
 	hds.foreign_malloc = r.malloc != __libc_malloc;
 	hds.real = r;

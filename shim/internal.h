@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch.h"
 #include "hd_format.h"
 
 #define HDS_HIDDEN __attribute__((visibility("hidden")))
@@ -315,14 +316,18 @@ static inline void hds_count(uint32_t id, int64_t lb, int64_t lc, int64_t ab, in
 
 /* ---- cfi.c: frame rules from .eh_frame, cached by return address -------- */
 
-/* A frame rule, packed into 64 bits for the cache (see hds_rule_pack). */
+/* A frame rule, packed into 64 bits for the cache (see hds_rule_pack).
+ * fp and sp are the architecture's frame and stack pointers (rbp/rsp,
+ * x29/sp: arch.h). */
 struct hds_rule {
-	int cfa_rbp;        /* CFA = rbp + cfa_off (else rsp + cfa_off) */
+	int cfa_fp;         /* CFA = fp + cfa_off (else sp + cfa_off) */
 	int64_t cfa_off;
 	int end;            /* the return address is undefined: outermost frame */
 	int64_t ra_off;     /* RA = *(CFA + ra_off) */
-	int rbp_saved;      /* rbp = *(CFA + rbp_off) (else unchanged) */
-	int64_t rbp_off;
+	int ra_lr;          /* RA is still in the link register (aarch64 x30, a
+			       frame that has not saved it): innermost frames only */
+	int fp_saved;       /* fp = *(CFA + fp_off) (else unchanged) */
+	int64_t fp_off;
 	int bad;            /* not expressible: use libunwind */
 };
 
@@ -330,25 +335,46 @@ struct hds_rule {
 #define HDS_RULE_UNSUPPORTED UINT64_C(2)   /* CFI we do not interpret */
 #define HDS_RULE_END         UINT64_C(3)   /* outermost frame */
 
+/* A signed field of `bits` bits at `shift` (arch.h sets the widths: the
+ * offsets of saved registers from the CFA are 8 or 16 bytes on x86-64,
+ * the size of the whole frame on aarch64, whose frame record sits at its
+ * bottom). */
+static inline int hds_rule_fits(int64_t x, int bits)
+{
+	return x >= -((int64_t)1 << (bits - 1)) && x < ((int64_t)1 << (bits - 1));
+}
+
+static inline uint64_t hds_rule_field(int64_t x, int shift, int bits)
+{
+	return ((uint64_t)x & ((UINT64_C(1) << bits) - 1)) << shift;
+}
+
+static inline int64_t hds_rule_sfield(uint64_t v, int shift, int bits)
+{
+	return (int64_t)(v << (64 - shift - bits)) >> (64 - bits);
+}
+
 static inline uint64_t hds_rule_pack(const struct hds_rule *r)
 {
-	if (r->bad || r->cfa_off != (int32_t)r->cfa_off || r->ra_off % 8 || r->rbp_off % 8 ||
-	    r->ra_off / 8 != (int8_t)(r->ra_off / 8) || r->rbp_off / 8 != (int8_t)(r->rbp_off / 8))
+	if (r->bad || r->ra_off % 8 || r->fp_off % 8 || !hds_rule_fits(r->cfa_off, HDS_RULE_CFA_BITS) ||
+	    !hds_rule_fits(r->ra_off / 8, HDS_RULE_RA_BITS) || !hds_rule_fits(r->fp_off / 8, HDS_RULE_FP_BITS))
 		return HDS_RULE_UNSUPPORTED;
 	if (r->end)
 		return HDS_RULE_END;
-	return (uint64_t)(r->cfa_rbp ? 4 : 0) | (uint64_t)(r->rbp_saved ? 8 : 0) |
-	       (uint64_t)(uint8_t)(int8_t)(r->ra_off / 8) << 16 |
-	       (uint64_t)(uint8_t)(int8_t)(r->rbp_off / 8) << 24 |
-	       (uint64_t)(uint32_t)(int32_t)r->cfa_off << 32;
+	return (uint64_t)(r->cfa_fp ? 4 : 0) | (uint64_t)(r->fp_saved ? 8 : 0) |
+	       (uint64_t)(r->ra_lr ? 16 : 0) |
+	       hds_rule_field(r->ra_off / 8, HDS_RULE_RA_SHIFT, HDS_RULE_RA_BITS) |
+	       hds_rule_field(r->fp_off / 8, HDS_RULE_FP_SHIFT, HDS_RULE_FP_BITS) |
+	       hds_rule_field(r->cfa_off, HDS_RULE_CFA_SHIFT, HDS_RULE_CFA_BITS);
 }
 
 static inline int hds_rule_kind(uint64_t v) { return (int)(v & 3); }   /* 0: a normal rule */
-static inline int hds_rule_cfa_rbp(uint64_t v) { return (v & 4) != 0; }
-static inline int hds_rule_rbp_saved(uint64_t v) { return (v & 8) != 0; }
-static inline int64_t hds_rule_ra_off(uint64_t v) { return (int64_t)(int8_t)(v >> 16) * 8; }
-static inline int64_t hds_rule_rbp_off(uint64_t v) { return (int64_t)(int8_t)(v >> 24) * 8; }
-static inline int64_t hds_rule_cfa_off(uint64_t v) { return (int64_t)(int32_t)(v >> 32); }
+static inline int hds_rule_cfa_fp(uint64_t v) { return (v & 4) != 0; }
+static inline int hds_rule_fp_saved(uint64_t v) { return (v & 8) != 0; }
+static inline int hds_rule_ra_lr(uint64_t v) { return (v & 16) != 0; }
+static inline int64_t hds_rule_ra_off(uint64_t v) { return hds_rule_sfield(v, HDS_RULE_RA_SHIFT, HDS_RULE_RA_BITS) * 8; }
+static inline int64_t hds_rule_fp_off(uint64_t v) { return hds_rule_sfield(v, HDS_RULE_FP_SHIFT, HDS_RULE_FP_BITS) * 8; }
+static inline int64_t hds_rule_cfa_off(uint64_t v) { return hds_rule_sfield(v, HDS_RULE_CFA_SHIFT, HDS_RULE_CFA_BITS); }
 
 HDS_HIDDEN int hds_cfi_init(void);
 /* The rule for code address pc (a return address minus one). */
