@@ -19,6 +19,7 @@ int cmd_trend(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_bundle(int argc, char **argv);
 
 /* Evaluate the gate of check, leaks and run --check on the snapshots named
  * by paths, write its report and baseline as o asks: EXIT_OK, EXIT_NO

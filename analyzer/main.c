@@ -241,6 +241,18 @@ static const struct cmd commands[] = {
 	  "traced, it may not be inspected or signalled, it does not catch the signal\n"
 	  "(it ignores it, or heapdelta's handler was not installed because the program\n"
 	  "had its own), or no snapshot appears in time.\n" },
+	{ "bundle", cmd_bundle,
+	  "heapdelta bundle SNAP... | DIR -o FILE.tar [--debug-dir DIR] [--sysroot DIR] [--map-path OLD=NEW]",
+	  "pack snapshots with the binaries and debug files their frames need",
+	  "  -o, --output FILE   the tar file to write\n"
+	  SYMBOL_OPTIONS
+	  "\n"
+	  "The tar holds the snapshot files (with the earlier snapshots they build on)\n"
+	  "and a .build-id tree of the binaries and debug files of every module a stack\n"
+	  "points into, found as every command finds them (the options above,\n"
+	  "/usr/lib/debug, DEBUGINFOD_URLS) and checked by build-id. Unpacked anywhere,\n"
+	  "its snapshots symbolize from that tree without any option:\n"
+	  "  tar xf FILE.tar -C DIR && heapdelta top DIR/heapdelta.PID.SEQ.exit.snap\n" },
 	{ "info", cmd_info,
 	  "heapdelta info SNAP... [--format text|json] [-o FILE]",
 	  "a snapshot's process, trigger, counters and modules",

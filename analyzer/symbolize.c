@@ -9,8 +9,9 @@
  * Where files are found (the snapshot may come from a container or another
  * machine): a module's file is the first of module_cands() that has the
  * snapshot's build-id: its path mapped by --map-path, under --sysroot, the
- * path itself, by name and by build-id in the --debug-dir directories, the
- * binary links under /usr/lib/debug/.build-id, then its separate debug
+ * path itself, by name and by build-id in the --debug-dir directories, by
+ * build-id in the snapshot's own directory (a bundle), the binary links
+ * under /usr/lib/debug/.build-id, then its separate debug
  * file by build-id, which symbolizes as well when the binary is nowhere;
  * last, debuginfod (debuginfod.c).  A file with another build-id is never
  * used (a rebuilt binary): it is named in the warning.  Separate debug
@@ -108,6 +109,9 @@ struct sym_module {
 	int asked;                     /* debuginfod asked for its debug file */
 	Dwarf *alt;                    /* the dwz alternate file opened here */
 	int alt_fd;
+	char *alt_path;                /* its path */
+	char alt_id[2 * HD_MAX_BUILD_ID + 1];   /* its build-id, in hex */
+	char *snapdir;                 /* the directory of the snapshot that named it */
 	struct symbolizer *sym;
 };
 
@@ -228,15 +232,18 @@ static char *build_id_path(const char *root, const void *id, size_t n, const cha
 	return xasprintf("%s/.build-id/%.2s/%s%s", strcmp(root, "/") ? root : "", h, h + 2, suffix);
 }
 
-/* The places of a build-id's file: each debug directory, then the
+/* The places of a build-id's file: each debug directory, the directory of
+ * the snapshot that named the module (a bundle: heapdelta bundle), the
  * sysroot's /usr/lib/debug, then /usr/lib/debug. */
-static void build_id_cands(const struct symbolizer *sym, struct cands *c, const void *id, size_t n,
+static void build_id_cands(const struct sym_module *m, struct cands *c, const void *id, size_t n,
 			   const char *suffix)
 {
-	const struct sym_paths *p = sym->paths;
+	const struct sym_paths *p = m->sym->paths;
 
 	for (size_t i = 0; i < p->ndebug_dirs; i++)
 		cand_add(c, build_id_path(p->debug_dirs[i], id, n, suffix));
+	if (m->snapdir)
+		cand_add(c, build_id_path(m->snapdir, id, n, suffix));
 	if (p->sysroot) {
 		char *root = xasprintf("%s" DEBUG_ROOT, p->sysroot);
 		cand_add(c, build_id_path(root, id, n, suffix));
@@ -337,7 +344,7 @@ static void debug_cands(const struct sym_module *m, struct cands *c, const void 
 	const struct sym_paths *p = m->sym->paths;
 
 	if (idlen > 0)
-		build_id_cands(m->sym, c, id, (size_t)idlen, ".debug");
+		build_id_cands(m, c, id, (size_t)idlen, ".debug");
 	char *real = realpath(file_name, NULL);
 	const char *names[2] = { file_name, real && strcmp(real, file_name) != 0 ? real : NULL };
 	for (int k = 0; k < 2 && names[k]; k++) {
@@ -495,6 +502,8 @@ void symbolizer_free(struct symbolizer *sym)
 		}
 		free(sym->mods[i]->debug_path);
 		free(sym->mods[i]->file);
+		free(sym->mods[i]->alt_path);
+		free(sym->mods[i]->snapdir);
 		free(sym->mods[i]->syms);
 		free(sym->mods[i]->path);
 		free(sym->mods[i]);
@@ -520,7 +529,7 @@ static int check_alt_file(struct sym_module *m, Dwarf *dw, const char *debugdir)
 
 	if (n <= 0)
 		return 0;
-	build_id_cands(m->sym, &c, id, (size_t)n, ".debug");
+	build_id_cands(m, &c, id, (size_t)n, ".debug");
 	cand_add(&c, alt_path(debugdir, altname));
 	for (size_t i = 0; !m->alt; i++) {
 		struct stat st;
@@ -548,6 +557,9 @@ static int check_alt_file(struct sym_module *m, Dwarf *dw, const char *debugdir)
 		dwarf_setalt(dw, alt);
 		m->alt = alt;
 		m->alt_fd = fd;
+		m->alt_path = xstrdup(c.v[i]);
+		if ((size_t)n <= HD_MAX_BUILD_ID)
+			hex(m->alt_id, id, (size_t)n);
 	}
 	if (!m->alt && refused)
 		warn_debug_file(m, refused, why);
@@ -592,8 +604,8 @@ static void module_cands(const struct sym_module *m, struct cands *c)
 	cand_add(c, xstrdup(m->path));
 	for (size_t i = 0; i < p->ndebug_dirs; i++)
 		cand_add(c, join(p->debug_dirs[i], m->name));
-	build_id_cands(m->sym, c, m->build_id, m->build_id_len, "");
-	build_id_cands(m->sym, c, m->build_id, m->build_id_len, ".debug");
+	build_id_cands(m, c, m->build_id, m->build_id_len, "");
+	build_id_cands(m, c, m->build_id, m->build_id_len, ".debug");
 }
 
 /* Find the module's file among module_cands(), then from debuginfod (its
@@ -694,7 +706,7 @@ static void module_open(struct sym_module *m, const struct hd_module *hm)
 	check_lazy_files(m);
 }
 
-static struct sym_module *module_get(struct symbolizer *sym, const struct hd_module *hm)
+static struct sym_module *module_get(struct symbolizer *sym, const struct snapshot *s, const struct hd_module *hm)
 {
 	for (size_t i = 0; i < sym->nmods; i++) {
 		struct sym_module *m = sym->mods[i];
@@ -704,6 +716,9 @@ static struct sym_module *module_get(struct symbolizer *sym, const struct hd_mod
 	}
 	struct sym_module *m = xcalloc(1, sizeof *m);
 	m->sym = sym;
+	m->snapdir = s->path ? debugdir_of(s->path) : NULL;
+	if (m->snapdir && strlen(m->snapdir) > 1)
+		m->snapdir[strlen(m->snapdir) - 1] = 0;     /* no trailing slash */
 	m->path = xstrdup(hm->path);
 	const char *slash = strrchr(m->path, '/');
 	m->name = slash ? slash + 1 : m->path;
@@ -958,7 +973,7 @@ const struct sym_frame *symbolize_addr(struct symbolizer *sym, const struct snap
 		*nframes = 1;
 		return &sym->unknown;
 	}
-	struct sym_module *m = module_get(sym, hm);
+	struct sym_module *m = module_get(sym, s, hm);
 	uint64_t rel = addr - hm->base;
 	struct addr_entry *e = slot_for(sym, m, rel, is_return);
 
@@ -982,4 +997,17 @@ const struct sym_frame *symbolize_addr(struct symbolizer *sym, const struct snap
 		e->frames[i].address = addr;
 	*nframes = e->n;
 	return e->frames;
+}
+
+void symbolize_module_files(struct symbolizer *sym, const struct snapshot *s, const struct hd_module *hm,
+			    struct sym_files *f)
+{
+	struct sym_module *m = module_get(sym, s, hm);
+	int ok = m->state == MOD_OK;
+
+	memset(f, 0, sizeof *f);
+	f->file = ok ? m->file : NULL;
+	f->debug = ok ? m->debug_path : NULL;
+	f->alt = ok ? m->alt_path : NULL;
+	f->alt_id = m->alt_path ? m->alt_id : NULL;
 }

@@ -46,6 +46,19 @@ void symbolizer_free(struct symbolizer *sym);
 const struct sym_frame *symbolize_addr(struct symbolizer *sym, const struct snapshot *s,
 				       uint64_t addr, uint32_t epoch, int is_return, size_t *nframes);
 
+/* The files a symbolizer reads for a module; NULL where there is none. */
+struct sym_files {
+	const char *file;       /* its binary, or the debug file standing in for it */
+	const char *debug;      /* its separate debug file */
+	const char *alt;        /* its dwz alternate file */
+	const char *alt_id;     /* the alternate file's build-id, in hex */
+};
+
+/* The files sym reads for module hm of snapshot s, opening it if it was not
+ * yet (all NULL when it was not found); the strings belong to sym. */
+void symbolize_module_files(struct symbolizer *sym, const struct snapshot *s, const struct hd_module *hm,
+			    struct sym_files *f);
+
 /* ---- symbolize_opts.c: where the files a snapshot names are looked for -- */
 
 /* Every command that symbolizes takes symbolize_options[] (getopt_long

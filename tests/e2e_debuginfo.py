@@ -466,3 +466,49 @@ def debug_location_options_are_checked():
             check(opt in p.stdout, f"{opt} in 'heapdelta help {cmd[0]}'")
     p = run([HD, "run", "-o", os.path.join(d, "o"), "--check", "--max-leaked", "1GiB", "--debug-dir", d, "--", prog])
     eq(p.returncode, 0, f"run --check --debug-dir: exit status ({p.stderr.strip()})")
+
+
+@test
+def a_bundle_analyzed_after_every_original_file_is_moved_away_gives_the_same_report():
+    from e2e_hostile import rewrite_module_paths   # here: importing it registers its tests
+    d = os.path.realpath(tmpdir())
+    app = os.path.join(d, "app")
+    os.mkdir(app)
+    prog, dbg, bid = stripped_grow(app)   # the debug file beside it, by .gnu_debuglink
+    eq(run(["objcopy", f"--add-gnu-debuglink={dbg}", prog], cwd=app).returncode, 0, "objcopy --add-gnu-debuglink")
+    ex, exp, snaps = run_grow(prog, d)
+    env = clean_env()
+    want = hd_env(env, "top", ex, "--limit", "0", "--by", "traceback")
+    eq((want.returncode, want.stderr), (0, ""), "the report where the files are")
+    check_sites(report(env, ex)[0], "grow.c", {k: v[2:] for k, v in exp.items()})
+
+    tar = os.path.join(d, "b.tar")
+    p = hd_env(env, "bundle", os.path.dirname(ex), "-o", tar)
+    eq(p.returncode, 0, f"bundle exit status ({p.stderr.strip()})")
+    check(re.fullmatch(rf"heapdelta: wrote {re.escape(tar)} \(3 snapshot files, [34] module files, .*\)\n", p.stderr),
+          f"bundle's line: {p.stderr!r}")
+    import tarfile
+    with tarfile.open(tar) as t:
+        names = sorted(t.getnames())
+        check(all(m.isreg() for m in t.getmembers()), "only regular files")
+        libc = [m["path"] for m in json.loads(hd("info", "--format", "json", ex).stdout)[0]["modules"]
+                if "/libc.so" in m["path"]]
+        eq(len(libc), 1, "libc in the module map")
+        for name in [os.path.basename(s) for s in snaps] + [build_id_path("", bid, ""), build_id_path("", bid)]:
+            check(name in names, f"{name} in the bundle: {names}")
+        x = os.path.join(d, "x")
+        t.extractall(x)
+    # Every original file gone: the binary and its debug file moved away,
+    # libc named where nothing is.
+    os.rename(app, os.path.join(d, "gone"))
+    for s in glob.glob(os.path.join(x, "*.snap")):
+        rewrite_module_paths(s, s + ".new", {libc[0]: "/gone" + libc[0]})
+        os.rename(s + ".new", s)
+    got = hd_env(env, "top", os.path.join(x, os.path.basename(ex)), "--limit", "0", "--by", "traceback")
+    eq((got.returncode, got.stderr), (0, ""), "the bundle's report: exit status and stderr")
+    eq(got.stdout, want.stdout, "the bundle's report")
+
+    for argv, msg in ((["bundle", ex], "no output file: give -o FILE.tar"),
+                      (["bundle", "-o", tar], "expected snapshot files or a directory of them")):
+        p = hd(*argv)
+        eq((p.returncode, p.stderr.splitlines()[0]), (2, f"heapdelta: {msg}"), f"{' '.join(argv)}")
