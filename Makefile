@@ -198,8 +198,12 @@ $(T)/fuzz_reader: $(UNIT_AN_SRC) tests/fuzz/fuzz_reader.c | $(T)
 test-build: all $(FIXTURES) $(UNITS)
 
 # The fixtures of the aarch64 tier (tests/e2e_aarch64.py), cross-built.
-CROSS_FIXTURES := $(T)/sites $(T)/sites_fp $(T)/threads $(T)/sites_cpp
+CROSS_FIXTURES := $(T)/sites $(T)/sites_fp $(T)/threads $(T)/sites_cpp $(T)/sites_pac
 cross-fixtures: $(CROSS_FIXTURES)
+
+# sites.c with return addresses signed by pointer authentication (aarch64).
+$(T)/sites_pac: tests/fixtures/sites.c | $(T)
+	$(CC) -O2 -g -mbranch-protection=pac-ret -o $@ $<
 
 # The aarch64 tier from the host: what tests/e2e_aarch64.py runs under
 # qemu-aarch64 (it calls this itself when its files are missing).

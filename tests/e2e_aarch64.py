@@ -139,3 +139,26 @@ def aarch64_cfi_unwinder_matches_libunwind_frame_for_frame_and_threads_end_exact
         if prog == "threads":
             eq(info["dropped_allocs"], 0, "dropped allocations")
             eq(info["alloc_bytes"] - info["free_bytes"], info["live_bytes"], "allocated - freed = live")
+
+
+@test
+def aarch64_return_addresses_signed_by_pointer_authentication_are_stripped():
+    """sites.c built with -mbranch-protection=pac-ret: main saves x30 signed
+    (qemu's default cpu implements pointer authentication).  The stacks
+    must reach _start through main's saved x30, stripped.  libunwind 1.6.2
+    stops at such a frame (it repeats main's frame and ends): no check mode
+    here."""
+    aarch64_ready()
+    d = tmpdir()
+    p, _ = qemu("sites_pac", d)
+    eq(p.returncode, 0, f"fixture exit status (stderr: {p.stderr[-500:]})")
+    snap = exit_snapshot(d)
+    check_sites(top_json(snap), "sites.c", expectations(p.stdout))
+    eq(info_of(snap)["unwind_fallbacks"], 0, "stacks handed to libunwind")
+    line = markers("sites.c")["malloc"]
+    st = [s for s in top_json(snap, "--by", "traceback")["stats"] if s["line"] == line and s["file"].endswith("sites.c")]
+    eq(len(st), 1, f"one traceback of the malloc site (sites.c:{line})")
+    names = [(f["module"], f["function"]) for f in st[0]["traceback"]]
+    eq(names[0], ("sites_pac", "main"), "innermost frame")
+    eq(names[-1], ("sites_pac", "_start"), f"outermost frame (traceback {names})")
+    check(("libc.so.6", "__libc_start_main") in names, f"__libc_start_main in the traceback {names}")
