@@ -47,9 +47,10 @@
  * Bundles and chunks are never unmapped, so a reader always reads mapped
  * memory, and no lock is needed anywhere: readers may run concurrently
  * (the writer thread, an API snapshot, the exit snapshot from a signal
- * handler), and a reader that keeps finding an entry mid-update (its owner
- * was interrupted by a signal whose handler is the reader) takes the values
- * after a bounded number of tries.
+ * handler).  A reader that finds an entry mid-update waits for its owner
+ * (spins, yields, sleeps: up to 2 s, for an owner waiting its turn on a
+ * loaded machine); its own entries it takes at once (a signal handler
+ * that interrupted its own update).
  */
 #include "internal.h"
 
@@ -64,7 +65,7 @@
 __thread struct hds_thread *hds_tl_thread __attribute__((tls_model("initial-exec")));
 
 #define SLAB_BYTES   (64u << 10)   /* chunks are carved from slabs this big */
-#define READ_TRIES   4096          /* seqlock retries before taking what is there */
+#define WAIT_LIMIT_NS (UINT64_C(2) * 1000000000u)   /* how long a reader waits for one update */
 
 static pthread_key_t thread_key;
 static int thread_key_ok;
@@ -252,11 +253,39 @@ void hds_count_slow(uint32_t id, int64_t lb, int64_t lc, int64_t ab, int64_t ac)
 
 /* ---- reading ----------------------------------------------------------- */
 
-static void read_entry(const struct hds_tcount *e, struct hds_sums *out)
+/* A reader found an update under way: spin a little, then yield, then
+ * sleep (on a loaded machine the owner may wait its turn on another core
+ * for milliseconds).  0 while it should look again; 1 once it has waited
+ * WAIT_LIMIT_NS: an owner stopped mid-update for that long (a signal
+ * handler that does not return), whose one update the snapshot then
+ * takes as it is. */
+static int wait_for_owner(int tries, uint64_t *since)
+{
+	if (tries < 64)
+		return 0;
+	if (tries < 1024) {
+		sched_yield();
+		return 0;
+	}
+	uint64_t now = hds_now_ns(CLOCK_MONOTONIC);
+	if (!*since)
+		*since = now;
+	if (now - *since > WAIT_LIMIT_NS)
+		return 1;
+	struct timespec ts = { 0, 50000 };
+	nanosleep(&ts, NULL);
+	return 0;
+}
+
+/* Entry e of bundle t.  The reader's own bundle is never mid-update unless
+ * the reader interrupted it (a signal handler writing a snapshot): then
+ * waiting would be for itself, and the values are taken at once. */
+static void read_entry(const struct hds_thread *t, const struct hds_tcount *e, struct hds_sums *out)
 {
 	int64_t lb = 0, lc = 0, ab = 0, ac = 0;
+	uint64_t since = 0;
 
-	for (int tries = 0; tries < READ_TRIES; tries++) {
+	for (int tries = 0;; tries++) {
 		uint32_t s1 = atomic_load_acquire(&e->seq);
 		lb = atomic_load_relaxed(&e->live_bytes);
 		lc = atomic_load_relaxed(&e->live_count);
@@ -265,8 +294,8 @@ static void read_entry(const struct hds_tcount *e, struct hds_sums *out)
 		HDS_FENCE(memory_order_acquire);
 		if (!(s1 & 1) && atomic_load_explicit(&e->seq, HDS_TSAN ? memory_order_seq_cst : memory_order_relaxed) == s1)
 			break;
-		if (tries > 64)
-			sched_yield();   /* the owner was preempted mid-update */
+		if (t == hds_tl_thread || wait_for_owner(tries, &since))
+			break;
 	}
 	out->live_bytes += lb;
 	out->live_count += lc;
@@ -277,7 +306,8 @@ static void read_entry(const struct hds_tcount *e, struct hds_sums *out)
 void hds_counts_read(struct hds_sums *out, uint32_t n)
 {
 	/* The global counters, again if an update of them overlapped. */
-	for (int tries = 0; tries < READ_TRIES; tries++) {
+	uint64_t since = 0;
+	for (int tries = 0;; tries++) {
 		uint64_t end = atomic_load_acquire(&orphan_end);
 		for (uint32_t id = 0; id < n; id++) {
 			struct hds_stack *s = hds_stack_get(id);
@@ -289,7 +319,8 @@ void hds_counts_read(struct hds_sums *out, uint32_t n)
 		HDS_FENCE(memory_order_acquire);
 		if (atomic_load_explicit(&orphan_begin, HDS_TSAN ? memory_order_seq_cst : memory_order_relaxed) == end)
 			break;
-		sched_yield();
+		if (wait_for_owner(tries + 64, &since))
+			break;
 	}
 	/* Every bundle, owned or not: a free one still holds the counts of the
 	 * threads that had it. */
@@ -298,7 +329,7 @@ void hds_counts_read(struct hds_sums *out, uint32_t n)
 		for (uint32_t d = 0; d < used; d++) {
 			const struct hds_chunk *c = atomic_load_acquire(&t->dir[d]);
 			for (uint32_t k = 0; c && k < HDS_CHUNK_N && d * HDS_CHUNK_N + k < n; k++)
-				read_entry(&c->e[k], &out[d * HDS_CHUNK_N + k]);
+				read_entry(t, &c->e[k], &out[d * HDS_CHUNK_N + k]);
 		}
 	}
 }

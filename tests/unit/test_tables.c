@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 
 /* What the tables need from the rest of the shim. */
 struct hds_globals hds;
@@ -24,6 +25,14 @@ uint64_t hds_resident(const void *addr, uint64_t len)
 {
 	(void)addr;
 	return len;
+}
+
+uint64_t hds_now_ns(int clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* threads.c keeps the unwinder's memory in each thread's bundle: none here. */
