@@ -98,6 +98,10 @@ void hds_python_init(void)
 
 	if (!eval || !version || !tstate)
 		return;   /* not CPython (or not one whose symbols we can see) */
+#if !defined(__x86_64__)
+	hds_warn("Python frames are read on x86-64 only for now; native frames only", NULL);
+	return;
+#endif
 	const char *want = getenv("HEAPDELTA_PYTHON");
 	if (want && strcmp(want, "0") == 0)
 		return;   /* native frames only, as asked */

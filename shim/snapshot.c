@@ -223,6 +223,11 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 	f[HD_META_UNWIND_MISMATCHES] = atomic_load_relaxed(&hds.unwind_mismatches);
 	f[HD_META_MISMATCHED_FREES] = atomic_load_relaxed(&hds.mismatched_frees);
 	f[HD_META_RUN_ID] = run_id;
+#if defined(__x86_64__)
+	f[HD_META_MACHINE] = 62;    /* EM_X86_64 */
+#elif defined(__aarch64__)
+	f[HD_META_MACHINE] = 183;   /* EM_AARCH64 */
+#endif
 
 	out_section(o, HD_SEC_META, sizeof f);
 	for (int i = 0; i < HD_META_NFIELDS; i++)
