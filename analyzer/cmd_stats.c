@@ -92,6 +92,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 		case ALLOC_OPT_FN:
 		case ALLOC_OPT_FILE:
 		case ALLOC_OPT_NO_DEFAULTS:
+		case ALLOC_OPT_NATIVE_SITE:
 			if (alloc_fns_option(cmd, &a->af, c, optarg) < 0)
 				return EXIT_USAGE;
 			break;

@@ -45,6 +45,7 @@ int cmd_trend(int argc, char **argv)
 		case ALLOC_OPT_FN:
 		case ALLOC_OPT_FILE:
 		case ALLOC_OPT_NO_DEFAULTS:
+		case ALLOC_OPT_NATIVE_SITE:
 			if (alloc_fns_option("trend", &af, c, optarg) < 0)
 				return EXIT_USAGE;
 			break;
@@ -108,6 +109,7 @@ int cmd_trend(int argc, char **argv)
 	}
 	trend_free(tr);
 	symbolizer_free(sym);
+	alloc_fns_release(&af);
 	for (int i = 0; i < n; i++)
 		free(paths[i]);
 	free(paths);

@@ -27,6 +27,7 @@ const struct option gate_options[] = {
 	{ "alloc-fn", required_argument, NULL, ALLOC_OPT_FN },
 	{ "alloc-fns-file", required_argument, NULL, ALLOC_OPT_FILE },
 	{ "no-default-alloc-fns", no_argument, NULL, ALLOC_OPT_NO_DEFAULTS },
+	{ "native-site", no_argument, NULL, ALLOC_OPT_NATIVE_SITE },
 	{ "debug-dir", required_argument, NULL, SYM_OPT_DEBUG_DIR },
 	{ "sysroot", required_argument, NULL, SYM_OPT_SYSROOT },
 	{ "map-path", required_argument, NULL, SYM_OPT_MAP_PATH },
@@ -108,7 +109,8 @@ int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg)
 	case GATE_OPT_FORMAT: return format_arg(cmd, arg, &o->format);
 	case ALLOC_OPT_FN:
 	case ALLOC_OPT_FILE:
-	case ALLOC_OPT_NO_DEFAULTS: return alloc_fns_option(cmd, &o->alloc_fns, c, arg);
+	case ALLOC_OPT_NO_DEFAULTS:
+	case ALLOC_OPT_NATIVE_SITE: return alloc_fns_option(cmd, &o->alloc_fns, c, arg);
 	case SYM_OPT_DEBUG_DIR:
 	case SYM_OPT_SYSROOT:
 	case SYM_OPT_MAP_PATH: return symbolize_option(cmd, c, arg);

@@ -21,7 +21,9 @@
 "                      .heapdelta-alloc-fns in the current directory (one a line)\n" \
 "  --alloc-fns-file FILE  read them from FILE instead of .heapdelta-alloc-fns\n" \
 "  --no-default-alloc-fns  do not look through the built-in list of wrappers\n" \
-"                      ('heapdelta help sites')\n"
+"                      ('heapdelta help sites')\n" \
+"  --native-site       in Python programs too, the site is the innermost native\n" \
+"                      frame (default: the innermost Python frame or C extension)\n"
 
 /* The options of every command that symbolizes (symbolize_opts.c). */
 #define SYMBOL_OPTIONS \

@@ -94,3 +94,14 @@ def a_c_extensions_malloc_is_its_c_line_with_the_python_line_that_called_it():
     st = next(s for s in r["stats"] if s["traceback"][0]["file"] and s["traceback"][0]["file"].endswith("pyext.c"))
     py = [(os.path.basename(f["file"]), f["line"], f["function"]) for f in st["traceback"] if f["module"] == "python"]
     eq(py[0], ("pyext_user.py", user["ext_caller"], "use_it"), "the Python line that called it")
+
+
+@test
+def native_site_chooses_the_innermost_native_frame_in_python_programs_too():
+    d, _ = python_run("pyalloc.py", "heapdelta")
+    snap = snaps_of(d, "api")[0]
+    line = markers("pyalloc.py")["bytearrays"]
+    check(line in by_site(top_json(snap), "pyalloc.py"), "by default the Python line is a site")
+    native = top_json(snap, "--native-site")
+    eq(by_site(native, "pyalloc.py"), {}, "with --native-site no Python line is a site")
+    check(all(s["traceback"][0]["module"] != "python" for s in native["stats"]), "every site a native frame")
