@@ -102,6 +102,10 @@ def native_site_chooses_the_innermost_native_frame_in_python_programs_too():
     snap = snaps_of(d, "api")[0]
     line = markers("pyalloc.py")["bytearrays"]
     check(line in by_site(top_json(snap), "pyalloc.py"), "by default the Python line is a site")
+    # bytearray's buffer is allocated by the interpreter's C code: with
+    # --native-site that C function is the site.  (Where the eval loop
+    # allocates itself, a list literal say, its Python frame stands in for
+    # it: the eval loop's native frame is what was replaced.)
     native = top_json(snap, "--native-site")
-    eq(by_site(native, "pyalloc.py"), {}, "with --native-site no Python line is a site")
-    check(all(s["traceback"][0]["module"] != "python" for s in native["stats"]), "every site a native frame")
+    check(line not in by_site(native, "pyalloc.py"), f"with --native-site pyalloc.py:{line} is not a site")
+    check(any(s["traceback"][0]["module"] == "python3.11" for s in native["stats"]), "native sites in python3.11")
