@@ -228,9 +228,13 @@ static int poll_dir(struct watch *w)
 		return -1;
 	long pid = w->fixed ? w->pid : busiest(v, n, w->pid);
 	if (pid != w->pid || !w->tr) {
-		/* Another process: its own trend, from its first file. */
+		/* Another process: its own trend, from its first file (room
+		 * for its files so far, and a quarter more). */
+		int files = 0;
+		for (size_t i = 0; i < n; i++)
+			files += (long)v[i].pid == pid;
 		trend_free(w->tr);
-		w->tr = trend_new(w->g, w->sym, 64, 0);
+		w->tr = trend_new(w->g, w->sym, files + files / 4 + 16, 0);
 		w->pid = pid;
 		w->last_seq = 0;
 		w->exited = 0;

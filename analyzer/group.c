@@ -358,6 +358,7 @@ void group_totals(const struct stat_table *t, int old, int64_t *size, int64_t *c
 
 struct series_node {
 	struct series s;
+	int filled;                 /* columns 0 .. filled hold their values */
 	UT_hash_handle hh;
 };
 
@@ -365,6 +366,7 @@ struct series_table {
 	struct stat_table base;     /* options, symbolizer, kept stack arrays */
 	struct series_node *head;
 	int npoints;                /* capacity of every series */
+	int changes;                /* adding a point from counter changes */
 	/* Stack ids are stable across one process's snapshots: each id is
 	 * symbolized, filtered and keyed once (NULL node: filtered out). */
 	struct { int done; struct series_node *node; } *by_id;
@@ -383,6 +385,18 @@ struct series_table *series_new(const struct group_opts *opts, struct symbolizer
 	return t;
 }
 
+/* A series that did not change since column `filled` holds that value up
+ * to column point. */
+static void series_carry(struct series_node *node, int point)
+{
+	for (int j = node->filled + 1; j <= point; j++) {
+		node->s.bytes[j] = node->s.bytes[node->filled];
+		node->s.count[j] = node->s.count[node->filled];
+	}
+	if (point > node->filled)
+		node->filled = point;
+}
+
 static struct series_node *series_charge(struct series_table *t, char *key, const struct site_stack *st,
 					 const struct hd_stack *hs, int point)
 {
@@ -396,9 +410,12 @@ static struct series_node *series_charge(struct series_table *t, char *key, cons
 		node->s.tb = *st;
 		node->s.bytes = xcalloc((size_t)t->npoints, sizeof *node->s.bytes);
 		node->s.count = xcalloc((size_t)t->npoints, sizeof *node->s.count);
+		node->filled = point;   /* nothing before: zeros */
 		HASH_ADD_KEYPTR(hh, t->head, node->s.key, strlen(node->s.key), node);
 	} else {
 		free(key);
+		if (t->changes)
+			series_carry(node, point);
 	}
 	node->s.bytes[point] += (int64_t)hs->live_bytes;
 	node->s.count[point] += (int64_t)hs->live_count;
@@ -422,38 +439,93 @@ static void series_grow(struct series_table *t, int point)
 	t->npoints = cap;
 }
 
-void series_add(struct series_table *t, const struct snapshot *s, int point)
+/* Room in by_id for stack id `id`. */
+static void series_room(struct series_table *t, uint32_t id)
+{
+	if (id < t->nby_id)
+		return;
+	size_t n = t->nby_id ? t->nby_id : 1024;
+	while (n <= id)
+		n *= 2;
+	t->by_id = xrealloc(t->by_id, n * sizeof *t->by_id);
+	memset(t->by_id + t->nby_id, 0, (n - t->nby_id) * sizeof *t->by_id);
+	t->nby_id = n;
+}
+
+/* Charge a stack first seen (its live counters before were zero), or say
+ * it is filtered out. */
+static void series_first(struct series_table *t, const struct snapshot *s, const struct hd_stack *hs, int point)
 {
 	const struct group_opts *o = t->base.opts;
 
+	t->by_id[hs->id].done = 1;
+	struct site_stack st = expand(&t->base, s, hs);
+	if (!st.n || !keep_stack(o, &st))
+		return;
+	t->by_id[hs->id].node = series_charge(t, site_key(&st, o->by), &st, hs, point);
+}
+
+void series_add(struct series_table *t, const struct snapshot *s, int point)
+{
+	struct series_node *node, *tmp;
+
 	if (point >= t->npoints)
 		series_grow(t, point);
+	/* Column point is summed from zeros: every series up to date before. */
+	series_settle(t, point);
+	t->changes = 0;
 	for (uint32_t i = 0; i < s->nstacks; i++) {
 		const struct hd_stack *hs = &s->stacks[i];
 		if (!hs->live_count && !hs->live_bytes)
 			continue;
-		if (hs->id >= t->nby_id) {
-			size_t n = t->nby_id ? t->nby_id : 1024;
-			while (n <= hs->id)
-				n *= 2;
-			t->by_id = xrealloc(t->by_id, n * sizeof *t->by_id);
-			memset(t->by_id + t->nby_id, 0, (n - t->nby_id) * sizeof *t->by_id);
-			t->nby_id = n;
-		}
+		series_room(t, hs->id);
 		if (t->by_id[hs->id].done) {
-			struct series_node *node = t->by_id[hs->id].node;
-			if (node) {
+			if ((node = t->by_id[hs->id].node)) {
 				node->s.bytes[point] += (int64_t)hs->live_bytes;
 				node->s.count[point] += (int64_t)hs->live_count;
 			}
 			continue;
 		}
-		t->by_id[hs->id].done = 1;
-		struct site_stack st = expand(&t->base, s, hs);
-		if (!st.n || !keep_stack(o, &st))
-			continue;
-		t->by_id[hs->id].node = series_charge(t, site_key(&st, o->by), &st, hs, point);
+		series_first(t, s, hs, point);
 	}
+	HASH_ITER(hh, t->head, node, tmp)
+		node->filled = point;
+}
+
+void series_add_changes(struct series_table *t, const struct snapshot *s, int point)
+{
+	struct series_node *node;
+
+	if (point >= t->npoints)
+		series_grow(t, point);
+	t->changes = 1;
+	for (uint32_t k = 0; k < s->ndeltas; k++) {
+		const struct hd_delta *d = &s->deltas[k];
+		if (!d->d[0] && !d->d[1])
+			continue;
+		series_room(t, d->id);
+		if (t->by_id[d->id].done) {
+			if ((node = t->by_id[d->id].node)) {
+				series_carry(node, point);
+				node->s.bytes[point] += d->d[0];
+				node->s.count[point] += d->d[1];
+			}
+			continue;
+		}
+		/* Never live before this point: its change is all it holds. */
+		const struct hd_stack *hs = snapshot_stack_by_id(s, d->id);
+		if (hs && (hs->live_count || hs->live_bytes))
+			series_first(t, s, hs, point);
+	}
+	t->changes = 0;
+}
+
+void series_settle(struct series_table *t, int npoints)
+{
+	struct series_node *node, *tmp;
+
+	HASH_ITER(hh, t->head, node, tmp)
+		series_carry(node, npoints - 1);
 }
 
 struct series **series_all(struct series_table *t, size_t *n)

@@ -91,7 +91,16 @@ struct series_table *series_new(const struct group_opts *opts, struct symbolizer
 /* Add snapshot s as column `point`: s is not used after the call, so it can
  * be released (the series hold symbolized frames, owned by sym). */
 void series_add(struct series_table *t, const struct snapshot *s, int point);
-/* Every series; the array is the caller's to free, the series the table's. */
+/* The same from s's own counter changes (s->deltas: a version 2 file read
+ * by snapshot_load), when column point - 1 holds s's base: only the stacks
+ * that changed are visited, so a snapshot costs what changed in it, not
+ * what exists; a series that did not change is filled in later. */
+void series_add_changes(struct series_table *t, const struct snapshot *s, int point);
+/* Fill every series' columns 0 .. npoints - 1 (after series_add_changes,
+ * before the series are read). */
+void series_settle(struct series_table *t, int npoints);
+/* Every series (settled: series_settle()); the array is the caller's to
+ * free, the series the table's. */
 struct series **series_all(struct series_table *t, size_t *n);
 void series_free(struct series_table *t);
 

@@ -21,33 +21,40 @@
  * and a slow teardown can hold interval snapshots too (CPython's takes
  * about 0.7 s on a 100 MB heap).  Ranked with them, every site that grew
  * would end in a fall and rank as shrinking.  So the figures are computed
- * over the steady state, and the teardown is shown apart.  The snapshots
- * after p are a teardown when
- *   - the last one is the exit snapshot (a running process has none, and
- *     a drop in the middle of a run is something the program did, to be
- *     ranked like the rest);
+ * over the steady state, and the teardown is shown apart.  It is there
+ * when
+ *   - the last snapshot is the exit snapshot (a running process has none,
+ *     and a drop in the middle of a run is something the program did, to
+ *     be ranked like the rest);
  *   - the whole traced heap (META live bytes, whatever --by and filters
- *     say) fell at each of them: p is the last snapshot after which every
- *     one holds less than the one before it (the final drop);
+ *     say) did not grow from some snapshot p to the exit snapshot: p is
+ *     where the final fall starts (a teardown has pauses: CPython's holds
+ *     the heap still for several snapshots at 0.01 s);
  *   - the exit snapshot holds less than half of what p held: the program
- *     let go of most of its heap, not of a little noise;
- *   - the steady state keeps two snapshots at least (p > 0): a run that
- *     only ever shrank is ranked whole.
+ *     let go of most of its heap, not of a little noise.
+ * The teardown then starts at the first snapshot after p where the heap
+ * has fallen by more than a hundredth of the whole fall: before it, the
+ * heap is still at its steady level (a program idle before it exits frees
+ * little or nothing), and a steady state keeps two snapshots at least.
  * The first snapshot taken inside a teardown can still hold more than the
  * one before it, when noise grew in the last moments of the steady state
  * by more than the teardown had freed yet: the total cannot tell.  The
- * sites that grew steadily can, being what noise does not move: so p
- * moves back (at most TRIM snapshots) while the sites that grew at three
- * intervals in four or more before p hold less, together, at p than at
- * the snapshot before.  A heap that dips just before the teardown may so
- * lose a steady snapshot or two to it; a teardown snapshot is not ranked.
+ * sites that grew steadily can, being what noise does not move: so the
+ * start moves back (at most TRIM snapshots) while the sites that grew at
+ * three intervals in four or more hold less, together, at the last steady
+ * snapshot than at the one before.  A heap that dips just before the
+ * teardown may so lose a steady snapshot or two to it; a teardown
+ * snapshot is not ranked.
  *
  * Streaming.  Snapshots are added one at a time in sequence order and
  * released: the series keep a value per site and snapshot, the points a
- * few META fields.  With keep, 2 x TRIM + 3 snapshots are held whole at
- * most: the first, the TRIM + 1 up to where the current final drop
- * starts, and the latest TRIM + 1 (the drop may start at the next one);
- * whichever the steady state ends on is among them.
+ * few META fields.  A version 2 file whose base is the point before costs
+ * only its counter changes (series_add_changes).  With keep, 2 x TRIM + 3
+ * snapshots are held whole at most: the first, the TRIM + 1 up to where
+ * the current final fall starts, and the latest TRIM + 1 (the fall may
+ * start at the next one); the report's flame graphs are of the last held
+ * one in the steady state: its last snapshot, or one at the same level of
+ * the heap before the fall.
  */
 #include "trend.h"
 #include "util.h"
@@ -123,17 +130,23 @@ static int growers_fell(struct series *const *sites, size_t nsites, int p)
 
 int trend_steady_count(const uint64_t *live, int n, int last_is_exit, struct series *const *sites, size_t nsites)
 {
-	int p = n - 1;
+	int p = n - 1, q;
 
 	if (n < 3 || !last_is_exit)
 		return n;
-	while (p > 0 && live[p - 1] > live[p])
+	while (p > 0 && live[p - 1] >= live[p])
 		p--;
-	if (p == n - 1 || p < 1 || live[n - 1] >= live[p] - live[p] / 2)   /* not under half */
+	uint64_t top = live[p], end = live[n - 1];
+	if (p == n - 1 || end >= top - top / 2)   /* not under half */
 		return n;
-	for (int k = 0; k < TREND_TRIM && p > 3 && growers_fell(sites, nsites, p); k++)
-		p--;
-	return p + 1;
+	uint64_t level = top - (top - end) / 100;
+	for (q = p + 1; live[q] >= level; q++)
+		;
+	if (q < 2)
+		return n;
+	for (int k = 0; k < TREND_TRIM && q - 1 > 3 && growers_fell(sites, nsites, q - 1); k++)
+		q--;
+	return q;
 }
 
 static int by_score(const void *a, const void *b)
@@ -311,10 +324,16 @@ void trend_add(struct trend *tr, struct snapshot *s)
 		tr->pid = s->meta[HD_META_PID];
 	free(tr->exe);
 	tr->exe = xstrdup(s->exe ? s->exe : "");
-	series_add(tr->table, s, i);
+	/* A file that builds on the point before: only what changed. */
+	if (i && s->version == 2 && s->meta[HD_META_BASE_SEQ] == tr->pts[i - 1].seq &&
+	    s->meta[HD_META_RUN_ID] == tr->run_id)
+		series_add_changes(tr->table, s, i);
+	else
+		series_add(tr->table, s, i);
+	tr->run_id = s->meta[HD_META_RUN_ID];
 	tr->n = i + 1;
-	/* Where the final drop of the heap would start (trend_steady_count). */
-	if (!i || pt->live_bytes >= tr->pts[i - 1].live_bytes)
+	/* Where the final fall of the heap would start (trend_steady_count). */
+	if (!i || pt->live_bytes > tr->pts[i - 1].live_bytes)
 		tr->drop = i;
 	if (!tr->keep) {
 		snapshot_release(s);
@@ -341,6 +360,8 @@ void trend_finish(struct trend *tr)
 {
 	uint64_t *live = xcalloc((size_t)tr->n + 1, sizeof *live);
 	size_t ns;
+
+	series_settle(tr->table, tr->n);
 	struct series **all = series_all(tr->table, &ns);
 
 	for (int i = 0; i < tr->n; i++)
@@ -358,7 +379,14 @@ void trend_finish(struct trend *tr)
 	trend_rank(tr->sites, ns);
 	if (tr->keep) {
 		tr->first = held_at(tr, 0);
-		tr->end = tr->steady ? held_at(tr, tr->steady - 1) : NULL;
+		tr->end = NULL;
+		for (int k = 0, best = -1; k < TREND_HELD; k++) {
+			if (tr->held[k].s && tr->held[k].at < tr->steady && tr->held[k].at > best) {
+				best = tr->held[k].at;
+				tr->end = tr->held[k].s;
+				tr->end_at = best;
+			}
+		}
 	}
 }
 

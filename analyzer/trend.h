@@ -50,11 +50,15 @@ struct trend {
 	struct trend_site *sites;  /* ranked (trend_finish) */
 	size_t nsites;
 	/* With keep (trend_new): the first snapshot and the last of the steady
-	 * state, whole (the report's flame graphs); NULL without. */
+	 * state (or, when the heap stayed at its level before the teardown
+	 * for a while, one at that level), whole, for the report's flame
+	 * graphs; NULL without.  end is point end_at. */
 	const struct snapshot *first, *end;
+	int end_at;
 
 	/* trend.c's own. */
 	int cap, keep, drop;
+	uint64_t run_id;           /* of the latest snapshot */
 	struct { struct snapshot *s; int at; } held[TREND_HELD];
 };
 

@@ -302,6 +302,7 @@ static void build_json(struct strbuf *sb, struct trend *tr, const struct group_o
 	json_kv_double(&j, "duration", tr->t[n - 1], 6);
 	json_kv_int(&j, "steady", tr->steady);
 	json_kv_double(&j, "steady_end", tr->t[k - 1], 6);
+	json_kv_double(&j, "flame_at", tr->t[tr->end_at], 6);
 	json_key(&j, "teardown");
 	if (k < n) {
 		json_object_begin(&j);
