@@ -15,9 +15,11 @@ Run by `make bench`.
 """
 import argparse
 import glob
+import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -251,7 +253,7 @@ def main():
                      f"| {fmt_size(sizes.get('heaptrack'))} | {fmt_size(sizes.get('heapdelta'))} "
                      f"| {'yes' if all(same.values()) else 'NO'} |")
     table = "\n".join(lines)
-    extra = [] if args.only else [analyzer_speed(), thread_scaling(args.runs)]
+    extra = [] if args.only else [analyzer_speed(), analyzer_at_scale(), thread_scaling(args.runs)]
     text = f"{args.runs} runs per mode, interleaved; medians; ratios to the untraced run.\n\n{table}\n"
     for e in extra:
         text += "\n" + e + "\n"
@@ -277,6 +279,58 @@ def analyzer_speed():
     shutil.rmtree(d, ignore_errors=True)
     return (f"Analyzer on cc1's snapshots ({nstacks} stacks, symbolized from scratch): "
             f"`heapdelta top` {times['top']:.2f} s, `heapdelta diff` {times['diff']:.2f} s.")
+
+
+def python_service_run(d, count):
+    """Debian's python3 running scripts/bench/asyncsvc.py (an asyncio service
+    keeping every finished task) under heapdelta, a snapshot every 0.01 s,
+    stopped by SIGTERM once `count` interval snapshots of it are on disk: it
+    shuts down cleanly, so its teardown and exit snapshot follow."""
+    p = subprocess.Popen([HD, "run", "-o", d, "--interval", "0.01", "--", "/usr/bin/python3",
+                          os.path.join(ROOT, "scripts", "bench", "asyncsvc.py")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while p.poll() is None and len(glob.glob(os.path.join(d, "heapdelta.*.interval.snap"))) < count:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)   # heapdelta run passes it on
+    p.wait()
+
+
+def analyzer_at_scale():
+    """trend, report and watch (one frame: the folder holds the exit snapshot)
+    over 2,000 snapshots of one process, each loaded, used and released in
+    turn: synthetic version 1 files of 10,000 sites (tests/gen_snapshots.py),
+    and a Python service's own version 2 files.  Wall time and peak RSS."""
+    rows = ["| snapshots of | snapshots | sites | stacks | on disk | `trend` | `report` | `watch` |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in ("synthetic, version 1", "python3 asyncio service, version 2"):
+        d = tempfile.mkdtemp(prefix="hd-bench-")
+        if name.startswith("synthetic"):
+            subprocess.run([sys.executable, os.path.join(ROOT, "tests", "gen_snapshots.py"), "--exit", d, "2000", "10000"],
+                           check=True)
+        else:
+            python_service_run(d, 2000)
+        cells = []
+        for cmd in (["trend", d], ["report", d, "-o", os.path.join(d, "report.html")],
+                    ["watch", d, "--interval-poll", "0.1"]):
+            wall, _, rss, out, rc = measure([HD, *cmd], os.environ, None)
+            cells.append(f"{wall:.1f} s, {rss / 1024:.0f} MiB" if rc == 0 else f"failed ({rc})")
+            if cmd[0] == "trend":
+                head = out.decode(errors="replace").splitlines()[0]
+        # (--limit 1: parsing every series here would swell this process,
+        # and a child forked from it starts with its peak RSS.)
+        info = json.loads(subprocess.run([HD, "trend", d, "--format", "json", "--limit", "1"], capture_output=True,
+                                         check=True).stdout)
+        nsites = int(subprocess.run([HD, "trend", d, "--limit", "1"], capture_output=True, text=True,
+                                    check=True).stdout.splitlines()[2].split()[0]) + 1
+        files = glob.glob(os.path.join(d, f"heapdelta.{info['pid']}.*.snap"))
+        last = max(files, key=lambda f: int(f.split(".")[-3]))
+        stacks = [l for l in subprocess.run([HD, "info", last], capture_output=True, text=True).stdout.splitlines()
+                  if l.strip().startswith("stacks:")][0].split()[1]
+        rows.append(f"| {name} | {info['snapshots']} | {nsites} | {stacks} | "
+                    f"{fmt_size(sum(os.path.getsize(f) for f in files))} | {cells[0]} | {cells[1]} | {cells[2]} |")
+        print(f"  {name}: {head}", file=sys.stderr)
+        shutil.rmtree(d, ignore_errors=True)
+    return "\n".join(rows)
 
 
 def thread_scaling(runs):

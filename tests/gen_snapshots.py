@@ -3,11 +3,12 @@
 (an independent writer of the format, used to test the reader and to build
 large reports).
 
-    tests/gen_snapshots.py OUTDIR SNAPSHOTS SITES [MODULE]
+    tests/gen_snapshots.py [--exit] OUTDIR SNAPSHOTS SITES [MODULE]
 
 One process; SITES stacks of three frames whose addresses lie in MODULE's
 text (default: this machine's /bin/true), so they symbolize; site i grows by
 (i % 7) * 16 bytes per snapshot, every third site also shrinks at random.
+Interval snapshots; with --exit, the last is the exit snapshot.
 """
 import os
 import random
@@ -45,8 +46,10 @@ def text_segment(path):
 
 
 def main():
-    out, nsnaps, nsites = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    module = sys.argv[4] if len(sys.argv) > 4 else "/bin/true"
+    args = [a for a in sys.argv[1:] if a != "--exit"]
+    last_exit = len(args) < len(sys.argv) - 1
+    out, nsnaps, nsites = args[0], int(args[1]), int(args[2])
+    module = args[3] if len(args) > 3 else "/bin/true"
     segs, pie = text_segment(module)
     base = 0x555555554000 if pie else 0
     text = [s for s in segs if s[3] & 1][0]
@@ -74,14 +77,15 @@ def main():
             total += live[i]
             count += n
         meta = [0] * NFIELDS
-        meta[0], meta[2], meta[3], meta[4], meta[5] = pid, seq, 1, 3, 32
+        trigger = "exit" if last_exit and seq == nsnaps else "interval"
+        meta[0], meta[2], meta[3], meta[4], meta[5] = pid, seq, 4 if trigger == "exit" else 1, 3, 32
         meta[8] = 1_700_000_000_000_000_000 + seq * 100_000_000
         meta[9] = seq * 100_000_000
         meta[11], meta[12], meta[13] = total, count, total
         meta[22] = total + (8 << 20)
         body = (MAGIC + struct.pack("<II", 1, 0) + section(META, struct.pack(f"<{NFIELDS}Q", *meta)) +
                 section(STRINGS, strings) + section(MODULES, modules) + section(STACKS, bytes(stacks)) + section(END, b""))
-        with open(os.path.join(out, f"heapdelta.{pid}.{seq}.interval.snap"), "wb") as f:
+        with open(os.path.join(out, f"heapdelta.{pid}.{seq}.{trigger}.snap"), "wb") as f:
             f.write(body)
 
 
