@@ -284,27 +284,39 @@ static void sleep_s(double s)
 int cmd_watch(int argc, char **argv)
 {
 	enum { O_BY = 256, O_LIMIT, O_PID, O_POLL };
-	static const struct option opts[] = {
+	static const struct option own[] = {
 		{ "by", required_argument, NULL, O_BY },
 		{ "limit", required_argument, NULL, O_LIMIT },
 		{ "pid", required_argument, NULL, O_PID },
 		{ "interval-poll", required_argument, NULL, O_POLL },
-		{ "debug-dir", required_argument, NULL, SYM_OPT_DEBUG_DIR },
-		{ "sysroot", required_argument, NULL, SYM_OPT_SYSROOT },
-		{ "map-path", required_argument, NULL, SYM_OPT_MAP_PATH },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct group_opts g = { .by = BY_LINENO };
+	static struct option *opts;   /* own, alloc_fns_options and symbolize_options, joined once */
+	struct alloc_fns af;
+	struct group_opts g = { .by = BY_LINENO, .alloc_fns = &af };
 	struct watch w = { .pid = -1, .g = &g };
 	double every = 0.5;
 	long limit = 10;
 	int c;
 
+	if (!opts) {
+		struct option *v = options_join(own, alloc_fns_options);
+		opts = options_join(v, symbolize_options);
+		free(v);
+	}
+	alloc_fns_init(&af);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
+		case ALLOC_OPT_FN:
+		case ALLOC_OPT_FILE:
+		case ALLOC_OPT_NO_DEFAULTS:
+		case ALLOC_OPT_NATIVE_SITE:
+			if (alloc_fns_option("watch", &af, c, optarg) < 0)
+				return EXIT_USAGE;
+			break;
 		case O_BY:
 			if (site_by_parse(optarg, &g.by) < 0)
 				return usage_error("watch", "--by must be lineno, filename, function or traceback, not '%s'", optarg);
@@ -343,6 +355,8 @@ int cmd_watch(int argc, char **argv)
 	struct stat st;
 	if (stat(w.dir, &st) < 0 || !S_ISDIR(st.st_mode))
 		return usage_error("watch", "'%s' is not a directory: %s", w.dir, errno ? strerror(errno) : "not one");
+	if (alloc_fns_load(&af) < 0)
+		return EXIT_USAGE;
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -406,5 +420,6 @@ int cmd_watch(int argc, char **argv)
 		term_restore();
 	trend_free(w.tr);
 	symbolizer_free(w.sym);
+	alloc_fns_release(&af);
 	return rc;
 }

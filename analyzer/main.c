@@ -223,6 +223,7 @@ static const struct cmd commands[] = {
 	  "  --by KEY            lineno (default), filename, function or traceback\n"
 	  "  --pid PID           the process to follow (default: the one with the most\n"
 	  "                      snapshots)\n"
+	  ALLOC_FN_OPTIONS
 	  SYMBOL_OPTIONS
 	  "\n"
 	  "Shows the process's heap and RSS now with sparklines, then its sites ranked as\n"

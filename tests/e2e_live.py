@@ -145,7 +145,8 @@ def watch_prints_frames_through_a_pipe_and_ends_after_the_exit_snapshot():
     check(re.match(r"^heap \S+ \S+ [\u2581-\u2588]+  rss \S+ \S+ [\u2581-\u2588]+$", last[1]), last[1])
     eq(last[2], "sites growing fastest:", "the sites' heading")
     trend = hd("trend", d, "--limit", "0").stdout.splitlines()
-    eq(last[3:], trend[1:], "the last frame's sites and teardown, as trend prints them")
+    torn = next(i for i, l in enumerate(trend) if l.startswith("teardown: "))
+    eq(last[3:], trend[1:torn + 1], "the last frame's sites and teardown, as trend prints them")
     leak = f"{os.path.join(FIX, 'service.c')}:{markers('service.c')['leak']}: +"
     check(any(l.startswith(leak) for l in last[3:]) and last[-1].startswith("teardown: "),
           "the leak's line and the teardown line")
