@@ -151,7 +151,7 @@ static int by_seq(const void *a, const void *b)
 	return 0;
 }
 
-/* The snapshot files in dir (by name); -1 after an error line. */
+/* The snapshot files in dir (by name); -1 with errno set. */
 static int list_dir(const char *dir, struct entry **v, size_t *n)
 {
 	DIR *d = opendir(dir);
@@ -160,7 +160,7 @@ static int list_dir(const char *dir, struct entry **v, size_t *n)
 	*v = NULL;
 	*n = 0;
 	if (!d)
-		return error("cannot open directory '%s': %s", dir, strerror(errno));
+		return -1;
 	while ((de = readdir(d))) {
 		uint64_t pid, seq;
 		if (trend_file_name(de->d_name, &pid, &seq) < 0)
@@ -217,7 +217,7 @@ static long busiest(const struct entry *v, size_t n, long current)
 }
 
 /* Read what is new in the directory; the number of snapshots added, or -1
- * after an error line (the directory is gone). */
+ * with errno set (the directory is gone). */
 static int poll_dir(struct watch *w)
 {
 	struct entry *v;
@@ -374,6 +374,10 @@ int cmd_watch(int argc, char **argv)
 	while (!stop_signal) {
 		int added = poll_dir(&w);
 		if (added < 0) {
+			int e = errno;
+			if (tty)
+				term_restore();   /* the line goes to the screen it will stay on */
+			error("cannot read directory '%s': %s", w.dir, strerror(e));
 			rc = EXIT_USAGE;
 			break;
 		}
