@@ -24,6 +24,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -221,9 +222,8 @@ int cmd_snapshot(int argc, char **argv)
 		return usage_error("snapshot", "expected one process id");
 	if (parse_count(argv[optind], INT_MAX, &pid) < 0 || pid < 1)
 		return usage_error("snapshot", "expected a process id, not '%s'", argv[optind]);
-	if (label)
-		return usage_error("snapshot", "--label is not supported yet: a signal cannot carry a label (a program "
-				   "can label its own snapshots with heapdelta_snapshot(\"label\"))");
+	if (label && strlen(label) > 1024)
+		return usage_error("snapshot", "--label takes 1024 bytes at most");
 
 	size_t len;
 	char *maps = read_proc(pid, "maps", &len);
@@ -295,6 +295,34 @@ int cmd_snapshot(int argc, char **argv)
 	int rc = EXIT_OK;
 	for (int i = 0; i < 2 && dirs[i]; i++)
 		list_signal_snaps(dirs[i], pid, &before, &nbefore);
+	/* A label goes in a file the shim reads when the signal comes (a
+	 * signal carries none): created exclusively, mode 0600, so that one
+	 * request at a time is pending and nothing else is overwritten. */
+	char *label_path = NULL;
+	if (label) {
+		label_path = xasprintf("%s/.heapdelta.%ld.label", dirs[0], pid);
+		int fd = open(label_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		int e = 0;
+		if (fd < 0) {
+			e = errno;
+			rc = e == EEXIST ? fail("another labelled snapshot of process %ld is pending ('%s')", pid, label_path)
+					 : fail("cannot write the label in '%s': %s", dirs[0], strerror(e));
+		} else {
+			size_t llen = strlen(label);
+			int ok = write(fd, label, llen) == (ssize_t)llen;
+			if (close(fd) != 0 || !ok) {
+				unlink(label_path);
+				rc = fail("cannot write the label in '%s'", dirs[0]);
+			}
+		}
+		if (rc != EXIT_OK) {
+			free(label_path);
+			free_names(before, nbefore);
+			free(dirs[0]);
+			free(dirs[1]);
+			return rc;
+		}
+	}
 	if (kill((pid_t)pid, signo) < 0) {
 		rc = errno == ESRCH ? fail("no process %ld", pid)
 				    : fail("not permitted to signal process %ld: %s", pid, strerror(errno));
@@ -321,6 +349,10 @@ int cmd_snapshot(int argc, char **argv)
 			struct timespec pause = { 0, 10 * 1000000 };
 			nanosleep(&pause, NULL);
 		}
+	}
+	if (label_path) {
+		unlink(label_path);   /* not taken (no snapshot): nothing left behind */
+		free(label_path);
 	}
 	if (fresh) {
 		printf("%s\n", fresh);

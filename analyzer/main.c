@@ -232,10 +232,12 @@ static const struct cmd commands[] = {
 	  "time new snapshots arrive, and watch ends once the process's exit snapshot has\n"
 	  "been shown (or on SIGINT or SIGTERM).\n" },
 	{ "snapshot", cmd_snapshot,
-	  "heapdelta snapshot PID [--timeout S]",
+	  "heapdelta snapshot PID [--label TEXT] [--timeout S]",
 	  "ask a running traced process for a snapshot and print its path",
 	  "  --timeout S         wait at most S seconds for the snapshot (default 10)\n"
-	  "  --label TEXT        not supported yet: a signal cannot carry a label\n"
+	  "  --label TEXT        the snapshot's label (1024 bytes at most), left for the\n"
+	  "                      process in OUTDIR/.heapdelta.PID.label, which it reads\n"
+	  "                      and deletes when the signal comes\n"
 	  "\n"
 	  "Sends the process its snapshot signal (HEAPDELTA_SIGNAL, default SIGUSR2, read\n"
 	  "from /proc/PID/environ) and waits for the new heapdelta.PID.SEQ.signal.snap in\n"

@@ -17,6 +17,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -41,6 +43,37 @@ static void on_signal(int signo)
 	errno = saved;
 }
 
+/*
+ * A label for a signal snapshot: `heapdelta snapshot PID --label TEXT`
+ * writes OUTDIR/.heapdelta.PID.label (created exclusively, mode 0600) before
+ * it sends the signal.  Taken only if it is a regular file of our own user,
+ * of 1 KiB at most, opened without following a link and without blocking;
+ * deleted once read.  "" otherwise.
+ */
+static const char *requested_label(char *buf, size_t cap)
+{
+	char path[4400];
+	struct stat st;
+	ssize_t n;
+
+	buf[0] = 0;
+	hds_snapshot_name(path, "/.heapdelta.", 0, "", "");
+	/* hds_snapshot_name gives OUTDIR/.heapdelta.PID.0.: make it .label */
+	size_t len = strlen(path);
+	if (len < 3)
+		return buf;
+	memcpy(path + len - 3, ".label", 7);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return buf;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && st.st_size < (off_t)cap &&
+	    (n = read(fd, buf, cap - 1)) >= 0)
+		buf[n] = 0;
+	close(fd);
+	unlink(path);
+	return buf;
+}
+
 #define RECLAIM_NS (UINT64_C(1) * 1000000000u)   /* housekeeping period */
 
 static void *writer_main(void *arg)
@@ -58,8 +91,10 @@ static void *writer_main(void *arg)
 		sem_clockwait(&wake, CLOCK_MONOTONIC, &ts);
 		if (atomic_load_relaxed(&stopping) || atomic_load_relaxed(&writer_stop))
 			break;
-		if (atomic_exchange(&signal_pending, 0))
-			hds_snapshot_write(HD_TRIGGER_SIGNAL, "", 1);
+		if (atomic_exchange(&signal_pending, 0)) {
+			char label[1025];
+			hds_snapshot_write(HD_TRIGGER_SIGNAL, requested_label(label, sizeof label), 1);
+		}
 		now = hds_now_ns(CLOCK_MONOTONIC);
 		if (now >= next_reclaim) {
 			hds_live_reclaim();

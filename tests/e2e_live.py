@@ -174,6 +174,31 @@ def snapshot_returns_the_path_of_a_complete_snapshot_of_a_traced_service():
     eq(rc, 0, f"the service's exit status ({err.strip()})")
 
 
+@test
+def snapshot_with_a_label_writes_it_into_the_snapshot():
+    d = tmpdir()
+    svc = Service(d, "1000")
+    try:
+        p = hd("snapshot", str(svc.pid), "--label", "before the deploy")
+        eq((p.returncode, p.stderr), (0, ""), "exit status and stderr")
+        info = json.loads(hd("info", "--format", "json", p.stdout.rstrip("\n")).stdout)[0]
+        eq((info["trigger"], info["label"]), ("signal", "before the deploy"), "trigger and label")
+        eq(glob.glob(os.path.join(d, ".heapdelta.*.label")), [], "the label file is gone")
+        p = hd("snapshot", str(svc.pid))
+        info = json.loads(hd("info", "--format", "json", p.stdout.rstrip("\n")).stdout)[0]
+        eq(info["label"], "", "the next snapshot has no label")
+        # A pending request is not overwritten: a second one is refused.
+        planted = os.path.join(d, f".heapdelta.{svc.pid}.label")
+        with open(planted, "w") as f:
+            f.write("someone else's")
+        refusal([str(svc.pid), "--label", "x"], rf"heapdelta: another labelled snapshot of process {svc.pid} is pending .*")
+        eq(open(planted).read(), "someone else's", "the pending label is untouched")
+        os.unlink(planted)
+    finally:
+        rc, err = svc.stop()
+    eq(rc, 0, f"the service's exit status ({err.strip()})")
+
+
 def refusal(args, want):
     """heapdelta snapshot ARGS fails with exit status 2 and the one line want
     (a regular expression)."""
