@@ -66,12 +66,18 @@ int site_frame_is_allocator(const struct sym_frame *f)
 
 /* Native code that is not the program's own in a Python process: the
  * interpreter (python3.11, libpython3.11.so) and the system libraries it
- * calls (lib*.so*, the loader).  A C extension module (foo.so,
- * foo.cpython-311-x86_64-linux-gnu.so) is the program's. */
+ * calls (lib*.so*, the loader), and the standard library's C modules
+ * (_asyncio.cpython-311-x86_64-linux-gnu.so...: their names start with an
+ * underscore; a package's private C module named so is taken for one too,
+ * and its allocations go to the Python line that called it).  Any other C
+ * extension module (foo.so, foo.cpython-311-x86_64-linux-gnu.so) is the
+ * program's. */
 static int interpreter_frame(const struct sym_frame *f)
 {
 	return !f->python && (strncmp(f->module, "python", 6) == 0 || strncmp(f->module, "lib", 3) == 0 ||
-			      strncmp(f->module, "ld-", 3) == 0 || strcmp(f->module, "?") == 0);
+			      strncmp(f->module, "ld-", 3) == 0 || strcmp(f->module, "?") == 0 ||
+			      /* the standard library's C accelerators: _asyncio, _json, _pickle... */
+			      (f->module[0] == '_' && strstr(f->module, ".cpython-")));
 }
 
 /* A stack that runs Python: its site is the innermost frame of the
@@ -79,18 +85,34 @@ static int interpreter_frame(const struct sym_frame *f)
  * extension), as tracemalloc names the Python line where it sees one, that
  * is no wrapper af looks through (a Python function named by --alloc-fn).
  * Other stacks keep `site`. */
+/* A Python frame of the standard library (or frozen into the
+ * interpreter), not of the program: its file is under a lib/python3.N
+ * folder outside site-packages and dist-packages. */
+static int stdlib_frame(const struct sym_frame *f)
+{
+	const char *file = f->file ? f->file : "";
+
+	if (strncmp(file, "<frozen ", 8) == 0)
+		return 1;
+	return strstr(file, "/lib/python3.") && !strstr(file, "/site-packages/") && !strstr(file, "/dist-packages/");
+}
+
 static int python_site(const struct sym_frame **v, int n, int site, struct alloc_fns *af)
 {
-	int any = 0;
+	int first_python = -1;
 
-	for (int i = site; i < n && !any; i++)
-		any = v[i]->python;
-	if (!any)
+	for (int i = site; i < n && first_python < 0; i++)
+		if (v[i]->python)
+			first_python = i;
+	if (first_python < 0)
 		return site;
+	/* The program's own code: its Python, or its C extensions; the
+	 * standard library's lines (asyncio's create_task...) are looked
+	 * through to the line that called them, as a C wrapper is. */
 	for (int i = site; i < n; i++)
-		if (!interpreter_frame(v[i]) && !alloc_fns_match(af, v[i]))
+		if ((v[i]->python ? !stdlib_frame(v[i]) : !interpreter_frame(v[i])) && !alloc_fns_match(af, v[i]))
 			return i;
-	return site;
+	return first_python;   /* nothing but the interpreter and its library */
 }
 
 struct site_stack site_of_frames(const struct sym_frame **v, int n, struct alloc_fns *af)
