@@ -50,7 +50,13 @@ struct alloc_fns {
 };
 
 /* getopt_long values of the options: above the gate's (512 and up). */
-enum { ALLOC_OPT_FN = 768, ALLOC_OPT_FILE, ALLOC_OPT_NO_DEFAULTS, ALLOC_OPT_NATIVE_SITE };
+enum { ALLOC_OPT_FN = 768, ALLOC_OPT_FILE, ALLOC_OPT_NO_DEFAULTS, ALLOC_OPT_NATIVE_SITE, ALLOC_OPT_END };
+
+/* Is getopt_long's value c one of these options (for alloc_fns_option)? */
+static inline int alloc_fns_owns(int c)
+{
+	return c >= ALLOC_OPT_FN && c < ALLOC_OPT_END;
+}
 
 /* --alloc-fn REGEX, --alloc-fns-file FILE, --no-default-alloc-fns;
  * terminated by a NULL name. */

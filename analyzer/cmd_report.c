@@ -37,15 +37,13 @@ int cmd_report(int argc, char **argv)
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o': out = optarg; break;
-		case ALLOC_OPT_FN:
-		case ALLOC_OPT_FILE:
-		case ALLOC_OPT_NO_DEFAULTS:
-		case ALLOC_OPT_NATIVE_SITE:
+		if (alloc_fns_owns(c)) {
 			if (alloc_fns_option("report", &af, c, optarg) < 0)
 				return EXIT_USAGE;
-			break;
+			continue;
+		}
+		switch (c) {
+		case 'o': out = optarg; break;
 		case SYM_OPT_DEBUG_DIR:
 		case SYM_OPT_SYSROOT:
 		case SYM_OPT_MAP_PATH:

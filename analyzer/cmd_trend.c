@@ -41,14 +41,12 @@ int cmd_trend(int argc, char **argv)
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
-		switch (c) {
-		case ALLOC_OPT_FN:
-		case ALLOC_OPT_FILE:
-		case ALLOC_OPT_NO_DEFAULTS:
-		case ALLOC_OPT_NATIVE_SITE:
+		if (alloc_fns_owns(c)) {
 			if (alloc_fns_option("trend", &af, c, optarg) < 0)
 				return EXIT_USAGE;
-			break;
+			continue;
+		}
+		switch (c) {
 		case SYM_OPT_DEBUG_DIR:
 		case SYM_OPT_SYSROOT:
 		case SYM_OPT_MAP_PATH:

@@ -309,14 +309,12 @@ int cmd_watch(int argc, char **argv)
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (c) {
-		case ALLOC_OPT_FN:
-		case ALLOC_OPT_FILE:
-		case ALLOC_OPT_NO_DEFAULTS:
-		case ALLOC_OPT_NATIVE_SITE:
+		if (alloc_fns_owns(c)) {
 			if (alloc_fns_option("watch", &af, c, optarg) < 0)
 				return EXIT_USAGE;
-			break;
+			continue;
+		}
+		switch (c) {
 		case O_BY:
 			if (site_by_parse(optarg, &g.by) < 0)
 				return usage_error("watch", "--by must be lineno, filename, function or traceback, not '%s'", optarg);

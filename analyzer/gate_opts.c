@@ -93,6 +93,8 @@ static int format_arg(const char *cmd, const char *arg, enum gate_format *format
 
 int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg)
 {
+	if (alloc_fns_owns(c))
+		return alloc_fns_option(cmd, &o->alloc_fns, c, arg);
 	switch (c) {
 	case GATE_OPT_MAX_LEAKED: return size_arg(cmd, "--max-leaked", arg, &o->max_leaked);
 	case GATE_OPT_MAX_GROWTH: return size_arg(cmd, "--max-growth", arg, &o->max_growth);
@@ -107,10 +109,6 @@ int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg)
 	case GATE_OPT_LINES: o->baseline_lines = 1; return 0;
 	case GATE_OPT_OUTPUT: o->output = arg; return 0;
 	case GATE_OPT_FORMAT: return format_arg(cmd, arg, &o->format);
-	case ALLOC_OPT_FN:
-	case ALLOC_OPT_FILE:
-	case ALLOC_OPT_NO_DEFAULTS:
-	case ALLOC_OPT_NATIVE_SITE: return alloc_fns_option(cmd, &o->alloc_fns, c, arg);
 	case SYM_OPT_DEBUG_DIR:
 	case SYM_OPT_SYSROOT:
 	case SYM_OPT_MAP_PATH: return symbolize_option(cmd, c, arg);
