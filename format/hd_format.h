@@ -36,6 +36,8 @@ enum hd_section {
 	HD_SEC_NEW_STACKS    = 8, /* v2: u32 n, n x (u32 id, u16 depth, u16 flags, depth x u64 frames) */
 	HD_SEC_COUNTERS      = 9, /* v2: u32 n, n x (varint id delta, 4 signed varints: counter changes) */
 	HD_SEC_CODE          = 10, /* v2: u32 n, n x Python code objects (id, first line, file, name, line table) */
+	HD_SEC_REACH         = 11, /* v2, exit: u32 status, u32 threads, u64 ns, u64 root bytes, u64 block bytes,
+				      u32 n, n x (varint id delta, 8 varints: bytes, count per kind) */
 	HD_SEC_END     = 0xffff, /* length 0; must be last */
 };
 
@@ -112,6 +114,28 @@ enum hd_alloc_kind {
 	HD_KIND_MALLOC    = 0,   /* malloc, calloc, realloc, aligned forms; released by free */
 	HD_KIND_NEW       = 1,   /* operator new; released by operator delete */
 	HD_KIND_NEW_ARRAY = 2,   /* operator new[]; released by operator delete[] */
+};
+
+/* REACH section: the kinds, in the order of a record's fields, and why a
+ * classification was skipped (status). */
+enum hd_reach_kind {
+	HD_REACH_DEFINITE  = 0,  /* definitely lost: no pointer to it */
+	HD_REACH_INDIRECT  = 1,  /* indirectly lost: only from lost blocks */
+	HD_REACH_POSSIBLE  = 2,  /* possibly lost: only interior pointers */
+	HD_REACH_REACHABLE = 3,  /* still reachable: a pointer to its start */
+	HD_REACH_NKINDS
+};
+
+enum hd_reach_status {
+	HD_REACH_DONE = 0,
+	HD_REACH_OFF = 1,            /* HEAPDELTA_REACH=0 */
+	HD_REACH_FOREIGN_MALLOC = 2, /* another allocator */
+	HD_REACH_SAMPLED = 3,        /* sampled recording */
+	HD_REACH_NOT_STOPPED = 4,    /* a thread did not stop in time */
+	HD_REACH_UNSAFE_EXIT = 5,    /* _exit or a fatal signal */
+	HD_REACH_UNSUPPORTED = 6,    /* architecture */
+	HD_REACH_NO_MEMORY = 7,      /* the scan's memory could not be mapped */
+	HD_REACH_NO_ARENA = 8,       /* glibc's main arena not found */
 };
 
 /* STACKS section: per-stack flags. */
