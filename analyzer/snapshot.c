@@ -266,6 +266,143 @@ static int parse_counters(struct cursor *c, struct snapshot *s)
 	return 0;
 }
 
+/* REACH: each stack's live blocks by reachability.  The stack ids are
+ * checked against the snapshot once its stacks are all known
+ * (check_reach). */
+static int parse_reach(struct cursor *c, struct snapshot *s)
+{
+	struct hd_reach *r = &s->reach;
+	uint32_t n;
+	uint64_t id = 0, v;
+
+	r->present = 1;
+	r->at = c->pos;
+	if (rd_u32(c, &r->status, "reachability status") || rd_u32(c, &r->threads, "reachability threads stopped") ||
+	    rd_u64(c, &r->ns, "reachability time") || rd_u64(c, &r->root_bytes, "reachability root bytes") ||
+	    rd_u64(c, &r->block_bytes, "reachability block bytes") || rd_u32(c, &n, "reachability record count") ||
+	    check_count(c, n, 9, "reachability record"))
+		return -1;
+	if (r->status != HD_REACH_DONE && n)
+		return bad(c, c->pos - 4, "REACH has records, but its status says nothing was classified");
+	r->recs = xcalloc(n ? n : 1, sizeof *r->recs);
+	for (uint32_t i = 0; i < n; i++) {
+		struct hd_reach_rec *rec = &r->recs[i];
+		size_t at = c->pos;
+		if (rd_varint(c, &v, "bad varint in a reachability record's stack id"))
+			return -1;
+		if ((i && !v) || v > UINT32_MAX - id)
+			return bad(c, at, "reachability records' stack ids not in increasing order");
+		id += v;
+		rec->id = (uint32_t)id;
+		for (int k = 0; k < HD_REACH_NKINDS; k++)
+			if (rd_varint(c, &rec->bytes[k], "bad varint in a reachability record's bytes") ||
+			    rd_varint(c, &rec->count[k], "bad varint in a reachability record's count"))
+				return -1;
+		r->n = i + 1;
+	}
+	return 0;
+}
+
+/* REACH against the whole snapshot (version 2: composed with its chain):
+ * every record names a stack of it, every stack with live blocks has a
+ * record, and a record's kinds add up to its stack's live bytes and count.
+ * 0, or -1 after one line naming the file. */
+static int check_reach(const struct snapshot *s)
+{
+	const struct hd_reach *r = &s->reach;
+	struct cursor c = { NULL, 0, 0, s->path };
+	char msg[256];
+	uint32_t j = 0;
+
+	if (!r->present || r->status != HD_REACH_DONE)
+		return 0;
+	for (uint32_t i = 0; i <= s->nstacks; i++) {
+		const struct hd_stack *st = i < s->nstacks ? &s->stacks[i] : NULL;
+		if (j < r->n && (!st || r->recs[j].id < st->id)) {
+			snprintf(msg, sizeof msg, "REACH names stack %u, which %s", r->recs[j].id,
+				 s->version == 2 ? "no file of its chain has" : "STACKS does not have");
+			return bad(&c, r->at, msg);
+		}
+		if (!st)
+			break;
+		if (j == r->n || r->recs[j].id != st->id) {
+			if (!st->live_count && !st->live_bytes)
+				continue;
+			snprintf(msg, sizeof msg, "stack %u has live blocks, but REACH has no record of it", st->id);
+			return bad(&c, r->at, msg);
+		}
+		const struct hd_reach_rec *rec = &r->recs[j++];
+		uint64_t bytes = 0, count = 0;
+		int over = 0;
+		for (int k = 0; k < HD_REACH_NKINDS; k++) {
+			over |= __builtin_add_overflow(bytes, rec->bytes[k], &bytes);
+			over |= __builtin_add_overflow(count, rec->count[k], &count);
+		}
+		if (over || bytes != st->live_bytes || count != st->live_count) {
+			snprintf(msg, sizeof msg, "REACH's kinds of stack %u do not add up to its %llu live bytes in %llu blocks",
+				 st->id, (unsigned long long)st->live_bytes, (unsigned long long)st->live_count);
+			return bad(&c, r->at, msg);
+		}
+	}
+	return 0;
+}
+
+int snapshot_classified(const struct snapshot *s)
+{
+	return s->reach.present && s->reach.status == HD_REACH_DONE;
+}
+
+static int reach_by_id(const void *a, const void *b)
+{
+	uint32_t x = ((const struct hd_reach_rec *)a)->id, y = ((const struct hd_reach_rec *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+const struct hd_reach_rec *snapshot_reach_of(const struct snapshot *s, uint32_t id)
+{
+	struct hd_reach_rec key = { .id = id };
+
+	if (!snapshot_classified(s) || !s->reach.n)
+		return NULL;
+	return bsearch(&key, s->reach.recs, s->reach.n, sizeof *s->reach.recs, reach_by_id);
+}
+
+const char *snapshot_reach_reason(const struct snapshot *s, char *buf, size_t len)
+{
+	/* FORMAT.md's table of REACH statuses. */
+	static const char *const why[] = {
+		[HD_REACH_OFF] = "turned off (HEAPDELTA_REACH=0)",
+		[HD_REACH_FOREIGN_MALLOC] = "malloc is not glibc's: another allocator's state cannot be told from the program's",
+		[HD_REACH_SAMPLED] = "sampled recording: most blocks are not known",
+		[HD_REACH_NOT_STOPPED] = "a thread could not be stopped within the time allowed (it blocks the signal, "
+					 "or is stopped itself)",
+		[HD_REACH_UNSAFE_EXIT] = "the exit came through _exit (or a fatal signal), where threads cannot be "
+					 "stopped safely",
+		[HD_REACH_UNSUPPORTED] = "not supported on this architecture yet",
+		[HD_REACH_NO_MEMORY] = "memory for the scan could not be mapped",
+		[HD_REACH_NO_ARENA] = "glibc's arena state was not found in libc's data",
+	};
+	uint32_t st = s->reach.status;
+
+	if (snapshot_classified(s))
+		return NULL;
+	if (!s->reach.present)
+		snprintf(buf, len, "no reachability data in this snapshot%s",
+			 s->meta[HD_META_TRIGGER] == HD_TRIGGER_EXIT ? "" : " (only exit snapshots have it)");
+	else if (st < sizeof why / sizeof why[0] && why[st])
+		snprintf(buf, len, "%s", why[st]);
+	else
+		snprintf(buf, len, "reachability status %u, unknown to this heapdelta", st);
+	return buf;
+}
+
+const char *snapshot_reach_kind_name(int kind)
+{
+	static const char *const names[HD_REACH_NKINDS] = { "definite", "indirect", "possible", "reachable" };
+
+	return kind >= 0 && kind < HD_REACH_NKINDS ? names[kind] : "unclassified";
+}
+
 /* CODE (version 2): Python code objects first seen since the base. */
 static int parse_code(struct cursor *c, struct snapshot *s)
 {
@@ -471,7 +608,7 @@ static int apply_changes(struct snapshot *s, const struct hd_stack *base, uint32
 	for (uint32_t k = 0; k < s->nmismatches; k++)
 		if (!snapshot_stack_by_id(s, s->mismatches[k].alloc_stack))
 			return bad(&c, 0, "a mismatch names a stack that no file of its chain has");
-	return 0;
+	return check_reach(s);
 }
 
 int snapshot_parse(const char *path, const unsigned char *data, size_t len, struct snapshot *s)
@@ -536,6 +673,9 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 			rc = s->own_codes ? bad(&c, at, "second CODE section")
 			     : version != 2 ? bad(&c, at, "CODE section in a version 1 file") : parse_code(&sec, s);
 			break;
+		case HD_SEC_REACH:
+			rc = s->reach.present ? bad(&c, at, "second REACH section") : parse_reach(&sec, s);
+			break;
 		case HD_SEC_MODULE_EPOCHS:
 		case HD_SEC_STACK_EPOCHS:
 		case HD_SEC_MISMATCHES: {
@@ -551,7 +691,7 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 			return -1;
 		if (tag != HD_SEC_END && sec.pos != sec.end &&
 		    (tag == HD_SEC_STRINGS || tag == HD_SEC_MODULES || tag == HD_SEC_STACKS || tag == HD_SEC_NEW_STACKS ||
-		     tag == HD_SEC_COUNTERS || tag == HD_SEC_CODE))
+		     tag == HD_SEC_COUNTERS || tag == HD_SEC_CODE || tag == HD_SEC_REACH))
 			return bad(&sec, sec.pos, "section has bytes after its last record");
 		c.pos += (size_t)slen;
 	}
@@ -592,7 +732,7 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 			return -1;
 		return join_codes(s, NULL, 0);
 	}
-	return 0;
+	return check_reach(s);
 }
 
 static int load_file(const char *path, struct snapshot *s);
@@ -812,6 +952,7 @@ void snapshot_release(struct snapshot *s)
 	}
 	free(s->own_codes);
 	free(s->codes);
+	free(s->reach.recs);
 	memset(s, 0, sizeof *s);
 }
 

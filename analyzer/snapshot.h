@@ -50,6 +50,25 @@ struct hd_mismatch {
 	uint64_t *frames;                      /* the releasing stack, innermost first */
 };
 
+/* One stack's live blocks by reachability (REACH), indexed by enum
+ * hd_reach_kind. */
+struct hd_reach_rec {
+	uint32_t id;
+	uint64_t bytes[HD_REACH_NKINDS], count[HD_REACH_NKINDS];
+};
+
+/* The REACH section of a file (never built on a base: a chain's last file
+ * alone says it).  present == 0: the file has none. */
+struct hd_reach {
+	int present;
+	size_t at;                             /* the section's offset in the file, for messages */
+	uint32_t status;                       /* enum hd_reach_status; 0: classified */
+	uint32_t threads;                      /* threads stopped for the scan */
+	uint64_t ns, root_bytes, block_bytes;
+	struct hd_reach_rec *recs;             /* by increasing id */
+	uint32_t n;
+};
+
 /* Version 2: one stack's counter changes in a file (COUNTERS). */
 struct hd_delta {
 	uint32_t id;
@@ -85,6 +104,7 @@ struct snapshot {
 	uint32_t ncodes;
 	struct hd_code *own_codes;             /* this file's CODE records */
 	uint32_t nown_codes;
+	struct hd_reach reach;                 /* REACH: this file's own */
 };
 
 /* The code object of Python frame value f in s, or NULL. */
@@ -112,5 +132,19 @@ int snapshot_paths(char **args, int nargs, char ***paths, int *npaths);
 const struct hd_module *snapshot_module_of(const struct snapshot *s, uint64_t addr, uint32_t epoch);
 /* The stack with id `id`, or NULL. */
 const struct hd_stack *snapshot_stack_by_id(const struct snapshot *s, uint32_t id);
+
+/* Whether s's live blocks are classified by reachability: a REACH section
+ * with status 0. */
+int snapshot_classified(const struct snapshot *s);
+/* The REACH record of stack id, or NULL (none, or not classified). */
+const struct hd_reach_rec *snapshot_reach_of(const struct snapshot *s, uint32_t id);
+/* Why s is not classified, as one phrase ("no reachability data in this
+ * snapshot", or the status's meaning from FORMAT.md; an unknown status by
+ * its number), written into buf (at least 128 bytes); NULL when it is
+ * classified. */
+const char *snapshot_reach_reason(const struct snapshot *s, char *buf, size_t len);
+/* The name of a kind of enum hd_reach_kind: "definite", "indirect",
+ * "possible", "reachable". */
+const char *snapshot_reach_kind_name(int kind);
 
 #endif /* HD_SNAPSHOT_H */

@@ -304,6 +304,219 @@ static void a_version_2_snapshot_without_a_base_reads_back_exactly(void)
 	snapshot_release(&s);
 }
 
+/* ---- REACH ------------------------------------------------------------ */
+
+struct reach_rec {
+	uint32_t id;
+	uint64_t v[2 * HD_REACH_NKINDS];   /* bytes, count of each kind in turn */
+};
+
+/* Replace b's END section by a REACH section of status and records r[0..n),
+ * then END again. */
+static void put_reach(struct buf *b, uint32_t status, const struct reach_rec *r, uint32_t n)
+{
+	size_t s;
+	uint32_t prev = 0;
+
+	b->n -= HD_SEC_HDR_LEN;
+	s = begin_section(b, HD_SEC_REACH);
+	put32(b, status);
+	put32(b, 3);          /* threads stopped */
+	put64(b, 123456);     /* ns */
+	put64(b, 8192);       /* root bytes */
+	put64(b, 300);        /* block bytes */
+	put32(b, n);
+	unsigned char *p = b->b + b->n;
+	for (uint32_t i = 0; i < n; i++) {
+		p = hd_put_varint(p, r[i].id - prev);
+		prev = r[i].id;
+		for (int k = 0; k < 2 * HD_REACH_NKINDS; k++)
+			p = hd_put_varint(p, r[i].v[k]);
+	}
+	b->n = (size_t)(p - b->b);
+	end_section(b, s);
+	begin_section(b, HD_SEC_END);
+}
+
+/* build()'s stacks: 0 holds 100 bytes in 1 block, 1 holds 200 in 2. */
+static const struct reach_rec v1_reach[] = {
+	{ 0, { 100, 1, 0, 0, 0, 0, 0, 0 } },
+	{ 1, { 0, 0, 64, 1, 0, 0, 136, 1 } },
+};
+
+static void reach_reads_back_from_a_version_1_file(void)
+{
+	struct buf b;
+	struct snapshot s;
+	char why[128];
+
+	build(&b);
+	put_reach(&b, HD_REACH_DONE, v1_reach, 2);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), 0);
+	ASSERT_TRUE(snapshot_classified(&s));
+	ASSERT_TRUE(snapshot_reach_reason(&s, why, sizeof why) == NULL);
+	ASSERT_EQ(s.reach.threads, 3);
+	ASSERT_EQ(s.reach.ns, 123456);
+	ASSERT_EQ(s.reach.root_bytes, 8192);
+	ASSERT_EQ(s.reach.block_bytes, 300);
+	ASSERT_EQ(s.reach.n, 2);
+	const struct hd_reach_rec *r = snapshot_reach_of(&s, 1);
+	ASSERT_TRUE(r != NULL);
+	ASSERT_EQ(r->bytes[HD_REACH_INDIRECT], 64);
+	ASSERT_EQ(r->count[HD_REACH_INDIRECT], 1);
+	ASSERT_EQ(r->bytes[HD_REACH_REACHABLE], 136);
+	ASSERT_EQ(r->bytes[HD_REACH_DEFINITE], 0);
+	ASSERT_EQ(snapshot_reach_of(&s, 0)->bytes[HD_REACH_DEFINITE], 100);
+	ASSERT_TRUE(snapshot_reach_of(&s, 2) == NULL);
+	ASSERT_STR(snapshot_reach_kind_name(HD_REACH_POSSIBLE), "possible");
+	snapshot_release(&s);
+
+	/* Without the section: not classified, and why. */
+	build(&b);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), 0);
+	ASSERT_TRUE(!snapshot_classified(&s));
+	ASSERT_STR(snapshot_reach_reason(&s, why, sizeof why), "no reachability data in this snapshot (only exit snapshots have it)");
+	snapshot_release(&s);
+}
+
+static void reach_with_a_status_says_why_and_holds_no_records(void)
+{
+	struct buf b;
+	struct snapshot s;
+	char why[128];
+
+	build(&b);
+	put_reach(&b, HD_REACH_UNSAFE_EXIT, NULL, 0);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), 0);
+	ASSERT_TRUE(s.reach.present);
+	ASSERT_TRUE(!snapshot_classified(&s));
+	ASSERT_TRUE(snapshot_reach_of(&s, 0) == NULL);
+	ASSERT_STR(snapshot_reach_reason(&s, why, sizeof why),
+		   "the exit came through _exit (or a fatal signal), where threads cannot be stopped safely");
+	snapshot_release(&s);
+
+	build(&b);
+	put_reach(&b, 99, NULL, 0);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), 0);
+	ASSERT_STR(snapshot_reach_reason(&s, why, sizeof why), "reachability status 99, unknown to this heapdelta");
+	snapshot_release(&s);
+
+	/* A status that is not 0 with records is an error. */
+	build(&b);
+	put_reach(&b, HD_REACH_OFF, v1_reach, 2);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+}
+
+static void reach_that_disagrees_with_the_stacks_is_an_error(void)
+{
+	struct buf b;
+	struct snapshot s;
+	struct reach_rec r[3];
+
+	/* A stack the snapshot does not have. */
+	memcpy(r, v1_reach, sizeof v1_reach);
+	r[2] = (struct reach_rec){ 7, { 0, 0, 0, 0, 0, 0, 0, 0 } };
+	build(&b);
+	put_reach(&b, HD_REACH_DONE, r, 3);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+	/* Kinds that do not add up to the stack's bytes, or its count. */
+	memcpy(r, v1_reach, sizeof v1_reach);
+	r[1].v[6] = 135;
+	build(&b);
+	put_reach(&b, HD_REACH_DONE, r, 2);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+	memcpy(r, v1_reach, sizeof v1_reach);
+	r[0].v[1] = 2;
+	build(&b);
+	put_reach(&b, HD_REACH_DONE, r, 2);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+	/* Kinds whose sum overflows. */
+	memcpy(r, v1_reach, sizeof v1_reach);
+	r[0].v[2] = UINT64_MAX;
+	r[0].v[4] = 101;
+	build(&b);
+	put_reach(&b, HD_REACH_DONE, r, 2);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+	/* A stack with live blocks and no record. */
+	build(&b);
+	put_reach(&b, HD_REACH_DONE, v1_reach, 1);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+	/* Ids not increasing. */
+	r[0] = v1_reach[1];
+	r[1] = v1_reach[0];
+	build(&b);
+	put_reach(&b, HD_REACH_DONE, r, 2);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+	/* Two REACH sections. */
+	build(&b);
+	put_reach(&b, HD_REACH_DONE, v1_reach, 2);
+	put_reach(&b, HD_REACH_DONE, v1_reach, 2);
+	ASSERT_EQ(snapshot_parse("t", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+	/* Every truncation is an error; every single-bit change, either. */
+	build(&b);
+	put_reach(&b, HD_REACH_DONE, v1_reach, 2);
+	for (size_t n = 0; n < b.n; n++) {
+		unsigned char *copy = malloc(n ? n : 1);
+		memcpy(copy, b.b, n);
+		ASSERT_EQ(snapshot_parse("t", copy, n, &s), -1);
+		snapshot_release(&s);
+		free(copy);
+	}
+	for (size_t i = 0; i < b.n; i++)
+		for (int bit = 0; bit < 8; bit++) {
+			b.b[i] ^= (unsigned char)(1 << bit);
+			snapshot_parse("t", b.b, b.n, &s);
+			snapshot_release(&s);
+			b.b[i] ^= (unsigned char)(1 << bit);
+		}
+}
+
+static void reach_in_a_version_2_file_is_checked_against_its_composed_stacks(void)
+{
+	struct buf b;
+	struct snapshot s;
+	/* build_v2's stacks: 3 holds 300 bytes in 2 blocks, 5 nothing. */
+	const struct reach_rec r[] = { { 3, { 0, 0, 0, 0, 100, 1, 200, 1 } } };
+	const struct reach_rec bad_id[] = { { 3, { 0, 0, 0, 0, 100, 1, 200, 1 } }, { 4, { 0 } } };
+
+	build_v2(&b);
+	put_reach(&b, HD_REACH_DONE, r, 1);
+	ASSERT_EQ(snapshot_parse("mem", b.b, b.n, &s), 0);
+	ASSERT_TRUE(snapshot_classified(&s));
+	ASSERT_EQ(snapshot_reach_of(&s, 3)->bytes[HD_REACH_POSSIBLE], 100);
+	ASSERT_EQ(snapshot_reach_of(&s, 3)->count[HD_REACH_REACHABLE], 1);
+	snapshot_release(&s);
+	build_v2(&b);
+	put_reach(&b, HD_REACH_DONE, bad_id, 2);
+	ASSERT_EQ(snapshot_parse("mem", b.b, b.n, &s), -1);
+	snapshot_release(&s);
+	/* A file with a base is partial: its REACH waits for the chain. */
+	build_v2(&b);
+	put_reach(&b, HD_REACH_DONE, bad_id, 2);
+	hd_put_u64(b.b + 16 + 16 + 8 * HD_META_BASE_SEQ, 1);
+	hd_put_u64(b.b + 16 + 16 + 8 * HD_META_SEQ, 2);
+	ASSERT_EQ(snapshot_parse("mem", b.b, b.n, &s), 0);
+	ASSERT_EQ(s.reach.n, 2);
+	snapshot_release(&s);
+	build_v2(&b);
+	put_reach(&b, HD_REACH_DONE, r, 1);
+	for (size_t n = 0; n < b.n; n++) {
+		unsigned char *copy = malloc(n ? n : 1);
+		memcpy(copy, b.b, n);
+		ASSERT_EQ(snapshot_parse("mem", copy, n, &s), -1);
+		snapshot_release(&s);
+		free(copy);
+	}
+}
+
 static void every_truncation_is_an_error(void)
 {
 	struct buf b;
@@ -413,6 +626,11 @@ int main(void)
 		{ "a version 2 snapshot without a base reads back exactly", a_version_2_snapshot_without_a_base_reads_back_exactly },
 		{ "a frame names the module mapped there in its stack's epoch",
 		  a_frame_names_the_module_mapped_there_in_its_stacks_epoch },
+		{ "REACH reads back from a version 1 file", reach_reads_back_from_a_version_1_file },
+		{ "REACH with a status says why and holds no records", reach_with_a_status_says_why_and_holds_no_records },
+		{ "REACH that disagrees with the stacks is an error", reach_that_disagrees_with_the_stacks_is_an_error },
+		{ "REACH in a version 2 file is checked against its composed stacks",
+		  reach_in_a_version_2_file_is_checked_against_its_composed_stacks },
 		{ "every truncation is an error", every_truncation_is_an_error },
 		{ "every single-byte corruption is handled", every_single_byte_corruption_is_handled },
 		{ "wrong magic, future version and huge counts are errors", wrong_magic_future_version_and_huge_counts_are_errors },
