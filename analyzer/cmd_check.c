@@ -76,7 +76,7 @@ static int parse_options(const char *cmd, int argc, char **argv, struct gate_opt
 		case '?': *status = usage_error(cmd, "unknown option '%s'", argv[optind - 1]); break;
 		default:
 			if (o->leaks_only && c != GATE_OPT_SUPPRESSIONS && c != GATE_OPT_FORMAT && c != GATE_OPT_OUTPUT &&
-			    c != GATE_OPT_PRINT_SUPP && c < ALLOC_OPT_FN)
+			    c != GATE_OPT_PRINT_SUPP && c != GATE_OPT_SHOW_KINDS && c < ALLOC_OPT_FN)
 				*status = usage_error(cmd, "option '%s' belongs to 'heapdelta check'", argv[optind - 1]);
 			else if (gate_option(cmd, o, c, optarg) < 0)
 				*status = EXIT_USAGE;
@@ -99,8 +99,8 @@ static int run_gate(const char *cmd, int argc, char **argv, int leaks)
 		if (optind >= argc)
 			status = usage_error(cmd, "expected snapshot files or a directory of them");
 		else if (!leaks && !gate_has_budget(&o))
-			status = usage_error(cmd, "no budget: give --max-leaked, --max-growth, --max-growth-per-site, "
-					     "--max-peak or --baseline");
+			status = usage_error(cmd, "no budget: give --max-leaked, --max-lost, --max-growth, "
+					     "--max-growth-per-site, --max-peak or --baseline");
 		else
 			status = check_snapshots(&o, argv + optind, argc - optind);
 	}

@@ -302,8 +302,8 @@ static int parse_options(int argc, char **argv, struct run_args *a, int *status)
 	else if (a->gate_args && !a->check)
 		*status = usage_error("run", "budget and report options need --check");
 	else if (a->check && !gate_has_budget(&a->gate))
-		*status = usage_error("run", "--check needs a budget: --max-leaked, --max-growth, --max-growth-per-site, "
-				      "--max-peak or --baseline");
+		*status = usage_error("run", "--check needs a budget: --max-leaked, --max-lost, --max-growth, "
+				      "--max-growth-per-site, --max-peak or --baseline");
 	else if (a->check && alloc_fns_load(&a->gate.alloc_fns) < 0)
 		*status = EXIT_USAGE;
 	a->cmd = argv + optind;

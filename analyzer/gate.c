@@ -8,6 +8,10 @@
  * the starting point for growth, so start-up allocations are not counted.
  * Several processes (a test that runs helpers) add up.  Two files of two
  * processes are OLD and NEW, as `diff` takes them.
+ *
+ * A last snapshot classified by reachability (REACH) splits each site into
+ * entries by kind, as valgrind's loss records; a site of snapshots that
+ * were not is one entry of blocks not classified, as before REACH existed.
  */
 #include "gate.h"
 #include "util.h"
@@ -107,6 +111,10 @@ static void add_processes(struct gate *g, int pair)
 		if (last) {
 			group_add(g->table, &in[i].s, 0);
 			g->nprocs++;
+			if (snapshot_classified(&in[i].s))
+				g->nclassified++;
+			else if (!g->unclassified)
+				g->unclassified = &in[i].s;
 			if (in[i].s.meta[HD_META_TRIGGER] != HD_TRIGGER_EXIT)
 				g->at_exit = 0;
 			if (in[i].s.meta[HD_META_PEAK_BYTES] > g->peak)
@@ -120,48 +128,86 @@ static void add_processes(struct gate *g, int pair)
 	}
 }
 
-static int by_leaked(const void *a, const void *b)
+static int by_kind_then_leaked(const void *a, const void *b)
 {
 	const struct gate_site *x = a, *y = b;
 
-	if (x->e->size != y->e->size)
-		return x->e->size > y->e->size ? -1 : 1;
-	if (x->e->count != y->e->count)
-		return x->e->count > y->e->count ? -1 : 1;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if (x->size != y->size)
+		return x->size > y->size ? -1 : 1;
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
 	if (x->growth != y->growth)
 		return x->growth > y->growth ? -1 : 1;
 	return strcmp(x->e->key, y->e->key);
 }
 
-/* One gate site per table entry: fingerprinted, matched against the
- * suppressions, added to the totals; sorted by bytes not freed. */
+/* Add entry s (not suppressed) to the totals. */
+static void add_to_totals(struct gate *g, const struct gate_site *s)
+{
+	g->leaked += s->size;
+	g->leaked_count += s->count;
+	g->kind_size[s->kind] += s->size;
+	g->kind_count[s->kind] += s->count;
+	if (s->kind == HD_REACH_DEFINITE || s->kind == HD_REACH_INDIRECT) {
+		g->lost += s->size;
+		g->lost_count += s->count;
+	}
+	g->growth += s->growth;
+	g->growth_count += s->growth_count;
+}
+
+/* The entries of each table entry (a site): one per kind it holds blocks
+ * of, at least one; fingerprinted, matched against the suppressions, added
+ * to the totals; sorted by kind, then by bytes not freed. */
 static void collect_sites(struct gate *g)
 {
 	size_t n;
 	struct stat_entry **ents = group_sorted(g->table, 1, &n);
 
-	g->sites = xcalloc(n + 1, sizeof *g->sites);
+	g->sites = xcalloc(n * GROUP_NKINDS + 1, sizeof *g->sites);
+	g->nsite_keys = n;
 	for (size_t i = 0; i < n; i++) {
-		struct gate_site *s = &g->sites[g->nsites++];
-		s->e = ents[i];
-		s->growth = ents[i]->size - ents[i]->old_size;
-		s->growth_count = ents[i]->count - ents[i]->old_count;
-		site_fingerprint(&s->e->tb, g->o->baseline_lines, s->fp);
-		s->supp = suppressions_match(&g->o->supp, &s->e->tb);
-		if (s->supp) {
-			s->supp->hits++;
-			s->supp->bytes += s->e->size;
-			g->suppressed += s->e->size;
-			g->suppressed_count += s->e->count;
-			continue;
+		const struct stat_entry *e = ents[i];
+		struct suppression *supp = suppressions_match(&g->o->supp, &e->tb);
+		size_t first = g->nsites;
+		char fp[SITE_FP_SIZE];
+
+		site_fingerprint(&e->tb, g->o->baseline_lines, fp);
+		for (int k = 0; k < GROUP_NKINDS; k++) {
+			/* A site holding nothing now is one entry, for its growth. */
+			if (!e->kind_size[k] && !e->kind_count[k] && !(k == GROUP_UNCLASSIFIED && g->nsites == first))
+				continue;
+			struct gate_site *s = &g->sites[g->nsites++];
+			s->e = e;
+			s->site = i;
+			s->kind = k;
+			s->size = e->kind_size[k];
+			s->count = e->kind_count[k];
+			memcpy(s->fp, fp, SITE_FP_SIZE);
+			s->supp = supp;
+			if (g->nsites - 1 == first) {
+				s->head = 1;
+				s->growth = e->size - e->old_size;
+				s->growth_count = e->count - e->old_count;
+			}
+			if (supp) {
+				supp->hits++;
+				supp->bytes += s->size;
+				supp->kind_hits[k]++;
+				supp->kind_bytes[k] += s->size;
+				g->suppressed += s->size;
+				g->suppressed_count += s->count;
+				g->supp_kind_size[k] += s->size;
+				g->supp_kind_count[k] += s->count;
+				continue;
+			}
+			add_to_totals(g, s);
 		}
-		g->leaked += s->e->size;
-		g->leaked_count += s->e->count;
-		g->growth += s->growth;
-		g->growth_count += s->growth_count;
 	}
 	free(ents);
-	qsort(g->sites, g->nsites, sizeof *g->sites, by_leaked);
+	qsort(g->sites, g->nsites, sizeof *g->sites, by_kind_then_leaked);
 }
 
 static int apply_baseline(struct gate *g)
@@ -184,36 +230,69 @@ void gate_judge(struct gate *g)
 	/* A zero-byte block is a block: a site holding only such blocks is
 	 * part of what was not freed, or of what grew. */
 	g->fail_leaked = o->max_leaked >= 0 && g->leaked > o->max_leaked;
+	g->fail_lost = o->max_lost >= 0 && g->lost > o->max_lost;
 	g->fail_growth = o->max_growth >= 0 && g->growth > o->max_growth;
 	g->fail_peak = o->max_peak >= 0 && (int64_t)g->peak > o->max_peak;
 	for (size_t i = 0; i < g->nsites; i++) {
 		struct gate_site *s = &g->sites[i];
 		if (s->supp)
 			continue;
-		if (g->fail_leaked && (s->e->size > 0 || s->e->count > 0))
+		if (g->fail_leaked && (s->size > 0 || s->count > 0))
 			s->fails |= FAIL_LEAKED;
+		if (g->fail_lost && (s->kind == HD_REACH_DEFINITE || s->kind == HD_REACH_INDIRECT) &&
+		    (s->size > 0 || s->count > 0))
+			s->fails |= FAIL_LOST;
 		if (g->fail_growth && (s->growth > 0 || (s->growth == 0 && s->growth_count > 0)))
 			s->fails |= FAIL_GROWTH;
 		if (o->max_site_growth >= 0 && s->growth > o->max_site_growth)
 			s->fails |= FAIL_SITE_GROWTH;
 	}
+	/* Sites failing, each once however many of its entries fail. */
+	char *failing = xcalloc(g->nsite_keys + 1, 1);
 	for (size_t i = 0; i < g->nsites; i++) {
 		const struct gate_site *s = &g->sites[i];
 		if (!s->fails)
 			continue;
-		g->nfailing++;
-		/* A site failing on growth alone counts what it grew by. */
-		int growth_based = (s->fails & (FAIL_GROWTH | FAIL_SITE_GROWTH)) && !(s->fails & (FAIL_LEAKED | FAIL_BASELINE));
-		g->failing_bytes += growth_based ? s->growth : s->e->size;
-		g->failing_count += growth_based ? s->growth_count : s->e->count;
+		if (!failing[s->site])
+			g->nfailing++;
+		failing[s->site] = 1;
+		/* An entry failing on growth alone counts what it grew by. */
+		int growth_based = gate_site_by_growth(s);
+		g->failing_bytes += growth_based ? s->growth : s->size;
+		g->failing_count += growth_based ? s->growth_count : s->count;
 	}
+	free(failing);
+}
+
+int gate_site_by_growth(const struct gate_site *s)
+{
+	return (s->fails & (FAIL_GROWTH | FAIL_SITE_GROWTH)) && !(s->fails & (FAIL_LEAKED | FAIL_LOST | FAIL_BASELINE));
+}
+
+int gate_classified(const struct gate *g)
+{
+	return !g->unclassified;
+}
+
+int gate_shows_kind(const struct gate_opts *o, int k)
+{
+	return k == GROUP_UNCLASSIFIED || (o->show_kinds >> k & 1);
+}
+
+const char *gate_kind_words(int k)
+{
+	static const char *const words[GROUP_NKINDS] = {
+		"definitely lost", "indirectly lost", "possibly lost", "still reachable", "not classified"
+	};
+
+	return k >= 0 && k < GROUP_NKINDS ? words[k] : words[GROUP_UNCLASSIFIED];
 }
 
 enum gate_verdict gate_verdict(const struct gate *g)
 {
 	if (g->o->leaks_only)
 		return GATE_PASS;
-	return g->nfailing || g->fail_leaked || g->fail_growth || g->fail_peak ? GATE_FAIL : GATE_PASS;
+	return g->nfailing || g->fail_leaked || g->fail_lost || g->fail_growth || g->fail_peak ? GATE_FAIL : GATE_PASS;
 }
 
 enum gate_verdict gate_evaluate(struct gate *g, struct gate_opts *o, char **paths, int npaths)
@@ -230,6 +309,13 @@ enum gate_verdict gate_evaluate(struct gate *g, struct gate_opts *o, char **path
 	g->gopts = (struct group_opts){ .by = BY_TRACEBACK, .alloc_fns = &o->alloc_fns };
 	g->table = group_new(&g->gopts, g->sym);
 	add_processes(g, pair);
+	if (g->unclassified)
+		snapshot_reach_reason(g->unclassified, g->unclassified_why, sizeof g->unclassified_why);
+	if (o->max_lost >= 0 && g->unclassified) {
+		error("--max-lost: '%s' is not classified by reachability: %s", g->unclassified->path,
+		      g->unclassified_why);
+		return GATE_ERROR;
+	}
 	group_hint(g->table, &g->hint);
 	if ((o->max_growth >= 0 || o->max_site_growth >= 0) && !g->has_growth) {
 		error("growth needs two snapshots of a process, or two snapshot files");

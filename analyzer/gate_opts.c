@@ -12,6 +12,8 @@
 
 const struct option gate_options[] = {
 	{ "max-leaked", required_argument, NULL, GATE_OPT_MAX_LEAKED },
+	{ "max-lost", required_argument, NULL, GATE_OPT_MAX_LOST },
+	{ "show-kinds", required_argument, NULL, GATE_OPT_SHOW_KINDS },
 	{ "max-growth", required_argument, NULL, GATE_OPT_MAX_GROWTH },
 	{ "max-growth-per-site", required_argument, NULL, GATE_OPT_MAX_SITE_GROWTH },
 	{ "max-peak", required_argument, NULL, GATE_OPT_MAX_PEAK },
@@ -56,7 +58,9 @@ struct option *gate_options_with(const struct option *own)
 void gate_opts_init(struct gate_opts *o)
 {
 	memset(o, 0, sizeof *o);
-	o->max_leaked = o->max_growth = o->max_site_growth = o->max_peak = -1;
+	o->max_leaked = o->max_lost = o->max_growth = o->max_site_growth = o->max_peak = -1;
+	/* LeakSanitizer's default: what is lost, not what is still reachable. */
+	o->show_kinds = 1u << HD_REACH_DEFINITE | 1u << HD_REACH_INDIRECT;
 	alloc_fns_init(&o->alloc_fns);
 }
 
@@ -91,12 +95,47 @@ static int format_arg(const char *cmd, const char *arg, enum gate_format *format
 	return -1;
 }
 
+/* valgrind's --show-leak-kinds: a comma list of definite, indirect,
+ * possible and reachable, or all, or none. */
+static int kinds_arg(const char *cmd, const char *arg, unsigned *kinds)
+{
+	char *list = xstrdup(arg), *save = NULL;
+	int rc = 0;
+
+	*kinds = 0;
+	for (char *w = strtok_r(list, ",", &save); w && !rc; w = strtok_r(NULL, ",", &save)) {
+		int k = 0;
+		while (k < HD_REACH_NKINDS && strcmp(w, snapshot_reach_kind_name(k)))
+			k++;
+		if (k < HD_REACH_NKINDS)
+			*kinds |= 1u << k;
+		else if (!strcmp(w, "all"))
+			*kinds |= (1u << HD_REACH_NKINDS) - 1;
+		else if (strcmp(w, "none"))
+			rc = -1;
+	}
+	free(list);
+	if (rc || !arg[0] || arg[0] == ',' || arg[strlen(arg) - 1] == ',' || strstr(arg, ",,")) {
+		usage_error(cmd, "--show-kinds takes definite, indirect, possible and reachable, separated by commas, "
+			    "or all or none, not '%s'", arg);
+		return -1;
+	}
+	return 0;
+}
+
 int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg)
 {
 	if (alloc_fns_owns(c))
 		return alloc_fns_option(cmd, &o->alloc_fns, c, arg);
 	switch (c) {
 	case GATE_OPT_MAX_LEAKED: return size_arg(cmd, "--max-leaked", arg, &o->max_leaked);
+	case GATE_OPT_MAX_LOST: return size_arg(cmd, "--max-lost", arg, &o->max_lost);
+	case GATE_OPT_SHOW_KINDS:
+		if (!o->leaks_only) {
+			usage_error(cmd, "option '--show-kinds' belongs to 'heapdelta leaks'");
+			return -1;
+		}
+		return kinds_arg(cmd, arg, &o->show_kinds);
 	case GATE_OPT_MAX_GROWTH: return size_arg(cmd, "--max-growth", arg, &o->max_growth);
 	case GATE_OPT_MAX_SITE_GROWTH: return size_arg(cmd, "--max-growth-per-site", arg, &o->max_site_growth);
 	case GATE_OPT_MAX_PEAK: return size_arg(cmd, "--max-peak", arg, &o->max_peak);
@@ -119,6 +158,6 @@ int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg)
 
 int gate_has_budget(const struct gate_opts *o)
 {
-	return o->max_leaked >= 0 || o->max_growth >= 0 || o->max_site_growth >= 0 || o->max_peak >= 0 ||
+	return o->max_leaked >= 0 || o->max_lost >= 0 || o->max_growth >= 0 || o->max_site_growth >= 0 || o->max_peak >= 0 ||
 	       o->baseline || o->write_baseline;
 }

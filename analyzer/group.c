@@ -2,7 +2,8 @@
  * group.c - grouping sites into per-key statistics (top, diff, the gate)
  * and per-key time series (trend), and matching two snapshots' sites by
  * their keys (site.h: symbolized, never raw addresses, so two runs at
- * different load addresses compare cleanly).  While grouping, the bytes of
+ * different load addresses compare cleanly).  The newer side's live blocks
+ * are also summed by reachability (REACH), for the gate.  While grouping, the bytes of
  * each site function and its distinct callers are counted for the wrapper
  * hint.
  */
@@ -223,8 +224,14 @@ static int holds_more(const struct stat_node *node, const struct hd_stack *hs, i
 	return hs->id < node->tb_id;
 }
 
+/* The reader checked that a classified snapshot has a REACH record of
+ * every stack with live blocks: a stack without one has none. */
+static const struct hd_reach_rec no_blocks;
+
+/* Add hs (its blocks by kind: reach, or NULL when its snapshot is not
+ * classified) to the entry of key, which the table takes. */
 static void charge(struct stat_table *t, char *key, const struct sym_frame *site,
-		   const struct site_stack *st, const struct hd_stack *hs, int old)
+		   const struct site_stack *st, const struct hd_stack *hs, const struct hd_reach_rec *reach, int old)
 {
 	struct stat_node *node;
 
@@ -252,6 +259,15 @@ static void charge(struct stat_table *t, char *key, const struct sym_frame *site
 		node->e.count += (int64_t)hs->live_count;
 		node->e.alloc_size += (int64_t)hs->alloc_bytes;
 		node->e.alloc_count += (int64_t)hs->alloc_count;
+		if (!reach) {
+			node->e.kind_size[GROUP_UNCLASSIFIED] += (int64_t)hs->live_bytes;
+			node->e.kind_count[GROUP_UNCLASSIFIED] += (int64_t)hs->live_count;
+		} else {
+			for (int k = 0; k < HD_REACH_NKINDS; k++) {
+				node->e.kind_size[k] += (int64_t)reach->bytes[k];
+				node->e.kind_count[k] += (int64_t)reach->count[k];
+			}
+		}
 	}
 
 }
@@ -259,18 +275,22 @@ static void charge(struct stat_table *t, char *key, const struct sym_frame *site
 void group_add(struct stat_table *t, const struct snapshot *s, int old)
 {
 	const struct group_opts *o = t->opts;
+	int classified = !old && snapshot_classified(s);
 
 	for (uint32_t i = 0; i < s->nstacks; i++) {
 		const struct hd_stack *hs = &s->stacks[i];
 		struct site_stack st = expand(t, s, hs);
 		if (!st.n || !keep_stack(o, &st))
 			continue;
+		const struct hd_reach_rec *reach = classified ? snapshot_reach_of(s, hs->id) : NULL;
+		if (classified && !reach)
+			reach = &no_blocks;
 		t->totals[old][0] += (int64_t)hs->live_bytes;
 		t->totals[old][1] += (int64_t)hs->live_count;
 		if (!old)
 			hint_add(t, &st, hs);
 		if (o->by == BY_TRACEBACK || !o->cumulative) {
-			charge(t, stack_key(t, &st), site_frame(&st), &st, hs, old);
+			charge(t, stack_key(t, &st), site_frame(&st), &st, hs, reach, old);
 			continue;
 		}
 		/* Every frame's location, the wrappers' too, each once per
@@ -288,7 +308,7 @@ void group_add(struct stat_table *t, const struct snapshot *s, int old)
 				continue;
 			}
 			seen[nseen++] = xstrdup(key);
-			charge(t, key, st.frames[k], &sub, hs, old);
+			charge(t, key, st.frames[k], &sub, hs, reach, old);
 		}
 		for (int j = 0; j < nseen; j++)
 			free(seen[j]);

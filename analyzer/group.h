@@ -42,6 +42,11 @@ struct wrapper_hint {
 	size_t callers;                /* distinct calling locations */
 };
 
+/* The newer side's live blocks by reachability: the kinds of enum
+ * hd_reach_kind, then those of snapshots that were not classified. */
+#define GROUP_UNCLASSIFIED HD_REACH_NKINDS
+#define GROUP_NKINDS (HD_REACH_NKINDS + 1)
+
 struct stat_entry {
 	char *key;                     /* what the text report prints before ':' */
 	const struct sym_frame *site;  /* the site frame (file, line, function) */
@@ -51,6 +56,7 @@ struct stat_entry {
 	int64_t size, count;           /* in the newer snapshot */
 	int64_t old_size, old_count;   /* in the older one (diff) */
 	int64_t alloc_size, alloc_count; /* allocated since start, newer snapshot */
+	int64_t kind_size[GROUP_NKINDS], kind_count[GROUP_NKINDS];   /* size and count by kind */
 };
 
 struct stat_table;

@@ -122,8 +122,11 @@ static const struct cmd commands[] = {
 	  "\nSites are matched by their symbolized location, so OLD and NEW may come\n"
 	  "from two runs of the same program. Sorted by the absolute size difference.\n" },
 	{ "leaks", cmd_leaks,
-	  "heapdelta leaks SNAP... | DIR [--suppressions FILE] [--format text|json] [-o FILE]",
+	  "heapdelta leaks SNAP... | DIR [--show-kinds KINDS] [--suppressions FILE] [--format text|json] [-o FILE]",
 	  "what was not freed at exit, by allocation stack, largest first",
+	  "  --show-kinds KINDS  the kinds of reachability listed, separated by commas:\n"
+	  "                      definite, indirect, possible, reachable, or all or\n"
+	  "                      none (default: definite,indirect)\n"
 	  "  --suppressions FILE  LeakSanitizer-format file of leak:PATTERN lines;\n"
 	  "                      repeatable\n"
 	  "  --print-suppressions  show which suppressions matched, and how much\n"
@@ -132,9 +135,13 @@ static const struct cmd commands[] = {
 	  ALLOC_FN_OPTIONS
 	  SYMBOL_OPTIONS
 	  "\n"
-	  "Blocks still allocated when the program exited, not a reachability\n"
-	  "analysis: memory a program keeps until exit on purpose is listed too (use\n"
-	  "suppressions). Given several snapshots, the last of each process counts.\n"
+	  "Blocks still allocated when the program exited. When the exit snapshot\n"
+	  "classifies them by reachability, each stack is listed once per kind, as\n"
+	  "valgrind's loss records (definitely lost, indirectly lost, possibly lost,\n"
+	  "still reachable), and the SUMMARY line counts every kind. Otherwise every\n"
+	  "block not freed is listed, memory a program keeps until exit on purpose\n"
+	  "too (use suppressions), and one line says why they were not classified.\n"
+	  "Given several snapshots, the last of each process counts.\n"
 	  "Exit status 0, or 2 on unreadable input.\n" },
 	{ "check", cmd_check,
 	  "heapdelta check [budgets] [options] SNAP... | DIR",
@@ -142,6 +149,8 @@ static const struct cmd commands[] = {
 	  "budgets (SIZE: 123, 10KiB, 1.5MiB, 2GiB in powers of 1024; 10KB, 2MB, 1GB in\n"
 	  "powers of 1000):\n"
 	  "  --max-leaked SIZE   bytes not freed at exit (the last snapshot of each process)\n"
+	  "  --max-lost SIZE     bytes definitely and indirectly lost at exit (snapshots\n"
+	  "                      classified by reachability; others are an error)\n"
 	  "  --max-growth SIZE   growth from the first to the last snapshot of each process,\n"
 	  "                      or from OLD to NEW when given two files of two runs\n"
 	  "  --max-growth-per-site SIZE  the same, for each allocation stack\n"
@@ -169,9 +178,9 @@ static const struct cmd commands[] = {
 	  "A site's fingerprint starts at its allocation site: naming a wrapper with\n"
 	  "--alloc-fn moves the sites below it, so a baseline written before needs\n"
 	  "writing again once.\n"
-	  "Exit status: 0 within budget, 1 over budget, 2 usage error or unreadable\n"
-	  "input. The last line of text output is a SUMMARY line (on stderr for json,\n"
-	  "junit and sarif).\n" },
+	  "Exit status: 0 within budget, 1 over budget, 2 usage error, unreadable\n"
+	  "input, or --max-lost of a snapshot not classified by reachability. The last\n"
+	  "line of text output is a SUMMARY line (on stderr for json, junit and sarif).\n" },
 	{ "trend", cmd_trend,
 	  "heapdelta trend SNAP... | DIR [--by KEY] [--limit N] [--pid PID] [--format text|json] [-o FILE]",
 	  "the sites that grow steadily over many snapshots of one process",

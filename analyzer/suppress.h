@@ -9,13 +9,16 @@
 
 #include <stdint.h>
 
+#include "hd_format.h"
 #include "site.h"
 
 struct suppression {
 	char *pattern;         /* as written after "leak:" */
 	char *file;            /* the suppression file, for messages */
 	int line;
-	int64_t hits, bytes;   /* sites and bytes it suppressed */
+	int64_t hits, bytes;   /* entries and bytes it suppressed */
+	/* The same by kind: enum hd_reach_kind, then blocks not classified. */
+	int64_t kind_hits[HD_REACH_NKINDS + 1], kind_bytes[HD_REACH_NKINDS + 1];
 };
 
 struct suppressions {

@@ -1,6 +1,10 @@
 /*
  * write_gate.c - the gate model (leaks, check, run --check) as text, JSON,
- * JUnit XML, SARIF 2.1.0 or GitHub workflow commands.
+ * JUnit XML, SARIF 2.1.0 or GitHub workflow commands.  An entry of a kind
+ * of reachability is worded as LeakSanitizer words its leaks ("Direct leak
+ * of 48 byte(s) in 3 object(s)"); an entry of blocks not classified as
+ * before reachability existed ("48 bytes in 3 allocations not freed at
+ * exit").
  */
 #include "json.h"
 #include "util.h"
@@ -70,21 +74,39 @@ static void mismatches_text(struct strbuf *sb, const struct gate *g)
 			    g->mismatched_frees, g->nmismatches);
 }
 
-/* "1000 bytes in 10 allocations not freed at exit" and its variants. */
+/* Whether s is worded by its kind: not by growth, and classified. */
+static int by_kind(const struct gate_site *s)
+{
+	return s->kind != GROUP_UNCLASSIFIED && !gate_site_by_growth(s);
+}
+
+/* "1000 bytes in 10 allocations not freed at exit", "Direct leak of 48
+ * byte(s) in 3 object(s)" and their variants. */
 static void site_line(struct strbuf *sb, const struct gate *g, const struct gate_site *s)
 {
-	int growth = (s->fails & (FAIL_GROWTH | FAIL_SITE_GROWTH)) && !(s->fails & (FAIL_LEAKED | FAIL_BASELINE));
+	static const char *const lead[HD_REACH_NKINDS] = {
+		"Direct leak of ", "Indirect leak of ", "Possible leak of ", "Still reachable: "
+	};
 
-	if (growth)
+	if (gate_site_by_growth(s))
 		strbuf_addf(sb, "%+" PRId64 " bytes in %+" PRId64 " allocations since the first snapshot",
 			    s->growth, s->growth_count);
+	else if (by_kind(s))
+		strbuf_addf(sb, "%s%" PRId64 " byte(s) in %" PRId64 " object(s)", lead[s->kind], s->size, s->count);
 	else
-		strbuf_addf(sb, "%" PRId64 " bytes in %" PRId64 " allocations %s", s->e->size, s->e->count,
+		strbuf_addf(sb, "%" PRId64 " bytes in %" PRId64 " allocations %s", s->size, s->count,
 			    g->at_exit ? "not freed at exit" : "still allocated at the last snapshot");
 	if (s->base == BASE_NEW)
 		strbuf_adds(sb, " [new]");
 	else if (s->base == BASE_GREW)
 		strbuf_addf(sb, " [grew from %" PRId64 " bytes]", s->base_bytes);
+}
+
+/* site_line() and what leads to its stack. */
+static void site_head(struct strbuf *sb, const struct gate *g, const struct gate_site *s)
+{
+	site_line(sb, g, s);
+	strbuf_adds(sb, by_kind(s) ? " allocated from:\n" : ", allocated from:\n");
 }
 
 static const char *site_where(const struct gate_site *s, char *buf, size_t len)
@@ -99,15 +121,25 @@ static const char *site_where(const struct gate_site *s, char *buf, size_t len)
 	return buf;
 }
 
-/* Sites a report lists: every unsuppressed site with something to say.
- * A site of zero-byte blocks holds blocks: it is listed. */
+/* Entries a report lists: every unsuppressed entry with something to say
+ * (leaks: of a kind it shows).  An entry of zero-byte blocks holds blocks:
+ * it is listed. */
 static int listed(const struct gate *g, const struct gate_site *s)
 {
 	if (s->supp)
 		return 0;
 	if (g->o->leaks_only)
-		return s->e->size > 0 || s->e->count > 0;
-	return s->e->size > 0 || s->e->count > 0 || s->growth != 0 || s->growth_count != 0 || s->fails;
+		return (s->size > 0 || s->count > 0) && gate_shows_kind(g->o, s->kind);
+	return s->size > 0 || s->count > 0 || s->growth != 0 || s->growth_count != 0 || s->fails;
+}
+
+/* ", definitely lost" after an entry of a kind, nothing after others. */
+static const char *kind_suffix(int kind, char *buf, size_t len)
+{
+	if (kind < 0 || kind >= HD_REACH_NKINDS)
+		return "";
+	snprintf(buf, len, ", %s", gate_kind_words(kind));
+	return buf;
 }
 
 /* ---- text -------------------------------------------------------------- */
@@ -129,8 +161,7 @@ static void tally_listed(const struct gate *g, struct debuginfo_tally *t)
 		const struct gate_site *s = &g->sites[i];
 		if (!listed(g, s) || (!g->o->leaks_only && !s->fails))
 			continue;
-		int growth = (s->fails & (FAIL_GROWTH | FAIL_SITE_GROWTH)) && !(s->fails & (FAIL_LEAKED | FAIL_BASELINE));
-		debuginfo_tally_add(t, s->e->site, growth ? s->growth : s->e->size);
+		debuginfo_tally_add(t, s->e->site, gate_site_by_growth(s) ? s->growth : s->size);
 	}
 }
 
@@ -143,18 +174,29 @@ static void debuginfo_text(FILE *out, const struct gate *g)
 	debuginfo_tally_release(&t);
 }
 
+/* Why the blocks were not classified by reachability, in one line. */
+static void unclassified_text(FILE *out, const struct gate *g)
+{
+	if (!g->unclassified)
+		return;
+	fprintf(out, "Not classified by reachability");
+	if (g->nprocs > 1)
+		fprintf(out, " in %d of %d processes (pid %" PRIu64 ")", g->nprocs - g->nclassified, g->nprocs,
+			g->unclassified->meta[HD_META_PID]);
+	fprintf(out, ": %s\n", g->unclassified_why);
+}
+
 static void gate_text(FILE *out, const struct gate *g)
 {
 	const struct gate_opts *o = g->o;
 	struct strbuf sb = STRBUF_INIT;
-	char where[PATH_MAX + 256];
+	char where[PATH_MAX + 256], kind[64];
 
 	for (size_t i = 0; i < g->nsites; i++) {
 		const struct gate_site *s = &g->sites[i];
 		if (!listed(g, s) || (!o->leaks_only && !s->fails))
 			continue;
-		site_line(&sb, g, s);
-		strbuf_adds(&sb, ", allocated from:\n");
+		site_head(&sb, g, s);
 		stack_text(&sb, s);
 		strbuf_adds(&sb, "\n");
 	}
@@ -164,12 +206,15 @@ static void gate_text(FILE *out, const struct gate *g)
 		fputs(sb.buf, out);
 	strbuf_release(&sb);
 	if (o->leaks_only) {
+		unclassified_text(out, g);
 		write_hint_line(out, &g->hint);
 		debuginfo_text(out, g);
 		return;
 	}
 	budget_line(out, g->at_exit ? "not freed at exit" : "still allocated at the last snapshot",
 		    g->leaked, o->max_leaked, 0);
+	if (gate_classified(g))
+		budget_line(out, "definitely and indirectly lost", g->lost, o->max_lost, 0);
 	if (g->has_growth)
 		budget_line(out, "growth since the first snapshot", g->growth, o->max_growth, 1);
 	budget_line(out, "peak", (int64_t)g->peak, o->max_peak, 0);
@@ -178,22 +223,54 @@ static void gate_text(FILE *out, const struct gate *g)
 			const struct gate_site *s = &g->sites[i];
 			if (!s->base)
 				continue;
-			fprintf(out, "baseline: %-9s %s: %" PRId64 " bytes in %" PRId64 " allocations (baseline %" PRId64
-				" bytes) [%s]\n", base_names[s->base], site_where(s, where, sizeof where), s->e->size,
-				s->e->count, s->base_bytes, s->fp);
+			fprintf(out, "baseline: %-9s %s: %" PRId64 " bytes in %" PRId64 " allocations%s (baseline %" PRId64
+				" bytes) [%s]\n", base_names[s->base], site_where(s, where, sizeof where), s->size,
+				s->count, kind_suffix(s->kind, kind, sizeof kind), s->base_bytes, s->fp);
 		}
 		for (size_t i = 0; i < g->ngone; i++)
-			fprintf(out, "baseline: %-9s %s (baseline %" PRId64 " bytes) [%s]\n", "gone", g->gone[i].desc,
-				g->gone[i].bytes, g->gone[i].fp);
+			fprintf(out, "baseline: %-9s %s%s (baseline %" PRId64 " bytes) [%s]\n", "gone", g->gone[i].desc,
+				kind_suffix(g->gone[i].kind, kind, sizeof kind), g->gone[i].bytes, g->gone[i].fp);
 	}
 	write_hint_line(out, &g->hint);
 	debuginfo_text(out, g);
+}
+
+/* leaks' SUMMARY of classified blocks: bytes and blocks of every kind, as
+ * valgrind's LEAK SUMMARY, then those not classified and those
+ * suppressed. */
+static void kinds_summary(FILE *out, const struct gate *g)
+{
+	const char *sep = "";
+
+	fprintf(out, "SUMMARY: heapdelta: ");
+	for (int k = 0; k < GROUP_NKINDS; k++) {
+		if (k == GROUP_UNCLASSIFIED && !g->kind_size[k] && !g->kind_count[k])
+			continue;
+		fprintf(out, "%s%s %" PRId64 " bytes in %" PRId64 " blocks", k ? ", " : "", gate_kind_words(k),
+			g->kind_size[k], g->kind_count[k]);
+	}
+	if (g->suppressed || g->suppressed_count) {
+		fprintf(out, " (suppressed: ");
+		for (int k = 0; k < GROUP_NKINDS; k++) {
+			if (!g->supp_kind_size[k] && !g->supp_kind_count[k])
+				continue;
+			fprintf(out, "%s%s %" PRId64 " bytes in %" PRId64 " blocks", sep, gate_kind_words(k),
+				g->supp_kind_size[k], g->supp_kind_count[k]);
+			sep = ", ";
+		}
+		fputc(')', out);
+	}
+	fputc('\n', out);
 }
 
 void write_gate_summary(FILE *out, const struct gate *g)
 {
 	char a[32], b[32];
 
+	if (g->o->leaks_only && g->nclassified) {
+		kinds_summary(out, g);
+		return;
+	}
 	if (g->o->leaks_only) {
 		fprintf(out, "SUMMARY: heapdelta: %" PRId64 " bytes in %" PRId64 " allocations %s",
 			g->leaked, g->leaked_count, g->at_exit ? "not freed at exit" : "still allocated at the last snapshot");
@@ -217,6 +294,9 @@ void write_gate_summary(FILE *out, const struct gate *g)
 		fprintf(out, "SUMMARY: heapdelta: within budget: %s in %" PRId64 " allocations %s",
 			format_size(a, (double)g->leaked, 0), g->leaked_count,
 			g->at_exit ? "not freed at exit" : "still allocated at the last snapshot");
+		if (gate_classified(g))
+			fprintf(out, ", %s in %" PRId64 " definitely or indirectly lost", format_size(b, (double)g->lost, 0),
+				g->lost_count);
 		if (g->has_growth)
 			fprintf(out, ", growth %s", format_size(b, (double)g->growth, 1));
 		fprintf(out, ", peak %s\n", format_size(a, (double)g->peak, 0));
@@ -230,24 +310,38 @@ void write_gate_suppressions_used(FILE *out, const struct gate *g)
 	fprintf(out, "  count      bytes template\n");
 	for (int i = 0; i < g->o->supp.n; i++) {
 		const struct suppression *s = &g->o->supp.v[i];
-		if (s->hits)
+		if (!s->hits)
+			continue;
+		if (s->kind_hits[GROUP_UNCLASSIFIED] == s->hits) {
 			fprintf(out, "%7" PRId64 " %10" PRId64 " leak:%s\n", s->hits, s->bytes, s->pattern);
+			continue;
+		}
+		/* One line per kind it suppressed. */
+		for (int k = 0; k < GROUP_NKINDS; k++)
+			if (s->kind_hits[k])
+				fprintf(out, "%7" PRId64 " %10" PRId64 " leak:%s (%s)\n", s->kind_hits[k], s->kind_bytes[k],
+					s->pattern, gate_kind_words(k));
 	}
 	fprintf(out, "-----------------------------------------------------\n");
 }
 
 void write_gate_gen_suppressions(FILE *out, const struct gate *g)
 {
+	/* A line per failing site, however many of its entries fail. */
+	char *done = xcalloc(g->nsite_keys + 1, 1);
+
 	for (size_t i = 0; i < g->nsites; i++) {
 		const struct gate_site *s = &g->sites[i];
-		if (!s->fails)
+		if (!s->fails || done[s->site])
 			continue;
+		done[s->site] = 1;
 		const struct sym_frame *f = s->e->site;
 		if (strcmp(f->function, "??"))
 			fprintf(out, "leak:%s\n", f->function);
 		else
 			fprintf(out, "leak:%s\n", f->module);
 	}
+	free(done);
 }
 
 /* ---- JSON -------------------------------------------------------------- */
@@ -286,16 +380,28 @@ static void json_size_count(struct json *j, const char *key, int64_t size, int64
 	json_object_end(j);
 }
 
+/* Each kind's bytes and blocks: {"definite": {"size": N, "count": N}, ...,
+ * "unclassified": ...}. */
+static void json_kinds(struct json *j, const char *key, const int64_t *size, const int64_t *count)
+{
+	json_key(j, key);
+	json_object_begin(j);
+	for (int k = 0; k < GROUP_NKINDS; k++)
+		json_size_count(j, snapshot_reach_kind_name(k), size[k], count[k]);
+	json_object_end(j);
+}
+
 static void json_site(struct json *j, const struct gate_site *s)
 {
 	json_object_begin(j);
 	json_kv_string(j, "fingerprint", s->fp);
+	json_kv_string(j, "kind", snapshot_reach_kind_name(s->kind));
 	json_kv_string(j, "function", s->e->site->function);
 	json_kv_string(j, "file", s->e->site->file);
 	json_kv_int(j, "line", s->e->site->line);
 	json_kv_string(j, "module", s->e->site->module);
-	json_kv_int(j, "size", s->e->size);
-	json_kv_int(j, "count", s->e->count);
+	json_kv_int(j, "size", s->size);
+	json_kv_int(j, "count", s->count);
 	json_kv_int(j, "growth", s->growth);
 	json_kv_int(j, "growth_count", s->growth_count);
 	json_kv_string(j, "suppressed_by", s->supp ? s->supp->pattern : NULL);
@@ -307,6 +413,8 @@ static void json_site(struct json *j, const struct gate_site *s)
 	json_compact(j);
 	if (s->fails & FAIL_LEAKED)
 		json_string(j, "leaked");
+	if (s->fails & FAIL_LOST)
+		json_string(j, "lost");
 	if (s->fails & FAIL_GROWTH)
 		json_string(j, "growth");
 	if (s->fails & FAIL_SITE_GROWTH)
@@ -346,6 +454,22 @@ static void gate_json(FILE *out, const struct gate *g)
 	json_break(&j, 1);
 	json_size_count(&j, "leaked", g->leaked, g->leaked_count);
 	json_break(&j, 1);
+	json_key(&j, "reachability");
+	json_object_begin(&j);
+	json_kv_bool(&j, "classified", gate_classified(g));
+	json_kv_string(&j, "reason", g->unclassified ? g->unclassified_why : NULL);
+	json_kv_string(&j, "snapshot", g->unclassified ? g->unclassified->path : NULL);
+	json_object_end(&j);
+	json_break(&j, 1);
+	json_kinds(&j, "kinds", g->kind_size, g->kind_count);
+	json_break(&j, 1);
+	if (gate_classified(g)) {
+		json_size_count(&j, "lost", g->lost, g->lost_count);
+	} else {
+		json_key(&j, "lost");
+		json_null(&j);
+	}
+	json_break(&j, 1);
 	if (g->has_growth) {
 		json_size_count(&j, "growth", g->growth, g->growth_count);
 	} else {
@@ -355,11 +479,17 @@ static void gate_json(FILE *out, const struct gate *g)
 	json_break(&j, 1);
 	json_kv_uint(&j, "peak", g->peak);
 	json_break(&j, 1);
-	json_size_count(&j, "suppressed", g->suppressed, g->suppressed_count);
+	json_key(&j, "suppressed");
+	json_object_begin(&j);
+	json_kv_int(&j, "size", g->suppressed);
+	json_kv_int(&j, "count", g->suppressed_count);
+	json_kinds(&j, "kinds", g->supp_kind_size, g->supp_kind_count);
+	json_object_end(&j);
 	json_break(&j, 1);
 	json_key(&j, "budgets");
 	json_object_begin(&j);
 	json_budget(&j, "max_leaked", o->max_leaked);
+	json_budget(&j, "max_lost", o->max_lost);
 	json_budget(&j, "max_growth", o->max_growth);
 	json_budget(&j, "max_growth_per_site", o->max_site_growth);
 	json_budget(&j, "max_peak", o->max_peak);
@@ -368,10 +498,11 @@ static void gate_json(FILE *out, const struct gate *g)
 	json_key(&j, "sites");
 	json_array_begin(&j);
 	for (size_t i = 0; i < g->nsites; i++) {
-		if (!g->sites[i].supp && !listed(g, &g->sites[i]))
+		const struct gate_site *s = &g->sites[i];
+		if ((!s->supp && !listed(g, s)) || (o->leaks_only && !gate_shows_kind(o, s->kind)))
 			continue;
 		json_break(&j, 2);
-		json_site(&j, &g->sites[i]);
+		json_site(&j, s);
 	}
 	json_array_end(&j);
 	json_break(&j, 1);
@@ -380,6 +511,7 @@ static void gate_json(FILE *out, const struct gate *g)
 	for (size_t i = 0; i < g->ngone; i++) {
 		json_object_begin(&j);
 		json_kv_string(&j, "fingerprint", g->gone[i].fp);
+		json_kv_string(&j, "kind", snapshot_reach_kind_name(g->gone[i].kind));
 		json_kv_int(&j, "baseline_size", g->gone[i].bytes);
 		json_kv_string(&j, "site", g->gone[i].desc);
 		json_object_end(&j);
@@ -456,6 +588,7 @@ static void gate_junit(FILE *out, const struct gate *g)
 
 	struct { const char *name; int64_t v, budget; int fail, sign; } budgets[] = {
 		{ "max-leaked", g->leaked, o->max_leaked, g->fail_leaked, 0 },
+		{ "max-lost", g->lost, o->max_lost, g->fail_lost, 0 },
 		{ "max-growth", g->growth, o->max_growth, g->fail_growth, 1 },
 		{ "max-peak", (int64_t)g->peak, o->max_peak, g->fail_peak, 0 },
 	};
@@ -475,12 +608,15 @@ static void gate_junit(FILE *out, const struct gate *g)
 			continue;
 		struct strbuf line = STRBUF_INIT, body = STRBUF_INIT;
 		site_line(&line, g, s);
-		strbuf_addf(&body, "%s, allocated from:\n", line.buf);
+		site_head(&body, g, s);
 		stack_text(&body, s);
-		char *name = xasprintf("%s [%s]", site_where(s, where, sizeof where), s->fp);
+		char *name = by_kind(s) ? xasprintf("%s (%s) [%s]", site_where(s, where, sizeof where),
+						    gate_kind_words(s->kind), s->fp)
+				       : xasprintf("%s [%s]", site_where(s, where, sizeof where), s->fp);
 		const char *type = s->fails & FAIL_BASELINE ? (s->base == BASE_NEW ? "baseline-new" : "baseline-grew")
 				 : s->fails & FAIL_SITE_GROWTH ? "max-growth-per-site"
 				 : s->fails & FAIL_GROWTH ? "max-growth"
+				 : s->fails & FAIL_LOST ? "max-lost"
 				 : s->fails & FAIL_LEAKED ? "max-leaked" : NULL;
 		junit_case(&cases, "heapdelta.site", name, type, line.buf, body.buf);
 		tests++;
@@ -606,7 +742,7 @@ static void sarif_head(struct json *j)
 static void sarif_site(struct json *j, const struct gate *g, const struct gate_site *s)
 {
 	static const char *const sarif_state[] = { NULL, "new", "updated", "unchanged", "absent" };
-	int growth = (s->fails & (FAIL_GROWTH | FAIL_SITE_GROWTH)) && !(s->fails & (FAIL_LEAKED | FAIL_BASELINE));
+	int growth = gate_site_by_growth(s);
 	struct strbuf line = STRBUF_INIT;
 
 	site_line(&line, g, s);
@@ -639,8 +775,9 @@ static void sarif_site(struct json *j, const struct gate *g, const struct gate_s
 	json_array_end(j);
 	json_key(j, "properties");
 	json_object_begin(j);
-	json_kv_int(j, "bytes", s->e->size);
-	json_kv_int(j, "allocations", s->e->count);
+	json_kv_string(j, "kind", snapshot_reach_kind_name(s->kind));
+	json_kv_int(j, "bytes", s->size);
+	json_kv_int(j, "allocations", s->count);
 	json_kv_int(j, "growth", s->growth);
 	json_object_end(j);
 	json_object_end(j);
@@ -662,7 +799,9 @@ static void gate_sarif(FILE *out, const struct gate *g)
 		sarif_site(&j, g, s);
 	}
 	for (size_t i = 0; i < g->ngone; i++) {
-		char *msg = xasprintf("gone since the baseline: %s", g->gone[i].desc);
+		char kind[64];
+		char *msg = xasprintf("gone since the baseline: %s%s", g->gone[i].desc,
+				      kind_suffix(g->gone[i].kind, kind, sizeof kind));
 		json_break(&j, 3);
 		json_object_begin(&j);
 		json_kv_string(&j, "ruleId", "heapdelta/not-freed");

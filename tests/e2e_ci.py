@@ -61,7 +61,7 @@ def check_fails_over_budget_and_passes_with_a_suppression():
 @test
 def check_usage_errors_exit_2():
     d, _ = leaky_run()
-    for args, msg in [(["check", d], "no budget: give --max-leaked, --max-growth, --max-growth-per-site, --max-peak or --baseline"),
+    for args, msg in [(["check", d], "no budget: give --max-leaked, --max-lost, --max-growth, --max-growth-per-site, --max-peak or --baseline"),
                       (["check", "--max-leaked", "lots", d], "--max-leaked takes a size such as 100KiB or 2MB, not 'lots'"),
                       (["check", "--max-leaked", "1"], "expected snapshot files or a directory of them"),
                       (["check", "--format", "xml", "--max-leaked", "1", d], "--format must be text, json, junit, sarif or github, not 'xml'")]:

@@ -880,26 +880,44 @@ struct fake_gate {
 	struct gate_site s[4];
 };
 
-/* Sites of (bytes, count, growth, growth count) at the last snapshot, and
- * the totals gate.c would compute from them. */
-static void fake_gate(struct fake_gate *f, int n, const int64_t (*v)[4])
+/* Entries of (bytes, count, growth, growth count) at the last snapshot,
+ * entry i of site site[i] (fingerprint a0 + site) and kind kind[i] (NULL:
+ * each its own site, not classified), and the totals gate.c would compute
+ * from them. */
+static void fake_gate_kinds(struct fake_gate *f, int n, const int64_t (*v)[4], const int *site, const int *kind)
 {
 	memset(f, 0, sizeof *f);
-	f->o.max_leaked = f->o.max_growth = f->o.max_site_growth = f->o.max_peak = -1;   /* no budgets */
+	f->o.max_leaked = f->o.max_lost = f->o.max_growth = f->o.max_site_growth = f->o.max_peak = -1;   /* no budgets */
 	f->g.o = &f->o;
 	f->g.sites = f->s;
 	f->g.nsites = (size_t)n;
 	f->g.has_growth = 1;
 	for (int i = 0; i < n; i++) {
-		f->e[i] = (struct stat_entry){ .size = v[i][0], .count = v[i][1],
-					       .old_size = v[i][0] - v[i][2], .old_count = v[i][1] - v[i][3] };
-		f->s[i] = (struct gate_site){ .e = &f->e[i], .growth = v[i][2], .growth_count = v[i][3] };
-		snprintf(f->s[i].fp, SITE_FP_SIZE, "%016x", 0xa0 + i);
+		int si = site ? site[i] : i, k = kind ? kind[i] : GROUP_UNCLASSIFIED;
+		f->e[si].size += v[i][0];
+		f->e[si].count += v[i][1];
+		f->e[si].old_size += v[i][0] - v[i][2];
+		f->e[si].old_count += v[i][1] - v[i][3];
+		f->s[i] = (struct gate_site){ .e = &f->e[si], .site = (size_t)si, .kind = k, .size = v[i][0], .count = v[i][1],
+					      .head = !site || !i || site[i - 1] != si,
+					      .growth = v[i][2], .growth_count = v[i][3] };
+		snprintf(f->s[i].fp, SITE_FP_SIZE, "%016x", 0xa0 + si);
+		if ((size_t)si + 1 > f->g.nsite_keys)
+			f->g.nsite_keys = (size_t)si + 1;
 		f->g.leaked += v[i][0];
 		f->g.leaked_count += v[i][1];
+		if (k == HD_REACH_DEFINITE || k == HD_REACH_INDIRECT) {
+			f->g.lost += v[i][0];
+			f->g.lost_count += v[i][1];
+		}
 		f->g.growth += v[i][2];
 		f->g.growth_count += v[i][3];
 	}
+}
+
+static void fake_gate(struct fake_gate *f, int n, const int64_t (*v)[4])
+{
+	fake_gate_kinds(f, n, v, NULL, NULL);
 }
 
 static void within_every_budget_the_gate_passes(void)
@@ -1002,6 +1020,7 @@ static struct baseline baseline_of(int n, const char (*fp)[SITE_FP_SIZE], const 
 
 	for (int i = 0; i < n; i++) {
 		memcpy(b.v[i].fp, fp[i], SITE_FP_SIZE);
+		b.v[i].kind = BASELINE_ANY_KIND;
 		b.v[i].bytes = bytes[i];
 		b.v[i].count = 1;
 		b.v[i].desc = xasprintf("site %d", i);
@@ -1087,6 +1106,135 @@ static void a_written_baseline_reads_back_with_the_same_fingerprints(void)
 	ASSERT_STR(b.v[0].desc, "known_leak /src/leaky.c:14");
 	ASSERT_STR(b.v[1].fp, "00000000000000a2");
 	ASSERT_EQ(b.v[1].count, 3);
+	baseline_release(&b);
+}
+
+/* Site a0: definitely lost 100 in 1 and still reachable 1000 in 10; site
+ * a1: indirectly lost 50 in 2. */
+static const int64_t kinds_v[][4] = { { 100, 1, 0, 0 }, { 1000, 10, 0, 0 }, { 50, 2, 0, 0 } };
+static const int kinds_site[] = { 0, 0, 1 };
+static const int kinds_kind[] = { HD_REACH_DEFINITE, HD_REACH_REACHABLE, HD_REACH_INDIRECT };
+
+static void max_lost_fails_the_definitely_and_indirectly_lost_entries_only(void)
+{
+	struct fake_gate f;
+
+	fake_gate_kinds(&f, 3, kinds_v, kinds_site, kinds_kind);
+	f.o.max_lost = 150;
+	gate_judge(&f.g);
+	ASSERT_EQ(f.g.fail_lost, 0);
+	ASSERT_EQ(gate_verdict(&f.g), GATE_PASS);
+
+	fake_gate_kinds(&f, 3, kinds_v, kinds_site, kinds_kind);
+	f.o.max_lost = 149;
+	gate_judge(&f.g);
+	ASSERT_EQ(f.g.fail_lost, 1);
+	ASSERT_EQ(f.s[0].fails, FAIL_LOST);
+	ASSERT_EQ(f.s[1].fails, 0);             /* still reachable */
+	ASSERT_EQ(f.s[2].fails, FAIL_LOST);
+	ASSERT_EQ(f.g.nfailing, 2);
+	ASSERT_EQ(f.g.failing_bytes, 150);
+	ASSERT_EQ(f.g.failing_count, 3);
+	ASSERT_EQ(gate_verdict(&f.g), GATE_FAIL);
+
+	/* --max-leaked counts every kind; a site failing by two entries is
+	 * one site over budget. */
+	fake_gate_kinds(&f, 3, kinds_v, kinds_site, kinds_kind);
+	f.o.max_leaked = 1000;
+	gate_judge(&f.g);
+	ASSERT_EQ(f.s[1].fails, FAIL_LEAKED);
+	ASSERT_EQ(f.g.nfailing, 2);
+	ASSERT_EQ(f.g.failing_bytes, 1150);
+}
+
+static void a_baseline_with_kinds_tolerates_the_same_kinds_only(void)
+{
+	static const char fp[][SITE_FP_SIZE] = { "00000000000000a0", "00000000000000a0", "00000000000000a1" };
+	static const int64_t bytes[] = { 100, 1000, 50 };
+	static const int bkind[] = { HD_REACH_DEFINITE, HD_REACH_REACHABLE, HD_REACH_DEFINITE };
+	struct fake_gate f;
+
+	fake_gate_kinds(&f, 3, kinds_v, kinds_site, kinds_kind);
+	struct baseline b = baseline_of(3, fp, bytes);
+	for (int i = 0; i < 3; i++)
+		b.v[i].kind = bkind[i];
+	baseline_compare(&f.g, &b);
+	baseline_release(&b);
+	ASSERT_EQ(f.s[0].base, BASE_UNCHANGED);
+	ASSERT_EQ(f.s[1].base, BASE_UNCHANGED);
+	ASSERT_EQ(f.s[2].base, BASE_NEW);       /* indirectly lost, where the baseline had definitely lost */
+	ASSERT_EQ(f.s[2].fails, FAIL_BASELINE);
+	ASSERT_EQ(f.g.ngone, 1);
+	ASSERT_EQ(f.g.gone[0].kind, HD_REACH_DEFINITE);
+	ASSERT_STR(f.g.gone[0].fp, "00000000000000a1");
+	free(f.g.gone[0].desc);
+	free(f.g.gone);
+}
+
+static void a_baseline_without_kinds_holds_a_sites_entries_together(void)
+{
+	static const char fp[][SITE_FP_SIZE] = { "00000000000000a0", "00000000000000a1" };
+	static const int64_t bytes[] = { 1100, 49 };
+	static const char fpk[][SITE_FP_SIZE] = { "00000000000000a0", "00000000000000a0" };
+	static const int64_t bytesk[] = { 60, 40 };
+	static const int64_t v[][4] = { { 100, 3, 0, 0 } };
+	struct fake_gate f;
+
+	fake_gate_kinds(&f, 3, kinds_v, kinds_site, kinds_kind);
+	struct baseline b = baseline_of(2, fp, bytes);   /* format 1: no kinds */
+	baseline_compare(&f.g, &b);
+	baseline_release(&b);
+	ASSERT_EQ(f.s[0].base, BASE_UNCHANGED);   /* 100 + 1000 against 1100 */
+	ASSERT_EQ(f.s[1].base, BASE_UNCHANGED);
+	ASSERT_EQ(f.s[1].base_bytes, 1100);
+	ASSERT_EQ(f.s[2].base, BASE_GREW);
+	ASSERT_EQ(f.g.ngone, 0);
+
+	/* Blocks not classified against a baseline with kinds: against the
+	 * site's entries of every kind. */
+	fake_gate(&f, 1, v);
+	b = baseline_of(2, fpk, bytesk);
+	b.v[0].kind = HD_REACH_DEFINITE;
+	b.v[1].kind = HD_REACH_POSSIBLE;
+	baseline_compare(&f.g, &b);
+	baseline_release(&b);
+	ASSERT_EQ(f.s[0].base, BASE_UNCHANGED);
+	ASSERT_EQ(f.s[0].base_bytes, 100);
+	ASSERT_EQ(f.g.ngone, 0);
+}
+
+static void a_baseline_with_kinds_reads_back_with_them(void)
+{
+	struct sym_frame site = frame("known_leak", "/src/leaky.c", 14, "leaky", 0x1149);
+	struct fake_gate f;
+	struct baseline b;
+	char path[] = "/tmp/heapdelta-unit-XXXXXX";
+	char line[256] = "";
+	int fd = mkstemp(path);
+
+	ASSERT_TRUE(fd >= 0);
+	close(fd);
+	fake_gate_kinds(&f, 3, kinds_v, kinds_site, kinds_kind);
+	for (int i = 0; i < 2; i++)
+		f.e[i].site = &site;
+	int wrote = baseline_write(&f.g, path);
+	FILE *in = fopen(path, "r");
+	if (in) {
+		if (!fgets(line, sizeof line, in))
+			line[0] = 0;
+		fclose(in);
+	}
+	int read = baseline_read(&b, path);
+	unlink(path);
+	ASSERT_EQ(wrote, 0);
+	ASSERT_STR(line, "# heapdelta baseline 2 nolines\n");
+	ASSERT_EQ(read, 0);
+	ASSERT_EQ(b.n, 3);
+	ASSERT_EQ(b.v[0].kind, HD_REACH_DEFINITE);
+	ASSERT_EQ(b.v[1].kind, HD_REACH_REACHABLE);
+	ASSERT_EQ(b.v[1].bytes, 1000);
+	ASSERT_EQ(b.v[2].kind, HD_REACH_INDIRECT);
+	ASSERT_STR(b.v[2].fp, "00000000000000a1");
 	baseline_release(&b);
 }
 
@@ -1228,6 +1376,12 @@ int main(void)
 		  baseline_slack_forgives_small_growth_and_small_new_sites },
 		{ "a written baseline reads back with the same fingerprints",
 		  a_written_baseline_reads_back_with_the_same_fingerprints },
+		{ "--max-lost fails the definitely and indirectly lost entries only",
+		  max_lost_fails_the_definitely_and_indirectly_lost_entries_only },
+		{ "a baseline with kinds tolerates the same kinds only", a_baseline_with_kinds_tolerates_the_same_kinds_only },
+		{ "a baseline without kinds holds a site's entries together",
+		  a_baseline_without_kinds_holds_a_sites_entries_together },
+		{ "a baseline with kinds reads back with them", a_baseline_with_kinds_reads_back_with_them },
 		{ "the JSON emitter writes separators, breaks and escapes as asked",
 		  the_json_emitter_writes_separators_breaks_and_escapes_as_asked },
 		{ "the JSON emitter writes to a stream what it writes to a string",
