@@ -198,8 +198,13 @@ $(T)/fuzz_reader: $(UNIT_AN_SRC) tests/fuzz/fuzz_reader.c | $(T)
 test-build: all $(FIXTURES) $(UNITS)
 
 # The fixtures of the aarch64 tier (tests/e2e_aarch64.py), cross-built.
-CROSS_FIXTURES := $(T)/sites $(T)/sites_fp $(T)/threads $(T)/sites_cpp $(T)/sites_pac
+# checkpoints and forkexec are the tier's own; it also runs them natively,
+# to compare each aarch64 run with the same fixture's x86-64 run.
+A64_OWN_FIXTURES := $(T)/checkpoints $(T)/forkexec
+CROSS_FIXTURES := $(T)/sites $(T)/sites_fp $(T)/threads $(T)/sites_cpp $(T)/sites_pac \
+                  $(T)/robust $(A64_OWN_FIXTURES)
 cross-fixtures: $(CROSS_FIXTURES)
+test-build: $(A64_OWN_FIXTURES)
 
 # sites.c with return addresses signed by pointer authentication (aarch64).
 $(T)/sites_pac: tests/fixtures/sites.c | $(T)

@@ -5,8 +5,10 @@ build-aarch64/) and run with `qemu-aarch64 -E LD_PRELOAD=...`; the snapshots
 are read and symbolized by the host's (x86-64) heapdelta, whose libdw reads
 the aarch64 ELF files and their DWARF.  The checks are the x86-64 ones:
 exact bytes and counts per marked line, every allocation API, C++ operators,
-eight threads freeing each other's blocks, frame-pointer mode, and the cfi
-unwinder against libunwind (libunwind8:arm64, from Debian's multiarch).
+eight threads freeing each other's blocks, frame-pointer mode, the cfi
+unwinder against libunwind (libunwind8:arm64, from Debian's multiarch); the
+four snapshot triggers, fork and fork+exec, each run also natively (the
+same fixture with the host's shim) and compared snapshot by snapshot.
 
 The aarch64 libraries come from one place, so that the loader and libc
 always match: Debian's multiarch (libc6:arm64 beside libunwind8:arm64, found
@@ -15,8 +17,8 @@ at their own paths) when installed, else the cross toolchain's sysroot
 multiarch's newer libc) hangs in the first pthread_create.
 
 Budget: about 20 s here (the threads fixture, 1.2 M allocations each
-unwound twice, takes most of it).  Nothing here measures speed: emulation
-says nothing about speed on hardware.
+unwound twice, takes 8 s).  Nothing here measures speed: emulation says
+nothing about speed on hardware.
 """
 import shutil
 
@@ -41,19 +43,44 @@ def aarch64_ready():
         skip("aarch64 cross compiler missing (gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu, libc6-dev-arm64-cross)")
     p = run(["make", "-s", "-C", ROOT, "ARCH=aarch64", "all"], timeout=600)
     eq(p.returncode, 0, f"make ARCH=aarch64 (stderr: {p.stderr[-2000:]})")
+    # The host's builds of the fixtures the aarch64 runs are compared with
+    # (make test-build builds them too).
+    p = run(["make", "-s", "-C", ROOT, *(f"build/tests/{t}" for t in ("checkpoints", "forkexec", "robust"))], timeout=600)
+    eq(p.returncode, 0, f"make build/tests/... (stderr: {p.stderr[-2000:]})")
     _READY.append(True)
+
+
+def qemu_prefix():
+    """qemu-aarch64, with the cross toolchain's sysroot when multiarch's
+    aarch64 loader is not installed."""
+    return ["qemu-aarch64"] + ([] if os.path.exists(MULTIARCH_LD) else ["-L", "/usr/aarch64-linux-gnu"])
+
+
+def qemu_cmd(argv, env=None, shim=True):
+    """(command, environment) that run argv under qemu-user, preloading the
+    aarch64 shim.  The loader's variables (LD_*) go through -E: in qemu's
+    own environment the host loader would act on them.  Everything else
+    (HEAPDELTA_*) goes in qemu's environment, which qemu hands on to the
+    program, so that /proc/PID/environ shows it as `heapdelta snapshot PID`
+    reads it."""
+    cmd, host = qemu_prefix(), dict(os.environ)
+    env = dict(env or {})
+    if shim:
+        env.setdefault("LD_PRELOAD", A64_SHIM)
+    for k, v in env.items():
+        if k.startswith("LD_"):
+            cmd += ["-E", f"{k}={v}"]
+        else:
+            host[k] = v
+    return cmd + argv, host
 
 
 def qemu(prog, outdir, **env):
     """Run an aarch64 fixture under qemu with the aarch64 shim; return the
     process and its snapshots."""
-    cmd = ["qemu-aarch64"]
-    if not os.path.exists(MULTIARCH_LD):
-        cmd += ["-L", "/usr/aarch64-linux-gnu"]
-    cmd += ["-E", f"LD_PRELOAD={A64_SHIM}", "-E", f"HEAPDELTA_OUT={outdir}"]
-    for k, v in env.items():
-        cmd += ["-E", f"HEAPDELTA_{k}={v}"]
-    p = run(cmd + [os.path.join(A64_BIN, prog)], timeout=300)
+    cmd, host = qemu_cmd([os.path.join(A64_BIN, prog)],
+                         {"HEAPDELTA_OUT": outdir, **{f"HEAPDELTA_{k}": v for k, v in env.items()}})
+    p = run(cmd, timeout=300, env=host)
     return p, sorted(glob.glob(os.path.join(outdir, "heapdelta.*.snap")), key=snap_order)
 
 
@@ -162,3 +189,217 @@ def aarch64_return_addresses_signed_by_pointer_authentication_are_stripped():
     eq(names[0], ("sites_pac", "main"), "innermost frame")
     eq(names[-1], ("sites_pac", "_start"), f"outermost frame (traceback {names})")
     check(("libc.so.6", "__libc_start_main") in names, f"__libc_start_main in the traceback {names}")
+
+
+# ---- the snapshot triggers, fork and exec: each aarch64 run against the
+# same fixture's x86-64 run (build/tests/, the host's shim)
+
+def native_cmd(argv, env):
+    """(command, environment) that run a host fixture with the host's shim."""
+    return argv, {**os.environ, "LD_PRELOAD": SHIM, **env}
+
+
+def fixture_sites(snap, src):
+    """{marked site name: (bytes, count)} of fixture src in a snapshot; a
+    site of src at a line without a mark fails."""
+    names = {line: name for name, line in markers(src).items()}
+    out = {}
+    for line, st in by_site(top_json(snap), src).items():
+        check(line in names, f"{snap}: a site at {src}:{line}, which is not marked")
+        if st["count"]:
+            out[names[line]] = (st["size"], st["count"])
+    return out
+
+
+def holds(stdout, point):
+    """{name: (bytes, count)} from a fixture's "holds POINT NAME BYTES COUNT"
+    lines (what it holds at that point)."""
+    out = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if parts[:2] == ["holds", point]:
+            out[parts[2]] = (int(parts[3]), int(parts[4]))
+    return out
+
+
+def held_at_exit(stdout):
+    """expect lines without the sites that hold nothing."""
+    return {k: v for k, v in expectations(stdout).items() if v[1]}
+
+
+def checkpoints_run(cmd, env, d):
+    """The checkpoints fixture through its three steps: its API snapshot,
+    then, while it blocks with A and B held, a signal snapshot asked by
+    `heapdelta snapshot PID` and two interval snapshots after it, then its
+    exit.  Returns (stdout, the signal snapshot's path)."""
+    p = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        out = ""
+        while not out.endswith("\n") or not out.splitlines()[-1].startswith("ready "):
+            line = p.stdout.readline()
+            check(line, f"the fixture ended before it was ready (stdout {out!r})")
+            out += line
+        eq(int(out.splitlines()[-1].split()[1]), p.pid, "the pid the program sees (under qemu-user: qemu's own)")
+        s = hd("snapshot", str(p.pid), "--label", "from outside")
+        eq((s.returncode, s.stderr), (0, ""), "heapdelta snapshot PID: exit status and stderr")
+        sig = s.stdout.rstrip("\n")
+        after = lambda: [f for f in snaps_of(d, "interval") if snap_order(f)[1] > snap_order(sig)[1]]
+        deadline = time.time() + 60
+        while len(after()) < 2:
+            check(time.time() < deadline, f"no two interval snapshots after the signal's within 60 s: {os.listdir(d)}")
+            time.sleep(0.02)
+        rest, err = p.communicate("\n", timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    eq(p.returncode, 0, f"fixture exit status (stderr: {err[-500:]})")
+    eq(err, "", "the fixture's stderr")
+    return out + rest, sig
+
+
+def checkpoint_snapshots(d, sig):
+    """{what: [snapshot, ...]} of one checkpoints run, in sequence order;
+    checks their names, sequence numbers and labels."""
+    snaps = sorted(glob.glob(os.path.join(d, "heapdelta.*.snap")), key=snap_order)
+    eq(sorted({snap_order(s)[0] for s in snaps}), [snap_order(sig)[0]], "one process wrote them")
+    eq([snap_order(s)[1] for s in snaps], list(range(1, len(snaps) + 1)), "sequence numbers")
+    api, signals, exits = snaps_of(d, "api"), snaps_of(d, "signal"), snaps_of(d, "exit")
+    eq((len(api), signals, len(exits)), (1, [sig], 1), "api, signal and exit snapshots")
+    eq(info_of(api[0])["label"], "checkpoint 1", "the API snapshot's label")
+    eq(info_of(sig)["label"], "from outside", "the signal snapshot's label")
+    ticks = snaps_of(d, "interval")
+    return {"api": api, "signal": [sig], "exit": exits, "interval": ticks,
+            "interval after the signal": [t for t in ticks if snap_order(t)[1] > snap_order(sig)[1]][:2]}
+
+
+@test
+def aarch64_every_snapshot_trigger_holds_the_sites_of_the_x86_64_run():
+    """The four triggers under qemu-aarch64: the API snapshot, a signal
+    snapshot asked by `heapdelta snapshot PID` (qemu takes the host's
+    signal and delivers it to the program), interval snapshots and the exit
+    snapshot, each exact at the fixture's lines, and the same as the
+    x86-64 run of the fixture with the host's shim."""
+    aarch64_ready()
+    env = {"HEAPDELTA_INTERVAL": "0.05"}
+    runs = {}
+    for arch, (cmd, host) in (("aarch64", qemu_cmd([os.path.join(A64_BIN, "checkpoints")], env)),
+                              ("x86-64", native_cmd([os.path.join(BIN, "checkpoints")], env))):
+        d = tmpdir()
+        host["HEAPDELTA_OUT"] = d
+        out, sig = checkpoints_run(cmd, host, d)
+        check("api 0" in out.splitlines(), f"{arch}: heapdelta_snapshot() returned 0: {out}")
+        snaps = checkpoint_snapshots(d, sig)
+        eq(info_of(snaps["exit"][0])["machine"], {"aarch64": 183, "x86-64": 62}[arch], f"{arch}: META machine")
+        sites = {s: fixture_sites(s, "checkpoints.c") for s in glob.glob(os.path.join(d, "heapdelta.*.snap"))}
+        api, waiting, at_exit = holds(out, "api"), holds(out, "waiting"), held_at_exit(out)
+        want = {"api": api, "signal": waiting, "interval after the signal": waiting, "exit": at_exit}
+        runs[arch] = {what: [sites[s] for s in snaps[what]] for what in want}
+        for what, exp in want.items():
+            eq(runs[arch][what], [exp] * len(snaps[what]), f"{arch}: the {what} snapshot's sites")
+        # Every snapshot holds one of the states the fixture goes through,
+        # in their order: nothing, A, A and B, B, B and C.
+        states = [{}, api, waiting, {k: v for k, v in at_exit.items() if k in waiting}, at_exit]
+        seen = [states.index(sites[s]) if sites[s] in states else sites[s] for s in sorted(sites, key=snap_order)]
+        check(all(isinstance(k, int) for k in seen), f"{arch}: a snapshot in none of the states: {seen}")
+        check(seen == sorted(seen), f"{arch}: the states of the snapshots in sequence order: {seen}")
+    eq(runs["aarch64"], runs["x86-64"], "the aarch64 run's sites, snapshot by snapshot, against the x86-64 run's")
+
+
+# qemu-user 7.2 (Debian 12) aborts a forked child that creates a thread if
+# the parent had a second thread at fork ("qemu_plugin_vcpu_init_hook:
+# assertion failed", plugins/core.c:221, exit status 127; a plain program
+# that starts a thread, forks and starts one in the child does the same),
+# and the shim has its snapshot thread, which it starts again in a forked
+# child.  The fork tests run without that thread: no signal trigger, no
+# interval.
+NO_WRITER_THREAD = {"HEAPDELTA_SIGNAL": "0"}
+
+
+def launch(cmd, env):
+    """Run cmd to its end; (the process, its stdout, its stderr)."""
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return p, out, err
+
+
+def processes(d, *srcs):
+    """{(pid, seq, trigger, label, exe name): {src:name: (bytes, count)}} of
+    every snapshot in d."""
+    out = {}
+    for s in sorted(glob.glob(os.path.join(d, "heapdelta.*.snap")), key=snap_order):
+        i = info_of(s)
+        sites = {f"{src}:{k}": v for src in srcs for k, v in fixture_sites(s, src).items()}
+        out[(i["pid"], i["seq"], i["trigger"], i["label"], os.path.basename(i["exe"]))] = sites
+    return out
+
+
+def by_role(procs, parent):
+    """The snapshots of processes() with the parent's pid as "parent" and
+    any other as "child": the same keys on both architectures."""
+    return {("parent" if pid == parent else "child", *rest): v for (pid, *rest), v in procs.items()}
+
+
+@test
+def aarch64_a_forked_child_writes_its_own_files_as_on_x86_64():
+    """robust fork: the parent's and the child's exit snapshots, each under
+    its own pid with the block allocated before fork, as
+    tests/e2e_robustness.py has them on x86-64."""
+    aarch64_ready()
+    runs = {}
+    for arch, (cmd, host) in (("aarch64", qemu_cmd([os.path.join(A64_BIN, "robust"), "fork"], NO_WRITER_THREAD)),
+                              ("x86-64", native_cmd([os.path.join(BIN, "robust"), "fork"], NO_WRITER_THREAD))):
+        d = tmpdir()
+        host["HEAPDELTA_OUT"] = d
+        p, out, err = launch(cmd, host)
+        eq((p.returncode, err), (0, ""), f"{arch}: exit status and stderr")
+        runs[arch] = by_role(processes(d, "robust.c"), p.pid)
+        eq(runs[arch], {("parent", 1, "exit", "", "robust"): {"robust.c:before_fork": (1111, 1), "robust.c:parent_leak": (3333, 1)},
+                        ("child", 1, "exit", "", "robust"): {"robust.c:before_fork": (1111, 1), "robust.c:child_leak": (2222, 1)}},
+           f"{arch}: the parent's and the child's exit snapshots")
+    eq(runs["aarch64"], runs["x86-64"], "the aarch64 run against the x86-64 run")
+
+
+@test
+def aarch64_fork_and_exec_children_write_their_own_files_as_on_x86_64():
+    """forkexec: the child's API snapshot before exec holds the block it
+    inherited and its own; exec leaves that heap without an exit snapshot;
+    the exec'd program (robust leaf) writes its exit snapshot under the same
+    pid, the next sequence number.  Here an aarch64 program cannot exec
+    another (no binfmt_misc): the child execs qemu-aarch64 with the
+    program, as binfmt_misc would, and the environment it passes on
+    (LD_PRELOAD, HEAPDELTA_OUT) traces it.  The host's loader, which sees
+    that LD_PRELOAD first, says in one line that it cannot use it."""
+    aarch64_ready()
+    leaf = [os.path.join(A64_BIN, "robust"), "leaf"]
+    launcher = [shutil.which("qemu-aarch64")] + qemu_prefix()[1:]
+    runs = {}
+    for arch, (cmd, host) in (("aarch64", qemu_cmd([os.path.join(A64_BIN, "forkexec"), *launcher, *leaf], NO_WRITER_THREAD)),
+                              ("x86-64", native_cmd([os.path.join(BIN, "forkexec"), os.path.join(BIN, "robust"), "leaf"],
+                                                    NO_WRITER_THREAD))):
+        d = tmpdir()
+        host["HEAPDELTA_OUT"] = d
+        p, out, err = launch(cmd, host)
+        eq(p.returncode, 0, f"{arch}: exit status (stderr: {err[-500:]})")
+        if arch == "aarch64":
+            preload = re.compile(rf"ERROR: ld\.so: object '{re.escape(A64_SHIM)}' from LD_PRELOAD cannot be preloaded \(.*\): ignored\.")
+            check(len(err.splitlines()) == 1 and preload.fullmatch(err.splitlines()[0]), f"{arch}: stderr {err!r}")
+        else:
+            eq(err, "", f"{arch}: stderr")
+        child = int(re.search(r"^child (\d+)$", out, re.M).group(1))
+        procs = processes(d, "forkexec.c", "robust.c")
+        eq(sorted({k[0] for k in procs}), sorted({p.pid, child}), f"{arch}: the processes that wrote snapshots")
+        runs[arch] = by_role(procs, p.pid)
+        prefixed = lambda sites: {f"forkexec.c:{k}": v for k, v in sites.items()}
+        eq(runs[arch], {("parent", 1, "exit", "", "forkexec"): prefixed(held_at_exit(out)),
+                        ("child", 1, "api", "before exec", "forkexec"): prefixed(holds(out, "child")),
+                        ("child", 2, "exit", "", "robust"): {"robust.c:leaf_leak": (4242, 1)}},
+           f"{arch}: the parent's, the child's before exec and the exec'd program's snapshots")
+    eq(runs["aarch64"], runs["x86-64"], "the aarch64 run against the x86-64 run")
+
