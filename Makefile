@@ -202,7 +202,7 @@ test-build: all $(FIXTURES) $(UNITS)
 # to compare each aarch64 run with the same fixture's x86-64 run.
 A64_OWN_FIXTURES := $(T)/checkpoints $(T)/forkexec
 CROSS_FIXTURES := $(T)/sites $(T)/sites_fp $(T)/threads $(T)/sites_cpp $(T)/sites_pac \
-                  $(T)/robust $(A64_OWN_FIXTURES)
+                  $(T)/robust $(T)/libmtrace_start.so $(A64_OWN_FIXTURES)
 cross-fixtures: $(CROSS_FIXTURES)
 test-build: $(A64_OWN_FIXTURES)
 

@@ -8,7 +8,10 @@ exact bytes and counts per marked line, every allocation API, C++ operators,
 eight threads freeing each other's blocks, frame-pointer mode, the cfi
 unwinder against libunwind (libunwind8:arm64, from Debian's multiarch); the
 four snapshot triggers, fork and fork+exec, each run also natively (the
-same fixture with the host's shim) and compared snapshot by snapshot.
+same fixture with the host's shim) and compared snapshot by snapshot; and
+Debian's own arm64 sqlite3, downloaded and unpacked into
+build-aarch64/debian/ (not installed), against its run without the shim,
+libunwind and glibc's mtrace.
 
 The aarch64 libraries come from one place, so that the loader and libc
 always match: Debian's multiarch (libc6:arm64 beside libunwind8:arm64, found
@@ -17,8 +20,9 @@ at their own paths) when installed, else the cross toolchain's sysroot
 multiarch's newer libc) hangs in the first pthread_create.
 
 Budget: about 20 s here (the threads fixture, 1.2 M allocations each
-unwound twice, takes 8 s).  Nothing here measures speed: emulation says
-nothing about speed on hardware.
+unwound twice, takes 8 s; sqlite3 6 s, and 3 s more the first time, to
+download it).  Nothing here measures speed: emulation says nothing about
+speed on hardware.
 """
 import shutil
 
@@ -403,3 +407,153 @@ def aarch64_fork_and_exec_children_write_their_own_files_as_on_x86_64():
            f"{arch}: the parent's, the child's before exec and the exec'd program's snapshots")
     eq(runs["aarch64"], runs["x86-64"], "the aarch64 run against the x86-64 run")
 
+
+# ---- a real Debian arm64 program
+
+DEBIAN = os.path.join(A64, "debian")
+SQLITE3_DEBS = ["sqlite3:arm64", "libsqlite3-0:arm64", "libreadline8:arm64", "libtinfo6:arm64", "zlib1g:arm64"]
+
+
+def debian_arm64(pkgs):
+    """Debian's arm64 packages pkgs, downloaded (apt-get download) and
+    unpacked (dpkg -x) into build-aarch64/debian/root once, not installed:
+    installing sqlite3:arm64 would replace the host's sqlite3.  Returns the
+    root; skips in one line when apt cannot download them (it needs the
+    arm64 architecture, which scripts/deps.sh test adds, and the network)."""
+    root, stamp = os.path.join(DEBIAN, "root"), os.path.join(DEBIAN, "unpacked")
+    if os.path.exists(stamp) and open(stamp).read() == " ".join(pkgs):
+        return root
+    shutil.rmtree(DEBIAN, ignore_errors=True)
+    debs = os.path.join(DEBIAN, "debs")
+    os.makedirs(debs)
+    if not shutil.which("apt-get") or not shutil.which("dpkg"):
+        skip(f"{' '.join(pkgs)} cannot be downloaded here: no apt-get or dpkg")
+    p = run(["apt-get", "download", *pkgs], cwd=debs, timeout=300)
+    if p.returncode != 0:
+        why = [l for l in p.stderr.splitlines() if l.startswith("E:")][:1] or p.stderr.splitlines()[-1:]
+        skip(f"{' '.join(pkgs)} cannot be downloaded (apt-get download: {' '.join(why)}; "
+             "dpkg --add-architecture arm64 and apt-get update, as scripts/deps.sh test does)")
+    for deb in sorted(glob.glob(os.path.join(debs, "*.deb"))):
+        p = run(["dpkg", "-x", deb, root])
+        eq(p.returncode, 0, f"dpkg -x {deb}: {p.stderr}")
+    with open(stamp, "w") as f:
+        f.write(" ".join(pkgs))
+    return root
+
+
+def sql_workload():
+    """A deterministic workload: tables, a transaction of inserts, an index,
+    joins, grouping, a recursive CTE, string functions."""
+    q = ["create table person(id integer primary key, name text, city integer, born integer);",
+         "create table city(id integer primary key, name text);",
+         "begin;"]
+    q += [f"insert into city values({i}, 'city{i:02d}');" for i in range(40)]
+    q += [f"insert into person(name, city, born) values('{'ab'[i % 2]}{i * 7919 % 10007:05d}', {i % 40}, {1930 + i % 80});"
+          for i in range(3000)]
+    q += ["commit;",
+          "create index person_city on person(city, born);",
+          "select count(*), sum(born), min(name), max(name) from person;",
+          "select c.name, count(*), avg(p.born) from person p join city c on c.id = p.city "
+          "group by c.name order by count(*) desc, c.name limit 5;",
+          "with recursive n(i) as (select 1 union all select i + 1 from n where i < 500) "
+          "select sum(i * i), group_concat(i % 7, '') from n where i % 50 = 0;",
+          "select upper(name), length(name) from person where born = 1955 order by name limit 4;",
+          "update person set name = name || '-x' where id % 3 = 0;",
+          "delete from person where id % 5 = 0;",
+          "select count(*), sum(length(name)) from person;",
+          # The shell exits at once with its database open: the exit
+          # snapshot holds what libsqlite3 allocated (pages, schema).
+          ".exit 3"]
+    return "\n".join(q) + "\n"
+
+
+def dynamic_functions(path):
+    """[(start, end, name)] of the functions in an ELF file's dynamic
+    symbol table, read by binutils' readelf."""
+    p = run(["readelf", "--dyn-syms", "-W", path])
+    eq(p.returncode, 0, f"readelf --dyn-syms {path}")
+    out = []
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 8 and f[3] == "FUNC" and f[6] != "UND":
+            start = int(f[1], 16)
+            out.append((start, start + int(f[2], 0), f[7].split("@")[0]))
+    return out
+
+
+@test
+def aarch64_debian_sqlite3_runs_identically_with_stacks_as_libunwind_has_them():
+    """Debian's own arm64 sqlite3 (stripped, libraries from the arm64
+    packages) under qemu: the same output and exit status with the shim;
+    every stack unwound by the cfi unwinder and by libunwind agrees; what
+    it holds at exit agrees with glibc's own allocation log (mtrace, by
+    libc_malloc_debug.so.0 of libc6:arm64); frames are named from the
+    dynamic symbol tables, as readelf lists them."""
+    aarch64_ready()
+    if not os.path.exists(LIBUNWIND) or not os.path.exists(MULTIARCH_LD):
+        skip("libunwind8:arm64 missing (dpkg --add-architecture arm64; apt-get install libunwind8:arm64; "
+             "scripts/deps.sh test does it)")
+    root = debian_arm64(SQLITE3_DEBS)
+    libs = {"LD_LIBRARY_PATH": f"{root}/usr/lib/aarch64-linux-gnu:{root}/lib/aarch64-linux-gnu"}
+    argv = [os.path.join(root, "usr", "bin", "sqlite3"), ":memory:"]
+    sql = sql_workload()
+
+    def sqlite3(env, shim=True):
+        cmd, host = qemu_cmd(argv, {**libs, **env}, shim=shim)
+        return subprocess.run(cmd, env=host, input=sql.encode(), capture_output=True, timeout=120)
+
+    plain = sqlite3({}, shim=False)
+    eq(plain.returncode, 3, f"sqlite3's exit status without the shim (stderr: {plain.stderr[-500:]})")
+    check(plain.stdout.count(b"\n") > 10, f"sqlite3's output: {plain.stdout[:300]}")
+    d = tmpdir()
+    p = sqlite3({"HEAPDELTA_OUT": d, "HEAPDELTA_UNWIND_CHECK": "1"})
+    eq(p.stdout, plain.stdout, "sqlite3's standard output with the shim")
+    eq(p.returncode, plain.returncode, "sqlite3's exit status with the shim")
+    eq(p.stderr, plain.stderr, "sqlite3's standard error with the shim")
+    snap = exit_snapshot(d)
+    info = info_of(snap)
+    eq(info["unwind_checked"], info["alloc_count"], "stacks compared with libunwind's (every allocation's)")
+    check(info["unwind_checked"] > 10000, f"only {info['unwind_checked']} stacks compared")
+    eq(info["unwind_mismatches"], 0, f"stacks that differ from libunwind's (of {info['unwind_checked']})")
+    eq(info["unwind_fallbacks"], 0, "stacks handed to libunwind")
+    eq(info["dropped_allocs"], 0, "dropped allocations")
+    eq((info["alloc_bytes"] - info["free_bytes"], info["alloc_count"] - info["free_count"]),
+       (info["live_bytes"], info["live_count"]), "allocated - freed = live")
+    report = top_json(snap, "--by", "traceback")
+    eq((report["total"]["size"], report["total"]["count"]), (info["live_bytes"], info["live_count"]),
+       "the report's total against META's live bytes and blocks")
+
+    # Names: the executable exports no function of its own (all frames
+    # unnamed); Debian's libsqlite3 exports its internal functions too.
+    tables = {"sqlite3": dynamic_functions(argv[0]),
+              "libsqlite3.so.0": dynamic_functions(os.path.join(root, "usr/lib/aarch64-linux-gnu/libsqlite3.so.0"))}
+    eq(tables["sqlite3"], [], "functions in the stripped sqlite3's dynamic symbol table")
+    named = set()
+    for st in report["stats"]:
+        for f in st["traceback"]:
+            if f["module"] in tables:
+                pc = int(f["offset"], 16) - 1          # a return address: the call is before it
+                want = [name for start, end, name in tables[f["module"]] if start <= pc < end]
+                eq([f["function"]] if want else f["function"], want or "??", f"frame {f['module']}+{f['offset']}")
+                named.add(f["function"])
+    check({"sqlite3_step", "sqlite3VdbeExec", "sqlite3Malloc"} <= named, f"libsqlite3 functions named: {sorted(named)}")
+    top = top_json(snap)["stats"][0]
+    eq((top["file"], top["line"]), (None, 0), "the biggest site: no file and line (no debug information)")
+    check(top["key"].startswith("libsqlite3.so.0+0x"), f"the biggest site is in libsqlite3: {top['key']}")
+
+    # glibc's allocation log, written by libc_malloc_debug.so.0 beside the
+    # shim in the same run (tests/e2e_programs.py does the same on x86-64).
+    from e2e_programs import mtrace_live
+    d = tmpdir()
+    log = os.path.join(d, "mtrace.log")
+    p = sqlite3({"HEAPDELTA_OUT": d, "HEAPDELTA_SIGNAL": "0", "MALLOC_TRACE": log,
+                 "LD_PRELOAD": f"{A64_SHIM}:{os.path.join(A64_BIN, 'libmtrace_start.so')}:"
+                               "/lib/aarch64-linux-gnu/libc_malloc_debug.so.0"})
+    eq((p.stdout, p.returncode), (plain.stdout, plain.returncode), "sqlite3's output and exit status under mtrace")
+    live = mtrace_live(log)
+    check(len(live) > 100, f"mtrace logged {len(live)} blocks live at exit")
+    mine = [s for s in top_json(exit_snapshot(d), "--by", "traceback")["stats"]
+            if not any(f["module"] == "libc_malloc_debug.so.0" for f in s["traceback"])]
+    eq((sum(s["size"] for s in mine), sum(s["count"] for s in mine)),
+       (sum(sum(v) for v in live.values()), sum(len(v) for v in live.values())),
+       "(bytes, blocks) not freed at exit, heapdelta against mtrace")
