@@ -50,6 +50,14 @@ int check_snapshots(struct gate_opts *o, char **paths, int npaths)
 	return EXIT_USAGE;
 }
 
+/* The long name of option value c in opts. */
+static const char *option_name(const struct option *opts, int c)
+{
+	while (opts->name && opts->val != c)
+		opts++;
+	return opts->name ? opts->name : "?";
+}
+
 /* Parse argv into o.  0 when the command goes on, else 1 with *status set
  * (help shown, or a usage error). */
 static int parse_options(const char *cmd, int argc, char **argv, struct gate_opts *o, int *status)
@@ -77,7 +85,7 @@ static int parse_options(const char *cmd, int argc, char **argv, struct gate_opt
 		default:
 			if (o->leaks_only && c != GATE_OPT_SUPPRESSIONS && c != GATE_OPT_FORMAT && c != GATE_OPT_OUTPUT &&
 			    c != GATE_OPT_PRINT_SUPP && c != GATE_OPT_SHOW_KINDS && c < ALLOC_OPT_FN)
-				*status = usage_error(cmd, "option '%s' belongs to 'heapdelta check'", argv[optind - 1]);
+				*status = usage_error(cmd, "option '--%s' belongs to 'heapdelta check'", option_name(opts, c));
 			else if (gate_option(cmd, o, c, optarg) < 0)
 				*status = EXIT_USAGE;
 		}
