@@ -37,7 +37,7 @@ BASE    := -std=gnu11 $(WARN) -D_GNU_SOURCE
 SHIM_CFLAGS := $(BASE) $(CFLAGS) -flto -fPIC -fvisibility=hidden -ftls-model=initial-exec \
                -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
                -fno-omit-frame-pointer -Ishim -Iformat
-SHIM_SRC    := shim/init.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
+SHIM_SRC    := shim/init.c shim/reach.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
                shim/modules.c shim/snapshot.c shim/creds.c shim/threads.c \
                shim/entry_cxx.c shim/blocks_large.c shim/os.c shim/options.c shim/process.c shim/triggers.c shim/thin.c shim/python.c
 SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
@@ -120,7 +120,7 @@ FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/
             $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so \
             $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan \
             $(T)/teardown $(T)/churn $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so $(T)/cxxops $(T)/pyext/pyext.so
-FIXTURES += $(T)/zero $(T)/twostacks $(T)/wrappers $(T)/libgwrap.so $(T)/service
+FIXTURES += $(T)/zero $(T)/twostacks $(T)/wrappers $(T)/libgwrap.so $(T)/service $(T)/reach
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
 UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/unit_models $(T)/fuzz_reader

@@ -6,7 +6,7 @@ set -eu
 build="gcc g++ make libc6-dev libunwind-dev libdw-dev libelf-dev uthash-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev"
 case "${1:-build}" in
 build) want="$build" ;;
-test)  want="$build python3 python3-jsonschema libxml2-utils sqlite3 perl clang libclang-rt-14-dev libjemalloc-dev protobuf-compiler chromium python3.11-dev redis-server redis-tools debuginfod xz-utils binutils tmux"
+test)  want="$build python3 python3-jsonschema libxml2-utils sqlite3 perl clang libclang-rt-14-dev libjemalloc-dev protobuf-compiler chromium python3.11-dev redis-server redis-tools debuginfod xz-utils binutils tmux valgrind"
        # The aarch64 tier (tests/e2e_aarch64.py, under qemu-user): the cross
        # toolchain, and from Debian's multiarch the aarch64 libraries the
        # fixtures run with (optional: without them that part is skipped).

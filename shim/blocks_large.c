@@ -204,7 +204,7 @@ int hds_large_init(void)
 {
 	for (int i = 0; i < RING; i++) {   /* (again, in the unit tests) */
 		if (headers[i].slots)
-			munmap(headers[i].slots, headers[i].bytes);
+			hds_unmap(headers[i].slots, headers[i].bytes);
 		headers[i].slots = NULL;
 		atomic_store_relaxed(&headers[i].state, T_FREE);
 	}
@@ -432,7 +432,7 @@ static void collect_retired(void)
 			retired[n++] = &headers[i];
 	if (n && hds_rcu_synchronize(50))
 		for (int i = 0; i < n; i++) {
-			munmap(retired[i]->slots, retired[i]->bytes);
+			hds_unmap(retired[i]->slots, retired[i]->bytes);
 			retired[i]->slots = NULL;
 			atomic_store_release(&retired[i]->state, T_FREE);
 		}
@@ -557,6 +557,26 @@ uint64_t hds_large_resident(void)
 		total += hds_resident(t->slots, t->bytes);
 	hds_read_end(rt);
 	return total;
+}
+
+/* Every block in the tables, from the oldest to the newest: a key copied
+ * into a newer table is MOVED_FULL in the older one, so each block is
+ * given once.  Only while no thread can insert or remove (reach.c stops
+ * them outside the shim's code): then no key is PENDING or MOVING. */
+uint64_t hds_large_each(void (*fn)(void *ctx, uintptr_t addr, uint64_t entry), void *ctx)
+{
+	uint64_t blocks = 0;
+
+	for (struct table *t = atomic_load_acquire(&oldest); t; t = atomic_load_acquire(&t->next))
+		for (uint64_t i = 0; i <= t->mask; i++) {
+			uint64_t k = atomic_load_relaxed(&t->slots[i].key);
+			if (k == K_EMPTY || k == K_TOMB || k == K_MOVED_EMPTY || k == K_MOVED_FULL ||
+			    (k & (K_PENDING | K_MOVING)))
+				continue;
+			fn(ctx, (uintptr_t)k, atomic_load_relaxed(&t->slots[i].val));
+			blocks++;
+		}
+	return blocks;
 }
 
 /* The writer thread, every second: finish a copy under way; start one into

@@ -44,6 +44,7 @@
 #define CAP (HD_MAX_DEPTH + SKIP_SLACK + 1)
 
 static int (*unw_backtrace_fn)(void **, int);
+static void *unw_handle;
 
 struct text_range { uintptr_t lo, hi; };
 static struct text_range self_text, unwind_text;
@@ -166,6 +167,7 @@ int hds_capture_init(void)
 	void *sym = dlsym(h, "unw_backtrace");
 	if (!sym)
 		return -1;
+	unw_handle = h;
 	memcpy(&unw_backtrace_fn, &sym, sizeof sym);
 	text_of(sym, &unwind_text);
 	return 0;
@@ -504,3 +506,72 @@ int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry, uint
 	memcpy(out, buf + skip, sizeof *out * (size_t)(n > 0 ? n : 0));
 	return n > 0 ? n : 0;
 }
+
+int hds_capture_in_shim(uint64_t pc)
+{
+	return in_range(&self_text, pc);
+}
+
+#if defined(__x86_64__)
+/*
+ * The frame that called the function at [lo, hi) (exit, for reach.c): its
+ * stack pointer just after the call, and its callee-saved registers as
+ * they were then (the callee and the frames under it keep them in their
+ * own frames, below that stack pointer).  libunwind restores every
+ * register through the CFI; our own unwinder follows only the frame and
+ * return-address registers.  Returns the number of registers put in
+ * regs[0..max), or -1 when libunwind is not loaded or no frame runs in
+ * [lo, hi).
+ */
+int hds_capture_caller_of(uint64_t lo, uint64_t hi, uint64_t *sp, uint64_t *regs, int max)
+{
+	/* libunwind's x86-64 register numbers */
+	enum { RBX = 3, RBP = 6, RSP = 7, R12 = 12, R13, R14, R15, RIP = 16 };
+	static const int saved[] = { RBX, RBP, R12, R13, R14, R15 };
+	int (*getcontext_fn)(void *), (*init_fn)(void *, void *), (*step_fn)(void *);
+	int (*get_reg_fn)(void *, int, uint64_t *);
+	_Alignas(64) unsigned char ctx[2048], cur[2048];   /* unw_context_t: 936 bytes, unw_cursor_t: 1016 */
+	void *f;
+
+	if (!unw_handle)
+		return -1;
+	if (!(f = dlsym(unw_handle, "_Ux86_64_getcontext")))
+		return -1;
+	memcpy(&getcontext_fn, &f, sizeof f);
+	if (!(f = dlsym(unw_handle, "_ULx86_64_init_local")))
+		return -1;
+	memcpy(&init_fn, &f, sizeof f);
+	if (!(f = dlsym(unw_handle, "_ULx86_64_step")))
+		return -1;
+	memcpy(&step_fn, &f, sizeof f);
+	if (!(f = dlsym(unw_handle, "_ULx86_64_get_reg")))
+		return -1;
+	memcpy(&get_reg_fn, &f, sizeof f);
+	if (getcontext_fn(ctx) != 0 || init_fn(cur, ctx) != 0)
+		return -1;
+	for (int depth = 0; depth < 512; depth++) {
+		uint64_t ip = 0;
+		if (get_reg_fn(cur, RIP, &ip) != 0)
+			return -1;
+		int inside = depth > 0 ? ip - 1 >= lo && ip - 1 < hi : ip >= lo && ip < hi;
+		if (step_fn(cur) <= 0)
+			return -1;
+		if (!inside)
+			continue;
+		if (get_reg_fn(cur, RSP, sp) != 0)
+			return -1;
+		int n = 0;
+		for (size_t i = 0; i < sizeof saved / sizeof saved[0] && n < max; i++)
+			if (get_reg_fn(cur, saved[i], &regs[n]) == 0)
+				n++;
+		return n;
+	}
+	return -1;
+}
+#else
+int hds_capture_caller_of(uint64_t lo, uint64_t hi, uint64_t *sp, uint64_t *regs, int max)
+{
+	(void)lo; (void)hi; (void)sp; (void)regs; (void)max;
+	return -1;
+}
+#endif

@@ -260,7 +260,7 @@ void hds_note_mismatch(uint64_t e, int free_kind, const void *entry)
 		if (!m)
 			return;
 		if (!__atomic_compare_exchange_n(&mismatches, &expected, m, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-			munmap(m, sizeof *m * HDS_MISMATCH_MAX);   /* another thread's won; ours was never seen */
+			hds_unmap(m, sizeof *m * HDS_MISMATCH_MAX);   /* another thread's won; ours was never seen */
 	}
 	struct mismatch *m = &__atomic_load_n(&mismatches, __ATOMIC_ACQUIRE)[i];
 	int truncated = 0;
@@ -390,9 +390,9 @@ static __attribute__((noinline)) void free_general(void *p, const void *entry)
 	saved = errno;
 	uint64_t e = outer && p == hds_tl_releasing ? 0 : hds_forget(p, !outer);
 	if (e) {
+		hds_uncount(e);   /* first: the mismatch's capture may leave the shim's code */
 		if (hds_entry_kind(e) != HDS_KIND_MALLOC && !outer)
 			hds_note_mismatch(e, HDS_KIND_MALLOC, entry);
-		hds_uncount(e);
 	}
 	errno = saved;
 	if (unlikely(boot_owned(p)))
@@ -453,9 +453,9 @@ HDS_EXPORT void free(void *p)
 		 * never touch errno nor allocate. */
 		uint64_t e = hds_live_remove_in(p, glibc_block_maps(p));
 		if (e) {
+			hds_uncount(e);
 			if (unlikely(hds_entry_kind(e) != HDS_KIND_MALLOC))
 				free_mismatch(e, __builtin_frame_address(0));
-			hds_uncount(e);
 		} else if (!hds.cfg.sample_bytes)
 			atomic_add_relaxed(&hds.unknown_frees, 1);
 	}
@@ -510,6 +510,12 @@ static void *hds_realloc(void *old, size_t size, const void *entry)
 	hds_busy = 1;
 	saved = errno;
 	e = hds_forget(old, !outer);  /* before the real call: it may free old */
+	if (e) {
+		/* Out of the map but still counted until the real call returns:
+		 * a thread the exit's scan stops in between reports it. */
+		hds_tl_inflight_entry = e;
+		hds_tl_inflight = old;
+	}
 	if (e && hds_entry_kind(e) != HDS_KIND_MALLOC && !outer)
 		hds_note_mismatch(e, HDS_KIND_MALLOC, entry);
 	errno = saved;
@@ -519,9 +525,11 @@ static void *hds_realloc(void *old, size_t size, const void *entry)
 		/* Failed: old is still live, exactly as before. */
 		if (e)
 			hds_live_insert(old, hds_entry_stack(e), hds_entry_payload(e));
+		hds_tl_inflight = NULL;
 	} else {
 		if (e)
 			hds_uncount(e);
+		hds_tl_inflight = NULL;
 		if (p) {
 			if (!record && outer != HDS_BUSY_FORWARD)
 				atomic_add_relaxed(&hds.untracked_allocs, 1);

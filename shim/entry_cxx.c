@@ -116,9 +116,9 @@ static int delete_begin(void *p, int kind, const void *frame)
 		int saved = errno;
 		uint64_t e = hds_forget(p, !outer);
 		if (e) {
+			hds_uncount(e);   /* first: the mismatch's capture may leave the shim's code */
 			if (hds_entry_kind(e) != kind && !outer)
 				hds_note_mismatch(e, kind, frame);
-			hds_uncount(e);
 		}
 		errno = saved;
 	}

@@ -17,6 +17,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +75,7 @@ struct hds_config {
 	uint32_t max_stacks;      /* capacity of the stack table */
 	uint64_t sample_bytes;    /* mean sampling interval; 0: record everything */
 	uint32_t keep;            /* interval snapshots kept on disk; 0: all */
+	int      reach;           /* classify the live blocks at exit (reach.c) */
 #define HDS_SAMPLED_COUNT_SCALE 1024   /* sampled: stack counts are in 1/1024ths */
 	char     outdir[4096];    /* absolute output directory */
 };
@@ -139,6 +141,11 @@ HDS_HIDDEN void hds_strip_from_ld_preload(void);
 /* Anonymous private memory that is never freed, reserved without commit
  * (MAP_NORESERVE): pages cost only once touched.  NULL on failure. */
 HDS_HIDDEN void *hds_map(size_t size);
+/* Give back memory from hds_map (only memory no other thread can see). */
+HDS_HIDDEN void hds_unmap(void *p, size_t size);
+/* Call fn for every mapping of the shim's; the count, or UINT32_MAX when
+ * the registry overflowed (some are missing).  For reach.c. */
+HDS_HIDDEN uint32_t hds_map_each(void (*fn)(void *ctx, uint64_t lo, uint64_t hi), void *ctx);
 /* Resident bytes of [addr, addr+len) by mincore(): touched pages only. */
 HDS_HIDDEN uint64_t hds_resident(const void *addr, uint64_t len);
 /* One line on stderr, prefixed "heapdelta: ", without stdio or malloc. */
@@ -400,6 +407,11 @@ HDS_HIDDEN int hds_capture(uintptr_t *out, int max, int *truncated, const void *
  * thread's bundle), and its reset for a new owner. */
 HDS_HIDDEN size_t hds_capture_mem_size(void);
 HDS_HIDDEN void hds_capture_mem_reset(void *mem);
+/* Nonzero when pc lies in the shim's own code. */
+HDS_HIDDEN int hds_capture_in_shim(uint64_t pc);
+/* This thread's frame that called the function at [lo, hi): its stack
+ * pointer after the call and its callee-saved registers (see capture.c). */
+HDS_HIDDEN int hds_capture_caller_of(uint64_t lo, uint64_t hi, uint64_t *sp, uint64_t *regs, int max);
 
 /* ---- stacks.c: the stack interning table -------------------------------- */
 
@@ -494,6 +506,11 @@ HDS_HIDDEN uint64_t hds_live_resident(void);
 HDS_HIDDEN uint64_t hds_live_reclaim(void);
 /* The child after fork: a reclaim under way in the parent is gone. */
 HDS_HIDDEN void hds_live_after_fork(void);
+/* Call fn for every block of the small map, in address order / of the
+ * large table, in no order; return how many.  Only while every other
+ * thread is stopped outside the shim (reach.c). */
+HDS_HIDDEN uint64_t hds_live_each_small(void (*fn)(void *ctx, uintptr_t addr, uint64_t entry), void *ctx);
+HDS_HIDDEN uint64_t hds_large_each(void (*fn)(void *ctx, uintptr_t addr, uint64_t entry), void *ctx);
 
 static inline uint32_t hds_entry_stack(uint64_t e) { return (uint32_t)(e >> HDS_LIVE_SIZE_BITS) - 1; }
 static inline uint64_t hds_entry_size(uint64_t e)  { return e & HDS_LIVE_MAX_SIZE; }
@@ -599,5 +616,36 @@ HDS_HIDDEN void hds_thin_before_write(int trigger);
 HDS_HIDDEN void hds_thin_after_write(int trigger, uint64_t seq);
 /* A new run (fork child): forget the files of the old one. */
 HDS_HIDDEN void hds_thin_forget(void);
+
+/* ---- reach.c: reachability of the live blocks at exit ----------------------- */
+
+/* The classification for the exit snapshot's REACH section. */
+struct hds_reach {
+	uint32_t status;          /* enum hd_reach_status */
+	uint32_t threads;         /* threads stopped */
+	uint64_t ns, root_bytes, block_bytes;
+	uint64_t *kinds;          /* per stack id: bytes, count of each enum hd_reach_kind */
+	uint32_t nstacks;
+	int sig;                  /* the signal the threads are stopped with; 0: none */
+	struct sigaction old;     /* its disposition before */
+};
+HDS_HIDDEN extern struct hds_reach hds_reach;
+
+/* Nonzero while this thread must not be stopped by the scan: it is in a
+ * stretch where the tables and counters disagree, or holds a shim lock,
+ * outside the shim's own code (a system call made by the shim). */
+HDS_HIDDEN extern __thread int hds_tl_nopark __attribute__((tls_model("initial-exec")));
+/* The block a realloc has taken out of the live map while the real
+ * realloc runs (and its entry): still the program's until that returns. */
+HDS_HIDDEN extern __thread void *hds_tl_inflight __attribute__((tls_model("initial-exec")));
+HDS_HIDDEN extern __thread uint64_t hds_tl_inflight_entry __attribute__((tls_model("initial-exec")));
+
+/* Stop the other threads and classify every live block into hds_reach
+ * (its status says why not, when it returns -1).  On 0 the threads stay
+ * stopped until hds_reach_resume(): write the exit snapshot in between. */
+HDS_HIDDEN int hds_reach_exit(void);
+HDS_HIDDEN void hds_reach_resume(void);
+/* From the writer thread at its start: the size of a thread's TCB. */
+HDS_HIDDEN void hds_reach_note_thread(void);
 
 #endif /* HDS_INTERNAL_H */

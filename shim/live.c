@@ -78,6 +78,14 @@
 #define LARGE_BLOCK UINT64_C(256)                /* from here: blocks_large.c */
 _Static_assert(LARGE_BLOCK == HDS_LIVE_BLOCK, "one threshold between the maps");
 
+/* A slot stands for a granule of 2^shift bytes; a block's address within
+ * it, in 8-byte units, is kept in size bits no small block uses (their
+ * sizes are under 256), so that the map can give every block's address
+ * back (hds_live_each).  Stripped from every entry the map returns. */
+#define OFF_SHIFT   30
+#define OFF_MASK    (UINT64_C(0xf) << OFF_SHIFT)
+_Static_assert(LARGE_BLOCK <= (UINT64_C(1) << OFF_SHIFT), "offset bits above every small size");
+
 struct leaf {
 	_Atomic uint64_t *slots;                    /* LEAF_SLOTS entries */
 	_Atomic int published;                      /* won its directory slot: walkers may look */
@@ -133,7 +141,7 @@ static struct leaf *leaf_for(struct radix *r, uint64_t slot, int create)
 	struct leaf *expected = NULL;
 	if (!atomic_cas_acq_rel(&r->dir[d], &expected, fresh)) {
 		/* Never published: no walker ever looks at it. */
-		munmap((void *)slots, sizeof *slots * LEAF_SLOTS);
+		hds_unmap((void *)slots, sizeof *slots * LEAF_SLOTS);
 		return expected;
 	}
 	atomic_store_release(&fresh->published, 1);
@@ -166,7 +174,8 @@ uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t payload)
 	struct leaf *l = leaf_for(r, slot, 1);
 	if (!l)
 		return UINT64_MAX;
-	uint64_t entry = ((uint64_t)stack_id + 1) << HDS_LIVE_SIZE_BITS | payload;
+	uint64_t entry = ((uint64_t)stack_id + 1) << HDS_LIVE_SIZE_BITS | payload |
+			 (((uintptr_t)p & ((UINT64_C(1) << r->shift) - 1)) >> 3) << OFF_SHIFT;
 	uint64_t i = slot & (LEAF_SLOTS - 1), pg = i / PAGE_SLOTS;
 	_Atomic uint64_t *slots = atomic_load_relaxed(&l->slots);
 
@@ -184,7 +193,7 @@ uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t payload)
 	page_mark(l, pg);
 	if (sparse && !old)
 		atomic_add_relaxed(&l->blocks[pg], 1);
-	return old;
+	return old & ~OFF_MASK;
 }
 
 static inline uint64_t radix_remove(struct radix *r, uintptr_t p)
@@ -205,7 +214,7 @@ static inline uint64_t radix_remove(struct radix *r, uintptr_t p)
 	uint64_t old = atomic_xchg_acq_rel(e, 0);
 	if (sparse && old)
 		atomic_sub_relaxed(&l->blocks[pg], 1);
-	return old;
+	return old & ~OFF_MASK;
 }
 
 uint64_t hds_live_remove_in(const void *p, unsigned maps)
@@ -311,6 +320,34 @@ static uint64_t radix_reclaim(struct radix *r)
 uint64_t hds_live_reclaim(void)
 {
 	return radix_reclaim(&small) + hds_large_reclaim();
+}
+
+/* The directory in order gives the leaves in address order (its untouched
+ * pages read as the zero page: a few thousand faults, once, at exit). */
+uint64_t hds_live_each_small(void (*fn)(void *ctx, uintptr_t addr, uint64_t entry), void *ctx)
+{
+	struct radix *r = &small;
+	uint64_t blocks = 0;
+
+	for (uint64_t d = 0; d < (UINT64_C(1) << r->dir_bits); d++) {
+		struct leaf *l = atomic_load_acquire(&r->dir[d]);
+		if (!l)
+			continue;
+		_Atomic uint64_t *slots = atomic_load_relaxed(&l->slots);
+		for (uint64_t pg = 0; pg < LEAF_PAGES; pg++) {
+			if (!page_present(l, pg))
+				continue;
+			for (uint64_t i = pg * PAGE_SLOTS; i < (pg + 1) * PAGE_SLOTS; i++) {
+				uint64_t e = atomic_load_relaxed(&slots[i]);
+				if (!e)
+					continue;
+				uint64_t slot = d << LEAF_BITS | i;
+				fn(ctx, (uintptr_t)(slot << r->shift) + (((e & OFF_MASK) >> OFF_SHIFT) << 3), e & ~OFF_MASK);
+				blocks++;
+			}
+		}
+	}
+	return blocks;
 }
 
 void hds_live_after_fork(void)

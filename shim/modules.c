@@ -197,13 +197,17 @@ static void refresh_locked(int force)
 
 void hds_modules_refresh(int wait)
 {
+	hds_tl_nopark++;   /* holds the map's lock, and the loader's */
 	while (atomic_flag_test_and_set_explicit(&lock, memory_order_acquire)) {
-		if (!wait)
+		if (!wait) {
+			hds_tl_nopark--;
 			return;
+		}
 		sched_yield();
 	}
 	refresh_locked(0);
 	atomic_flag_clear_explicit(&lock, memory_order_release);
+	hds_tl_nopark--;
 }
 
 void hds_modules_after_fork(void)

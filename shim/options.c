@@ -90,6 +90,7 @@ void hds_config_load(struct hds_config *cfg)
 	cfg->signo = SIGUSR2;
 	cfg->children = 1;
 	cfg->max_stacks = 1u << 20;
+	cfg->reach = 1;
 
 	if ((v = getenv("HEAPDELTA_UNWIND")) && *v) {
 		if (strcmp(v, "fp") == 0)
@@ -119,6 +120,8 @@ void hds_config_load(struct hds_config *cfg)
 			cfg->signo = SIGUSR2;
 		}
 	}
+	if ((v = getenv("HEAPDELTA_REACH")) && *v)
+		cfg->reach = strcmp(v, "0") != 0;
 	if ((v = getenv("HEAPDELTA_CHILDREN")) && *v)
 		cfg->children = strcmp(v, "0") != 0;
 	if ((v = getenv("HEAPDELTA_SAMPLE")) && *v) {

@@ -17,11 +17,69 @@
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * Every mapping of the shim's is registered, so that the reachability scan
+ * (reach.c) can leave the shim's own memory out of its roots: the large
+ * block table holds the address of every large block, the unwinder's
+ * memory copies of registers.  A slot is claimed with a CAS on its start;
+ * the scan reads the registry only while every other thread is stopped
+ * outside the shim, so it never sees a half-made entry.
+ */
+#define REGISTRY 65536
+static _Atomic uint64_t reg_lo[REGISTRY], reg_len[REGISTRY];
+static _Atomic uint32_t reg_hint;
+static _Atomic int reg_full;
+
+static void reg_add(uint64_t lo, uint64_t len)
+{
+	uint32_t start = atomic_load_relaxed(&reg_hint);
+
+	for (uint32_t k = 0; k < REGISTRY; k++) {
+		uint32_t i = (start + k) % REGISTRY;
+		uint64_t zero = 0;
+		if (atomic_load_relaxed(&reg_lo[i]) == 0 && atomic_cas_acq_rel(&reg_lo[i], &zero, lo)) {
+			atomic_store_release(&reg_len[i], len);
+			atomic_store_relaxed(&reg_hint, i + 1);
+			return;
+		}
+	}
+	atomic_store_relaxed(&reg_full, 1);
+}
+
 void *hds_map(size_t size)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	reg_add((uint64_t)p, size);
+	return p;
+}
+
+void hds_unmap(void *p, size_t size)
+{
+	for (uint32_t i = 0; p && i < REGISTRY; i++)
+		if (atomic_load_relaxed(&reg_lo[i]) == (uint64_t)p) {
+			atomic_store_relaxed(&reg_len[i], 0);
+			atomic_store_release(&reg_lo[i], 0);
+			atomic_store_relaxed(&reg_hint, i);
+			break;
+		}
+	munmap(p, size);
+}
+
+uint32_t hds_map_each(void (*fn)(void *ctx, uint64_t lo, uint64_t hi), void *ctx)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < REGISTRY; i++) {
+		uint64_t lo = atomic_load_acquire(&reg_lo[i]), len = atomic_load_relaxed(&reg_len[i]);
+		if (lo && len) {
+			fn(ctx, lo, lo + len);
+			n++;
+		}
+	}
+	return atomic_load_relaxed(&reg_full) ? UINT32_MAX : n;
 }
 
 uint64_t hds_resident(const void *addr, uint64_t len)

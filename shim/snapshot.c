@@ -269,7 +269,7 @@ static void emit_modules(struct out *o)
 	len = hds_modules_encode_epochs(buf, cap, n);
 	out_section(o, HD_SEC_MODULE_EPOCHS, len);
 	out_bytes(o, buf, len);
-	munmap(buf, cap);
+	hds_unmap(buf, cap);
 }
 
 /* MISMATCHES: the kept records of releases by the wrong family. */
@@ -285,7 +285,7 @@ static void emit_mismatches(struct out *o)
 	size_t len = hds_mismatches_encode(buf, cap);
 	out_section(o, HD_SEC_MISMATCHES, len);
 	out_bytes(o, buf, len);
-	munmap(buf, cap);
+	hds_unmap(buf, cap);
 }
 
 /*
@@ -436,7 +436,7 @@ static uint32_t emit_code(struct out *o, uint32_t from)
 		size_t need = hds_python_encode_code(id, NULL);
 		if (need > cap) {
 			if (rec)
-				munmap(rec, cap);
+				hds_unmap(rec, cap);
 			cap = need < 65536 ? 65536 : need;
 			if (!(rec = hds_map(cap))) {
 				o->err = ENOMEM;
@@ -447,7 +447,7 @@ static uint32_t emit_code(struct out *o, uint32_t from)
 		out_bytes(o, rec, need);
 	}
 	if (rec)
-		munmap(rec, cap);
+		hds_unmap(rec, cap);
 	section_end(o, at, upto - from);
 	return upto;
 }
@@ -461,6 +461,38 @@ static void chain_commit(const struct hds_sums *sums, uint32_t n, uint64_t seq_w
 		if (stack_values(id, sums, &v))
 			prev[id] = v;
 	base_seq = seq_written;
+}
+
+/* REACH (exit snapshots): the classification reach.c left in hds_reach. */
+static void emit_reach(struct out *o)
+{
+	uint64_t at = o->off + o->len;
+	uint32_t listed = 0, last = 0;
+
+	out_section(o, HD_SEC_REACH, 0);
+	out_u32(o, hds_reach.status);
+	out_u32(o, hds_reach.threads);
+	out_u64(o, hds_reach.ns);
+	out_u64(o, hds_reach.root_bytes);
+	out_u64(o, hds_reach.block_bytes);
+	out_u32(o, 0);
+	for (uint32_t id = 0; hds_reach.kinds && id < hds_reach.nstacks; id++) {
+		const uint64_t *k = &hds_reach.kinds[(uint64_t)id * 8];
+		uint64_t any = 0;
+		for (int i = 0; i < 8; i++)
+			any |= k[i];
+		if (!any)
+			continue;
+		unsigned char rec[9 * HD_VARINT_MAX], *p = hd_put_varint(rec, id - last);
+		for (int i = 0; i < 8; i++)
+			p = hd_put_varint(p, k[i]);
+		out_bytes(o, rec, (size_t)(p - rec));
+		last = id;
+		listed++;
+	}
+	uint64_t end = o->off + o->len;
+	out_patch(o, at + 8, end - at - HD_SEC_HDR_LEN, 8);
+	out_patch(o, at + HD_SEC_HDR_LEN + 32, listed, 4);
 }
 
 /* Write everything into o.  META goes first in the file but needs the
@@ -485,6 +517,8 @@ static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *la
 	emit_stacks(o, sums, nstacks, chained, &t);
 	*codes_upto = emit_code(o, chained ? codes_written : 0);
 	emit_mismatches(o);
+	if (trigger == HD_TRIGGER_EXIT)
+		emit_reach(o);
 	out_section(o, HD_SEC_END, 0);
 
 	/* Patch the counters that depend on the walk. */
@@ -555,7 +589,7 @@ static int write_file(int trigger, const char *label, uint64_t n, const struct h
 		o.err = ENOMEM;
 	} else {
 		emit_snapshot(&o, trigger, n, label, sums, nstacks, chained, codes_upto);
-		munmap(o.buf, OUT_BUF);
+		hds_unmap(o.buf, OUT_BUF);
 	}
 	if (close(o.fd) < 0 && !o.err)
 		o.err = errno;
@@ -594,6 +628,7 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 	sigset_t xfsz, oldmask, pending;
 
 	hds_busy = 1;
+	hds_tl_nopark++;   /* reach.c never stops a thread in here */
 	/* A write past the program's RLIMIT_FSIZE raises SIGXFSZ, whose default
 	 * action ends the process: block it while we write, and discard the
 	 * one we caused (never one the program already had pending). */
@@ -641,7 +676,7 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 			}
 		}
 	}
-	munmap(sums, sums_len);
+	hds_unmap(sums, sums_len);
 done:
 	if (locked)
 		atomic_flag_clear_explicit(&chain_lock, memory_order_release);
@@ -653,6 +688,7 @@ done:
 	}
 	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 	atomic_sub_relaxed(&writes_active, 1);
+	hds_tl_nopark--;
 	hds_busy = outer;
 	errno = saved;
 	return rc;

@@ -317,7 +317,7 @@ static int merge_into_successor(const struct kept *kf, const struct kept *sf)
 		}
 	}
 	if (buf)
-		munmap(buf, cap);
+		hds_unmap(buf, cap);
 	munmap((void *)k.p, k.len);
 	munmap((void *)s.p, s.len);
 	return rc;

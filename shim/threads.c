@@ -239,16 +239,19 @@ void hds_count_slow(uint32_t id, int64_t lb, int64_t lc, int64_t ab, int64_t ac)
 {
 	struct hds_thread *t = hds_tl_thread;
 
+	hds_tl_nopark++;   /* the block is in the map, not yet counted; mmap may come */
 	if (!t)
 		t = hds_thread_attach();
 	if (t && t != HDS_THREAD_GONE) {
 		struct hds_chunk *c = atomic_load_relaxed(&t->dir[id / HDS_CHUNK_N]);
 		if (c || (c = chunk_make(t, id / HDS_CHUNK_N))) {
 			hds_tcount_add(&c->e[id % HDS_CHUNK_N], lb, lc, ab, ac);
+			hds_tl_nopark--;
 			return;
 		}
 	}
 	count_global(id, lb, lc, ab, ac);
+	hds_tl_nopark--;
 }
 
 /* ---- reading ----------------------------------------------------------- */

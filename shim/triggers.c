@@ -85,12 +85,17 @@ static void *writer_main(void *arg)
 	(void)arg;
 
 	hds_busy = 1;   /* this thread's own allocations are not the program's */
+	hds_reach_note_thread();
 	for (;;) {
 		uint64_t wake_at = next < next_reclaim ? next : next_reclaim;
 		struct timespec ts = { (time_t)(wake_at / 1000000000u), (long)(wake_at % 1000000000u) };
+		hds_tl_nopark = 0;   /* the exit's scan may stop this thread only while it waits */
 		sem_clockwait(&wake, CLOCK_MONOTONIC, &ts);
-		if (atomic_load_relaxed(&stopping) || atomic_load_relaxed(&writer_stop))
+		hds_tl_nopark = 1;
+		if (atomic_load_relaxed(&stopping) || atomic_load_relaxed(&writer_stop)) {
+			hds_tl_nopark = 0;
 			break;
+		}
 		if (atomic_exchange(&signal_pending, 0)) {
 			char label[1025];
 			hds_snapshot_write(HD_TRIGGER_SIGNAL, requested_label(label, sizeof label), 1);
@@ -199,7 +204,37 @@ void hds_snapshot_at_exit(int from_exit_call)
 		struct timespec ms = { 0, 1000000 };
 		nanosleep(&ms, NULL);
 	}
-	hds_snapshot_write(HD_TRIGGER_EXIT, "", !from_exit_call);
+	/* Then let it end (at most 2 s more): the exit's reachability scan
+	 * stops every thread but this one, and the writer has nothing of the
+	 * program's, nor a signal it could take. */
+	if (!from_exit_call && writer_running) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 2;
+		int outer = hds_busy;
+		hds_busy = 1;   /* the join frees the thread's TLS: not the program's frees */
+		if (pthread_timedjoin_np(writer, NULL, &until) == 0)
+			writer_running = 0;
+		hds_busy = outer;
+	}
+	if (from_exit_call) {
+		/* _exit, perhaps from a signal handler: no stopping threads here. */
+		memset(&hds_reach, 0, sizeof hds_reach);
+		hds_reach.status = hds.cfg.reach ? HD_REACH_UNSAFE_EXIT : HD_REACH_OFF;
+		hds_snapshot_write(HD_TRIGGER_EXIT, "", 0);
+		return;
+	}
+	hds_modules_refresh(1);   /* now: the loader's lock may be held by a thread stopped below */
+	int outer = hds_busy;
+	hds_busy = 1;   /* what the loader and libunwind allocate for it is not the program's */
+	int classified = hds_reach_exit() == 0;
+	hds_busy = outer;
+	if (classified) {
+		hds_snapshot_write(HD_TRIGGER_EXIT, "", 0);
+		hds_reach_resume();
+		return;
+	}
+	hds_snapshot_write(HD_TRIGGER_EXIT, "", 1);
 }
 
 /* heapdelta.h's heapdelta_snapshot() finds this with dlsym. */
