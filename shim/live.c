@@ -89,6 +89,7 @@ _Static_assert(LARGE_BLOCK <= (UINT64_C(1) << OFF_SHIFT), "offset bits above eve
 struct leaf {
 	_Atomic uint64_t *slots;                    /* LEAF_SLOTS entries */
 	_Atomic int published;                      /* won its directory slot: walkers may look */
+	uint64_t dir_index;                         /* its directory slot */
 	_Atomic uint64_t present[LEAF_PAGES / 64];  /* page may hold a block */
 	_Atomic unsigned char reclaiming[LEAF_PAGES];
 	_Atomic uint16_t blocks[LEAF_PAGES];        /* sparse maps: blocks in the page */
@@ -138,6 +139,7 @@ static struct leaf *leaf_for(struct radix *r, uint64_t slot, int create)
 	if (!slots)
 		return NULL;
 	atomic_store_relaxed(&fresh->slots, slots);
+	fresh->dir_index = d;
 	struct leaf *expected = NULL;
 	if (!atomic_cas_acq_rel(&r->dir[d], &expected, fresh)) {
 		/* Never published: no walker ever looks at it. */
@@ -322,17 +324,31 @@ uint64_t hds_live_reclaim(void)
 	return radix_reclaim(&small) + hds_large_reclaim();
 }
 
-/* The directory in order gives the leaves in address order (its untouched
- * pages read as the zero page: a few thousand faults, once, at exit). */
+/* The published leaves, sorted by their directory slot, give the blocks in
+ * address order. */
 uint64_t hds_live_each_small(void (*fn)(void *ctx, uintptr_t addr, uint64_t entry), void *ctx)
 {
 	struct radix *r = &small;
+	uint32_t n = atomic_load_acquire(&r->nleaves), m = 0;
 	uint64_t blocks = 0;
 
-	for (uint64_t d = 0; d < (UINT64_C(1) << r->dir_bits); d++) {
-		struct leaf *l = atomic_load_acquire(&r->dir[d]);
-		if (!l)
+	if (n > MAX_LEAVES)
+		n = MAX_LEAVES;
+	size_t len = sizeof(struct leaf *) * (n ? n : 1);
+	struct leaf **order = hds_map(len);
+	if (!order)
+		return 0;
+	for (uint32_t k = 0; k < n; k++) {
+		struct leaf *l = &r->leaves[k];
+		if (!atomic_load_acquire(&l->published))
 			continue;
+		uint32_t j = m++;   /* insertion sort: leaves are few, claimed mostly in order */
+		for (; j > 0 && order[j - 1]->dir_index > l->dir_index; j--)
+			order[j] = order[j - 1];
+		order[j] = l;
+	}
+	for (uint32_t j = 0; j < m; j++) {
+		struct leaf *l = order[j];
 		_Atomic uint64_t *slots = atomic_load_relaxed(&l->slots);
 		for (uint64_t pg = 0; pg < LEAF_PAGES; pg++) {
 			if (!page_present(l, pg))
@@ -341,12 +357,13 @@ uint64_t hds_live_each_small(void (*fn)(void *ctx, uintptr_t addr, uint64_t entr
 				uint64_t e = atomic_load_relaxed(&slots[i]);
 				if (!e)
 					continue;
-				uint64_t slot = d << LEAF_BITS | i;
+				uint64_t slot = l->dir_index << LEAF_BITS | i;
 				fn(ctx, (uintptr_t)(slot << r->shift) + (((e & OFF_MASK) >> OFF_SHIFT) << 3), e & ~OFF_MASK);
 				blocks++;
 			}
 		}
 	}
+	hds_unmap(order, len);
 	return blocks;
 }
 
