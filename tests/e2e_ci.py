@@ -7,15 +7,31 @@ and the plain CI snippet (scripts/ci/any-ci.sh).
 from e2e import *
 
 
-def leaky_run(*args):
+def leaky_run(*args, env=None):
     d = tmpdir()
-    p, _ = traced([os.path.join(BIN, "leaky"), *args], d)
+    p, _ = traced([os.path.join(BIN, "leaky"), *args], d, env=env)
     return d, p
 
 
+LEAKY_SUMMARY = ("SUMMARY: heapdelta: definitely lost 1000 bytes in 10 blocks, indirectly lost 0 bytes in 0 blocks, "
+                 "possibly lost 0 bytes in 0 blocks, still reachable 320 bytes in 5 blocks")
+
+
 @test
-def leaks_lists_what_was_not_freed_by_stack_largest_first():
+def leaks_lists_what_was_lost_by_stack_and_everything_not_freed_without_reachability():
     d, _ = leaky_run()
+    p = hd("leaks", d)
+    eq(p.returncode, 0, "exit status")
+    lines = p.stdout.splitlines()
+    eq(lines[0], "Direct leak of 1000 byte(s) in 10 object(s) allocated from:", "first entry")
+    check(frame_line_re(0, "known_leak", "leaky.c", "known_leak").match(lines[1]), lines[1])
+    check(not [l for l in lines if "intentional_cache" in l], f"the cache, still reachable, is not listed:\n{p.stdout}")
+    eq(lines[-1], LEAKY_SUMMARY, "summary")
+    lines = hd("leaks", "--show-kinds", "all", d).stdout.splitlines()
+    i = lines.index("Still reachable: 320 byte(s) in 5 object(s) allocated from:")
+    check(frame_line_re(0, "intentional_cache", "leaky.c", "intentional_cache").match(lines[i + 1]), lines[i + 1])
+    # Without reachability, every block not freed, largest first, and why.
+    d, _ = leaky_run(env={**os.environ, "HEAPDELTA_REACH": "0"})
     p = hd("leaks", d)
     eq(p.returncode, 0, "exit status")
     lines = p.stdout.splitlines()
@@ -23,6 +39,7 @@ def leaks_lists_what_was_not_freed_by_stack_largest_first():
     check(frame_line_re(0, "known_leak", "leaky.c", "known_leak").match(lines[1]), lines[1])
     i = lines.index("320 bytes in 5 allocations not freed at exit, allocated from:")
     check(frame_line_re(0, "intentional_cache", "leaky.c", "intentional_cache").match(lines[i + 1]), lines[i + 1])
+    eq(lines[-2], "Not classified by reachability: turned off (HEAPDELTA_REACH=0)", "why")
     eq(lines[-1], "SUMMARY: heapdelta: 1320 bytes in 15 allocations not freed at exit", "summary")
 
 
@@ -34,7 +51,8 @@ def check_fails_over_budget_and_passes_with_a_suppression():
     lines = p.stdout.splitlines()
     eq(lines[-1], "SUMMARY: heapdelta: 2 sites over budget, +1320 B in 15 allocations", "summary")
     check("not freed at exit: 1320 B (budget 1024 B): over budget" in lines, p.stdout)
-    check("1000 bytes in 10 allocations not freed at exit, allocated from:" in lines, "failing site listed")
+    check("Direct leak of 1000 byte(s) in 10 object(s) allocated from:" in lines, "failing site listed")
+    check("Still reachable: 320 byte(s) in 5 object(s) allocated from:" in lines, "--max-leaked counts every kind")
     p = hd("check", "--max-leaked", "1320", d)
     eq(p.returncode, 0, "exactly at the budget")
     supp = os.path.join(d, "supp.txt")
@@ -43,8 +61,12 @@ def check_fails_over_budget_and_passes_with_a_suppression():
     p = hd("check", "--max-leaked", "1000B", "--suppressions", supp, "--print-suppressions", d)
     eq(p.returncode, 0, f"suppressed: {p.stdout}")
     out = p.stdout.splitlines()
-    check("      1        320 leak:^intentional_cache$" in out, p.stdout)
-    eq(out[-1], "SUMMARY: heapdelta: within budget: 1000 B in 10 allocations not freed at exit, peak 2320 B", "summary")
+    check("      1        320 leak:^intentional_cache$ (still reachable)" in out, p.stdout)
+    eq(out[-1], "SUMMARY: heapdelta: within budget: 1000 B in 10 allocations not freed at exit, "
+                "1000 B in 10 definitely or indirectly lost, peak 2320 B", "summary")
+    # What is lost: the cache, still reachable, needs no suppression.
+    eq(hd("check", "--max-lost", "1000", d).returncode, 0, "--max-lost at what is lost")
+    eq(hd("check", "--max-lost", "999", d).returncode, 1, "--max-lost under it")
     # Powers of 1000: 1KB is 1000 bytes.
     eq(hd("check", "--max-leaked", "1KB", "--suppressions", supp, d).returncode, 0, "1KB = 1000 B")
     eq(hd("check", "--max-leaked", "0.9KB", "--suppressions", supp, d).returncode, 1, "0.9KB = 900 B")
@@ -147,7 +169,7 @@ def junit_and_sarif_reports_validate_against_their_schemas():
     eq(v.returncode, 0, f"xmllint: {v.stderr}")
     xml = open(junit).read()
     check('tests="4" failures="4"' in xml, "budget and three sites, all failing")
-    check('<failure type="baseline-new" message="999 bytes in 3 allocations not freed at exit [new]">' in xml, xml)
+    check('<failure type="baseline-new" message="Direct leak of 999 byte(s) in 3 object(s) [new]">' in xml, xml)
     p = hd("check", "--baseline", base, "--format", "sarif", d2)
     eq(p.returncode, 1, "sarif exit status")
     sarif = json.loads(p.stdout)
@@ -171,7 +193,7 @@ def github_annotations_point_at_the_site():
     eq(p.returncode, 1, "exit status")
     lines = p.stdout.splitlines()
     eq(lines[0], f"::error file=tests/fixtures/leaky.c,line={markers('leaky.c')['known_leak']},title=heapdelta::"
-                 "1000 bytes in 10 allocations not freed at exit in known_leak", "annotation")
+                 "Direct leak of 1000 byte(s) in 10 object(s) in known_leak", "annotation")
     eq(lines[-1], "SUMMARY: heapdelta: 2 sites over budget, +1320 B in 15 allocations", "summary")
 
 

@@ -257,7 +257,8 @@ def the_missing_debug_information_line_shows_for_a_stripped_binary_and_not_with_
                                  "sites": len([s for s in r["stats"] if not s["file"]]),
                                  "modules": [{"module": "grow", "lacks": "debug_info", "size": lacking}]},
        "top JSON: missing_debug_info")
-    gate = json.loads(hd_env(env, "leaks", ex, "--format", "json").stdout)
+    # leaks lists every kind of reachability: grow's blocks are still reachable.
+    gate = json.loads(hd_env(env, "leaks", "--show-kinds", "all", ex, "--format", "json").stdout)
     eq(gate["missing_debug_info"]["modules"], [{"module": "grow", "lacks": "debug_info", "size": lacking}],
        "leaks JSON: missing_debug_info")
     for argv in (["top", ex, "--limit", "0"], ["top", ex, "--by", "traceback", "--limit", "0"],
@@ -273,7 +274,7 @@ def the_missing_debug_information_line_shows_for_a_stripped_binary_and_not_with_
             want_here = want
         eq(p.stdout.splitlines()[-1], want_here, f"{' '.join(argv[:1] + argv[2:])}: the last line")
     # leaks and check: before the SUMMARY line; trend: at the end.
-    p = hd_env(env, "leaks", ex)
+    p = hd_env(env, "leaks", "--show-kinds", "all", ex)
     eq(p.stdout.splitlines()[-2], want, "leaks: the line before SUMMARY")
     p = hd_env(env, "check", "--max-leaked", "1", ex)
     eq(p.returncode, 1, "check over budget")
@@ -287,12 +288,12 @@ def the_missing_debug_information_line_shows_for_a_stripped_binary_and_not_with_
     # With its debug information: no line, in any command.
     d2 = tmpdir()
     ex2, _, _ = run_grow(os.path.join(BIN, "grow"), d2)
-    for argv in (["top", ex2, "--limit", "0"], ["leaks", ex2], ["trend", os.path.dirname(ex2)]):
+    for argv in (["top", ex2, "--limit", "0"], ["leaks", "--show-kinds", "all", ex2], ["trend", os.path.dirname(ex2)]):
         p = hd_env(env, *argv)
         check(not [l for l in p.stdout.splitlines() if l.startswith("No file and line")],
               f"{argv[0]} with debug information:\n{p.stdout}")
     eq(report(env, ex2)[0]["missing_debug_info"], None, "top JSON with debug information")
-    eq(json.loads(hd_env(env, "leaks", ex2, "--format", "json").stdout)["missing_debug_info"], None,
+    eq(json.loads(hd_env(env, "leaks", "--show-kinds", "all", ex2, "--format", "json").stdout)["missing_debug_info"], None,
        "leaks JSON with debug information")
 
 
@@ -387,7 +388,7 @@ def binaries_moved_away_are_found_with_sysroot_map_path_and_debug_dir():
     marks = markers("grow.c")
     site = f"grow.c:{marks['grow_a']}"
     # (watch through a pipe prints a frame and ends after the exit snapshot's.)
-    for argv in (["diff", snaps[0], ex, "--limit", "0"], ["leaks", ex], ["check", "--max-leaked", "1GiB", ex],
+    for argv in (["diff", snaps[0], ex, "--limit", "0"], ["leaks", "--show-kinds", "all", ex], ["check", "--max-leaked", "1GiB", ex],
                  ["trend", os.path.dirname(ex), "--limit", "0"], ["watch", os.path.dirname(ex), "--limit", "0"]):
         p = hd_env(env, *argv, "--sysroot", root)
         eq((p.returncode, p.stderr), (0, ""), f"{argv[0]} --sysroot: exit status and stderr")

@@ -88,9 +88,9 @@ def commands(a1, a2, ex, snapdir, outdir):
         (["diff", a1, a2, "--limit", "0"], None, True),
         (["diff", a1, a2, "--format", "json", "--limit", "0"], None, True),
         (["diff", a1, a2, "--format", "collapsed"], None, True),
-        (["leaks", ex], None, True),
+        (["leaks", "--show-kinds", "all", ex], None, True),
         # leaks/check JSON frames carry no offset (gate_report.c): the module only
-        (["leaks", ex, "--format", "json"], None, "module"),
+        (["leaks", "--show-kinds", "all", ex, "--format", "json"], None, "module"),
         (["check", "--max-leaked", "1GiB", ex], None, False),
         (["check", "--max-leaked", "1GiB", "--format", "json", ex], None, False),
         (["check", "--max-growth-per-site", "1GiB", "--format", "sarif", snapdir], None, False),

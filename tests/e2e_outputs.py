@@ -10,10 +10,11 @@ ZERO_SRC = "zero.c"
 ZERO_SITES = ("malloc0", "calloc0", "realloc0", "aligned0")
 
 
-def zero_run():
-    """Run the zero fixture; return its output directory and exit snapshot."""
+def zero_run(reach=True):
+    """Run the zero fixture (without reachability classification unless
+    reach); return its output directory and exit snapshot."""
     d = tmpdir()
-    p, _ = traced([os.path.join(BIN, "zero")], d)
+    p, _ = traced([os.path.join(BIN, "zero")], d, env=None if reach else {**os.environ, "HEAPDELTA_REACH": "0"})
     eq(p.returncode, 0, f"fixture exit status (a call returned NULL?) stderr: {p.stderr}")
     exits = snaps_of(d, "exit")
     eq(len(exits), 1, "exit snapshots")
@@ -102,7 +103,7 @@ def zero_byte_blocks_are_in_top_and_every_export_with_count_one():
 
 @test
 def zero_byte_blocks_are_in_leaks_and_its_json_totals_equal_the_text():
-    d, _ = zero_run()
+    d, _ = zero_run(reach=False)   # the wording of blocks not classified by reachability
     exp = zero_expected()
     p = hd("leaks", d)
     eq(p.returncode, 0, "leaks exit status")
@@ -115,12 +116,20 @@ def zero_byte_blocks_are_in_leaks_and_its_json_totals_equal_the_text():
        [(line, b, c) for _, line, b, c in exp], "leaks json sites")
     eq(r["leaked"], {"size": 100, "count": 5}, "leaks json total")
     eq(p.stderr, "SUMMARY: heapdelta: 100 bytes in 5 allocations not freed at exit\n", "leaks json summary (stderr)")
+    # Classified by reachability: each is an entry of its kind, counted by kind.
+    d, _ = zero_run()
+    r = json.loads(hd("leaks", "--format", "json", "--show-kinds", "all", d).stdout)
+    eq(sorted((s["traceback"][0]["line"], s["size"], s["count"]) for s in r["sites"]),
+       sorted((line, b, c) for _, line, b, c in exp), "classified: leaks json entries")
+    eq((sum(k["size"] for k in r["kinds"].values()), sum(k["count"] for k in r["kinds"].values())), (100, 5),
+       "classified: the kinds add up")
+    eq(r["kinds"]["unclassified"], {"size": 0, "count": 0}, "classified: every block")
 
 
 @test
 def zero_byte_blocks_fail_check_with_the_others_in_every_format():
     import jsonschema
-    d, _ = zero_run()
+    d, _ = zero_run(reach=False)   # the wording of blocks not classified by reachability
     exp = zero_expected()
     # Over budget: every site not freed is listed as failing, in every format.
     p = hd("check", "--max-leaked", "0", d)

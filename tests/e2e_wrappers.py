@@ -95,9 +95,12 @@ def traceback_view_still_shows_the_wrapper_frames():
                  "    void *p = malloc(n); /* @site xmalloc_inner */",
                  f'  File "{src}", line {m["xmalloc"]}, in main',
                  "    kept(xmalloc(200)); /* @site xmalloc */"], "xmalloc's traceback text")
-    # leaks shows the stack from the wrapper, marked, then the caller.
-    text = hd("leaks", r["exit"]).stdout.splitlines()
-    i = text.index("200 bytes in 1 allocations not freed at exit, allocated from:")
+    # leaks shows the stack from the wrapper, marked, then the caller
+    # (whatever the block's kind of reachability).
+    text = hd("leaks", "--show-kinds", "all", r["exit"]).stdout.splitlines()
+    i = [k for k, line in enumerate(text)
+         if re.fullmatch(r"(Direct leak of |Indirect leak of |Possible leak of |Still reachable: )200 byte\(s\) in 1 object\(s\) "
+                         r"allocated from:|200 bytes in 1 allocations not freed at exit, allocated from:", line)][0]
     check(re.fullmatch(rf"    #0 0x[0-9a-f]+ in xmalloc {re.escape(src)}:{m['xmalloc_inner']} \(allocation wrapper\)",
                        text[i + 1]), text[i + 1])
     check(frame_line_re(1, "main", SRC, "xmalloc").match(text[i + 2]), text[i + 2])
