@@ -927,6 +927,18 @@ static void scan_roots(struct scan *s, struct space *sp, const struct exit_frame
 	for (int r = 0; r < ef->nregs; r++)
 		mark_word(s, ef->regs[r], 1);
 	scan_tls(s, sp, self_tp);
+	/* A stack the program allocated itself (pthread_attr_setstack, a
+	 * coroutine running now) lies in a block, inside the heap the scan
+	 * leaves out: scan it from the stack pointer up. */
+	for (uint32_t t = 0; t <= np; t++) {
+		uint64_t tsp = t < np ? parked[t].regs[15] - RED_ZONE : (ef->found ? ef->sp : self_sp);
+		int start;
+		int64_t j = find_block(s, tsp, &start);
+		if (j >= 0) {
+			s->root_bytes += block_end(&s->b[j]) - tsp;
+			scan_range(s, tsp, block_end(&s->b[j]), 1);
+		}
+	}
 	drain(s);
 }
 

@@ -180,3 +180,18 @@ def classification_skipped_says_why_and_never_hangs_the_exit():
         eq(out.returncode, 0, f"{args}: leaks exit status")
         check(any(reason in line for line in out.stdout.splitlines()), f"{args}: reason line in {out.stdout}")
         eq(hd("check", "--max-lost", "0", d).returncode, 2, f"{args}: --max-lost without a classification")
+
+
+@test
+def a_thread_on_a_stack_the_program_allocated_is_scanned_from_its_stack_pointer():
+    vg, vp = valgrind_by_line(["ownstack"])
+    eq(vp.returncode, 0, "exit status under valgrind")
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "reach"), "ownstack"], d)
+    eq(p.returncode, 0, f"exit status under heapdelta ({p.stderr.strip()})")
+    ours, _ = heapdelta_by_line(d)
+    site = markers(SRC)
+    want = {("reachable", site["thread_stack"]): [120, 1], ("reachable", site["own_stack"]): [256 << 10, 1]}
+    for name, got in (("valgrind", vg), ("heapdelta", ours)):
+        eq({k: v for k, v in got.items() if k[1] in set(site.values())}, want, f"{name}'s records on the marked lines")
+    eq({k: v[1] for k, v in ours.items()}, {k: v[1] for k, v in vg.items()}, "blocks of every kind by line")
