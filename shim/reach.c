@@ -495,6 +495,28 @@ static inline int64_t find_block(const struct scan *s, uint64_t v, int *start)
 	return -1;
 }
 
+/*
+ * valgrind's heuristics for a pointer 8 bytes into a block, which memcheck
+ * applies by default (--leak-check-heuristics=all) and then counts the
+ * block as still reachable: "length64", a block that begins with its own
+ * length less those 8 bytes (sqlite3's allocator hands out such blocks);
+ * "newarray", a block of operator new[] that begins with its element count
+ * (the array cookie of C++ classes with destructors).  Its other two,
+ * "stdstring" (the old, reference-counted std::string) and "multiple
+ * inheritance" (vtable pointers at both places), are not applied.
+ */
+static inline int heuristic(const struct block *b)
+{
+	uint64_t size = hds_entry_size(b->entry), first;
+
+	if (size < 16)
+		return 0;
+	first = *(const uint64_t *)b->addr;
+	if (first == size - 8)
+		return 1;
+	return hds_entry_kind(b->entry) == HDS_KIND_NEW_ARRAY && first && (size - 8) % first == 0;
+}
+
 /* A word found while marking from the roots (definite: from a root or a
  * reachable block) - valgrind's lc_push_without_clique_if_a_chunk_ptr. */
 static inline void mark_word(struct scan *s, uint64_t v, int definite)
@@ -504,6 +526,8 @@ static inline void mark_word(struct scan *s, uint64_t v, int definite)
 
 	if (j < 0 || s->state[j] == REACHABLE)
 		return;
+	if (!start && definite && v == s->b[j].addr + 8)
+		start = heuristic(&s->b[j]);
 	if (start && definite) {
 		s->state[j] = REACHABLE;
 		s->stack[s->sp++] = (uint32_t)j;
