@@ -12,7 +12,7 @@ test)  want="$build python3 python3-jsonschema libxml2-utils sqlite3 perl clang 
        # fixtures run with (optional: without them that part is skipped).
        want="$want qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross"
        multiarch="libc6:arm64 libstdc++6:arm64 libunwind8:arm64" ;;
-bench) want="$build python3 sqlite3 perl heaptrack clang-format time" ;;
+bench) want="$build python3 sqlite3 perl heaptrack zstd clang-format cppcheck redis-server redis-tools time" ;;
 *)     echo "usage: scripts/deps.sh build|test|bench" >&2; exit 2 ;;
 esac
 
