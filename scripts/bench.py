@@ -33,6 +33,7 @@ WORK = os.path.join(BUILD, "bench")
 SHIM = os.path.join(BUILD, "libheapdelta.so")
 HD = os.path.join(BUILD, "heapdelta")
 HEAPTRACK_AS_LIMIT = 8 << 30   # heaptrack's analysis can grow without bound
+PYTHON = "/usr/bin/python3.11"   # Debian's: the CPython whose frames the shim reads
 
 
 def generate_inputs():
@@ -79,6 +80,32 @@ def generate_inputs():
                 "my $n = 0; for my $r (@a) { $n += length($h{$r->[1]}); }\n"
                 "my @s = sort { $a cmp $b } keys %h; my $j = join(',', @s[0..9]);\n"
                 "(my $t = $j) =~ s/key/K/g; print scalar(@a), ' ', $n, ' ', $t, \"\\n\";\n")
+    with open(os.path.join(WORK, "check.c"), "w") as f:
+        # cppcheck's value flow over many small functions with branches on
+        # known values: about 7 M allocations/s; one out-of-bounds read each.
+        f.write("#include <stdlib.h>\n#include <string.h>\n\n"
+                "#define CLAMP(x, lo, hi) ((x) < (lo) ? (lo) : (x) > (hi) ? (hi) : (x))\n\n")
+        for i in range(120):
+            n = i % 8 + 2
+            f.write(f"struct ctx{i} {{ int mode; unsigned flags; size_t len; char *buf; int vals[{n}]; }};\n\n"
+                    f"static int step{i}(struct ctx{i} *c, int a, int b)\n{{\n"
+                    f"    int x = a + {i}, y = b - {i % 13}, z = 0;\n"
+                    f"    if (c->mode == {i % 3}) {{\n"
+                    f"        x = CLAMP(x, 0, {i + 100});\n        y = CLAMP(y, -{i}, {i * 2 + 1});\n"
+                    f"    }} else if (c->mode > {i % 5}) {{\n        z = x * y % {i % 17 + 3};\n    }}\n"
+                    f"    for (int k = 0; k < {n}; k++) {{\n"
+                    f"        c->vals[k] += (c->flags & (1u << k)) ? x : y;\n"
+                    f"        if (c->vals[k] > {1000 + i}) c->vals[k] -= z;\n    }}\n"
+                    f"    if (c->len && c->buf) c->buf[c->len - 1] = (char)(x ^ y);\n"
+                    f"    return x + y + z;\n}}\n\n"
+                    f"int process{i}(const char *s, int n)\n{{\n"
+                    f"    struct ctx{i} c;\n    int total = 0;\n    memset(&c, 0, sizeof c);\n"
+                    f"    c.len = strlen(s);\n    c.buf = malloc(c.len + 1);\n    if (!c.buf) return -1;\n"
+                    f"    memcpy(c.buf, s, c.len + 1);\n"
+                    f"    for (int r = 0; r < n; r++) {{\n        c.mode = r % 4;\n"
+                    f"        c.flags = (unsigned)r * {i % 29 + 1}u;\n        total += step{i}(&c, r, n - r);\n    }}\n"
+                    f"    if (total == {i * 7}) return total;\n    free(c.buf);\n"
+                    f"    return total + c.vals[{n}];\n}}\n\n")
     for name, extra in (("churn", []), ("churn-fp", ["-fno-omit-frame-pointer"])):
         subprocess.run(["cc", "-O2", "-g", "-pthread", *extra, "-o", os.path.join(WORK, name),
                         os.path.join(ROOT, "scripts", "bench", "churn.c")], check=True)
@@ -87,12 +114,18 @@ def generate_inputs():
 def workloads():
     cc1 = subprocess.run(["gcc", "-print-prog-name=cc1"], capture_output=True, text=True).stdout.strip()
     w = os.path.join
+    py = {"PYTHONMALLOC": "malloc"}
+    # (name, command, environment, standard input, frame-pointer build)
     return [
-        ("python3", ["/usr/bin/python3", w(WORK, "alloc.py")], {"PYTHONMALLOC": "malloc"}, None, False),
+        ("python3 (native frames)", [PYTHON, w(WORK, "alloc.py")], {**py, "HEAPDELTA_PYTHON": "0"}, None, False),
+        ("python3 (Python frames)", [PYTHON, w(WORK, "alloc.py")], py, None, False),
         ("sqlite3", ["sqlite3", ":memory:"], {}, w(WORK, "load.sql"), False),
         ("cc1", [cc1, "-quiet", "-O2", w(WORK, "gen.c"), "-o", w(WORK, "gen.s")], {}, None, False),
         ("clang-format", ["clang-format", w(WORK, "gen.cpp")], {}, None, False),
         ("perl", ["perl", w(WORK, "work.pl")], {}, None, False),
+        # Its findings go to stderr unless written to a file: to stdout
+        # here, so that they are compared with the untraced run's.
+        ("cppcheck", ["cppcheck", "--quiet", "--output-file=/dev/stdout", w(WORK, "check.c")], {}, None, False),
         ("churn, 2 threads", [w(WORK, "churn"), "3000000", "2"], {}, None, False),
         ("churn, 2 threads, fp build", [w(WORK, "churn-fp"), "3000000", "2"], {}, None, True),
     ]
