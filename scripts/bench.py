@@ -1,15 +1,23 @@
 #!/usr/bin/env python3
 """heapdelta's benchmark: real, unmodified, allocation-heavy programs and a
-synthetic multi-threaded churn program, each run untraced, under heaptrack
-(its whole pipeline) and under heapdelta, interleaved, RUNS times each.
+synthetic multi-threaded churn program, each run untraced, recorded by
+heaptrack and recorded by heapdelta, interleaved, RUNS times each.
+
+Recording against recording: heaptrack's run is `heaptrack -o FILE PROGRAM`,
+which in heaptrack 1.4 runs the program with its recorder preloaded and
+heaptrack_interpret (and zstd) reading its pipe, and never heaptrack_print;
+heapdelta's is the shim writing its snapshots.  Each tool's analysis of what
+it wrote (heaptrack_print on its file, `heapdelta top` on the exit snapshot)
+is timed on its own and shown in its own columns.
 
 Prints a markdown table of median ratios to the untraced run (wall time, CPU
 time of the whole process tree, peak RSS of the whole process tree: heaptrack
 runs a second process), the sizes
-of what each tool wrote, and whether the program's output under heapdelta
-was identical.  Also writes it to build/bench/results.md.
+of what each tool wrote, the analysis times, the shim's own memory per live
+block, and whether the program's output under heapdelta was identical.
+Also writes it to build/bench/results.md.
 
-    scripts/bench.py [--runs N] [--only NAME] [--modes untraced,heaptrack,...]
+    scripts/bench.py [--runs N] [--only NAME] [--modes untraced,heaptrack,...] [--quick]
 
 Run by `make bench`.
 """
@@ -209,23 +217,91 @@ def fmt_size(n):
         n /= 1024
 
 
+def fmt_count(n):
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else f"{n:.0f}"
+
+
+def fmt_secs(v):
+    return "-" if v is None else f"{v:.2f} s"
+
+
+def fmt_bytes(v):
+    return "-" if v is None else f"{v:.1f} B"
+
+
+def missing(prog, what):
+    """True, after one line saying so, if prog is not installed."""
+    if shutil.which(prog):
+        return False
+    print(f"bench: {prog} is not installed (scripts/deps.sh bench installs it): {what}", file=sys.stderr)
+    return True
+
+
+def snapshot_infos(d):
+    """`heapdelta info --format json` of every snapshot in d: a list of dicts."""
+    files = glob.glob(os.path.join(d, "heapdelta.*.snap"))
+    if not files:
+        return []
+    r = subprocess.run([HD, "info", "--format", "json", *files], capture_output=True, text=True)
+    return json.loads(r.stdout) if r.returncode == 0 else []
+
+
+def shim_per_block(infos):
+    """The shim's own memory per live block at the snapshot with the most
+    live blocks: (bytes per block, live blocks), or None."""
+    if not infos:
+        return None
+    s = max(infos, key=lambda i: i["live_count"])
+    return (s["shim_bytes"] / s["live_count"], s["live_count"]) if s["live_count"] else None
+
+
+def analysis_time(mode, odir, limit):
+    """Wall seconds of the tool's own analysis of what one run wrote:
+    heaptrack_print on heaptrack's file, `heapdelta top` on the exit
+    snapshot; None if there is nothing to analyze or it failed."""
+    if mode == "heaptrack":
+        files = glob.glob(os.path.join(odir, "ht.*"))
+        cmd = ["heaptrack_print", files[0]] if files else None
+    else:
+        files = glob.glob(os.path.join(odir, "heapdelta.*.exit.snap"))
+        cmd = [HD, "top", files[0]] if files else None
+    if not cmd:
+        return None
+    wall, _, _, _, rc = measure(cmd, os.environ, None, limit)
+    return wall if rc == 0 else None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only")
+    ap.add_argument("--only", help="only the workloads whose name contains this")
     ap.add_argument("--modes", default="untraced,heaptrack,heapdelta,heapdelta-fp,sampled")
+    ap.add_argument("--quick", action="store_true",
+                    help="one run per mode, without the analyzer's and the thread-scaling tables")
     args = ap.parse_args()
+    if args.quick:
+        args.runs = 1
     modes = args.modes.split(",")
+    if "heaptrack" in modes and (missing("heaptrack", "no heaptrack columns")
+                                 or missing("heaptrack_print", "no heaptrack columns")):
+        modes.remove("heaptrack")
+    if shutil.which("heaptrack_gui"):
+        print("bench: heaptrack_gui is installed: `heaptrack` opens it after recording, inside the timed run",
+              file=sys.stderr)
     generate_inputs()
     base_env = dict(os.environ)
     rows = []
     for name, cmd, extra_env, stdin_path, fp_build in workloads():
         if args.only and args.only not in name:
             continue
+        if missing(cmd[0], f"no {name} row"):
+            continue
         env = {**base_env, **extra_env}
         wl_modes = [m for m in modes if m != "heapdelta-fp" or fp_build]
         res = {m: [] for m in wl_modes}
-        outputs, status, sizes, died = {}, {}, {}, {}
+        outputs, status, sizes, died, analysis, nosnap = {}, {}, {}, {}, {}, set()
         for run in range(args.runs):
             for mode in wl_modes:   # interleaved: one run of each mode per round
                 odir = tempfile.mkdtemp(prefix="hd-bench-")
@@ -233,6 +309,8 @@ def main():
                 if mode == "untraced":
                     c, e = cmd, env
                 elif mode == "heaptrack":
+                    # heaptrack 1.4: the recorder and heaptrack_interpret
+                    # (compressed by zstd); heaptrack_print is not run.
                     c, e = ["heaptrack", "-o", os.path.join(odir, "ht"), *cmd], env
                     limit = HEAPTRACK_AS_LIMIT
                 else:
@@ -249,25 +327,36 @@ def main():
                         died[mode] = True
                 else:
                     size = dir_size(os.path.join(odir, "heapdelta.*.snap")) if mode != "untraced" else 0
+                    if mode != "untraced" and size == 0:
+                        nosnap.add(mode)   # the shim did not load, or wrote nothing
                     outputs.setdefault(mode, data)
                     if data != outputs.get("untraced", data) or rc != status.get("untraced", rc):
                         outputs[mode] = None   # differs from the untraced run
                     status.setdefault(mode, rc)
+                if mode in ("heaptrack", "heapdelta") and not died.get(mode):
+                    t = analysis_time(mode, odir, limit)
+                    if t is not None:
+                        analysis.setdefault(mode, []).append(t)
                 sizes.setdefault(mode, []).append(size)
                 res[mode].append((wall, cpu, rss))
                 shutil.rmtree(odir, ignore_errors=True)
                 print(f"  {name:28} {mode:13} run {run + 1}: {wall:6.2f}s cpu {cpu:6.2f}s rss {rss / 1024:7.1f} MiB"
-                      f"{'  (died)' if died.get(mode) and mode == 'heaptrack' else ''}", file=sys.stderr)
+                      f"{'  (died)' if died.get(mode) and mode == 'heaptrack' else ''}"
+                      f"{'  (no snapshot)' if mode in nosnap else ''}", file=sys.stderr)
         med = {m: tuple(statistics.median(x[i] for x in res[m]) for i in range(3)) for m in wl_modes}
         base = med["untraced"]
         ratio = {m: tuple(med[m][i] / base[i] for i in range(3)) for m in wl_modes}
+        memory = workload_memory(cmd, env, stdin_path) if "heapdelta" in wl_modes else None
         rows.append((name, base, ratio, {m: statistics.median(sizes[m]) for m in wl_modes}, died,
-                     {m: outputs.get(m) is not None for m in wl_modes if m.startswith("heapdelta")}))
+                     {m: outputs.get(m) is not None for m in wl_modes if m.startswith("heapdelta")},
+                     {m: statistics.median(t) for m, t in analysis.items()}, memory, nosnap))
 
-    lines = ["| workload | untraced | heaptrack wall | heapdelta wall | fp wall | sampled wall | overhead vs heaptrack's "
-             "| heaptrack CPU | heapdelta CPU | heaptrack RSS | heapdelta RSS | heaptrack output | snapshots | output identical |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
-    for name, base, ratio, sizes, died, same in rows:
+    lines = ["| workload | allocs/s | untraced | heaptrack wall | heapdelta wall | fp wall | sampled wall "
+             "| overhead vs heaptrack's | heaptrack CPU | heapdelta CPU | heaptrack RSS | heapdelta RSS "
+             "| heaptrack output | snapshots | heaptrack_print | heapdelta top | live blocks | shim B/block "
+             "| output identical |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+    for name, base, ratio, sizes, died, same, analysis, memory, nosnap in rows:
         ht = ratio.get("heaptrack")
         hdm = ratio.get("heapdelta")
         fp = ratio.get("heapdelta-fp")
@@ -279,20 +368,40 @@ def main():
         else:
             share = "heaptrack died" if died.get("heaptrack") else "-"
         htw = "died" if died.get("heaptrack") else fmt_ratio(ht and ht[0])
-        lines.append(f"| {name} | {base[0]:.2f}s | {htw} | {fmt_ratio(hdm and hdm[0])} | {fmt_ratio(fp and fp[0])} "
+        allocs, per_block = (memory or (None, None))
+        lines.append(f"| {name} | {fmt_count(allocs and allocs / base[0])} | {base[0]:.2f}s | {htw} "
+                     f"| {fmt_ratio(hdm and hdm[0])} | {fmt_ratio(fp and fp[0])} "
                      f"| {fmt_ratio(smp and smp[0])} "
                      f"| {share} | {fmt_ratio(ht and ht[1])} | {fmt_ratio(hdm and hdm[1])} "
                      f"| {fmt_ratio(ht and ht[2])} | {fmt_ratio(hdm and hdm[2])} "
                      f"| {fmt_size(sizes.get('heaptrack'))} | {fmt_size(sizes.get('heapdelta'))} "
-                     f"| {'yes' if all(same.values()) else 'NO'} |")
-    table = "\n".join(lines)
-    extra = [] if args.only else [analyzer_speed(), analyzer_at_scale(), thread_scaling(args.runs)]
-    text = f"{args.runs} runs per mode, interleaved; medians; ratios to the untraced run.\n\n{table}\n"
+                     f"| {fmt_secs(analysis.get('heaptrack'))} | {fmt_secs(analysis.get('heapdelta'))} "
+                     f"| {fmt_count(per_block and per_block[1])} | {fmt_bytes(per_block and per_block[0])} "
+                     f"| {'yes' if all(same.values()) else 'NO'}"
+                     f"{''.join(f', no snapshot from {m}' for m in sorted(nosnap))} |")
+    text = ""
+    if rows:
+        text = (f"{args.runs} runs per mode, interleaved; medians; ratios to the untraced run.\n\n"
+                + "\n".join(lines) + "\n")
+    extra = [] if args.only or args.quick else [analyzer_speed(), analyzer_at_scale(), thread_scaling(args.runs)]
     for e in extra:
         text += "\n" + e + "\n"
     print(text)
     with open(os.path.join(WORK, "results.md"), "w") as f:
         f.write(text)
+
+
+def workload_memory(cmd, env, stdin_path):
+    """One more run under heapdelta, untimed, with a snapshot every 0.1 s:
+    the allocations of the whole run and the shim's memory per live block
+    at the snapshot with the most live blocks (bytes, blocks)."""
+    d = tempfile.mkdtemp(prefix="hd-bench-")
+    measure(cmd, {**env, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": d, "HEAPDELTA_INTERVAL": "0.1"}, stdin_path)
+    infos = snapshot_infos(d)
+    shutil.rmtree(d, ignore_errors=True)
+    if not infos:
+        return None
+    return max(i["alloc_count"] for i in infos), shim_per_block(infos)
 
 
 def analyzer_speed():
