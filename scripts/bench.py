@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """heapdelta's benchmark: real, unmodified, allocation-heavy programs and a
 synthetic multi-threaded churn program, each run untraced, recorded by
-heaptrack and recorded by heapdelta, interleaved, RUNS times each.
+heaptrack and recorded by heapdelta, interleaved, RUNS times each; then a
+real server under load (Debian's redis-server driven by redis-benchmark).
 
 Recording against recording: heaptrack's run is `heaptrack -o FILE PROGRAM`,
 which in heaptrack 1.4 runs the program with its recorder preloaded and
@@ -14,20 +15,23 @@ Prints a markdown table of median ratios to the untraced run (wall time, CPU
 time of the whole process tree, peak RSS of the whole process tree: heaptrack
 runs a second process), the sizes
 of what each tool wrote, the analysis times, the shim's own memory per live
-block, and whether the program's output under heapdelta was identical.
-Also writes it to build/bench/results.md.
+block, and whether the program's output under heapdelta was identical; then
+the server's table: requests/s and p50/p99 latency per command.  Also writes
+it all to build/bench/results.md.
 
     scripts/bench.py [--runs N] [--only NAME] [--modes untraced,heaptrack,...] [--quick]
 
 Run by `make bench`.
 """
 import argparse
+import csv
 import glob
 import json
 import os
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +46,9 @@ SHIM = os.path.join(BUILD, "libheapdelta.so")
 HD = os.path.join(BUILD, "heapdelta")
 HEAPTRACK_AS_LIMIT = 8 << 30   # heaptrack's analysis can grow without bound
 PYTHON = "/usr/bin/python3.11"   # Debian's: the CPython whose frames the shim reads
+# The load on the server: pipelined (8 requests per round trip, 50
+# connections) so that the server, not the client, is the bottleneck.
+REDIS_LOAD = ["-P", "8", "-r", "100000", "-n", "300000", "-t", "set,get,lpush,lpop,sadd,hset", "--csv"]
 
 
 def generate_inputs():
@@ -276,13 +283,15 @@ def analysis_time(mode, odir, limit):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only", help="only the workloads whose name contains this")
+    ap.add_argument("--only", help="only the workloads whose name contains this (redis: the server)")
     ap.add_argument("--modes", default="untraced,heaptrack,heapdelta,heapdelta-fp,sampled")
     ap.add_argument("--quick", action="store_true",
                     help="one run per mode, without the analyzer's and the thread-scaling tables")
     args = ap.parse_args()
     if args.quick:
         args.runs = 1
+    # A SIGTERM ends the bench through the finally clauses that stop a server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     modes = args.modes.split(",")
     if "heaptrack" in modes and (missing("heaptrack", "no heaptrack columns")
                                  or missing("heaptrack_print", "no heaptrack columns")):
@@ -383,6 +392,10 @@ def main():
     if rows:
         text = (f"{args.runs} runs per mode, interleaved; medians; ratios to the untraced run.\n\n"
                 + "\n".join(lines) + "\n")
+    if not args.only or args.only in "redis-server":
+        server = redis_bench(args.runs, [m for m in modes if m in ("untraced", "heaptrack", "heapdelta")])
+        if server:
+            text += "\n" + server + "\n"
     extra = [] if args.only or args.quick else [analyzer_speed(), analyzer_at_scale(), thread_scaling(args.runs)]
     for e in extra:
         text += "\n" + e + "\n"
@@ -402,6 +415,200 @@ def workload_memory(cmd, env, stdin_path):
     if not infos:
         return None
     return max(i["alloc_count"] for i in infos), shim_per_block(infos)
+
+
+def free_port():
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_send(port, line, timeout=1.0):
+    """Send one inline command to the server on port; the first bytes of its
+    reply (b"" if it closed the connection).  Raises OSError if it cannot
+    connect."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(line + b"\r\n")
+        try:
+            return s.recv(64)
+        except OSError:
+            return b""
+
+
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def stop_group(p):
+    """End p's whole process group (the server, and under heaptrack its
+    script and heaptrack_interpret): SIGTERM, SIGKILL after 5 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            p.poll()   # reaps the leader, so that it no longer counts
+            if not group_alive(p.pid):
+                break
+            time.sleep(0.05)
+    p.wait()
+
+
+def redis_run(mode, odir):
+    """One redis-server in one mode on a free loopback port, loaded by
+    redis-benchmark (REDIS_LOAD), then stopped by SHUTDOWN NOSAVE.  Returns
+    {command: (requests/s, p50 ms, p99 ms)}, the peak RSS in KiB of the
+    server's process tree and its exit status; raises RuntimeError, naming
+    what failed, if it does not start or the benchmark fails.  Whatever
+    happens, nothing it started is left running when it returns."""
+    port = free_port()
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--dir", odir, "--logfile", ""]
+    env, limit = dict(os.environ), None
+    if mode == "heaptrack":
+        cmd, limit = ["heaptrack", "-o", os.path.join(odir, "ht"), *cmd], HEAPTRACK_AS_LIMIT
+    elif mode == "heapdelta":
+        env.update(LD_PRELOAD=SHIM, HEAPDELTA_OUT=odir, HEAPDELTA_INTERVAL="1")
+    log_path = os.path.join(odir, "server.log")
+
+    def limits():
+        if limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    def log_tail():
+        with open(log_path, errors="replace") as f:
+            return " | ".join(f.read().splitlines()[-3:])
+
+    with open(log_path, "wb") as log:
+        # Its own process group, so that all of it can be stopped at once.
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                             start_new_session=True, preexec_fn=limits)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], tree_rss_kib(p.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if p.poll() is not None:
+                raise RuntimeError(f"redis-server exited with status {p.returncode} before it answered: {log_tail()}")
+            try:
+                if redis_send(port, b"PING").startswith(b"+PONG"):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not answer PING within 60 s: {log_tail()}")
+            time.sleep(0.05)
+        sampler.start()
+        r = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), *REDIS_LOAD],
+                           capture_output=True, text=True, timeout=900)
+        done.set()
+        sampler.join()
+        if r.returncode != 0:
+            raise RuntimeError(f"redis-benchmark exited with status {r.returncode}: {r.stderr.strip()[-200:]}")
+        redis_send(port, b"SHUTDOWN NOSAVE", timeout=30)
+        rc = p.wait(timeout=300)
+    except subprocess.TimeoutExpired as e:
+        raise RuntimeError(f"timed out: {' '.join(e.cmd) if isinstance(e.cmd, list) else e.cmd}")
+    except OSError as e:
+        raise RuntimeError(f"redis-server on port {port}: {e}")
+    finally:
+        done.set()
+        if p.poll() is None or group_alive(p.pid):
+            stop_group(p)
+            if mode == "heaptrack":   # the script's FIFO, which its exit trap would have removed
+                try:
+                    os.unlink(f"/tmp/heaptrack_fifo{p.pid}")
+                except FileNotFoundError:
+                    pass
+    tests = {rec["test"]: (float(rec["rps"]), float(rec["p50_latency_ms"]), float(rec["p99_latency_ms"]))
+             for rec in csv.DictReader(r.stdout.splitlines())}
+    return tests, peak[0], rc
+
+
+def redis_bench(runs, modes):
+    """Debian's redis-server under load (REDIS_LOAD), untraced, recorded by
+    heaptrack and by heapdelta (a snapshot every second), interleaved, RUNS
+    times each: per command the median requests/s, the throughput kept
+    under each tool and the median p50 and p99 latency; the server's peak
+    RSS, each tool's analysis of what it wrote, and the shim's memory per
+    live block at the interval snapshot with the most live blocks (the end
+    of the load).  A markdown table, or None if redis is not installed."""
+    if missing("redis-server", "no server table") or missing("redis-benchmark", "no server table"):
+        return None
+    res = {m: [] for m in modes}
+    rss, status, analysis, memory, failed = {}, {}, {}, [], {}
+    for run in range(runs):
+        for mode in modes:   # interleaved: one run of each mode per round
+            odir = tempfile.mkdtemp(prefix="hd-bench-")
+            try:
+                tests, peak, rc = redis_run(mode, odir)
+                res[mode].append(tests)
+                rss.setdefault(mode, []).append(peak)
+                status.setdefault(mode, set()).add(rc)
+                if mode in ("heaptrack", "heapdelta"):
+                    t = analysis_time(mode, odir, HEAPTRACK_AS_LIMIT if mode == "heaptrack" else None)
+                    if t is not None:
+                        analysis.setdefault(mode, []).append(t)
+                if mode == "heapdelta":
+                    m = shim_per_block([i for i in snapshot_infos(odir) if i["trigger"] == "interval"])
+                    if m:
+                        memory.append(m)
+                summary = " ".join(f"{k} {v[0] / 1000:.0f}k/s" for k, v in tests.items())
+            except RuntimeError as e:
+                failed[mode] = True
+                summary = f"failed: {e}"
+            finally:
+                shutil.rmtree(odir, ignore_errors=True)
+            print(f"  {'redis-server':28} {mode:13} run {run + 1}: {summary}", file=sys.stderr)
+    if not res.get("untraced"):
+        return "redis-server: no untraced run completed." if "untraced" in modes else None
+    commands = list(res["untraced"][0])
+
+    def med(mode, cmd, i):
+        v = [t[cmd][i] for t in res.get(mode, []) if cmd in t]
+        return statistics.median(v) if v else None
+
+    def cell(v, fmt):
+        return "-" if v is None else fmt.format(v)
+
+    lines = [f"`redis-server` on a loopback port under `redis-benchmark {' '.join(REDIS_LOAD)}`: "
+             f"{runs} runs per mode, interleaved; medians (heapdelta: a snapshot every second).", "",
+             "| command | untraced req/s | heapdelta req/s | heaptrack req/s | heapdelta / untraced "
+             "| heaptrack / untraced | p50 untraced | p50 heapdelta | p50 heaptrack | p99 untraced "
+             "| p99 heapdelta | p99 heaptrack |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in commands:
+        u, hd, ht = (med(m, c, 0) for m in ("untraced", "heapdelta", "heaptrack"))
+        lines.append(f"| {c} | {cell(u, '{:.0f}')} | {cell(hd, '{:.0f}')} | {cell(ht, '{:.0f}')} "
+                     f"| {cell(hd and hd / u * 100, '{:.0f}%')} | {cell(ht and ht / u * 100, '{:.0f}%')} "
+                     + "".join(f"| {cell(med(m, c, i), '{:.3f} ms')} "
+                               for i in (1, 2) for m in ("untraced", "heapdelta", "heaptrack")) + "|")
+    base = statistics.median(rss["untraced"])
+    notes = [f"server peak RSS: untraced {base / 1024:.0f} MiB"]
+    notes += [f"{m} {statistics.median(rss[m]) / base:.2f}x" for m in ("heapdelta", "heaptrack") if rss.get(m)]
+    notes += [f"{tool} {statistics.median(analysis[m]):.2f} s"
+              for m, tool in (("heaptrack", "heaptrack_print"), ("heapdelta", "heapdelta top")) if analysis.get(m)]
+    if memory:
+        per_block = statistics.median(m[0] for m in memory)
+        notes.append(f"shim memory {per_block:.1f} B per live block "
+                     f"({fmt_count(statistics.median(m[1] for m in memory))} blocks)")
+    notes.append("exit status " + ", ".join(f"{m} {'/'.join(map(str, sorted(s)))}" for m, s in status.items()))
+    notes += [f"{m} FAILED (see above)" for m in failed]
+    lines += ["", "; ".join(notes) + "."]
+    return "\n".join(lines)
 
 
 def analyzer_speed():
