@@ -176,8 +176,8 @@ static __attribute__((noinline)) void record_alloc(void *p, uint64_t size, int k
 	if (hds_python_enabled()) {
 		int changed = 0;
 		depth = hds_python_splice(frames, depth, HD_MAX_DEPTH, &truncated, &changed);
-		if (changed)
-			chain = 0;   /* the unwinder's chain covers native frames only */
+		if (changed)   /* the unwinder's chain covers native frames only */
+			chain = hds_hash_lanes(frames, depth) | 1;   /* never 0: 0 means "no chain" */
 	}
 	unsigned flags = truncated ? HD_STACK_TRUNCATED : 0;
 	int64_t id = chain ? hds_stack_intern_chain(frames, depth, flags, chain, &fresh)

@@ -138,7 +138,7 @@ void hds_init_core(void)
 	if (hds.foreign_malloc)
 		hds_warn("malloc is not glibc's (another allocator is loaded); tracing it through its malloc", NULL);
 
-	if (hds_stacks_init(hds.cfg.max_stacks) < 0 || hds_live_init(hds.foreign_malloc ? 3 : 5, hds.cfg.sample_bytes != 0) < 0 ||
+	if (hds_stacks_init(hds.cfg.max_stacks) < 0 || hds_live_init(hds.foreign_malloc ? 4 : 5, hds.cfg.sample_bytes != 0) < 0 ||
 	    hds_modules_init() < 0 || hds_threads_init(hds.cfg.max_stacks) < 0) {
 		hds_warn("cannot map memory for the tables; not tracing", NULL);
 		goto out;

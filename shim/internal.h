@@ -440,6 +440,26 @@ static inline uint64_t hds_hash_step(uint64_t h, uint64_t frame)
 	return h ^ (h >> 29);
 }
 
+/* The hash of a stack that no unwinder chain covers (one with Python frames
+ * spliced in: it is never interned through a chain): four independent
+ * lanes, so that a deep stack is not one long chain of dependent
+ * multiplications.  Any stack interned this way is always hashed this way. */
+static inline uint64_t hds_hash_lanes(const uintptr_t *f, int depth)
+{
+	uint64_t h0 = HDS_HASH_SEED, h1 = ~HDS_HASH_SEED, h2 = HDS_HASH_SEED * 3, h3 = HDS_HASH_SEED * 5;
+	int i = 0;
+
+	for (; i + 4 <= depth; i += 4) {
+		h0 = hds_hash_step(h0, f[i]);
+		h1 = hds_hash_step(h1, f[i + 1]);
+		h2 = hds_hash_step(h2, f[i + 2]);
+		h3 = hds_hash_step(h3, f[i + 3]);
+	}
+	for (; i < depth; i++)
+		h0 = hds_hash_step(h0, f[i]);
+	return hds_hash_step(hds_hash_step(hds_hash_step(h0, h1), h2), h3);
+}
+
 static inline uint64_t hds_hash_final(uint64_t chain, int depth, unsigned flags)
 {
 	uint64_t h = chain ^ ((uint64_t)depth << 48) ^ flags;

@@ -21,8 +21,8 @@
  * apart, so its granule is 32 bytes (8 with another allocator, which may
  * hand out 8-byte blocks).  Only blocks under 256 bytes come here: they are
  * most blocks of most programs, packed close together, where a direct
- * index is both the fastest map and the smallest (8 bytes per 32 bytes of
- * heap they occupy: python3's heap costs it a quarter of what a hash table
+ * index is both the fastest map and the smallest (4 bytes per 32 bytes of
+ * heap they occupy: python3's heap costs it an eighth of what a hash table
  * would, and a plain hash table made each operation twice as costly).
  * Larger blocks go to blocks_large.c, a hash table whose memory follows
  * their number: a direct index costs up to a page of slots per block
@@ -30,10 +30,10 @@
  * then there (entry.c skips the map that glibc's chunk size rules out).
  *
  * The map splits the 47-bit user address space into a directory of leaves
- * of 2^21 slots of 8 bytes (16 MiB, MAP_NORESERVE), created on first use
- * with a CAS.  Memory follows the touched slots page by page: at most 8
+ * of 2^21 slots of 4 bytes (8 MiB, MAP_NORESERVE), created on first use
+ * with a CAS.  Memory follows the touched slots page by page: at most 4
  * bytes per 32 bytes of heap the small blocks occupy, one 4 KiB page of
- * slots for a small block alone in 16 KiB of heap.
+ * slots for a small block alone in 32 KiB of heap.
 
  * Reclaim: pages of slots that once held blocks stay dirty after the blocks
  * are freed, so the writer thread gives back the resident pages that hold no
@@ -71,23 +71,52 @@
 
 #define LEAF_BITS   21
 #define LEAF_SLOTS  (UINT64_C(1) << LEAF_BITS)
-#define PAGE_SLOTS  512                          /* 4 KiB of slots */
+#define PAGE_SLOTS  (4096 / sizeof(slot_t))     /* 4 KiB of slots */
 #define LEAF_PAGES  (LEAF_SLOTS / PAGE_SLOTS)
 #define ADDR_BITS   47
 #define MAX_LEAVES  16384
 #define LARGE_BLOCK UINT64_C(256)                /* from here: blocks_large.c */
 _Static_assert(LARGE_BLOCK == HDS_LIVE_BLOCK, "one threshold between the maps");
 
-/* A slot stands for a granule of 2^shift bytes; a block's address within
- * it, in 8-byte units, is kept in size bits no small block uses (their
- * sizes are under 256), so that the map can give every block's address
- * back (hds_live_each).  Stripped from every entry the map returns. */
-#define OFF_SHIFT   30
-#define OFF_MASK    (UINT64_C(0xf) << OFF_SHIFT)
-_Static_assert(LARGE_BLOCK <= (UINT64_C(1) << OFF_SHIFT), "offset bits above every small size");
+/*
+ * A slot is 32 bits: the blocks here are under 256 bytes, so an entry
+ * packs into (stack id + 1) << 12 | family << 10 | offset << 8 | size,
+ * where offset is the block's address within its granule in 8-byte units
+ * (so that the map can give every block's address back, hds_live_each).
+ * A stack id from 2^20 - 1 on does not fit: its blocks go to the large
+ * table, and from then on a free that does not find its block here looks
+ * there too (spilled).  Half the memory of 64-bit slots: 4 bytes per
+ * 32 bytes of glibc heap, per 8 bytes of another allocator's.
+ */
+typedef uint32_t slot_t;
+#define SLOT_ID_SHIFT 12
+#define SLOT_MAX_ID   ((UINT32_C(1) << (32 - SLOT_ID_SHIFT)) - 2)
+_Static_assert(LARGE_BLOCK == 256, "sizes in 8 bits");
+
+static _Atomic int spilled;   /* some small blocks are in the large table */
+static int shared;            /* two live blocks can share a granule (see hds_live_init) */
+
+static inline slot_t slot_pack(uint32_t stack_id, uint64_t payload, unsigned off)
+{
+	return (slot_t)(stack_id + 1) << SLOT_ID_SHIFT | (slot_t)(payload >> HDS_LIVE_KIND_SHIFT & 3) << 10 |
+	       (slot_t)off << 8 | (slot_t)(payload & 255);
+}
+
+static inline uint64_t slot_entry(slot_t v)
+{
+	if (!v)
+		return 0;
+	return (uint64_t)(v >> SLOT_ID_SHIFT) << HDS_LIVE_SIZE_BITS | (uint64_t)(v >> 10 & 3) << HDS_LIVE_KIND_SHIFT |
+	       (v & 255);
+}
+
+static inline unsigned slot_off(slot_t v)
+{
+	return v >> 8 & 3;
+}
 
 struct leaf {
-	_Atomic uint64_t *slots;                    /* LEAF_SLOTS entries */
+	_Atomic slot_t *slots;                      /* LEAF_SLOTS entries */
 	_Atomic int published;                      /* won its directory slot: walkers may look */
 	uint64_t dir_index;                         /* its directory slot */
 	_Atomic uint64_t present[LEAF_PAGES / 64];  /* page may hold a block */
@@ -119,6 +148,12 @@ static int radix_init(struct radix *r, int shift)
 int hds_live_init(int granule_shift, int sparse_map)
 {
 	sparse = sparse_map;
+	/* glibc's blocks are at least 32 bytes apart: one per 32-byte granule.
+	 * Another allocator's can be 8 bytes apart, but a granule of 8 bytes
+	 * costs 4 bytes of slot per 8 of heap; with 16-byte granules a block
+	 * that finds its slot held by a neighbour (another offset) goes to
+	 * the large table instead. */
+	shared = granule_shift > 3 && granule_shift < 5;
 	return radix_init(&small, granule_shift) == 0 && hds_large_init() == 0 ? 0 : -1;
 }
 
@@ -135,7 +170,7 @@ static struct leaf *leaf_for(struct radix *r, uint64_t slot, int create)
 	if (n >= MAX_LEAVES)
 		return NULL;
 	struct leaf *fresh = &r->leaves[n];
-	_Atomic uint64_t *slots = hds_map(sizeof *slots * LEAF_SLOTS);
+	_Atomic slot_t *slots = hds_map(sizeof *slots * LEAF_SLOTS);
 	if (!slots)
 		return NULL;
 	atomic_store_relaxed(&fresh->slots, slots);
@@ -163,25 +198,11 @@ static inline void page_mark(struct leaf *l, uint64_t pg)
 		atomic_fetch_or_explicit(&l->present[pg / 64], bit, memory_order_seq_cst);
 }
 
-uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t payload)
+/* The end of an insert whose entry is stored in slot i (page pg); old is
+ * what the slot held. */
+static inline uint64_t slot_insert_done(struct leaf *l, _Atomic slot_t *slots, uint64_t i, uint64_t pg,
+					  slot_t entry, slot_t old)
 {
-	if ((payload & HDS_LIVE_MAX_SIZE) >= LARGE_BLOCK)
-		return hds_large_insert(p, stack_id, payload);
-
-	struct radix *r = &small;
-	uint64_t slot = (uintptr_t)p >> r->shift;
-
-	if ((uintptr_t)p >> ADDR_BITS || stack_id > HDS_LIVE_MAX_STACK || payload > HDS_LIVE_PAYLOAD_MAX)
-		return UINT64_MAX;
-	struct leaf *l = leaf_for(r, slot, 1);
-	if (!l)
-		return UINT64_MAX;
-	uint64_t entry = ((uint64_t)stack_id + 1) << HDS_LIVE_SIZE_BITS | payload |
-			 (((uintptr_t)p & ((UINT64_C(1) << r->shift) - 1)) >> 3) << OFF_SHIFT;
-	uint64_t i = slot & (LEAF_SLOTS - 1), pg = i / PAGE_SLOTS;
-	_Atomic uint64_t *slots = atomic_load_relaxed(&l->slots);
-
-	uint64_t old = atomic_exchange_explicit(&slots[i], entry, memory_order_seq_cst);
 	/* A reclaim that started before our store was visible may release the
 	 * page under us: wait for it and store again. */
 	if (unlikely(atomic_load_explicit(&l->reclaiming[pg], memory_order_seq_cst))) {
@@ -195,7 +216,49 @@ uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t payload)
 	page_mark(l, pg);
 	if (sparse && !old)
 		atomic_add_relaxed(&l->blocks[pg], 1);
-	return old & ~OFF_MASK;
+	return slot_entry(old);
+}
+
+uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t payload)
+{
+	if ((payload & HDS_LIVE_MAX_SIZE) >= LARGE_BLOCK)
+		return hds_large_insert(p, stack_id, payload);
+
+	struct radix *r = &small;
+	uint64_t slot = (uintptr_t)p >> r->shift;
+
+	if ((uintptr_t)p >> ADDR_BITS || stack_id > HDS_LIVE_MAX_STACK || payload > HDS_LIVE_PAYLOAD_MAX)
+		return UINT64_MAX;
+	if (unlikely(stack_id > SLOT_MAX_ID)) {
+		if (!atomic_load_relaxed(&spilled))
+			atomic_store_explicit(&spilled, 1, memory_order_seq_cst);
+		return hds_large_insert(p, stack_id, payload);
+	}
+	struct leaf *l = leaf_for(r, slot, 1);
+	if (!l)
+		return UINT64_MAX;
+	slot_t entry = slot_pack(stack_id, payload, (unsigned)(((uintptr_t)p & ((UINT64_C(1) << r->shift) - 1)) >> 3));
+	uint64_t i = slot & (LEAF_SLOTS - 1), pg = i / PAGE_SLOTS;
+	_Atomic slot_t *slots = atomic_load_relaxed(&l->slots);
+
+	if (unlikely(shared)) {
+		/* Empty: claim it.  Our own address (a free we never saw): take
+		 * it over.  A neighbour's: the block goes to the large table. */
+		slot_t v = atomic_load_explicit(&slots[i], memory_order_seq_cst);
+		while (!v && !atomic_compare_exchange_weak_explicit(&slots[i], &v, entry, memory_order_seq_cst,
+								    memory_order_seq_cst))
+			;
+		if (v && slot_off(v) != slot_off(entry)) {
+			if (!atomic_load_relaxed(&spilled))
+				atomic_store_explicit(&spilled, 1, memory_order_seq_cst);
+			return hds_large_insert(p, stack_id, payload);
+		}
+		if (v)
+			atomic_store_explicit(&slots[i], entry, memory_order_seq_cst);
+		return slot_insert_done(l, slots, i, pg, entry, v);
+	}
+	slot_t old = atomic_exchange_explicit(&slots[i], entry, memory_order_seq_cst);
+	return slot_insert_done(l, slots, i, pg, entry, old);
 }
 
 static inline uint64_t radix_remove(struct radix *r, uintptr_t p)
@@ -210,13 +273,16 @@ static inline uint64_t radix_remove(struct radix *r, uintptr_t p)
 		return 0;   /* no block in that page: touch nothing */
 	if (sparse && !atomic_load_relaxed(&l->blocks[pg]))
 		return 0;
-	_Atomic uint64_t *e = &atomic_load_relaxed(&l->slots)[i];
-	if (atomic_load_relaxed(e) == 0)
+	_Atomic slot_t *e = &atomic_load_relaxed(&l->slots)[i];
+	slot_t v = atomic_load_relaxed(e);
+	if (v == 0)
 		return 0;
-	uint64_t old = atomic_xchg_acq_rel(e, 0);
+	if (unlikely(shared) && slot_off(v) != (unsigned)((p & ((UINT64_C(1) << r->shift) - 1)) >> 3))
+		return 0;   /* a neighbour's: ours, if recorded, is in the large table */
+	slot_t old = atomic_xchg_acq_rel(e, 0);
 	if (sparse && old)
 		atomic_sub_relaxed(&l->blocks[pg], 1);
-	return old & ~OFF_MASK;
+	return slot_entry(old);
 }
 
 uint64_t hds_live_remove_in(const void *p, unsigned maps)
@@ -227,7 +293,7 @@ uint64_t hds_live_remove_in(const void *p, unsigned maps)
 		return 0;
 	if (maps & HDS_LIVE_FINE)
 		e = radix_remove(&small, (uintptr_t)p);
-	if (!e && (maps & HDS_LIVE_COARSE))
+	if (!e && ((maps & HDS_LIVE_COARSE) || unlikely(atomic_load_relaxed(&spilled))))
 		e = hds_large_remove(p);
 	return e;
 }
@@ -260,7 +326,7 @@ uint64_t hds_live_resident(void)
  * block. */
 /* Release the claimed pages [first, end) of l in one call, then let the
  * inserts that wait on them go on. */
-static uint64_t release_run(struct leaf *l, _Atomic uint64_t *slots, uint64_t first, uint64_t end)
+static uint64_t release_run(struct leaf *l, _Atomic slot_t *slots, uint64_t first, uint64_t end)
 {
 	uint64_t bytes = (end - first) * PAGE_SLOTS * sizeof *slots, freed = 0;
 
@@ -286,12 +352,12 @@ static uint64_t radix_reclaim(struct radix *r)
 		struct leaf *l = &r->leaves[k];
 		if (!atomic_load_acquire(&l->published))
 			continue;
-		_Atomic uint64_t *slots = atomic_load_relaxed(&l->slots);
+		_Atomic slot_t *slots = atomic_load_relaxed(&l->slots);
 		uint64_t run = 0, run_end = 0;   /* claimed, empty pages [run, run_end) */
 		for (uint64_t pg = 0; pg < LEAF_PAGES; pg++) {
 			if (!page_present(l, pg))
 				continue;
-			_Atomic uint64_t *page = slots + pg * PAGE_SLOTS;
+			_Atomic slot_t *page = slots + pg * PAGE_SLOTS;
 			uint64_t i = 0;
 			while (i < PAGE_SLOTS && !atomic_load_relaxed(&page[i]))   /* cheap first look */
 				i++;
@@ -349,16 +415,16 @@ uint64_t hds_live_each_small(void (*fn)(void *ctx, uintptr_t addr, uint64_t entr
 	}
 	for (uint32_t j = 0; j < m; j++) {
 		struct leaf *l = order[j];
-		_Atomic uint64_t *slots = atomic_load_relaxed(&l->slots);
+		_Atomic slot_t *slots = atomic_load_relaxed(&l->slots);
 		for (uint64_t pg = 0; pg < LEAF_PAGES; pg++) {
 			if (!page_present(l, pg))
 				continue;
 			for (uint64_t i = pg * PAGE_SLOTS; i < (pg + 1) * PAGE_SLOTS; i++) {
-				uint64_t e = atomic_load_relaxed(&slots[i]);
-				if (!e)
+				slot_t v = atomic_load_relaxed(&slots[i]);
+				if (!v)
 					continue;
 				uint64_t slot = l->dir_index << LEAF_BITS | i;
-				fn(ctx, (uintptr_t)(slot << r->shift) + (((e & OFF_MASK) >> OFF_SHIFT) << 3), e & ~OFF_MASK);
+				fn(ctx, (uintptr_t)(slot << r->shift) + ((uint64_t)slot_off(v) << 3), slot_entry(v));
 				blocks++;
 			}
 		}

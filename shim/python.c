@@ -279,15 +279,45 @@ static int64_t code_id_slow(uintptr_t code)
 	return id;
 }
 
+static inline int is_eval(uintptr_t ra)
+{
+	return ra - 1 - eval_lo < eval_hi - eval_lo;
+}
+
+/* The Python frames one eval loop runs: from *frame back to the next entry
+ * frame, into out[m..max); returns the new m. */
+static int python_frames(uintptr_t *frame, uintptr_t *out, int m, int max, int *walked)
+{
+	uintptr_t f = *frame;
+
+	while (f && m < max && (*walked)++ < MAX_PY_FRAMES) {
+		uintptr_t code = rd_ptr(f, FRAME_CODE);
+		int entry = *(const unsigned char *)(f + FRAME_IS_ENTRY) != 0;
+		uintptr_t instr = rd_ptr(f, FRAME_PREV_INSTR), start = code + CODE_CODE;
+		int32_t first_traceable = *(const int32_t *)(code + CODE_FIRSTTRACEABLE);
+		f = rd_ptr(f, FRAME_PREVIOUS);
+		/* Incomplete (still setting up): not a frame yet, as CPython's
+		 * own tracebacks have it. */
+		if (instr >= start + 2 * (uintptr_t)first_traceable) {
+			int64_t id = code_id(code);
+			if (id >= 0)
+				out[m++] = (UINT64_C(1) << 63) | (uint64_t)id << 32 | (uint32_t)((instr - start) / 2);
+		}
+		if (entry)
+			break;
+	}
+	*frame = f;
+	return m;
+}
+
 int hds_python_splice(uintptr_t *frames, int n, int max, int *truncated, int *changed)
 {
 	uintptr_t out[HD_MAX_DEPTH];
-	int m = 0, any = 0;
+	int first = 0;
 
-	for (int i = 0; i < n; i++)
-		if (frames[i] - 1 - eval_lo < eval_hi - eval_lo)
-			any = 1;
-	if (!any)
+	while (first < n && !is_eval(frames[first]))
+		first++;
+	if (first == n)
 		return n;
 	uintptr_t ts = (uintptr_t)get_tstate();
 	uintptr_t frame = 0;
@@ -297,34 +327,27 @@ int hds_python_splice(uintptr_t *frames, int n, int max, int *truncated, int *ch
 		return n;   /* no Python thread state: native frames only */
 	*changed = 1;
 
-	int walked = 0;
-	for (int i = 0; i < n && m < max; i++) {
-		if (frames[i] - 1 - eval_lo >= eval_hi - eval_lo) {
-			out[m++] = frames[i];
+	/* frames[0..first) stay; from the first eval loop on, native runs are
+	 * copied whole and each eval loop becomes its Python frames. */
+	int walked = 0, m = 0, room = max - first;
+	for (int i = first; i < n && m < room;) {
+		if (is_eval(frames[i])) {
+			m = python_frames(&frame, out, m, room, &walked);
+			i++;
 			continue;
 		}
-		/* This eval loop runs the frames from here to the next entry. */
-		while (frame && m < max && walked++ < MAX_PY_FRAMES) {
-			uintptr_t f = frame, code = rd_ptr(f, FRAME_CODE);
-			int entry = *(const unsigned char *)(f + FRAME_IS_ENTRY) != 0;
-			frame = rd_ptr(f, FRAME_PREVIOUS);
-			uintptr_t instr = rd_ptr(f, FRAME_PREV_INSTR), start = code + CODE_CODE;
-			int32_t first_traceable = *(const int32_t *)(code + CODE_FIRSTTRACEABLE);
-			/* Incomplete (still setting up): not a frame yet, as
-			 * CPython's own tracebacks have it. */
-			if (instr >= start + 2 * (uintptr_t)first_traceable) {
-				int64_t id = code_id(code);
-				if (id >= 0)
-					out[m++] = (UINT64_C(1) << 63) | (uint64_t)id << 32 | (uint32_t)((instr - start) / 2);
-			}
-			if (entry)
-				break;
-		}
+		int j = i + 1;
+		while (j < n && !is_eval(frames[j]))
+			j++;
+		int run = j - i < room - m ? j - i : room - m;
+		memcpy(out + m, frames + i, sizeof *out * (size_t)run);
+		m += run;
+		i = j;
 	}
-	if (m >= max)
+	if (m >= room)
 		*truncated = 1;
-	memcpy(frames, out, sizeof *out * (size_t)m);
-	return m;
+	memcpy(frames + first, out, sizeof *out * (size_t)m);
+	return first + m;
 }
 
 uint32_t hds_python_ncodes(void)

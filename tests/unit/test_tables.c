@@ -298,6 +298,40 @@ static void live_table_refuses_what_it_cannot_hold(void)
 	ASSERT_EQ(hds_entry_kind(e), HDS_KIND_NEW_ARRAY);
 }
 
+/* A small block of a stack id the 32-bit slots cannot hold goes to the
+ * large table, and a free that looks in the small map only finds it. */
+static void a_stack_id_too_large_for_a_slot_spills_to_the_large_table(void)
+{
+	ASSERT_EQ(hds_live_init(5, 0), 0);
+	ASSERT_EQ(hds_live_insert((void *)0x30000, (UINT32_C(1) << 20) + 5, 24), 0);
+	ASSERT_EQ(hds_live_insert((void *)0x30020, 77, 24), 0);
+	uint64_t e = hds_live_remove_in((void *)0x30000, HDS_LIVE_FINE);
+	ASSERT_EQ(hds_entry_stack(e), (UINT32_C(1) << 20) + 5);
+	ASSERT_EQ(hds_entry_size(e), 24);
+	ASSERT_EQ(hds_entry_stack(hds_live_remove_in((void *)0x30020, HDS_LIVE_FINE)), 77);
+	ASSERT_EQ(hds_live_remove((void *)0x30000), 0);
+}
+
+/* Another allocator's map (16-byte granules): blocks 8 bytes apart share a
+ * slot; the second goes to the large table, and each is found again. */
+static void neighbours_in_one_granule_are_both_kept(void)
+{
+	ASSERT_EQ(hds_live_init(4, 0), 0);
+	for (uintptr_t i = 0; i < 1000; i++)   /* the odd ones find their slot taken */
+		ASSERT_EQ(hds_live_insert((void *)(0x40000 + i * 8), (uint32_t)i, 8), 0);
+	for (uintptr_t i = 0; i < 1000; i += 2)
+		ASSERT_EQ(hds_entry_stack(hds_live_remove((void *)(0x40000 + i * 8))), i);
+	for (uintptr_t i = 0; i < 1000; i += 2)
+		ASSERT_EQ(hds_live_insert((void *)(0x40000 + i * 8), (uint32_t)i + 7, 8), 0);
+	for (uintptr_t i = 0; i < 1000; i++) {
+		uint64_t e = hds_live_remove_in((void *)(0x40000 + i * 8), HDS_LIVE_FINE);
+		ASSERT_EQ(hds_entry_stack(e), i % 2 ? i : i + 7);
+		ASSERT_EQ(hds_entry_size(e), 8);
+	}
+	for (uintptr_t i = 0; i < 1000; i++)
+		ASSERT_EQ(hds_live_remove((void *)(0x40000 + i * 8)), 0);
+}
+
 static void an_unseen_free_is_reported_by_the_next_insert(void)
 {
 	ASSERT_EQ(hds_live_init(5, 0), 0);
@@ -533,6 +567,9 @@ int main(void)
 		{ "live table matches a reference model", live_table_matches_a_reference_model },
 		{ "live table refuses what it cannot hold", live_table_refuses_what_it_cannot_hold },
 		{ "an unseen free is reported by the next insert", an_unseen_free_is_reported_by_the_next_insert },
+		{ "neighbours in one granule are both kept", neighbours_in_one_granule_are_both_kept },
+		{ "a stack id too large for a slot spills to the large table",
+		  a_stack_id_too_large_for_a_slot_spills_to_the_large_table },
 		{ "sparse live table matches a reference model", sparse_live_table_matches_a_reference_model },
 		{ "reclaimed pages lose no block", reclaimed_pages_lose_no_block },
 		{ "every live block comes back with its address", every_live_block_comes_back_with_its_address },
