@@ -251,8 +251,12 @@ def snapshot_infos(d):
     files = glob.glob(os.path.join(d, "heapdelta.*.snap"))
     if not files:
         return []
-    r = subprocess.run([HD, "info", "--format", "json", *files], capture_output=True, text=True)
-    return json.loads(r.stdout) if r.returncode == 0 else []
+    try:
+        r = subprocess.run([HD, "info", "--format", "json", *files], capture_output=True, text=True)
+        return json.loads(r.stdout) if r.returncode == 0 else []
+    except (OSError, ValueError) as e:
+        print(f"bench: heapdelta info: {e}", file=sys.stderr)
+        return []
 
 
 def shim_per_block(infos):
@@ -276,7 +280,11 @@ def analysis_time(mode, odir, limit):
         cmd = [HD, "top", files[0]] if files else None
     if not cmd:
         return None
-    wall, _, _, _, rc = measure(cmd, os.environ, None, limit)
+    try:
+        wall, _, _, _, rc = measure(cmd, os.environ, None, limit)
+    except OSError as e:
+        print(f"bench: {cmd[0]}: {e}", file=sys.stderr)
+        return None
     return wall if rc == 0 else None
 
 
@@ -409,9 +417,11 @@ def workload_memory(cmd, env, stdin_path):
     the allocations of the whole run and the shim's memory per live block
     at the snapshot with the most live blocks (bytes, blocks)."""
     d = tempfile.mkdtemp(prefix="hd-bench-")
-    measure(cmd, {**env, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": d, "HEAPDELTA_INTERVAL": "0.1"}, stdin_path)
-    infos = snapshot_infos(d)
-    shutil.rmtree(d, ignore_errors=True)
+    try:
+        measure(cmd, {**env, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": d, "HEAPDELTA_INTERVAL": "0.1"}, stdin_path)
+        infos = snapshot_infos(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
     if not infos:
         return None
     return max(i["alloc_count"] for i in infos), shim_per_block(infos)
