@@ -14,7 +14,7 @@ static const char *const meta_names[HD_META_NFIELDS] = {
 	"peak_since_prev", "alloc_bytes", "alloc_count", "free_bytes", "free_count",
 	"unknown_frees", "dropped_allocs", "dropped_stacks", "rss_bytes", "shim_bytes",
 	"untracked_allocs", "unwind_fallbacks", "unwind_checked", "unwind_mismatches",
-	"mismatched_frees", "run_id", "base_seq", "machine",
+	"mismatched_frees", "run_id", "base_seq", "machine", "unwind_nocfi",
 };
 
 static unsigned truncated_stacks(const struct snapshot *s)

@@ -29,9 +29,16 @@
  *    looked up.  DW_CFA_AARCH64_negate_ra_state only says whether the
  *    saved value is signed: with every value stripped it changes nothing.
  *
+ *  - aarch64 signal trampolines without CFI: the kernel's (in the vDSO)
+ *    has CFI marking a signal frame, qemu-user's has none at all; an
+ *    address without CFI holding rt_sigreturn's two instructions
+ *    (HDS_SIGRETURN_INSN0/1) is taken for one (cfi.c).  x86-64's
+ *    trampoline is glibc's __restore_rt, which has CFI.
+ *
  * The frame-pointer chain has the same shape on both ([fp] the caller's
- * fp, [fp+8] the return address), so fp_walk needs nothing from here but
- * the strip.
+ * fp, [fp+8] the return address), so fp_walk, and the cfi unwinder's steps
+ * through code without CFI (JIT code), need nothing from here but the
+ * strip.
  */
 #ifndef HDS_ARCH_H
 #define HDS_ARCH_H
@@ -98,6 +105,8 @@ static inline uint64_t hds_from_libunwind(uint64_t ra)
 #define HDS_GLIBC_BASE     "GLIBC_2.17"  /* the first glibc for aarch64 */
 #define HDS_GLIBC_ALIGNED  "GLIBC_2.17"
 #define HDS_DW_CFA_NEGATE_RA_STATE 0x2d   /* DW_CFA_AARCH64_negate_ra_state */
+#define HDS_SIGRETURN_INSN0 UINT32_C(0xd2801168)   /* mov x8, #139 (__NR_rt_sigreturn) */
+#define HDS_SIGRETURN_INSN1 UINT32_C(0xd4000001)   /* svc #0 */
 /* The frame record is at the bottom of the frame: x29 and x30 are saved
  * as far below the CFA as the frame is big (the shim's own capture frame:
  * 4.4 KB), so their offsets get 14 bits (in 8-byte units: 64 KiB). */

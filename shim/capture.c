@@ -18,7 +18,10 @@
  *    in the global scope, where they could replace the program's own.
  *  - fp: the frame-pointer chain, for programs built with frame pointers.
  * With HEAPDELTA_UNWIND_CHECK=1 every cfi stack is also unwound by libunwind
- * and compared (the tests use this); libunwind's answer is recorded.
+ * and compared (the tests use this); libunwind's answer is recorded.  A
+ * stack that went through code without CFI is not compared (libunwind stops
+ * at the first such frame): it is counted apart (META unwind_nocfi) and
+ * kept as the cfi unwinder found it.
  *
  * Architectures: the same code on x86-64 and aarch64; what differs (where
  * the cfi walk starts, register numbers, return-address signing) is in
@@ -105,6 +108,8 @@ struct uframe {
 			     before any frame restores it from the stack */
 	int ra_reg;       /* its return address came from the link register,
 			     not from a slot: it cannot be checked unchanged */
+	int fp_step;      /* code without CFI: stepped out by its frame pointer */
+	int fp_outer;     /* it or a frame outside it was (mark_outer) */
 };
 
 #define L1_RULES 512
@@ -227,6 +232,8 @@ static inline void uframe_copy(struct uframe *d, const struct uframe *f)
 	d->uses_bp = f->uses_bp;
 	d->needs_bp = f->needs_bp;
 	d->ra_reg = f->ra_reg;
+	d->fp_step = f->fp_step;
+	d->fp_outer = f->fp_outer;
 	d->chain = f->chain;
 }
 
@@ -238,6 +245,7 @@ static void mark_outer(struct uframe *rev, int from, int n, int cut)
 		struct uframe *f = &rev[i];
 		int outer = i ? rev[i - 1].needs_bp : cut;   /* beyond a cut: assume so */
 		f->chain = hds_hash_step(i ? rev[i - 1].chain : HDS_HASH_SEED, f->ip);
+		f->fp_outer = f->fp_step || (i && rev[i - 1].fp_outer);
 		if (f->uses_bp)
 			f->needs_bp = 1;
 		else if (f->bp_addr)
@@ -275,9 +283,60 @@ static inline uint64_t rule_for(struct unwind_mem *m, uint64_t pc)
 	return rule;
 }
 
+/* ---- code without CFI ---------------------------------------------------- */
+
+/*
+ * JIT-compiled code (V8's, .NET's, the JVM's) has no .eh_frame, and neither
+ * have V8's builtins embedded in the node binary: for their return
+ * addresses the rule lookup finds nothing (HDS_RULE_NONE), where the walk
+ * used to end.  That code keeps frame pointers (V8 and .NET always, the JVM
+ * with -XX:+PreserveFramePointer): a frame record [fp] = the caller's fp,
+ * [fp+8] = the return address, and the caller's sp = fp + 16 (x86-64's
+ * `push rbp; mov rbp, rsp`; V8 builds its aarch64 frames the same way).  So
+ * the walk goes on through the chain, each step checked (fp 8-byte aligned,
+ * at or above sp, its record below the top of the stack: the chain grows,
+ * since the next sp is fp + 16), until a return address with a rule is
+ * reached (the code that called into the JIT), and from there on with
+ * rules.  A run of chain steps is kept only when it ends at such an address
+ * or at the stack's frame limit: in code that keeps no frame pointer
+ * (CPython 3.12's perf trampolines) fp holds anything, and a chain read
+ * from it leads nowhere; the stack then ends at the first frame without
+ * CFI, as it did before.  While a run is under way the previous stack's
+ * frames are not reused (a run is only kept once it has reached CFI).
+ *
+ * aarch64 under qemu-user: a signal handler returns to qemu's trampoline,
+ * which has no CFI; cfi.c gives such an address HDS_RULE_UNSUPPORTED (the
+ * stack goes to libunwind, which knows the trampoline), not NONE.
+ */
+
+/* One step out of a frame without CFI through its frame pointer *bp:
+ * 1 with *ip, *sp and *bp the caller's (and, when f is given, the two slots
+ * read noted in it); 0 when *bp is no frame record of this stack. */
+static inline int fp_step(uint64_t *ip, uint64_t *sp, uint64_t *bp, uint64_t lo, uint64_t hi, struct uframe *f)
+{
+	uint64_t rec = *bp;
+
+	if (rec < *sp || !readable(rec, lo, hi) || !readable(rec + 8, lo, hi))
+		return 0;
+	uint64_t caller_bp = ((const uint64_t *)rec)[0], ra = ((const uint64_t *)rec)[1];
+	if (f) {
+		f->uses_bp = 1;
+		f->fp_step = 1;
+		f->bp_addr = rec;
+		f->bp_val = caller_bp;
+		f->ra_addr = rec + 8;
+		f->ra_val = ra;
+	}
+	*ip = hds_strip_ra(ra);
+	*sp = rec + 16;
+	*bp = caller_bp;
+	return 1;
+}
+
 /* The cfi walk without per-thread memory: no reuse of the previous stack,
- * no per-thread rule cache.  For a thread past its bundle's release. */
-static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry)
+ * no per-thread rule cache.  For a thread past its bundle's release.
+ * *nocfi is set when the stack went through code without CFI. */
+static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry, int *nocfi)
 {
 	if (!tl_stack_hi)
 		thread_bounds();
@@ -285,7 +344,7 @@ static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry)
 	uint64_t lo, hi = tl_stack_hi, ip, sp, bp, lr;
 	if (HDS_WALK_START(entry, hi, lo, ip, sp, bp, lr) < 0)
 		return -1;
-	int j = 0;
+	int j = 0, run = -1;   /* run: the first frame of a run of chain steps */
 
 	for (;;) {
 		out[j++] = ip;
@@ -293,7 +352,20 @@ static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry)
 			break;
 		uint64_t rule = hds_cfi_rule(ip - 1);
 		int kind = hds_rule_kind(rule);
-		if (kind == (int)HDS_RULE_END || kind == (int)HDS_RULE_NONE)
+		if (kind == (int)HDS_RULE_NONE) {
+			if (fp_step(&ip, &sp, &bp, lo, hi, NULL) && ip) {
+				if (run < 0)
+					run = j - 1;
+				continue;
+			}
+			if (run >= 0)
+				j = run + 1;   /* the chain led nowhere: end where CFI ended */
+			break;
+		}
+		if (run >= 0)
+			*nocfi = 1;
+		run = -1;
+		if (kind == (int)HDS_RULE_END)
 			break;
 		if (kind == (int)HDS_RULE_UNSUPPORTED)
 			return -1;
@@ -317,6 +389,8 @@ static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry)
 		if (!ip)
 			break;
 	}
+	if (run >= 0 && j == want)
+		*nocfi = 1;   /* cut inside a run: kept */
 	return j;
 }
 
@@ -325,11 +399,13 @@ static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry)
  * keep a frame pointer: entry[0] is the caller's rbp, entry[1] its return
  * address, and the caller's stack pointer is entry + 16), or on aarch64
  * here, through the shim's own frames (arch.h: HDS_WALK_START).  Returns
- * the number of frames, or -1 when the stack must go to libunwind. */
-static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwind_mem *m)
+ * the number of frames, or -1 when the stack must go to libunwind; sets
+ * *nocfi when the stack went through code without CFI. */
+static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwind_mem *m, int *nocfi)
 {
+	*nocfi = 0;
 	if (!m)
-		return cfi_walk_plain(out, want, entry);
+		return cfi_walk_plain(out, want, entry, nocfi);
 	uint32_t epoch = atomic_load_relaxed(&hds.map_epoch);
 	if (unlikely(m->epoch != epoch)) {
 		/* A module went away: its rules and frames may now be another's. */
@@ -344,6 +420,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 	if (HDS_WALK_START(entry, hi, lo, ip, sp, bp, lr) < 0)
 		return -1;
 	int j = 0, k = 0;   /* k: cursor into the previous stack, innermost first */
+	int run = -1;       /* the first frame of a run of chain steps (code without CFI) */
 
 	for (;;) {
 		struct uframe *f = &m->scratch[j];
@@ -353,11 +430,12 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 		f->ra_addr = f->bp_addr = 0;
 		f->uses_bp = 0;
 		f->ra_reg = 0;
+		f->fp_step = 0;
 
 		/* Same frame as in the previous stack, with the same slots? */
 		while (k < m->n && m->rev[m->n - 1 - k].sp < sp)
 			k++;
-		if (k < m->n) {
+		if (k < m->n && run < 0) {
 			const struct uframe *p = &m->rev[m->n - 1 - k];
 			/* fp is an ordinary register in code without frame
 			 * pointers: it matters only if the outer walk reads it. */
@@ -369,8 +447,11 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 				int total = outer + j;
 				if (total > want)
 					total = want;
-				for (int t = 0; t < j && t < want; t++)
+				*nocfi = p->fp_outer;
+				for (int t = 0; t < j && t < want; t++) {
 					out[t] = m->scratch[t].ip;
+					*nocfi |= m->scratch[t].fp_step;
+				}
 				for (int t = j; t < total; t++)
 					out[t] = m->rev[m->n - 1 - (k + t - j)].ip;
 				if (outer + j <= CAP) {
@@ -390,8 +471,29 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 			break;
 		uint64_t rule = rule_for(m, ip - 1);
 		int kind = hds_rule_kind(rule);
-		if (kind == (int)HDS_RULE_END || kind == (int)HDS_RULE_NONE)
-			break;   /* outermost frame, or code without CFI: the end */
+		if (kind == (int)HDS_RULE_NONE) {
+			/* Code without CFI: on through its frame pointer. */
+			if (fp_step(&ip, &sp, &bp, lo, hi, f) && ip) {
+				if (run < 0)
+					run = j - 1;
+				continue;
+			}
+			if (run >= 0) {
+				/* The chain led nowhere: the stack ends where
+				 * CFI ended, at the run's first frame. */
+				struct uframe *r = &m->scratch[run];
+				r->ra_addr = r->bp_addr = 0;
+				r->uses_bp = r->fp_step = 0;
+				j = run + 1;
+			} else {
+				f->ra_addr = f->bp_addr = 0;
+				f->uses_bp = f->fp_step = 0;
+			}
+			break;
+		}
+		run = -1;   /* a rule again: the run is kept */
+		if (kind == (int)HDS_RULE_END)
+			break;   /* outermost frame */
 		if (kind == (int)HDS_RULE_UNSUPPORTED)
 			return -1;
 		f->uses_bp = hds_rule_cfa_fp(rule);
@@ -428,6 +530,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 	/* No reuse: the new stack replaces the previous one. */
 	for (int t = 0; t < j; t++) {
 		out[t] = m->scratch[t].ip;
+		*nocfi |= m->scratch[t].fp_step;
 		uframe_copy(&m->rev[j - 1 - t], &m->scratch[t]);
 	}
 	m->n = j;
@@ -460,19 +563,23 @@ static int skip_own(const uintptr_t *buf, int n)
 int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry, uint64_t *chain)
 {
 	uintptr_t buf[CAP];
-	int want = max + SKIP_SLACK + 1, n = -1, skip, from_cfi = 0;
+	int want = max + SKIP_SLACK + 1, n = -1, skip, from_cfi = 0, nocfi = 0;
 	struct unwind_mem *m = NULL;
 
 	switch (hds.cfg.unwinder) {
 	case HD_UNWIND_CFI:
 		m = thread_mem();
-		n = cfi_walk(buf, want, entry, m);
+		n = cfi_walk(buf, want, entry, m, &nocfi);
 		from_cfi = n >= 0;
 		if (n < 0) {
 			atomic_add_relaxed(&hds.unwind_fallbacks, 1);
 			if (m)
 				m->n = 0;
 			n = libunwind_walk(buf, want);
+		} else if (hds.cfg.unwind_check && nocfi) {
+			/* libunwind stops at the first frame without CFI: no
+			 * comparison, the stack is counted apart. */
+			atomic_add_relaxed(&hds.unwind_nocfi, 1);
 		} else if (hds.cfg.unwind_check && unw_backtrace_fn) {
 			uintptr_t ref[CAP];
 			int rn = libunwind_walk(ref, want);

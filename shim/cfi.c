@@ -15,7 +15,12 @@
  *
  * Lookup: _dl_find_object (glibc 2.35+, lock-free and async-signal-safe)
  * gives the module's .eh_frame_hdr; its sorted table finds the FDE; the CIE
- * and FDE programs are run up to the address.
+ * and FDE programs are run up to the address.  An address no FDE covers
+ * (JIT code, V8's builtins) is HDS_RULE_NONE: capture.c walks through such
+ * code by its frame pointers.  On aarch64 one exception: qemu-user's signal
+ * trampoline has no CFI either, and is recognized by its code (arch.h) and
+ * given HDS_RULE_UNSUPPORTED, so that libunwind, which knows it, unwinds
+ * that stack past the signal.
  *
  * Cache: one process-wide open-addressing table of 2^18 entries, keyed by
  * return address, never evicting.  Workload: a hit on nearly every frame
@@ -32,7 +37,11 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #define CACHE_BITS   18
 #define CACHE_SLOTS  (1u << CACHE_BITS)
@@ -369,16 +378,55 @@ static const unsigned char *find_fde(const unsigned char *hdr, uint64_t pc)
 	return (const unsigned char *)((uintptr_t)hdr + (int64_t)tab[2 * lo + 1]);
 }
 
+/* Does the code at return address ra hold the rt_sigreturn sequence
+ * (arch.h; aarch64 only)?  ra may be any value (capture.c reads return
+ * addresses from frame-pointer chains), so it is read only once known
+ * readable: by process_vm_readv on ourselves, or where that is missing
+ * (qemu-user: ENOSYS) directly once msync finds its pages mapped, as
+ * libunwind validates addresses.  Once per address: the rule is cached. */
+static int sigreturn_at(uint64_t ra)
+{
+#ifdef HDS_SIGRETURN_INSN0
+	uint32_t insn[2] = { 0, 0 };
+	struct iovec local = { insn, sizeof insn }, remote = { (void *)ra, sizeof insn };
+	int saved = errno;
+	ssize_t n = -1;
+
+	if (ra & 3)
+		return 0;
+	n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	if (n < 0 && errno == ENOSYS) {
+		uint64_t page = (uint64_t)getpagesize();
+		uint64_t lo = ra & ~(page - 1), hi = (ra + sizeof insn + page - 1) & ~(page - 1);
+		if (ra <= UINT64_MAX - page && msync((void *)lo, hi - lo, MS_ASYNC) == 0) {
+			memcpy(insn, (const void *)ra, sizeof insn);
+			n = sizeof insn;
+		}
+	}
+	errno = saved;
+	return n == (ssize_t)sizeof insn && insn[0] == HDS_SIGRETURN_INSN0 && insn[1] == HDS_SIGRETURN_INSN1;
+#else
+	(void)ra;
+	return 0;
+#endif
+}
+
+/* The rule of pc that no FDE covers. */
+static uint64_t no_cfi(uint64_t pc)
+{
+	return sigreturn_at(pc + 1) ? HDS_RULE_UNSUPPORTED : HDS_RULE_NONE;
+}
+
 /* Compute the rule for pc (already "return address - 1"). */
 static uint64_t compute_rule(uint64_t pc)
 {
 	struct dl_find_object dlfo;
 
 	if (_dl_find_object((void *)pc, &dlfo) != 0 || !dlfo.dlfo_eh_frame)
-		return HDS_RULE_NONE;
+		return no_cfi(pc);
 	const unsigned char *fde = find_fde(dlfo.dlfo_eh_frame, pc);
 	if (!fde)
-		return HDS_RULE_NONE;
+		return no_cfi(pc);
 
 	struct reader r = { fde, fde + 8, 0 };
 	uint64_t len = fixed(&r, 4);
@@ -393,7 +441,7 @@ static uint64_t compute_rule(uint64_t pc)
 	uint64_t begin = encoded(&r, c.fde_enc, 0);
 	uint64_t range = encoded(&r, c.fde_enc & 0x0f, 0);
 	if (r.bad || pc < begin || pc >= begin + range)
-		return HDS_RULE_NONE;
+		return no_cfi(pc);
 	if (c.has_z)
 		r.p += uleb(&r);
 	if (r.bad || r.p > r.end)

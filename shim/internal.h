@@ -105,6 +105,7 @@ struct hds_globals {
 	_Atomic uint64_t unwind_fallbacks;   /* stacks our unwinder handed to libunwind */
 	_Atomic uint64_t unwind_checked;     /* HEAPDELTA_UNWIND_CHECK: stacks compared */
 	_Atomic uint64_t unwind_mismatches;  /* ... that differed from libunwind's */
+	_Atomic uint64_t unwind_nocfi;       /* ... not compared: through code without CFI (JIT) */
 	_Atomic uint64_t mismatched_frees;   /* releases by the wrong family (free of new...) */
 	/* Address-space epoch: raised each time modules are found unloaded
 	 * (modules.c).  Stacks and module records carry epochs, so an address
