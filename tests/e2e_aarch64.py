@@ -408,6 +408,32 @@ def aarch64_fork_and_exec_children_write_their_own_files_as_on_x86_64():
     eq(runs["aarch64"], runs["x86-64"], "the aarch64 run against the x86-64 run")
 
 
+@test
+def aarch64_a_signal_handlers_stack_goes_on_past_qemus_trampoline_as_on_x86_64():
+    """robust signals: the handler's allocation has the handler's frame,
+    then the code the signal interrupted (main's raise), as on x86-64.
+    qemu-user's signal trampoline has no CFI: the cfi unwinder knows it by
+    its two instructions and hands that stack to libunwind, which steps
+    through the signal frame (one fallback)."""
+    aarch64_ready()
+    frames = {}
+    for arch, (cmd, host) in (("aarch64", qemu_cmd([os.path.join(A64_BIN, "robust"), "signals"])),
+                              ("x86-64", native_cmd([os.path.join(BIN, "robust"), "signals"], {}))):
+        d = tmpdir()
+        host["HEAPDELTA_OUT"] = d
+        p, out, err = launch(cmd, host)
+        eq((p.returncode, err), (0, ""), f"{arch}: exit status and stderr")
+        snap = exit_snapshot(d)
+        line = markers("robust.c")["handler_alloc"]
+        st = [s for s in top_json(snap, "--by", "traceback")["stats"] if s["line"] == line and s["file"].endswith("robust.c")]
+        eq(len(st), 1, f"{arch}: the handler's allocation")
+        frames[arch] = [(f["function"], f["line"]) for f in st[0]["traceback"] if (f["file"] or "").endswith("robust.c")]
+        if arch == "aarch64":
+            eq(info_of(snap)["unwind_fallbacks"], 1, "aarch64: stacks handed to libunwind (the handler's)")
+    eq(len(frames["x86-64"]), 2, f"x86-64: the handler's frame and main's ({frames['x86-64']})")
+    eq(frames["aarch64"], frames["x86-64"], "the handler's stack in robust.c, aarch64 against x86-64")
+
+
 # ---- a real Debian arm64 program
 
 DEBIAN = os.path.join(A64, "debian")
