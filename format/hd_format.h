@@ -38,6 +38,8 @@ enum hd_section {
 	HD_SEC_CODE          = 10, /* v2: u32 n, n x Python code objects (id, first line, file, name, line table) */
 	HD_SEC_REACH         = 11, /* v2, exit: u32 status, u32 threads, u64 ns, u64 root bytes, u64 block bytes,
 				      u32 n, n x (varint id delta, 8 varints: bytes, count per kind) */
+	HD_SEC_JIT           = 12, /* v2: u32 n, n x (u64 start, u64 size, u32 len + name, u32 k, k x u64 address):
+				      perf map entries covering the new stacks' frames outside every module */
 	HD_SEC_END     = 0xffff, /* length 0; must be last */
 };
 

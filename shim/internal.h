@@ -568,6 +568,19 @@ HDS_HIDDEN uint32_t hds_python_ncodes(void);
 HDS_HIDDEN size_t hds_python_encode_code(uint32_t id, unsigned char *buf);
 HDS_HIDDEN uint64_t hds_python_resident(void);
 
+/* ---- jit.c: names of JIT-compiled code, from the runtime's perf map --------- */
+
+/* The JIT section's payload (format/FORMAT.md) for return addresses
+ * addrs[0..n), each outside every module: the entries of /tmp/perf-PID.map
+ * as it is now that cover them, the last line covering an address being
+ * its entry.  Returns memory from hds_map() (*len bytes used; give back
+ * *cap bytes with hds_unmap), or NULL (*len 0) when there is no map we may
+ * use, no entry covers any of them, or memory is short.  Async-signal-safe. */
+HDS_HIDDEN unsigned char *hds_jit_encode(const uint64_t *addrs, size_t n, size_t *len, size_t *cap);
+/* Nonzero when this process has a perf map (one system call): without
+ * one, nothing is looked for. */
+HDS_HIDDEN int hds_jit_map_exists(void);
+
 /* ---- modules.c: the module map ------------------------------------------ */
 
 HDS_HIDDEN int hds_modules_init(void);

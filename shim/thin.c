@@ -7,7 +7,7 @@
  * snapshots and thinning never interleave; at no moment are more than N
  * on disk): the one between the first and the latest whose neighbours are
  * closest in time. its successor S in the chain is
- * rewritten to build on its base (new stacks and code objects joined,
+ * rewritten to build on its base (new stacks, code objects and JIT entries joined,
  * counter changes summed stack by stack, epochs updated), renamed over S, and only then is it
  * deleted, so every file on disk always has its chain on disk.
  *
@@ -214,8 +214,10 @@ static unsigned char *put_section(unsigned char *o, uint32_t tag, const void *pa
  * files); returns its length, or 0 when a file is not as expected. */
 static size_t merge(const struct map *k, const struct map *s, unsigned char *buf)
 {
-	size_t kmeta, kmeta_len, knew, knew_len, kcnt, kcnt_len, kep, kep_len, kcode, kcode_len;
+	size_t kmeta, kmeta_len, knew, knew_len, kcnt, kcnt_len, kep, kep_len, kcode, kcode_len, kjit, kjit_len;
 	unsigned char *o = buf;
+	/* JIT: K's, when it has one (files before the section have none). */
+	int k_has_jit = find_section(k, HD_SEC_JIT, &kjit, &kjit_len) == 0 && kjit_len >= 4;
 
 	if (find_section(k, HD_SEC_META, &kmeta, &kmeta_len) || kmeta_len < 8 * (HD_META_BASE_SEQ + 1) ||
 	    find_section(k, HD_SEC_NEW_STACKS, &knew, &knew_len) || knew_len < 4 ||
@@ -240,10 +242,18 @@ static size_t merge(const struct map *k, const struct map *s, unsigned char *buf
 			o = put_section(o, tag, pl, (size_t)len);
 			memcpy(at + 8 * HD_META_BASE_SEQ, k->p + kmeta + 8 * HD_META_BASE_SEQ, 8);
 			break;
+		case HD_SEC_JIT:
+			if (!k_has_jit) {
+				o = put_section(o, tag, pl, (size_t)len);
+				break;
+			}
+			/* fall through */
 		case HD_SEC_NEW_STACKS:
 		case HD_SEC_CODE: {
-			/* K's records, then S's: each is new in the chain once. */
-			size_t from = tag == HD_SEC_CODE ? kcode : knew, flen = tag == HD_SEC_CODE ? kcode_len : knew_len;
+			/* K's records, then S's: each is new in the chain once
+			 * (JIT: S's entries, later, take precedence). */
+			size_t from = tag == HD_SEC_CODE ? kcode : tag == HD_SEC_JIT ? kjit : knew;
+			size_t flen = tag == HD_SEC_CODE ? kcode_len : tag == HD_SEC_JIT ? kjit_len : knew_len;
 			if (len < 4)
 				return 0;
 			o = hd_put_u32(o, tag);
