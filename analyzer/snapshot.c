@@ -457,6 +457,98 @@ static int join_codes(struct snapshot *s, const struct hd_code **base, uint32_t 
 	return 0;
 }
 
+/* JIT (version 2): perf map entries naming the frames of the file's new
+ * stacks that lie outside every module.  A file merged by thinning holds
+ * two files' records one after the other: an address may then be listed
+ * twice, and its later record is the one in force. */
+static int parse_jit(struct cursor *c, struct snapshot *s)
+{
+	uint32_t n;
+
+	if (rd_u32(c, &n, "JIT entry count") || check_count(c, n, 28, "JIT entry"))
+		return -1;
+	s->own_jit = xcalloc(n ? n : 1, sizeof *s->own_jit);
+	for (uint32_t i = 0; i < n; i++) {
+		struct hd_jit_entry *e = &s->own_jit[i];
+		uint32_t naddr;
+		s->nown_jit = i + 1;
+		if (rd_u64(c, &e->start, "JIT entry start") || rd_u64(c, &e->size, "JIT entry size") ||
+		    rd_string(c, &e->name, "JIT entry name") || rd_u32(c, &naddr, "JIT address count") ||
+		    check_count(c, naddr, 8, "JIT address"))
+			return -1;
+		if (!naddr)
+			return bad(c, c->pos - 4, "JIT entry names no address");
+		s->own_jit_addrs = xrealloc(s->own_jit_addrs, ((size_t)s->nown_jit_addrs + naddr) * sizeof *s->own_jit_addrs);
+		for (uint32_t k = 0; k < naddr; k++) {
+			struct hd_jit_addr *a = &s->own_jit_addrs[s->nown_jit_addrs++];
+			rd_u64(c, &a->addr, "JIT address");
+			a->entry = e;
+			if (a->addr - e->start >= e->size)
+				return bad(c, c->pos - 8, "JIT address outside its entry");
+		}
+	}
+	return 0;
+}
+
+static int by_jit_addr(const void *a, const void *b)
+{
+	const struct hd_jit_addr *x = a, *y = b;
+
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	/* File order: entries are in one array, in the file's order. */
+	return x->entry < y->entry ? -1 : x->entry > y->entry;
+}
+
+/* s's JIT names: base's (sorted by address), overridden by its own. */
+static void join_jit(struct snapshot *s, const struct hd_jit_addr *base, uint32_t nbase)
+{
+	struct hd_jit_addr *own = s->own_jit_addrs;
+	uint32_t nown = 0;
+
+	/* Own records sorted by address, in file order among equals, then
+	 * the last of each address kept. */
+	if (s->nown_jit_addrs) {
+		struct hd_jit_addr *tmp = xmalloc((size_t)s->nown_jit_addrs * sizeof *tmp);
+		memcpy(tmp, own, (size_t)s->nown_jit_addrs * sizeof *tmp);
+		qsort(tmp, s->nown_jit_addrs, sizeof *tmp, by_jit_addr);
+		for (uint32_t i = 0; i < s->nown_jit_addrs; i++) {
+			if (nown && tmp[nown - 1].addr == tmp[i].addr)
+				nown--;
+			tmp[nown++] = tmp[i];
+		}
+		own = tmp;
+	}
+	s->jit = xcalloc((size_t)nbase + nown + 1, sizeof *s->jit);
+	uint32_t i = 0, j = 0, n = 0;
+	while (i < nbase || j < nown) {
+		if (j < nown && (i == nbase || own[j].addr <= base[i].addr)) {
+			if (i < nbase && base[i].addr == own[j].addr)
+				i++;   /* the later file's entry names it */
+			s->jit[n++] = own[j++];
+		} else {
+			s->jit[n++] = base[i++];
+		}
+	}
+	s->njit = n;
+	if (own != s->own_jit_addrs)
+		free(own);
+}
+
+const struct hd_jit_entry *snapshot_jit_of(const struct snapshot *s, uint64_t addr)
+{
+	uint32_t lo = 0, hi = s->njit;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->jit[mid].addr < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->njit && s->jit[lo].addr == addr ? s->jit[lo].entry : NULL;
+}
+
 /* MODULE_EPOCHS, after MODULES (a file may hold them in any order). */
 static int parse_module_epochs(struct cursor *c, struct snapshot *s)
 {
@@ -676,6 +768,10 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 		case HD_SEC_REACH:
 			rc = s->reach.present ? bad(&c, at, "second REACH section") : parse_reach(&sec, s);
 			break;
+		case HD_SEC_JIT:
+			rc = s->own_jit ? bad(&c, at, "second JIT section")
+			     : version != 2 ? bad(&c, at, "JIT section in a version 1 file") : parse_jit(&sec, s);
+			break;
 		case HD_SEC_MODULE_EPOCHS:
 		case HD_SEC_STACK_EPOCHS:
 		case HD_SEC_MISMATCHES: {
@@ -691,7 +787,7 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 			return -1;
 		if (tag != HD_SEC_END && sec.pos != sec.end &&
 		    (tag == HD_SEC_STRINGS || tag == HD_SEC_MODULES || tag == HD_SEC_STACKS || tag == HD_SEC_NEW_STACKS ||
-		     tag == HD_SEC_COUNTERS || tag == HD_SEC_CODE || tag == HD_SEC_REACH))
+		     tag == HD_SEC_COUNTERS || tag == HD_SEC_CODE || tag == HD_SEC_REACH || tag == HD_SEC_JIT))
 			return bad(&sec, sec.pos, "section has bytes after its last record");
 		c.pos += (size_t)slen;
 	}
@@ -730,6 +826,7 @@ int snapshot_parse(const char *path, const unsigned char *data, size_t len, stru
 		}
 		if (apply_changes(s, NULL, 0) < 0)
 			return -1;
+		join_jit(s, NULL, 0);
 		return join_codes(s, NULL, 0);
 	}
 	return check_reach(s);
@@ -751,6 +848,8 @@ static struct {
 	uint32_t nstacks;
 	const struct hd_code **codes;
 	uint32_t ncodes;
+	struct hd_jit_addr *jit;
+	uint32_t njit;
 } last;
 
 static uint64_t **pools;   /* frame pools of chained files: the cache points into them */
@@ -758,6 +857,9 @@ static size_t npools;
 
 static struct hd_code **code_pools;   /* CODE records of chained files, likewise */
 static size_t ncode_pools;
+
+static struct hd_jit_entry **jit_pools;   /* JIT entries of chained files, likewise */
+static size_t njit_pools;
 
 static void keep_frames(struct snapshot *s)
 {
@@ -771,6 +873,12 @@ static void keep_frames(struct snapshot *s)
 		code_pools[ncode_pools++] = s->own_codes;
 		s->own_codes = NULL;
 		s->nown_codes = 0;
+	}
+	if (s->own_jit) {
+		jit_pools = xrealloc(jit_pools, (njit_pools + 1) * sizeof *jit_pools);
+		jit_pools[njit_pools++] = s->own_jit;
+		s->own_jit = NULL;
+		s->nown_jit = 0;
 	}
 }
 
@@ -790,6 +898,11 @@ static void remember(const char *dir, const struct snapshot *s)
 	last.codes = xcalloc((size_t)s->ncodes + 1, sizeof *last.codes);
 	if (s->ncodes)
 		memcpy(last.codes, s->codes, (size_t)s->ncodes * sizeof *last.codes);
+	free(last.jit);
+	last.njit = s->njit;
+	last.jit = xcalloc((size_t)s->njit + 1, sizeof *last.jit);
+	if (s->njit)
+		memcpy(last.jit, s->jit, (size_t)s->njit * sizeof *last.jit);
 }
 
 static char *dir_of(const char *path)
@@ -855,14 +968,18 @@ static int load_chain(const char *path, struct snapshot *s)
 	/* Compose forward: the oldest base first. */
 	for (size_t k = n; k-- > 0;) {
 		struct snapshot *b = &chain[k];
-		if (b->partial && (apply_changes(b, last.stacks, last.nstacks) < 0 ||
-				   join_codes(b, last.codes, last.ncodes) < 0))
+		int was_partial = b->partial;
+		if (was_partial && (apply_changes(b, last.stacks, last.nstacks) < 0 ||
+				    join_codes(b, last.codes, last.ncodes) < 0))
 			goto out;
+		if (was_partial)
+			join_jit(b, last.jit, last.njit);
 		keep_frames(b);
 		remember(dir, b);
 	}
 	if (apply_changes(s, last.stacks, last.nstacks) < 0 || join_codes(s, last.codes, last.ncodes) < 0)
 		goto out;
+	join_jit(s, last.jit, last.njit);
 	keep_frames(s);
 	remember(dir, s);
 	rc = 0;
@@ -952,6 +1069,11 @@ void snapshot_release(struct snapshot *s)
 	}
 	free(s->own_codes);
 	free(s->codes);
+	for (uint32_t i = 0; s->own_jit && i < s->nown_jit; i++)
+		free(s->own_jit[i].name);
+	free(s->own_jit);
+	free(s->own_jit_addrs);
+	free(s->jit);
 	free(s->reach.recs);
 	memset(s, 0, sizeof *s);
 }

@@ -41,6 +41,18 @@ struct hd_code {
 	uint32_t linetable_len;
 };
 
+/* An entry of the runtime's perf map (JIT): JIT-compiled code's name. */
+struct hd_jit_entry {
+	uint64_t start, size;
+	char *name;
+};
+
+/* A return address and the entry that names it. */
+struct hd_jit_addr {
+	uint64_t addr;
+	const struct hd_jit_entry *entry;
+};
+
 /* A release by the wrong family (MISMATCHES). */
 struct hd_mismatch {
 	uint32_t alloc_stack;                  /* id of the allocating stack */
@@ -105,7 +117,20 @@ struct snapshot {
 	struct hd_code *own_codes;             /* this file's CODE records */
 	uint32_t nown_codes;
 	struct hd_reach reach;                 /* REACH: this file's own */
+	/* JIT code's names, the chain's: return addresses by address, each
+	 * with the entry of the latest file that lists it; the entries live
+	 * as long as the program. */
+	struct hd_jit_addr *jit;
+	uint32_t njit;
+	struct hd_jit_entry *own_jit;          /* this file's JIT entries */
+	uint32_t nown_jit;
+	struct hd_jit_addr *own_jit_addrs;     /* ... and the addresses they name, in file order */
+	uint32_t nown_jit_addrs;
 };
+
+/* The perf map entry naming return address addr (a frame outside every
+ * module) in s, or NULL. */
+const struct hd_jit_entry *snapshot_jit_of(const struct snapshot *s, uint64_t addr);
 
 /* The code object of Python frame value f in s, or NULL. */
 const struct hd_code *snapshot_code_of(const struct snapshot *s, uint64_t f);

@@ -49,6 +49,14 @@
  * Caches: a module table, and an open-addressing table from (module,
  * relative address) to the frames, so the cost grows with distinct
  * addresses, not with allocations or snapshots.
+ *
+ * Frames outside every module: JIT-compiled code, named by the entry of
+ * the runtime's perf map that the snapshot copied for it (its JIT section):
+ * the function is the map's name as the runtime wrote it ("JS:*handle
+ * /srv/app.js:12:3" for Node.js), the module "[jit]", the offset from the
+ * entry's start, no file or line.  Without an entry, "??" in module "?"
+ * at the address itself.  Each is cached by address and entry, so that
+ * every frame of a stack keeps its own.
  */
 #include "symbolize.h"
 #include "debuginfod.h"
@@ -123,12 +131,20 @@ struct addr_entry {
 	size_t n;
 };
 
+/* A frame outside every module, by address and the JIT entry naming it. */
+struct jit_slot {
+	uint64_t addr, start;          /* start: of the entry (0 without one) */
+	char *name;                    /* the entry's name; NULL: none */
+	struct sym_frame *frame;       /* NULL: slot empty */
+};
+
 struct symbolizer {
 	struct sym_module **mods;
 	size_t nmods;
 	struct addr_entry *slots;
 	size_t cap, used;
-	struct sym_frame unknown;      /* for addresses outside every module */
+	struct jit_slot *outside;      /* frames outside every module */
+	size_t outside_cap, outside_used;
 	struct pyframe_cache *py;      /* Python frames (pyframes.c) */
 	const struct sym_paths *paths; /* where files are looked for */
 	struct debuginfod *dbg;        /* NULL without DEBUGINFOD_URLS */
@@ -469,8 +485,8 @@ struct symbolizer *symbolizer_new(void)
 
 	sym->cap = 4096;
 	sym->slots = xcalloc(sym->cap, sizeof *sym->slots);
-	sym->unknown.function = "??";
-	sym->unknown.module = "?";
+	sym->outside_cap = 256;
+	sym->outside = xcalloc(sym->outside_cap, sizeof *sym->outside);
 	sym->py = pyframe_cache_new();
 	sym->paths = symbolize_paths();
 	sym->dbg = debuginfod_new();
@@ -493,6 +509,11 @@ void symbolizer_free(struct symbolizer *sym)
 		free(e->frames);
 	}
 	free(sym->slots);
+	for (size_t i = 0; i < sym->outside_cap; i++) {
+		free(sym->outside[i].name);
+		free(sym->outside[i].frame);
+	}
+	free(sym->outside);
 	for (size_t i = 0; i < sym->nmods; i++) {
 		if (sym->mods[i]->dwfl)
 			dwfl_end(sym->mods[i]->dwfl);
@@ -958,6 +979,61 @@ static struct addr_entry *slot_for(struct symbolizer *sym, struct sym_module *m,
 	return &sym->slots[k];
 }
 
+static uint64_t hash_name(const char *p)
+{
+	uint64_t h = 0xcbf29ce484222325u;
+
+	while (p && *p)
+		h = (h ^ (unsigned char)*p++) * 0x100000001b3u;
+	return h;
+}
+
+static size_t outside_index(const struct symbolizer *sym, uint64_t addr, uint64_t start, const char *name)
+{
+	size_t k = mix(addr ^ start * 31 ^ hash_name(name)) & (sym->outside_cap - 1);
+
+	while (sym->outside[k].frame &&
+	       !(sym->outside[k].addr == addr && sym->outside[k].start == start &&
+		 (name ? sym->outside[k].name && !strcmp(sym->outside[k].name, name) : !sym->outside[k].name)))
+		k = (k + 1) & (sym->outside_cap - 1);
+	return k;
+}
+
+/* The frame of addr, outside every module of s: named by its JIT entry
+ * when s has one.  Lives as long as sym. */
+static const struct sym_frame *outside_frame(struct symbolizer *sym, const struct snapshot *s, uint64_t addr)
+{
+	const struct hd_jit_entry *e = snapshot_jit_of(s, addr);
+	uint64_t start = e ? e->start : 0;
+	const char *name = e ? e->name : NULL;
+
+	if (2 * (sym->outside_used + 1) > sym->outside_cap) {
+		struct jit_slot *old = sym->outside;
+		size_t oldcap = sym->outside_cap;
+		sym->outside_cap *= 2;
+		sym->outside = xcalloc(sym->outside_cap, sizeof *sym->outside);
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i].frame)
+				sym->outside[outside_index(sym, old[i].addr, old[i].start, old[i].name)] = old[i];
+		free(old);
+	}
+	struct jit_slot *slot = &sym->outside[outside_index(sym, addr, start, name)];
+	if (!slot->frame) {
+		struct sym_frame *f = xcalloc(1, sizeof *f);
+		slot->addr = addr;
+		slot->start = start;
+		slot->name = name ? xstrdup(name) : NULL;
+		f->function = slot->name ? slot->name : "??";
+		f->module = slot->name ? "[jit]" : "?";
+		f->address = addr;
+		f->offset = addr - start;
+		f->lacks = SYM_LACKS_NOTHING;   /* no file could give it a line */
+		slot->frame = f;
+		sym->outside_used++;
+	}
+	return slot->frame;
+}
+
 const struct sym_frame *symbolize_addr(struct symbolizer *sym, const struct snapshot *s,
 				       uint64_t addr, uint32_t epoch, int is_return, size_t *nframes)
 {
@@ -968,10 +1044,8 @@ const struct sym_frame *symbolize_addr(struct symbolizer *sym, const struct snap
 	const struct hd_module *hm = snapshot_module_of(s, addr, epoch);
 
 	if (!hm) {
-		sym->unknown.address = addr;
-		sym->unknown.offset = addr;
 		*nframes = 1;
-		return &sym->unknown;
+		return outside_frame(sym, s, addr);
 	}
 	struct sym_module *m = module_get(sym, s, hm);
 	uint64_t rel = addr - hm->base;

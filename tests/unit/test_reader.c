@@ -517,6 +517,62 @@ static void reach_in_a_version_2_file_is_checked_against_its_composed_stacks(voi
 	}
 }
 
+/* ---- JIT ---------------------------------------------------------------- */
+
+/* Replace b's END section by a JIT section (a file merged by thinning: two
+ * files' records, the second naming 0x7f0010 again), then END again.
+ * outside: the last address lies outside its entry. */
+static void put_jit(struct buf *b, int outside)
+{
+	size_t s;
+
+	b->n -= HD_SEC_HDR_LEN;
+	s = begin_section(b, HD_SEC_JIT);
+	put32(b, 2);
+	put64(b, 0x7f0000);
+	put64(b, 0x100);
+	putstr(b, "JS:~first /app.js:1:1");
+	put32(b, 2);
+	put64(b, 0x7f0010);
+	put64(b, 0x7f0020);
+	put64(b, 0x7f0000);
+	put64(b, 0x40);
+	putstr(b, "JS:*second /app.js:9:1");
+	put32(b, 1);
+	put64(b, outside ? 0x7f0040 : 0x7f0010);
+	end_section(b, s);
+	begin_section(b, HD_SEC_END);
+}
+
+static void jit_entries_name_their_addresses_the_later_record_in_force(void)
+{
+	struct buf b;
+	struct snapshot s;
+
+	build_v2(&b);
+	put_jit(&b, 0);
+	ASSERT_EQ(snapshot_parse("mem", b.b, b.n, &s), 0);
+	ASSERT_EQ(s.njit, 2);
+	ASSERT_STR(snapshot_jit_of(&s, 0x7f0010)->name, "JS:*second /app.js:9:1");
+	ASSERT_STR(snapshot_jit_of(&s, 0x7f0020)->name, "JS:~first /app.js:1:1");
+	ASSERT_EQ(snapshot_jit_of(&s, 0x7f0020)->start, 0x7f0000);
+	ASSERT_TRUE(snapshot_jit_of(&s, 0x7f0030) == NULL);   /* listed by no record */
+	snapshot_release(&s);
+	build_v2(&b);
+	put_jit(&b, 1);
+	ASSERT_EQ(snapshot_parse("mem", b.b, b.n, &s), -1);   /* an address outside its entry */
+	snapshot_release(&s);
+	build_v2(&b);
+	put_jit(&b, 0);
+	for (size_t n = 0; n < b.n; n++) {
+		unsigned char *copy = malloc(n ? n : 1);
+		memcpy(copy, b.b, n);
+		ASSERT_EQ(snapshot_parse("mem", copy, n, &s), -1);
+		snapshot_release(&s);
+		free(copy);
+	}
+}
+
 static void every_truncation_is_an_error(void)
 {
 	struct buf b;
@@ -631,6 +687,8 @@ int main(void)
 		{ "REACH that disagrees with the stacks is an error", reach_that_disagrees_with_the_stacks_is_an_error },
 		{ "REACH in a version 2 file is checked against its composed stacks",
 		  reach_in_a_version_2_file_is_checked_against_its_composed_stacks },
+		{ "JIT entries name their addresses, the later record in force",
+		  jit_entries_name_their_addresses_the_later_record_in_force },
 		{ "every truncation is an error", every_truncation_is_an_error },
 		{ "every single-byte corruption is handled", every_single_byte_corruption_is_handled },
 		{ "wrong magic, future version and huge counts are errors", wrong_magic_future_version_and_huge_counts_are_errors },
