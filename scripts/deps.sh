@@ -11,7 +11,10 @@ test)  want="$build python3 python3-jsonschema libxml2-utils sqlite3 perl clang 
        # toolchain, and from Debian's multiarch the aarch64 libraries the
        # fixtures run with (optional: without them that part is skipped).
        want="$want qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross"
-       multiarch="libc6:arm64 libstdc++6:arm64 libunwind8:arm64" ;;
+       multiarch="libc6:arm64 libstdc++6:arm64 libunwind8:arm64"
+       # Node.js, for the JIT tests (tests/e2e_jit.py; optional: they skip
+       # without it).
+       optional="nodejs" ;;
 bench) want="$build python3 sqlite3 perl heaptrack zstd clang-format cppcheck redis-server redis-tools time" ;;
 *)     echo "usage: scripts/deps.sh build|test|bench" >&2; exit 2 ;;
 esac
@@ -24,12 +27,20 @@ missing_multiarch=""
 for p in ${multiarch:-}; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_multiarch="$missing_multiarch $p"
 done
-[ -z "$missing" ] && [ -z "$missing_multiarch" ] && exit 0
+missing_optional=""
+for p in ${optional:-}; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_optional="$missing_optional $p"
+done
+[ -z "$missing" ] && [ -z "$missing_multiarch" ] && [ -z "$missing_optional" ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 	if [ -n "$missing_multiarch" ]; then
 		echo "heapdelta: optional aarch64 libraries missing (tests skip what needs them):$missing_multiarch" >&2
 		echo "heapdelta: install them with: sudo dpkg --add-architecture arm64 && sudo apt-get update && sudo apt-get install$missing_multiarch" >&2
+	fi
+	if [ -n "$missing_optional" ]; then
+		echo "heapdelta: optional packages missing (tests skip what needs them):$missing_optional" >&2
+		echo "heapdelta: install them with: sudo apt-get install$missing_optional" >&2
 	fi
 	[ -z "$missing" ] && exit 0
 	echo "heapdelta: missing Debian packages:$missing" >&2
@@ -49,4 +60,9 @@ if [ -n "$missing_multiarch" ]; then
 	echo "heapdelta: installing$missing_multiarch" >&2
 	apt-get install -y -qq --no-install-recommends $missing_multiarch >/dev/null ||
 		echo "heapdelta: cannot install$missing_multiarch (multiarch); the aarch64 tests skip what needs them" >&2
+fi
+if [ -n "$missing_optional" ]; then
+	echo "heapdelta: installing$missing_optional" >&2
+	apt-get install -y -qq --no-install-recommends $missing_optional >/dev/null ||
+		echo "heapdelta: cannot install$missing_optional; the tests skip what needs them" >&2
 fi
