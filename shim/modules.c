@@ -101,6 +101,30 @@ static int same_module(const struct hds_module *m, uintptr_t base, const char *p
 
 struct refresh { int first; int force; };
 
+static int ranges_overlap(const struct hds_module *a, const struct hds_module *b)
+{
+	for (uint32_t x = 0; x < a->nseg; x++)
+		for (uint32_t y = 0; y < b->nseg; y++)
+			if (a->seg[x].start < b->seg[y].start + b->seg[y].size &&
+			    b->seg[y].start < a->seg[x].start + a->seg[x].size)
+				return 1;
+	return 0;
+}
+
+/* Was unloaded module i's place taken by another module after it went? */
+static int displaced(uint32_t i, uint32_t n)
+{
+	const struct hds_module *m = &mods[i];
+
+	if (!(atomic_load_relaxed(&m->flags) & HD_MOD_UNLOADED))
+		return 0;
+	uint32_t gone = atomic_load_relaxed(&m->gone_epoch);
+	for (uint32_t j = 0; j < n; j++)
+		if (j != i && atomic_load_relaxed(&mods[j].first_epoch) >= gone && ranges_overlap(m, &mods[j]))
+			return 1;
+	return 0;
+}
+
 static int refresh_one(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct refresh *r = arg;
@@ -130,8 +154,11 @@ static int refresh_one(struct dl_phdr_info *info, size_t size, void *arg)
 	size_t len = strlen(path);
 	uint32_t n = atomic_load_relaxed(&nmods);
 	for (uint32_t i = 0; i < n; i++) {
-		if (same_module(&mods[i], info->dlpi_addr, path, len)) {
-			/* Loaded again where it was: the same file, the same code. */
+		if (same_module(&mods[i], info->dlpi_addr, path, len) && !displaced(i, n)) {
+			/* Loaded again where it was: the same file, the same code
+			 * (unless another module was mapped there meanwhile: then
+			 * the epochs in between are that one's, and this load is a
+			 * record of its own). */
 			mods[i].seen = generation;
 			atomic_store_relaxed(&mods[i].gone_epoch, HD_EPOCH_NONE);
 			atomic_store_relaxed(&mods[i].flags, atomic_load_relaxed(&mods[i].flags) & ~HD_MOD_UNLOADED);
