@@ -121,6 +121,14 @@ struct unwind_mem {
 	int cut;                     /* it stopped at the cap, not at its end */
 	struct uframe rev[CAP];      /* previous stack, outermost first */
 	struct uframe scratch[CAP];  /* the stack being unwound, innermost first */
+	/* rev, flattened for the reuse path (index_rev): its return addresses,
+	 * and the stack slots its unwind read with the values it found, those
+	 * of rev[0 .. i] being ck[0 .. ck_end[i]).  Contiguous, so that the
+	 * check of an outer part of 30 frames reads 30 slots and a few cache
+	 * lines, not 30 frame records. */
+	uint64_t rip[CAP];
+	struct { uint64_t addr, val; } ck[2 * CAP];
+	uint16_t ck_end[CAP];
 };
 
 size_t hds_capture_mem_size(void)
@@ -255,17 +263,38 @@ static void mark_outer(struct uframe *rev, int from, int n, int cut)
 	}
 }
 
-/* Are the slots that the previous unwind read from frame k outwards
- * unchanged?  All of them lie above frame k's sp, itself above us. */
-static int outer_unchanged(const struct unwind_mem *m, int k, uint64_t lo, uint64_t hi)
+/* rev[from .. n-1] into rip and ck (after mark_outer). */
+static void index_rev(struct unwind_mem *m, int from)
 {
-	for (int i = m->n - 1 - k; i >= 0; i--) {
+	uint32_t c = from ? m->ck_end[from - 1] : 0;
+
+	for (int i = from; i < m->n; i++) {
 		const struct uframe *f = &m->rev[i];
-		if (f->ra_addr && (!readable(f->ra_addr, lo, hi) || *(const uint64_t *)f->ra_addr != f->ra_val))
-			return 0;
-		if (f->bp_addr && (!readable(f->bp_addr, lo, hi) || *(const uint64_t *)f->bp_addr != f->bp_val))
-			return 0;
+		m->rip[i] = f->ip;
+		if (f->ra_addr) {
+			m->ck[c].addr = f->ra_addr;
+			m->ck[c++].val = f->ra_val;
+		}
+		/* The fp it restores matters only when the walk outside it
+		 * reads fp before a frame restores it again. */
+		if (f->bp_addr && i > 0 && m->rev[i - 1].needs_bp) {
+			m->ck[c].addr = f->bp_addr;
+			m->ck[c++].val = f->bp_val;
+		}
+		m->ck_end[i] = (uint16_t)c;
 	}
+}
+
+/* Are the slots that the previous unwind read from frame k outwards
+ * unchanged?  All of them lie above frame k's sp, itself at or above ours,
+ * and below the top of the stack: they were checked readable when read. */
+static int outer_unchanged(const struct unwind_mem *m, int k)
+{
+	uint32_t n = m->ck_end[m->n - 1 - k];
+
+	for (uint32_t i = 0; i < n; i++)
+		if (*(const uint64_t *)m->ck[i].addr != m->ck[i].val)
+			return 0;
 	return 1;
 }
 
@@ -440,7 +469,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 			/* fp is an ordinary register in code without frame
 			 * pointers: it matters only if the outer walk reads it. */
 			if (p->sp == sp && p->ip == ip && (!p->needs_bp || p->bp == bp) && (!m->cut || j >= k) &&
-			    !p->ra_reg && outer_unchanged(m, k, lo, hi)) {
+			    !p->ra_reg && outer_unchanged(m, k)) {
 				/* Keep rev[0 .. n-1-k] (the outer part, frame k
 				 * included); put the j new inner frames after it. */
 				int outer = m->n - k;
@@ -452,13 +481,15 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 					out[t] = m->scratch[t].ip;
 					*nocfi |= m->scratch[t].fp_step;
 				}
+				const uint64_t *rip = &m->rip[m->n - 1 - k + j];
 				for (int t = j; t < total; t++)
-					out[t] = m->rev[m->n - 1 - (k + t - j)].ip;
+					out[t] = rip[-t];
 				if (outer + j <= CAP) {
 					for (int t = 0; t < j; t++)
 						uframe_copy(&m->rev[outer + j - 1 - t], &m->scratch[t]);
 					m->n = outer + j;
 					mark_outer(m->rev, outer, m->n, m->cut);
+					index_rev(m, outer);
 				} else {
 					m->n = 0;   /* too deep to keep: next time from scratch */
 				}
@@ -536,6 +567,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 	m->n = j;
 	m->cut = j == want;
 	mark_outer(m->rev, 0, j, m->cut);
+	index_rev(m, 0);
 	return j;
 }
 
