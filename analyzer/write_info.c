@@ -39,6 +39,13 @@ void write_info_text(FILE *out, const struct snapshot *s)
 	for (int i = 0; i < HD_META_NFIELDS; i++)
 		if (i != HD_META_TRIGGER && i != HD_META_UNWINDER)
 			fprintf(out, "  %s: %" PRIu64 "\n", meta_names[i], s->meta[i]);
+	if (s->reach.present && s->reach.status == 0) {
+		fprintf(out, "  reachability: classified in %.1f ms, %u threads stopped, %" PRIu64 " bytes of roots and %" PRIu64
+			" of blocks scanned\n", (double)s->reach.ns / 1e6, s->reach.threads, s->reach.root_bytes, s->reach.block_bytes);
+	} else if (s->reach.present) {
+		char why[256];
+		fprintf(out, "  reachability: not classified: %s\n", snapshot_reach_reason(s, why, sizeof why));
+	}
 	fprintf(out, "  stacks: %u (%u truncated)\n  modules: %u\n", s->nstacks, truncated_stacks(s), s->nmodules);
 	for (uint32_t i = 0; i < s->nmodules; i++) {
 		const struct hd_module *m = &s->modules[i];
@@ -78,6 +85,22 @@ void write_info_json(struct json *j, const struct snapshot *s)
 			json_kv_uint(j, meta_names[i], s->meta[i]);
 	json_kv_uint(j, "stacks", s->nstacks);
 	json_kv_uint(j, "truncated_stacks", truncated_stacks(s));
+	json_key(j, "reachability");   /* exit snapshots: the REACH section's facts */
+	if (s->reach.present) {
+		char why[256];
+		json_object_begin(j);
+		json_kv_uint(j, "status", s->reach.status);
+		json_kv_bool(j, "classified", s->reach.status == 0);
+		if (s->reach.status)
+			json_kv_string(j, "reason", snapshot_reach_reason(s, why, sizeof why));
+		json_kv_uint(j, "threads", s->reach.threads);
+		json_kv_uint(j, "ns", s->reach.ns);
+		json_kv_uint(j, "root_bytes", s->reach.root_bytes);
+		json_kv_uint(j, "block_bytes", s->reach.block_bytes);
+		json_object_end(j);
+	} else {
+		json_null(j);
+	}
 	json_key(j, "modules");
 	json_array_begin(j);
 	for (uint32_t i = 0; i < s->nmodules; i++) {

@@ -700,8 +700,8 @@ static int readable(const struct space *sp, uint64_t a, uint64_t len)
  * fastbins at 16, top at 96, bins at 112, next at 2160, system_mem at
  * 2184, max_system_mem at 2192, 2200 bytes).  An empty bin points at
  * itself (fd = bk = the bin's address - 16), which finds the bins; the
- * arena is the candidate whose `next` list comes back to it and whose
- * sizes and bins are consistent.  0 when not found.
+ * arena is the candidate whose `next` list (through every arena) comes
+ * back to it, with many of its bins empty.  0 when not found.
  */
 #define ARENA_TOP   96
 #define ARENA_BINS  112
@@ -713,15 +713,19 @@ static int readable(const struct space *sp, uint64_t a, uint64_t len)
 static int arena_ok(const struct space *sp, uint64_t m)
 {
 	const uint64_t *w = (const uint64_t *)m;
+	int empty = 0;
 
-	if (w[ARENA_SYS / 8] == 0 || w[ARENA_SYS / 8] > w[ARENA_MAX / 8] || (w[ARENA_TOP / 8] & 15))
+	/* A thread stopped inside malloc may hold the arena half-way through
+	 * an update (a bin's fd moved, not yet its bk; system_mem raised, not
+	 * yet max_system_mem): ask only what holds throughout. */
+	if (w[ARENA_SYS / 8] == 0 || (w[ARENA_TOP / 8] & 15))
 		return 0;
 	for (int i = 0; i < 127; i++) {
 		uint64_t bin = m + ARENA_BINS + 16 * (uint64_t)i;
-		uint64_t fd = w[(ARENA_BINS + 16 * i) / 8], bk = w[(ARENA_BINS + 16 * i) / 8 + 1];
-		if ((fd == bin - 16) != (bk == bin - 16) || (fd & 15) || (bk & 15) || !fd)
-			return 0;
+		empty += w[(ARENA_BINS + 16 * i) / 8] == bin - 16 && w[(ARENA_BINS + 16 * i) / 8 + 1] == bin - 16;
 	}
+	if (empty < 16)
+		return 0;
 	uint64_t a = w[ARENA_NEXT / 8];
 	for (int hops = 0; hops < 1024; hops++) {
 		if (a == m)

@@ -118,6 +118,9 @@ def every_kind_agrees_with_valgrind_line_by_line():
     # that too); two threads were stopped.
     status, threads, _, roots, blocks, recs = reach_section(snaps[-1])
     eq((status, threads), (0, 2), "status, threads stopped")
+    info = hd("info", snaps[-1]).stdout
+    check(re.search(r"^  reachability: classified in [0-9.]+ ms, 2 threads stopped, \d+ bytes of roots and \d+ of blocks "
+                    r"scanned$", info, re.M), info)
     check(roots > 0 and blocks > 0, f"bytes scanned: roots {roots}, blocks {blocks}")
     _, stacks = read_snapshot(snaps[-1])
     for sid, k in recs.items():
@@ -179,6 +182,7 @@ def classification_skipped_says_why_and_never_hangs_the_exit():
         check(took < 30, f"{args}: took {took:.1f} s")
         got = reach_section(snaps[-1])
         eq((got[0], got[5]), (status, {}), f"{args}: status, records")
+        check(f"  reachability: not classified: {reason}" in hd("info", snaps[-1]).stdout, f"{args}: info")
         out = hd("leaks", d)
         eq(out.returncode, 0, f"{args}: leaks exit status")
         check(any(reason in line for line in out.stdout.splitlines()), f"{args}: reason line in {out.stdout}")
