@@ -462,6 +462,60 @@ HDS_EXPORT void free(void *p)
 	hds.real.free(p);
 }
 
+/*
+ * The C++ operators' common case (entry_cxx.c): the shim active, this
+ * thread not inside it, glibc's malloc.  libstdc++'s operator new is
+ * malloc(n ? n : 1) in a loop that calls the new-handler or throws when
+ * malloc fails, and every operator delete is free: so new allocates with
+ * the real malloc here and records the block with its family, and only
+ * when that fails (or the fast path does not apply: NULL) is the real
+ * operator called, to handle the failure as it would; delete releases
+ * with the real free.  One interposed call per operation instead of the
+ * operator's, then malloc's or free's, each through the shim.
+ */
+void *hds_new_fast(size_t n, int kind, const void *entry)
+{
+	if (unlikely(!hds_fast() || hds.foreign_malloc))
+		return NULL;
+	void *p = hds.real.malloc(n ? n : 1);
+	if (likely(p) && sample_this(n)) {
+		int saved = errno;
+		hds_busy = 1;
+		record_alloc(p, n, kind, entry);
+		hds_busy = 0;
+		errno = saved;
+	}
+	return p;
+}
+
+static __attribute__((noinline)) void delete_mismatch(uint64_t e, int kind, const void *entry)
+{
+	int saved = errno;
+
+	hds_busy = 1;
+	hds_note_mismatch(e, kind, entry);
+	hds_busy = 0;
+	errno = saved;
+}
+
+int hds_delete_fast(void *p, int kind, const void *entry)
+{
+	if (unlikely(!hds_fast() || hds.foreign_malloc))
+		return 0;
+	if (p) {
+		uint64_t e = hds_live_remove_in(p, glibc_block_maps(p));
+		if (e) {
+			hds_uncount(e);
+			if (unlikely(hds_entry_kind(e) != kind))
+				delete_mismatch(e, kind, entry);
+		} else if (!hds.cfg.sample_bytes) {
+			atomic_add_relaxed(&hds.unknown_frees, 1);
+		}
+	}
+	hds.real.free(p);
+	return 1;
+}
+
 static __attribute__((noinline)) void *calloc_general(size_t n, size_t m, const void *entry)
 {
 	int record = hds_enter();

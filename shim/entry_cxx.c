@@ -3,6 +3,11 @@
  * and operator delete (plain, array, nothrow, align_val_t, sized), by their
  * Itanium C++ ABI names.
  *
+ * The common case takes a shorter way (runtime_operator): when the
+ * operator forwarded to is the C++ runtime's, new allocates with the real
+ * malloc and records, and delete releases with the real free, without the
+ * runtime's operator and a second pass through the shim beneath it.
+ *
  * Why here and not through malloc: libstdc++ rounds an aligned request up
  * before calling aligned_alloc (new of a 999-byte type aligned to 64 asks
  * for 1024 bytes), and only the operators know which family a block comes
@@ -43,6 +48,36 @@ static void *resolve(_Atomic(void *) *slot, const char *name)
 	return fn;
 }
 
+/*
+ * May the operator take the fast path (entry.c's hds_new_fast and
+ * hds_delete_fast)?  Only when the definition it would forward to is the
+ * C++ runtime's own (libstdc++ or libc++), whose new is malloc and whose
+ * delete is free: a replacement a library brought is the program's
+ * allocator and is always called.  Decided once per operator.
+ */
+static int runtime_operator(_Atomic(void *) *slot, const char *name, _Atomic int *state)
+{
+	int v = atomic_load_relaxed(state);
+
+	if (likely(v))
+		return v == 1;
+	if (hds_busy || atomic_load_acquire(&hds.state) != HDS_ACTIVE)
+		return 0;   /* decide later, outside the shim */
+	hds_busy = 1;
+	void *fn = resolve(slot, name);
+	Dl_info dl;
+	v = 2;
+	if (fn && dladdr(fn, &dl) && dl.dli_fname) {
+		const char *base = strrchr(dl.dli_fname, '/');
+		base = base ? base + 1 : dl.dli_fname;
+		if (!strncmp(base, "libstdc++.so", 12) || !strncmp(base, "libc++.so", 9))
+			v = 1;
+	}
+	atomic_store_relaxed(state, v);
+	hds_busy = 0;
+	return v == 1;
+}
+
 static void restore_busy(int *outer)
 {
 	hds_busy = *outer;
@@ -65,11 +100,17 @@ static void end_delete(int *outer)
  * decided before the call (a new inside the shim, or under another
  * operator, is passed through: libstdc++'s new[] calls new).
  */
-#define HDS_NEW(name, kind, params, args, size)                                            \
+#define HDS_NEW(name, kind, params, args, size, fast)                                      \
 	HDS_EXPORT void *name params;                                                       \
 	void *name params                                                                   \
 	{                                                                                   \
 		static _Atomic(void *) real;                                                \
+		static _Atomic int runtime;                                                 \
+		if (fast && runtime_operator(&real, #name, &runtime)) {                     \
+			void *q = hds_new_fast(size, kind, __builtin_frame_address(0));     \
+			if (likely(q != NULL))                                              \
+				return q;                                                   \
+		}                                                                           \
 		int outer __attribute__((cleanup(restore_busy))) = hds_busy;                \
 		int record = !outer && atomic_load_relaxed(&hds.state) == HDS_ACTIVE;      \
 		hds_busy = HDS_BUSY_FORWARD;                                               \
@@ -93,16 +134,16 @@ static void end_delete(int *outer)
 typedef struct { char c; } nothrow_t;   /* std::nothrow_t: an empty class, passed by reference */
 typedef size_t align_val_t;             /* std::align_val_t: enum class : size_t */
 
-HDS_NEW(_Znwm, HDS_KIND_NEW, (size_t n), (n), n)
-HDS_NEW(_Znam, HDS_KIND_NEW_ARRAY, (size_t n), (n), n)
-HDS_NEW(_ZnwmRKSt9nothrow_t, HDS_KIND_NEW, (size_t n, const nothrow_t *t), (n, t), n)
-HDS_NEW(_ZnamRKSt9nothrow_t, HDS_KIND_NEW_ARRAY, (size_t n, const nothrow_t *t), (n, t), n)
-HDS_NEW(_ZnwmSt11align_val_t, HDS_KIND_NEW, (size_t n, align_val_t a), (n, a), n)
-HDS_NEW(_ZnamSt11align_val_t, HDS_KIND_NEW_ARRAY, (size_t n, align_val_t a), (n, a), n)
+HDS_NEW(_Znwm, HDS_KIND_NEW, (size_t n), (n), n, 1)
+HDS_NEW(_Znam, HDS_KIND_NEW_ARRAY, (size_t n), (n), n, 1)
+HDS_NEW(_ZnwmRKSt9nothrow_t, HDS_KIND_NEW, (size_t n, const nothrow_t *t), (n, t), n, 1)
+HDS_NEW(_ZnamRKSt9nothrow_t, HDS_KIND_NEW_ARRAY, (size_t n, const nothrow_t *t), (n, t), n, 1)
+HDS_NEW(_ZnwmSt11align_val_t, HDS_KIND_NEW, (size_t n, align_val_t a), (n, a), n, 0)
+HDS_NEW(_ZnamSt11align_val_t, HDS_KIND_NEW_ARRAY, (size_t n, align_val_t a), (n, a), n, 0)
 HDS_NEW(_ZnwmSt11align_val_tRKSt9nothrow_t, HDS_KIND_NEW, (size_t n, align_val_t a, const nothrow_t *t),
-	(n, a, t), n)
+	(n, a, t), n, 0)
 HDS_NEW(_ZnamSt11align_val_tRKSt9nothrow_t, HDS_KIND_NEW_ARRAY, (size_t n, align_val_t a, const nothrow_t *t),
-	(n, a, t), n)
+	(n, a, t), n, 0)
 
 /* Before a delete forwards: out of the live map, uncounted, and checked
  * against the family.  Returns hds_busy as it was. */
@@ -130,6 +171,10 @@ static int delete_begin(void *p, int kind, const void *frame)
 	void name params                                                                    \
 	{                                                                                   \
 		static _Atomic(void *) real;                                                \
+		static _Atomic int runtime;                                                 \
+		if (runtime_operator(&real, #name, &runtime) &&                            \
+		    likely(hds_delete_fast(p, kind, __builtin_frame_address(0))))           \
+			return;                                                             \
 		int outer __attribute__((cleanup(end_delete))) =                            \
 			delete_begin(p, kind, __builtin_frame_address(0));                  \
 		void (*fn) params;                                                          \

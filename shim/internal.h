@@ -163,6 +163,12 @@ HDS_HIDDEN void hds_note_peak(int64_t live);
 /* The block a C++ delete has taken out of the live map and is passing to
  * the real operator (entry_cxx.c): the free beneath leaves the map alone. */
 HDS_HIDDEN extern __thread void *hds_tl_releasing __attribute__((tls_model("initial-exec")));
+/* The C++ operators' common case (entry.c): allocate with the real malloc
+ * and record as `kind` (NULL: the fast path does not apply, or malloc
+ * failed: forward to the real operator); release with the real free
+ * (0: does not apply).  entry: the operator's own frame. */
+HDS_HIDDEN void *hds_new_fast(size_t n, int kind, const void *entry);
+HDS_HIDDEN int hds_delete_fast(void *p, int kind, const void *entry);
 /* Kept records of mismatched releases. */
 #define HDS_MISMATCH_MAX 16
 
