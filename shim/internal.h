@@ -152,6 +152,12 @@ HDS_HIDDEN uint64_t hds_resident(const void *addr, uint64_t len);
 /* One line on stderr, prefixed "heapdelta: ", without stdio or malloc. */
 HDS_HIDDEN void hds_warn(const char *msg, const char *detail);
 HDS_HIDDEN uint64_t hds_now_ns(int clock);
+/* v as decimal digits at p, NUL-terminated; returns the end. */
+HDS_HIDDEN char *hds_put_dec(char *p, uint64_t v);
+/* Sort n records of two 64-bit words (any struct of that layout) by the
+ * first word, then the second, in place (heapsort: no malloc, which
+ * glibc's qsort may call). */
+HDS_HIDDEN void hds_sort_pairs(void *base, size_t n);
 /* Raise peak_bytes and peak_since_prev to at least `live`. */
 HDS_HIDDEN void hds_note_peak(int64_t live);
 

@@ -42,63 +42,15 @@
 #define JIT_MAP_MAX  (UINT64_C(64) << 20)   /* bytes of the map read: its last 64 MiB */
 #define JIT_NAME_MAX 4096
 
-struct pair {
+struct pair {        /* sorted by hds_sort_pairs: by line, then address */
 	uint64_t line;   /* offset of the covering line in the buffer, plus 1 */
 	uint64_t addr;
 };
+_Static_assert(sizeof(struct pair) == 16, "two words, as hds_sort_pairs sorts");
 
 /* ---- sorting without libc's qsort (it may call malloc) -------------------- */
 
-static int pair_less(const struct pair *a, const struct pair *b)
-{
-	return a->line < b->line || (a->line == b->line && a->addr < b->addr);
-}
-
-static void sift_pairs(struct pair *v, size_t root, size_t n)
-{
-	for (;;) {
-		size_t c = 2 * root + 1;
-		if (c >= n)
-			return;
-		if (c + 1 < n && pair_less(&v[c], &v[c + 1]))
-			c++;
-		if (!pair_less(&v[root], &v[c]))
-			return;
-		struct pair t = v[root];
-		v[root] = v[c];
-		v[c] = t;
-		root = c;
-	}
-}
-
-/* Heapsort: by line, then address. */
-static void sort_pairs(struct pair *v, size_t n)
-{
-	for (size_t i = n / 2; i-- > 0;)
-		sift_pairs(v, i, n);
-	for (size_t end = n; end-- > 1;) {
-		struct pair t = v[0];
-		v[0] = v[end];
-		v[end] = t;
-		sift_pairs(v, 0, end);
-	}
-}
-
 /* ---- reading the map ------------------------------------------------------- */
-
-static char *put_dec(char *p, uint64_t v)
-{
-	char tmp[24];
-	int n = 0;
-
-	do
-		tmp[n++] = (char)('0' + v % 10);
-	while ((v /= 10));
-	while (n)
-		*p++ = tmp[--n];
-	*p = 0;
-	return p;
-}
 
 /* A hexadecimal number at *p (up to `end`), an "0x" allowed; 0 on success
  * with *p past it, -1 when there is none or it overflows. */
@@ -152,7 +104,7 @@ static void map_path(char *path)
 	char *p = path;
 
 	memcpy(p, "/tmp/perf-", 10);
-	p = put_dec(p + 10, (uint64_t)hds.pid);
+	p = hds_put_dec(p + 10, (uint64_t)hds.pid);
 	memcpy(p, ".map", 5);
 }
 
@@ -237,7 +189,7 @@ unsigned char *hds_jit_encode(const uint64_t *addrs, size_t n, size_t *len, size
 	/* The addresses, sorted and each once (line 0: not covered yet). */
 	for (size_t i = 0; i < n; i++)
 		v[i] = (struct pair){ 0, addrs[i] };
-	sort_pairs(v, n);
+	hds_sort_pairs(v, n);
 	for (size_t i = 0; i < n; i++)
 		if (!k || v[i].addr != v[k - 1].addr)
 			v[k++] = v[i];
@@ -267,7 +219,7 @@ unsigned char *hds_jit_encode(const uint64_t *addrs, size_t n, size_t *len, size
 			v[k++] = v[i];
 	if (!k)
 		goto done;
-	sort_pairs(v, k);
+	hds_sort_pairs(v, k);
 	size_t need = 4;
 	uint32_t entries = 0;
 	for (size_t i = 0; i < k; i++) {

@@ -138,3 +138,71 @@ void hds_note_peak(int64_t live)
 			memory_order_relaxed, memory_order_relaxed))
 		;
 }
+
+char *hds_put_dec(char *p, uint64_t v)
+{
+	char tmp[24];
+	int n = 0;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (n)
+		*p++ = tmp[--n];
+	*p = 0;
+	return p;
+}
+
+/* Elements are read and written with memcpy: the callers' records (two
+ * 64-bit words of their own struct types) may be sorted here without
+ * breaking the aliasing rules. */
+static inline uint64_t word(const unsigned char *v, size_t i, int k)
+{
+	uint64_t w;
+
+	memcpy(&w, v + 16 * i + 8 * (size_t)k, 8);
+	return w;
+}
+
+static inline int pair_less(const unsigned char *v, size_t i, size_t j)
+{
+	uint64_t a = word(v, i, 0), b = word(v, j, 0);
+
+	return a < b || (a == b && word(v, i, 1) < word(v, j, 1));
+}
+
+static inline void pair_swap(unsigned char *v, size_t i, size_t j)
+{
+	unsigned char t[16];
+
+	memcpy(t, v + 16 * i, 16);
+	memcpy(v + 16 * i, v + 16 * j, 16);
+	memcpy(v + 16 * j, t, 16);
+}
+
+static void pair_sift(unsigned char *v, size_t root, size_t n)
+{
+	for (;;) {
+		size_t c = 2 * root + 1;
+		if (c >= n)
+			return;
+		if (c + 1 < n && pair_less(v, c, c + 1))
+			c++;
+		if (!pair_less(v, root, c))
+			return;
+		pair_swap(v, root, c);
+		root = c;
+	}
+}
+
+void hds_sort_pairs(void *base, size_t n)
+{
+	unsigned char *v = base;
+
+	for (size_t i = n / 2; i-- > 0;)
+		pair_sift(v, i, n);
+	for (size_t end = n; end-- > 1;) {
+		pair_swap(v, 0, end);
+		pair_sift(v, 0, end);
+	}
+}

@@ -188,18 +188,6 @@ static long read_small(const char *path, char *buf, size_t cap)
 	return n;
 }
 
-static char *put_int(char *p, int v)
-{
-	char tmp[16];
-	int n = 0;
-
-	do tmp[n++] = (char)('0' + v % 10); while ((v /= 10) > 0);
-	while (n)
-		*p++ = tmp[--n];
-	*p = 0;
-	return p;
-}
-
 /* The union of the signal masks the threads block (SigBlk in their status). */
 static uint64_t blocked_anywhere(const int *tids, int n)
 {
@@ -209,7 +197,7 @@ static uint64_t blocked_anywhere(const int *tids, int n)
 	for (int i = 0; i < n; i++) {
 		char *p = path;
 		memcpy(p, "/proc/self/task/", 16);
-		p = put_int(p + 16, tids[i]);
+		p = hds_put_dec(p + 16, (uint64_t)tids[i]);
 		memcpy(p, "/status", 8);
 		if (read_small(path, buf, sizeof buf) < 0)
 			continue;
@@ -245,7 +233,7 @@ static int thread_gone(int tid)
 	char path[64], buf[512], *p = path;
 
 	memcpy(p, "/proc/self/task/", 16);
-	p = put_int(p + 16, tid);
+	p = hds_put_dec(p + 16, (uint64_t)tid);
 	memcpy(p, "/stat", 6);
 	if (read_small(path, buf, sizeof buf) < 0)
 		return 1;
@@ -312,7 +300,8 @@ static void start_world(void)
 
 /* ---- blocks ---------------------------------------------------------------- */
 
-struct block { uint64_t addr, entry; };
+struct block { uint64_t addr, entry; };   /* sorted by hds_sort_pairs: by address */
+_Static_assert(sizeof(struct block) == 16, "two words, as hds_sort_pairs sorts");
 
 struct region;
 
@@ -345,35 +334,6 @@ static void count_block(void *ctx, uintptr_t addr, uint64_t entry)
 	(void)addr;
 	(void)entry;
 	(*(uint64_t *)ctx)++;
-}
-
-static void sift(struct block *b, uint64_t at, uint64_t n)
-{
-	for (;;) {
-		uint64_t c = 2 * at + 1;
-		if (c >= n)
-			return;
-		if (c + 1 < n && b[c + 1].addr > b[c].addr)
-			c++;
-		if (b[at].addr >= b[c].addr)
-			return;
-		struct block t = b[at];
-		b[at] = b[c];
-		b[c] = t;
-		at = c;
-	}
-}
-
-static void heapsort_blocks(struct block *b, uint64_t n)
-{
-	for (uint64_t i = n / 2; i-- > 0;)
-		sift(b, i, n);
-	for (uint64_t end = n; end > 1; end--) {
-		struct block t = b[0];
-		b[0] = b[end - 1];
-		b[end - 1] = t;
-		sift(b, 0, end - 1);
-	}
 }
 
 /* b[0..k) and b[k..n) are sorted: merge them, with room for b[k..n) in tmp. */
@@ -1123,7 +1083,7 @@ int hds_reach_exit(void)
 	for (int i = 0; i < np; i++)
 		if (parked[i].inflight)
 			add_block(&s, (uintptr_t)parked[i].inflight, parked[i].inflight_entry);
-	heapsort_blocks(s.b + k, s.n - k);
+	hds_sort_pairs(s.b + k, s.n - k);   /* by address */
 	merge_blocks(s.b, k, s.n, tmp);
 	if (s.n) {
 		s.lo = s.b[0].addr;

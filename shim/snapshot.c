@@ -128,20 +128,6 @@ static char *put_str(char *p, const char *s)
 	return p;
 }
 
-static char *put_dec(char *p, uint64_t v)
-{
-	char tmp[24];
-	int n = 0;
-
-	do
-		tmp[n++] = (char)('0' + v % 10);
-	while ((v /= 10));
-	while (n)
-		*p++ = tmp[--n];
-	*p = 0;
-	return p;
-}
-
 static uint64_t read_rss(void)
 {
 	char buf[128];
@@ -599,9 +585,9 @@ void hds_snapshot_name(char *out, const char *prefix, uint64_t n, const char *tr
 {
 	char *p = put_str(out, hds.cfg.outdir);
 	p = put_str(p, prefix);
-	p = put_dec(p, (uint64_t)hds.pid);
+	p = hds_put_dec(p, (uint64_t)hds.pid);
 	p = put_str(p, ".");
-	p = put_dec(p, n);
+	p = hds_put_dec(p, n);
 	p = put_str(p, ".");
 	p = put_str(p, trig);
 	put_str(p, suffix);

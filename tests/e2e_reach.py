@@ -82,14 +82,27 @@ def heapdelta_by_line(outdir):
     return out, rep
 
 
-@test
-def every_kind_agrees_with_valgrind_line_by_line():
-    vg, vp = valgrind_by_line(["cases"])
+def agree_with_valgrind(mode, want):
+    """Run `reach MODE` under valgrind and under heapdelta: both must give
+    `want` ({(kind, line): [bytes, blocks]}) on the marked lines, and the
+    same blocks of every kind on every line (bytes may differ off the marked
+    lines: the threads' TLS vectors are one entry larger per module the
+    shim loads).  Returns heapdelta's snapshots."""
+    vg, vp = valgrind_by_line([mode])
     eq(vp.returncode, 0, "exit status under valgrind")
     d = tmpdir()
-    p, snaps = traced([os.path.join(BIN, "reach"), "cases"], d)
+    p, snaps = traced([os.path.join(BIN, "reach"), mode], d)
     eq(p.returncode, 0, f"exit status under heapdelta ({p.stderr.strip()})")
-    ours, rep = heapdelta_by_line(d)
+    ours, _ = heapdelta_by_line(d)
+    marked = set(markers(SRC).values())
+    for name, got in (("valgrind", vg), ("heapdelta", ours)):
+        eq({k: v for k, v in got.items() if k[1] in marked}, want, f"{name}'s records on the marked lines")
+    eq({k: v[1] for k, v in ours.items()}, {k: v[1] for k, v in vg.items()}, "blocks of every kind by line")
+    return snaps
+
+
+@test
+def every_kind_agrees_with_valgrind_line_by_line():
     site = markers(SRC)
     # The marked lines: bytes and blocks of every kind, exactly.
     want = {
@@ -107,13 +120,7 @@ def every_kind_agrees_with_valgrind_line_by_line():
         ("reachable", site["register"]): [136, 1],
         ("reachable", site["main_stack"]): [56, 1],
     }
-    marked = set(site.values())
-    for name, got in (("valgrind", vg), ("heapdelta", ours)):
-        eq({k: v for k, v in got.items() if k[1] in marked}, want, f"{name}'s records on the marked lines")
-    # Everything else (the threads' TLS vectors, allocated by pthread_create
-    # and one entry larger per module under heapdelta): the same blocks in
-    # the same kinds from the same lines.
-    eq({k: v[1] for k, v in ours.items()}, {k: v[1] for k, v in vg.items()}, "blocks of every kind by line")
+    snaps = agree_with_valgrind("cases", want)
     # Each stack's kinds add up to its live counters (the reader checks
     # that too); two threads were stopped.
     status, threads, _, roots, blocks, recs = reach_section(snaps[-1])
@@ -191,14 +198,6 @@ def classification_skipped_says_why_and_never_hangs_the_exit():
 
 @test
 def a_thread_on_a_stack_the_program_allocated_is_scanned_from_its_stack_pointer():
-    vg, vp = valgrind_by_line(["ownstack"])
-    eq(vp.returncode, 0, "exit status under valgrind")
-    d = tmpdir()
-    p, _ = traced([os.path.join(BIN, "reach"), "ownstack"], d)
-    eq(p.returncode, 0, f"exit status under heapdelta ({p.stderr.strip()})")
-    ours, _ = heapdelta_by_line(d)
     site = markers(SRC)
-    want = {("reachable", site["thread_stack"]): [120, 1], ("reachable", site["own_stack"]): [256 << 10, 1]}
-    for name, got in (("valgrind", vg), ("heapdelta", ours)):
-        eq({k: v for k, v in got.items() if k[1] in set(site.values())}, want, f"{name}'s records on the marked lines")
-    eq({k: v[1] for k, v in ours.items()}, {k: v[1] for k, v in vg.items()}, "blocks of every kind by line")
+    agree_with_valgrind("ownstack", {("reachable", site["thread_stack"]): [120, 1],
+                                     ("reachable", site["own_stack"]): [256 << 10, 1]})
