@@ -11,6 +11,7 @@
  * (cached); modules and files are cheap globs.
  */
 #include "alloc_fns.h"
+#include "symbolize.h"
 #include "cmd.h"
 
 #include <ctype.h>
@@ -100,6 +101,25 @@ struct option *options_join(const struct option *own, const struct option *more)
 	memcpy(v, own, a * sizeof *v);
 	memcpy(v + a, more, b * sizeof *v);
 	return v;   /* v[a + b] is zeroed: the terminator */
+}
+
+struct option *site_command_options(struct option **cache, const struct option *own)
+{
+	if (!*cache) {
+		struct option *v = options_join(own, alloc_fns_options);
+		*cache = options_join(v, symbolize_options);
+		free(v);
+	}
+	return *cache;
+}
+
+int site_command_option(const char *cmd, struct alloc_fns *af, int c, const char *arg)
+{
+	if (alloc_fns_owns(c))
+		return alloc_fns_option(cmd, af, c, arg) < 0 ? -1 : 1;
+	if (symbolize_owns(c))
+		return symbolize_option(cmd, c, arg) < 0 ? -1 : 1;
+	return 0;
 }
 
 void alloc_fns_init(struct alloc_fns *af)

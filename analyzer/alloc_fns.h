@@ -69,6 +69,15 @@ extern const struct option alloc_fns_options[];
  * array, terminated; the caller frees it. */
 struct option *options_join(const struct option *own, const struct option *more);
 
+/* The options of a command that groups sites (stats, trend, report,
+ * watch): own, then alloc_fns_options and symbolize_options, joined on the
+ * first call into *cache and kept until exit. */
+struct option *site_command_options(struct option **cache, const struct option *own);
+/* Apply option c when it is one of alloc_fns_options or symbolize_options:
+ * 1 when applied, 0 when it is neither, -1 after a usage message for
+ * command cmd. */
+int site_command_option(const char *cmd, struct alloc_fns *af, int c, const char *arg);
+
 void alloc_fns_init(struct alloc_fns *af);
 void alloc_fns_release(struct alloc_fns *af);
 /* Apply option c (ALLOC_OPT_*) with its argument: 0, or -1 after a usage

@@ -235,14 +235,13 @@ int cmd_bundle(int argc, char **argv)
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o': output = optarg; break;
-		case SYM_OPT_DEBUG_DIR:
-		case SYM_OPT_SYSROOT:
-		case SYM_OPT_MAP_PATH:
+		if (symbolize_owns(c)) {
 			if (symbolize_option("bundle", c, optarg) < 0)
 				return EXIT_USAGE;
-			break;
+			continue;
+		}
+		switch (c) {
+		case 'o': output = optarg; break;
 		case 'h': return show_help("bundle");
 		case ':': return usage_error("bundle", "option '%s' needs a value", argv[optind - 1]);
 		default: return usage_error("bundle", "unknown option '%s'", argv[optind - 1]);

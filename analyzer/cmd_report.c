@@ -28,28 +28,18 @@ int cmd_report(int argc, char **argv)
 	long pid = -1;
 	int c;
 
-	if (!opts) {
-		struct option *v = options_join(own, alloc_fns_options);
-		opts = options_join(v, symbolize_options);
-		free(v);
-	}
+	site_command_options(&opts, own);
 	alloc_fns_init(&af);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
-		if (alloc_fns_owns(c)) {
-			if (alloc_fns_option("report", &af, c, optarg) < 0)
-				return EXIT_USAGE;
+		int shared = site_command_option("report", &af, c, optarg);
+		if (shared < 0)
+			return EXIT_USAGE;
+		if (shared)
 			continue;
-		}
 		switch (c) {
 		case 'o': out = optarg; break;
-		case SYM_OPT_DEBUG_DIR:
-		case SYM_OPT_SYSROOT:
-		case SYM_OPT_MAP_PATH:
-			if (symbolize_option("report", c, optarg) < 0)
-				return EXIT_USAGE;
-			break;
 		case O_BY:
 			if (site_by_parse(optarg, &g.by) < 0)
 				return usage_error("report", "--by must be lineno, filename, function or traceback, not '%s'", optarg);

@@ -75,11 +75,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 	static struct option *opts;   /* own, alloc_fns_options and symbolize_options, joined once */
 	int c;
 
-	if (!opts) {
-		struct option *v = options_join(own, alloc_fns_options);
-		opts = options_join(v, symbolize_options);
-		free(v);
-	}
+	site_command_options(&opts, own);
 	memset(a, 0, sizeof *a);
 	alloc_fns_init(&a->af);
 	a->g.alloc_fns = &a->af;
@@ -88,18 +84,12 @@ static int parse_args(const char *cmd, int argc, char **argv, struct stats_args 
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
-		if (alloc_fns_owns(c)) {
-			if (alloc_fns_option(cmd, &a->af, c, optarg) < 0)
-				return EXIT_USAGE;
+		int shared = site_command_option(cmd, &a->af, c, optarg);
+		if (shared < 0)
+			return EXIT_USAGE;
+		if (shared)
 			continue;
-		}
 		switch (c) {
-		case SYM_OPT_DEBUG_DIR:
-		case SYM_OPT_SYSROOT:
-		case SYM_OPT_MAP_PATH:
-			if (symbolize_option(cmd, c, optarg) < 0)
-				return EXIT_USAGE;
-			break;
 		case O_BY:
 			if (site_by_parse(optarg, &a->g.by) < 0)
 				return usage_error(cmd, "--by must be lineno, filename, function or traceback, not '%s'", optarg);

@@ -32,27 +32,17 @@ int cmd_trend(int argc, char **argv)
 	long limit = 10, pid = -1;
 	int json = 0, c;
 
-	if (!opts) {
-		struct option *v = options_join(own, alloc_fns_options);
-		opts = options_join(v, symbolize_options);
-		free(v);
-	}
+	site_command_options(&opts, own);
 	alloc_fns_init(&af);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
-		if (alloc_fns_owns(c)) {
-			if (alloc_fns_option("trend", &af, c, optarg) < 0)
-				return EXIT_USAGE;
+		int shared = site_command_option("trend", &af, c, optarg);
+		if (shared < 0)
+			return EXIT_USAGE;
+		if (shared)
 			continue;
-		}
 		switch (c) {
-		case SYM_OPT_DEBUG_DIR:
-		case SYM_OPT_SYSROOT:
-		case SYM_OPT_MAP_PATH:
-			if (symbolize_option("trend", c, optarg) < 0)
-				return EXIT_USAGE;
-			break;
 		case O_BY:
 			if (site_by_parse(optarg, &g.by) < 0)
 				return usage_error("trend", "--by must be lineno, filename, function or traceback, not '%s'", optarg);

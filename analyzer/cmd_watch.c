@@ -300,20 +300,16 @@ int cmd_watch(int argc, char **argv)
 	long limit = 10;
 	int c;
 
-	if (!opts) {
-		struct option *v = options_join(own, alloc_fns_options);
-		opts = options_join(v, symbolize_options);
-		free(v);
-	}
+	site_command_options(&opts, own);
 	alloc_fns_init(&af);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		if (alloc_fns_owns(c)) {
-			if (alloc_fns_option("watch", &af, c, optarg) < 0)
-				return EXIT_USAGE;
+		int shared = site_command_option("watch", &af, c, optarg);
+		if (shared < 0)
+			return EXIT_USAGE;
+		if (shared)
 			continue;
-		}
 		switch (c) {
 		case O_BY:
 			if (site_by_parse(optarg, &g.by) < 0)
@@ -336,12 +332,6 @@ int cmd_watch(int argc, char **argv)
 				return usage_error("watch", "--interval-poll takes seconds (0.01 to 3600), not '%s'", optarg);
 			break;
 		}
-		case SYM_OPT_DEBUG_DIR:
-		case SYM_OPT_SYSROOT:
-		case SYM_OPT_MAP_PATH:
-			if (symbolize_option("watch", c, optarg) < 0)
-				return EXIT_USAGE;
-			break;
 		case 'h': return show_help("watch");
 		case ':': return usage_error("watch", "option '%s' needs a value", argv[optind - 1]);
 		default: return usage_error("watch", "unknown option '%s'", argv[optind - 1]);

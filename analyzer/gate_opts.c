@@ -125,8 +125,9 @@ static int kinds_arg(const char *cmd, const char *arg, unsigned *kinds)
 
 int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg)
 {
-	if (alloc_fns_owns(c))
-		return alloc_fns_option(cmd, &o->alloc_fns, c, arg);
+	int shared = site_command_option(cmd, &o->alloc_fns, c, arg);
+	if (shared)
+		return shared < 0 ? -1 : 0;
 	switch (c) {
 	case GATE_OPT_MAX_LEAKED: return size_arg(cmd, "--max-leaked", arg, &o->max_leaked);
 	case GATE_OPT_MAX_LOST: return size_arg(cmd, "--max-lost", arg, &o->max_lost);
@@ -148,9 +149,6 @@ int gate_option(const char *cmd, struct gate_opts *o, int c, const char *arg)
 	case GATE_OPT_LINES: o->baseline_lines = 1; return 0;
 	case GATE_OPT_OUTPUT: o->output = arg; return 0;
 	case GATE_OPT_FORMAT: return format_arg(cmd, arg, &o->format);
-	case SYM_OPT_DEBUG_DIR:
-	case SYM_OPT_SYSROOT:
-	case SYM_OPT_MAP_PATH: return symbolize_option(cmd, c, arg);
 	}
 	usage_error(cmd, "unknown option");
 	return -1;

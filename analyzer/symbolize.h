@@ -68,8 +68,14 @@ void symbolize_module_files(struct symbolizer *sym, const struct snapshot *s, co
  * path, then by build-id and by name in each debug directory (and in
  * /usr/lib/debug, and from debuginfod): the first with the snapshot's
  * build-id is used.  Separate debug files likewise. */
-enum { SYM_OPT_DEBUG_DIR = 1024, SYM_OPT_SYSROOT, SYM_OPT_MAP_PATH };
+enum { SYM_OPT_DEBUG_DIR = 1024, SYM_OPT_SYSROOT, SYM_OPT_MAP_PATH, SYM_OPT_END };
 extern const struct option symbolize_options[];
+
+/* Is getopt_long's value c one of these options (for symbolize_option)? */
+static inline int symbolize_owns(int c)
+{
+	return c >= SYM_OPT_DEBUG_DIR && c < SYM_OPT_END;
+}
 
 struct sym_map { char *from, *to; };
 
