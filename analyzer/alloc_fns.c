@@ -249,14 +249,9 @@ static int load_file(struct alloc_fns *af)
 			     errno == EINVAL ? "not a regular file" : strerror(errno));
 	}
 	while (fgets(buf, sizeof buf, f)) {
-		char *l = buf, *end;
+		char *l = config_line(buf);
 		lineno++;
-		while (isspace((unsigned char)*l))
-			l++;
-		end = l + strlen(l);
-		while (end > l && isspace((unsigned char)end[-1]))
-			*--end = 0;
-		if (!*l || *l == '#')
+		if (!l)
 			continue;
 		if (!valid_regex(l)) {
 			fclose(f);

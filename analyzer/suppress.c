@@ -5,7 +5,6 @@
 #include "suppress.h"
 #include "util.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +19,9 @@ int suppressions_load(struct suppressions *s, const char *path)
 	if (!f)
 		return error("cannot open suppression file '%s': %s", path, strerror(errno));
 	while (fgets(buf, sizeof buf, f)) {
-		char *l = buf, *end;
+		char *l = config_line(buf);
 		lineno++;
-		while (isspace((unsigned char)*l))
-			l++;
-		end = l + strlen(l);
-		while (end > l && isspace((unsigned char)end[-1]))
-			*--end = 0;
-		if (!*l || *l == '#')
+		if (!l)
 			continue;
 		char *colon = strchr(l, ':');
 		if (!colon || colon == l) {

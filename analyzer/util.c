@@ -281,3 +281,15 @@ void strmap_release(struct strmap *m)
 	free(m->vals);
 	memset(m, 0, sizeof *m);
 }
+
+char *config_line(char *buf)
+{
+	char *l = buf, *end;
+
+	while (isspace((unsigned char)*l))
+		l++;
+	end = l + strlen(l);
+	while (end > l && isspace((unsigned char)end[-1]))
+		*--end = 0;
+	return *l && *l != '#' ? l : NULL;
+}

@@ -30,6 +30,10 @@ int output_close(FILE *out, const char *path);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
+/* A line of a configuration file (suppressions, allocation functions):
+ * trimmed of surrounding white space in place; NULL when it is blank or a
+ * '#' comment. */
+char *config_line(char *buf);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
