@@ -60,6 +60,9 @@ void write_gate_gen_suppressions(FILE *out, const struct gate *g);
 /* The first `limit` sites (0: all) of tr, ranked, and its teardown. */
 void write_trend_text(FILE *out, const struct trend *tr, size_t limit);
 void write_trend_json(FILE *out, const struct trend *tr, size_t limit);
+/* "teardown": the snapshots a clean shutdown took apart (trend.h), or null;
+ * in trend's JSON and the HTML report's data. */
+void write_trend_teardown_json(struct json *j, const struct trend *tr);
 /* A frame of `heapdelta watch` on dir: the process, its heap and RSS now
  * with sparklines, then the first `limit` sites as write_trend_text()
  * prints them.  Plain text, one line per '\n'. */

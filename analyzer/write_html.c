@@ -303,18 +303,7 @@ static void build_json(struct strbuf *sb, struct trend *tr, const struct group_o
 	json_kv_int(&j, "steady", tr->steady);
 	json_kv_double(&j, "steady_end", tr->t[k - 1], 6);
 	json_kv_double(&j, "flame_at", tr->t[tr->end_at], 6);
-	json_key(&j, "teardown");
-	if (k < n) {
-		json_object_begin(&j);
-		json_kv_int(&j, "snapshots", (int64_t)(n - k));
-		json_kv_double(&j, "from", tr->t[k], 6);
-		json_kv_double(&j, "to", tr->t[n - 1], 6);
-		json_kv_uint(&j, "heap_before", tr->pts[k - 1].live_bytes);
-		json_kv_uint(&j, "heap_after", tr->pts[n - 1].live_bytes);
-		json_object_end(&j);
-	} else {
-		json_null(&j);
-	}
+	write_trend_teardown_json(&j, tr);
 	json_kv_uint(&j, "nsites", tr->nsites);
 	json_kv_string(&j, "by", site_by_name(g->by));
 	json_break(&j, 1);

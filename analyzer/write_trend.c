@@ -92,6 +92,24 @@ void write_trend_text(FILE *out, const struct trend *tr, size_t limit)
 	teardown_line(out, tr);
 }
 
+void write_trend_teardown_json(struct json *j, const struct trend *tr)
+{
+	int k = tr->steady, n = tr->n;
+
+	json_key(j, "teardown");
+	if (k < n) {
+		json_object_begin(j);
+		json_kv_int(j, "snapshots", n - k);
+		json_kv_double(j, "from", tr->t[k], 6);
+		json_kv_double(j, "to", tr->t[n - 1], 6);
+		json_kv_uint(j, "heap_before", tr->pts[k - 1].live_bytes);
+		json_kv_uint(j, "heap_after", tr->pts[n - 1].live_bytes);
+		json_object_end(j);
+	} else {
+		json_null(j);
+	}
+}
+
 void write_trend_json(FILE *out, const struct trend *tr, size_t limit)
 {
 	size_t shown = limit && limit < tr->nsites ? limit : tr->nsites;
@@ -105,18 +123,7 @@ void write_trend_json(FILE *out, const struct trend *tr, size_t limit)
 	json_kv_double(&j, "duration", tr->t[n - 1], 6);
 	json_kv_int(&j, "steady_snapshots", k);
 	json_kv_double(&j, "steady_duration", tr->t[k - 1], 6);
-	json_key(&j, "teardown");
-	if (k < n) {
-		json_object_begin(&j);
-		json_kv_int(&j, "snapshots", n - k);
-		json_kv_double(&j, "from", tr->t[k], 6);
-		json_kv_double(&j, "to", tr->t[n - 1], 6);
-		json_kv_uint(&j, "heap_before", tr->pts[k - 1].live_bytes);
-		json_kv_uint(&j, "heap_after", tr->pts[n - 1].live_bytes);
-		json_object_end(&j);
-	} else {
-		json_null(&j);
-	}
+	write_trend_teardown_json(&j, tr);
 	json_key(&j, "sites");
 	json_array_begin(&j);
 	for (size_t i = 0; i < shown; i++) {
