@@ -128,7 +128,7 @@ static int displaced(uint32_t i, uint32_t n)
 static int refresh_one(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct refresh *r = arg;
-	char exe[4096];
+	static char exe[4096];   /* under the map's lock; off the stack */
 	const char *path = info->dlpi_name ? info->dlpi_name : "";
 	uint32_t flags = 0;
 

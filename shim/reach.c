@@ -143,7 +143,7 @@ struct dirent64_ {
 /* The thread ids of the process into tids[0..max); the count, or -1. */
 static int list_threads(int *tids, int max)
 {
-	char buf[8192];
+	static char buf[8192];   /* the scan runs once per process: off the stack */
 	int n = 0, fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0)
@@ -192,7 +192,8 @@ static long read_small(const char *path, char *buf, size_t cap)
 static uint64_t blocked_anywhere(const int *tids, int n)
 {
 	uint64_t all = 0;
-	char path[64], buf[4096];
+	static char buf[4096];   /* as list_threads' */
+	char path[64];
 
 	for (int i = 0; i < n; i++) {
 		char *p = path;
@@ -315,7 +316,6 @@ struct scan {
 	uint64_t root_bytes, block_bytes;
 	struct region *regions;     /* index by region (find_block) */
 	uint64_t rmask;
-	size_t regions_len;
 };
 
 static void add_block(void *ctx, uintptr_t addr, uint64_t entry)
@@ -410,7 +410,6 @@ static int index_blocks(struct scan *s)
 	if (!s->regions)
 		return -1;
 	s->rmask = cap - 1;
-	s->regions_len = sizeof *s->regions * cap;
 	for (uint64_t i = 0; i < s->n; i++) {
 		uint64_t end = block_end(&s->b[i]), last = (end > s->b[i].addr ? end - 1 : end) >> REGION_SHIFT;
 		for (uint64_t r = s->b[i].addr >> REGION_SHIFT; r <= last; r++)
@@ -752,7 +751,7 @@ static int pagemap_fd = -1;
 
 static void scan_present(struct scan *s, uint64_t lo, uint64_t hi)
 {
-	uint64_t ent[512];
+	static uint64_t ent[512];   /* as list_threads' */
 
 	if (pagemap_fd < 0) {
 		s->root_bytes += hi - lo;
@@ -838,7 +837,7 @@ static void scan_tls(struct scan *s, const struct space *sp, uint64_t tp)
 
 /* A glibc thread stack whose thread has exited (kept in glibc's cache):
  * its TCB sits at the top with tcb and self pointing at itself. */
-static int dead_stack_tp(const struct mapping *m, const uint64_t *live_tps, uint32_t nlive, uint64_t *tp_out)
+static int dead_stack_tp(const struct mapping *m, uint64_t self_tp, uint32_t np, uint64_t *tp_out)
 {
 	if (m->hi - m->lo < tcb_size_guess + 4096)
 		return 0;
@@ -847,9 +846,11 @@ static int dead_stack_tp(const struct mapping *m, const uint64_t *live_tps, uint
 		const uint64_t *w = (const uint64_t *)tp;
 		if (w[0] != tp || w[2] != tp)
 			continue;
-		for (uint32_t i = 0; i < nlive; i++)
-			if (live_tps[i] == tp)
-				return 0;
+		if (tp == self_tp)
+			return 0;
+		for (uint32_t i = 0; i < np; i++)
+			if (parked[i].tp == tp)
+				return 0;   /* a live thread's */
 		*tp_out = tp;
 		return 1;
 	}
@@ -859,13 +860,6 @@ static int dead_stack_tp(const struct mapping *m, const uint64_t *live_tps, uint
 static void scan_roots(struct scan *s, struct space *sp, const struct exit_frame *ef, uint64_t self_sp,
 		       uint64_t self_tp, uint32_t np)
 {
-	uint64_t tps[MAX_THREADS + 1];
-	uint32_t ntp = 0;
-
-	for (uint32_t i = 0; i < np; i++)
-		tps[ntp++] = parked[i].tp;
-	tps[ntp++] = self_tp;
-
 	for (uint32_t i = 0; i < sp->n; i++) {
 		const struct mapping *m = &sp->m[i];
 		if (!m->r || !m->w || m->shared || m->heap)
@@ -897,7 +891,7 @@ static void scan_roots(struct scan *s, struct space *sp, const struct exit_frame
 		}
 		if (m->stack)
 			continue;   /* the main thread's stack, when main is not among them (cannot happen) */
-		if (dead_stack_tp(m, tps, ntp, &tp)) {
+		if (dead_stack_tp(m, self_tp, np, &tp)) {
 			uint64_t l = tp > tls_static_size ? tp - tls_static_size : m->lo;
 			scan_root(s, sp, l < m->lo ? m->lo : l, hi);
 			continue;

@@ -155,7 +155,7 @@ static void warn_once(const char *what, int err)
 	if (atomic_exchange(&warned, 1))
 		return;
 	const char *why = strerrordesc_np(err);
-	char msg[4352];
+	static char msg[4352];   /* once per process (warned): off the stack */
 	char *p = put_str(msg, what);
 	p = put_str(p, " in ");
 	p = put_str(p, hds.cfg.outdir);
@@ -594,10 +594,9 @@ void hds_snapshot_name(char *out, const char *prefix, uint64_t n, const char *tr
 }
 
 /* Is any snapshot file of sequence n of this process there (any trigger)? */
-static int seq_taken(uint64_t n)
+static int seq_taken(uint64_t n, char *name)
 {
 	static const int triggers[] = { HD_TRIGGER_INTERVAL, HD_TRIGGER_SIGNAL, HD_TRIGGER_API, HD_TRIGGER_EXIT };
-	char name[4400];
 
 	for (int i = 0; i < 4; i++) {
 		hds_snapshot_name(name, "/heapdelta.", n, hd_trigger_name((uint64_t)triggers[i]), ".snap");
@@ -611,10 +610,9 @@ static int seq_taken(uint64_t n)
  * one.  0; -1 after a warning; 1 when the final name appeared meanwhile
  * (try another n). */
 static int write_file(int trigger, const char *label, uint64_t n, const struct hds_sums *sums, uint32_t nstacks,
-		      int chained, char *final, uint32_t *codes_upto)
+		      int chained, char *final, char *tmp, uint32_t *codes_upto)
 {
 	const char *trig = hd_trigger_name((uint64_t)trigger);
-	char tmp[4400];
 	struct out o = { .fd = -1 };
 
 	hds_snapshot_name(tmp, "/.heapdelta.", n, trig, ".tmp");
@@ -668,8 +666,11 @@ static int chain_take(void)
 int hds_snapshot_write(int trigger, const char *label, int refresh)
 {
 	int outer = hds_busy, saved = errno, rc = -1;
-	char final[4400];
 	sigset_t xfsz, oldmask, pending;
+	/* The file names, off the stack: a snapshot may be written from a
+	 * thread with a small one (exit from a thread of PTHREAD_STACK_MIN). */
+	enum { NAME = 4400 };
+	char *names = hds_map(3 * NAME), *final = names, *tmp = names + NAME, *probe = names + 2 * NAME;
 
 	hds_busy = 1;
 	hds_tl_nopark++;   /* reach.c never stops a thread in here */
@@ -694,7 +695,7 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 	uint32_t nstacks = hds_stacks_count();
 	size_t sums_len = sizeof(struct hds_sums) * (nstacks ? nstacks : 1);
 	struct hds_sums *sums = hds_map(sums_len);
-	if (!sums) {
+	if (!sums || !names) {
 		warn_once("cannot write a snapshot", ENOMEM);
 		goto done;
 	}
@@ -705,10 +706,10 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 	 * agree, and later files find their base by it. */
 	for (int tries = 0; tries < 1000 && rc < 0; tries++) {
 		uint64_t n = atomic_add_relaxed(&seq, 1) + 1;
-		if (seq_taken(n))
+		if (seq_taken(n, probe))
 			continue;
 		uint32_t codes_upto = 0;
-		int r = write_file(trigger, label ? label : "", n, sums, nstacks, chained, final, &codes_upto);
+		int r = write_file(trigger, label ? label : "", n, sums, nstacks, chained, final, tmp, &codes_upto);
 		if (r < 0)
 			break;
 		if (r == 0) {
@@ -720,8 +721,11 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 			}
 		}
 	}
-	hds_unmap(sums, sums_len);
 done:
+	if (sums)
+		hds_unmap(sums, sums_len);
+	if (names)
+		hds_unmap(names, 3 * NAME);
 	if (locked)
 		atomic_flag_clear_explicit(&chain_lock, memory_order_release);
 	if (!xfsz_was_pending) {

@@ -201,3 +201,18 @@ def a_thread_on_a_stack_the_program_allocated_is_scanned_from_its_stack_pointer(
     site = markers(SRC)
     agree_with_valgrind("ownstack", {("reachable", site["thread_stack"]): [120, 1],
                                      ("reachable", site["own_stack"]): [256 << 10, 1]})
+
+
+@test
+def a_thread_with_the_smallest_stack_takes_a_snapshot_and_exits_the_process():
+    # The snapshot writer and the exit's scan keep their buffers off the
+    # stack: both once overflowed a stack of PTHREAD_STACK_MIN (SIGSEGV).
+    site = markers(SRC)
+    for env in ({}, {"HEAPDELTA_REACH": "0"}):
+        d = tmpdir()
+        p, snaps = traced([os.path.join(BIN, "reach"), "smallstack"], d, env={**os.environ, **env})
+        eq(p.returncode, 0, f"{env}: exit status ({p.stderr.strip()})")
+        eq([s.rsplit(".", 2)[-2] for s in snaps], ["api", "exit"], f"{env}: snapshots")
+        check_sites(top_json(snaps[-1]), SRC, {"small_stack": (72, 1)})
+        status = reach_section(snaps[-1])[0]
+        eq(status, 1 if env else 0, f"{env}: reach status")
