@@ -188,15 +188,23 @@ static inline unsigned char *hd_put_u16(unsigned char *p, uint16_t v)
 
 static inline unsigned char *hd_put_u32(unsigned char *p, uint32_t v)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(p, &v, 4);
+#else
 	for (int i = 0; i < 4; i++)
 		p[i] = (unsigned char)(v >> (8 * i));
+#endif
 	return p + 4;
 }
 
 static inline unsigned char *hd_put_u64(unsigned char *p, uint64_t v)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(p, &v, 8);
+#else
 	for (int i = 0; i < 8; i++)
 		p[i] = (unsigned char)(v >> (8 * i));
+#endif
 	return p + 8;
 }
 

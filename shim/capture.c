@@ -45,6 +45,7 @@
 
 #define SKIP_SLACK 8   /* room for our own frames at the top of the stack */
 #define CAP (HD_MAX_DEPTH + SKIP_SLACK + 1)
+_Static_assert(CAP <= HDS_CAPTURE_ROOM, "a capture's buffer holds CAP frames");
 
 static int (*unw_backtrace_fn)(void **, int);
 static void *unw_handle;
@@ -110,6 +111,8 @@ struct uframe {
 			     not from a slot: it cannot be checked unchanged */
 	int fp_step;      /* code without CFI: stepped out by its frame pointer */
 	int fp_outer;     /* it or a frame outside it was (mark_outer) */
+	int eval_out;     /* index in rev of the nearest eval-loop frame at or
+			     outside it (hds_is_eval), -1 if none */
 };
 
 #define L1_RULES 512
@@ -121,12 +124,13 @@ struct unwind_mem {
 	int cut;                     /* it stopped at the cap, not at its end */
 	struct uframe rev[CAP];      /* previous stack, outermost first */
 	struct uframe scratch[CAP];  /* the stack being unwound, innermost first */
-	/* rev, flattened for the reuse path (index_rev): its return addresses,
-	 * and the stack slots its unwind read with the values it found, those
-	 * of rev[0 .. i] being ck[0 .. ck_end[i]).  Contiguous, so that the
-	 * check of an outer part of 30 frames reads 30 slots and a few cache
-	 * lines, not 30 frame records. */
+	/* rev, flattened for the reuse path (index_rev): its return addresses
+	 * and stack pointers, and the stack slots its unwind read with the
+	 * values it found, those of rev[0 .. i] being ck[0 .. ck_end[i]).
+	 * Contiguous, so that the check of an outer part of 30 frames reads
+	 * 30 slots and a few cache lines, not 30 frame records. */
 	uint64_t rip[CAP];
+	uint64_t rsp[CAP];
 	struct { uint64_t addr, val; } ck[2 * CAP];
 	uint16_t ck_end[CAP];
 };
@@ -263,14 +267,20 @@ static void mark_outer(struct uframe *rev, int from, int n, int cut)
 	}
 }
 
-/* rev[from .. n-1] into rip and ck (after mark_outer). */
+/* rev[from .. n-1] into rip, rsp and ck (after mark_outer), and their
+ * eval_out when Python frames are on. */
 static void index_rev(struct unwind_mem *m, int from)
 {
+	if (hds_eval_hi)
+		for (int i = from; i < m->n; i++)
+			m->rev[i].eval_out = hds_is_eval(m->rev[i].ip) ? i : i ? m->rev[i - 1].eval_out : -1;
+
 	uint32_t c = from ? m->ck_end[from - 1] : 0;
 
 	for (int i = from; i < m->n; i++) {
 		const struct uframe *f = &m->rev[i];
 		m->rip[i] = f->ip;
+		m->rsp[i] = f->sp;
 		if (f->ra_addr) {
 			m->ck[c].addr = f->ra_addr;
 			m->ck[c++].val = f->ra_val;
@@ -462,7 +472,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 		f->fp_step = 0;
 
 		/* Same frame as in the previous stack, with the same slots? */
-		while (k < m->n && m->rev[m->n - 1 - k].sp < sp)
+		while (k < m->n && m->rsp[m->n - 1 - k] < sp)
 			k++;
 		if (k < m->n && run < 0) {
 			const struct uframe *p = &m->rev[m->n - 1 - k];
@@ -592,9 +602,27 @@ static int skip_own(const uintptr_t *buf, int n)
 	return skip;
 }
 
-int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry, uint64_t *chain)
+/* The unwinder's frame records of this thread's last capture that gave a
+ * chain, and the index there of its innermost recorded frame (frame i is
+ * tl_rev[tl_top - i]). */
+static __thread const struct uframe *tl_rev __attribute__((tls_model("initial-exec")));
+static __thread int tl_top __attribute__((tls_model("initial-exec")));
+
+uint64_t hds_capture_chain_at(int i)
 {
-	uintptr_t buf[CAP];
+	return tl_rev[tl_top - i].chain;
+}
+
+int hds_capture_next_eval(int i, int n)
+{
+	int e = i < n ? tl_rev[tl_top - i].eval_out : -1;
+
+	return e < 0 ? n : tl_top - e;
+}
+
+int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, int *truncated, const void *entry,
+		uint64_t *chain)
+{
 	int want = max + SKIP_SLACK + 1, n = -1, skip, from_cfi = 0, nocfi = 0;
 	struct unwind_mem *m = NULL;
 
@@ -636,13 +664,16 @@ int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry, uint
 	/* The unwinder's chain covers the whole stack it kept: usable when the
 	 * recorded frames are exactly its frames skip .. end. */
 	*chain = 0;
-	if (from_cfi && m && m->n == n && !m->cut && n - skip <= max && n > skip)
+	if (from_cfi && m && m->n == n && !m->cut && n - skip <= max && n > skip) {
 		*chain = m->rev[n - 1 - skip].chain;
+		tl_rev = m->rev;
+		tl_top = n - 1 - skip;
+	}
 	n -= skip;
 	*truncated = n > max;
 	if (n > max)
 		n = max;
-	memcpy(out, buf + skip, sizeof *out * (size_t)(n > 0 ? n : 0));
+	*frames = buf + skip;
 	return n > 0 ? n : 0;
 }
 

@@ -169,18 +169,20 @@ void hds_record_alloc(void *p, uint64_t size, int kind, const void *entry)
  * built with frame pointers).  Called with hds_busy set. */
 static __attribute__((noinline)) void record_alloc(void *p, uint64_t size, int kind, const void *entry)
 {
-	uintptr_t frames[HD_MAX_DEPTH];
+	uintptr_t buf[HDS_CAPTURE_ROOM], spliced[HD_MAX_DEPTH];
+	const uintptr_t *frames;
 	int truncated = 0, fresh = 0;
 	uint64_t chain = 0;
-	int depth = hds_capture(frames, hds.cfg.depth, &truncated, entry, &chain);
+	int depth = hds_capture(buf, &frames, hds.cfg.depth, &truncated, entry, &chain);
 	if (hds_python_enabled()) {
-		int changed = 0;
-		depth = hds_python_splice(frames, depth, HD_MAX_DEPTH, &truncated, &changed);
-		if (changed)   /* the unwinder's chain covers native frames only */
-			chain = hds_hash_lanes(frames, depth) | 1;   /* never 0: 0 means "no chain" */
+		int m = hds_python_splice(frames, depth, spliced, HD_MAX_DEPTH, &truncated, &chain);
+		if (m >= 0) {
+			frames = spliced;
+			depth = m;
+		}
 	}
 	unsigned flags = truncated ? HD_STACK_TRUNCATED : 0;
-	int64_t id = chain ? hds_stack_intern_chain(frames, depth, flags, chain, &fresh)
+	int64_t id = chain || frames == spliced ? hds_stack_intern_chain(frames, depth, flags, chain, &fresh)
 			   : hds_stack_intern(frames, depth, flags, &fresh);
 	uint64_t old;
 
@@ -263,9 +265,12 @@ void hds_note_mismatch(uint64_t e, int free_kind, const void *entry)
 			hds_unmap(m, sizeof *m * HDS_MISMATCH_MAX);   /* another thread's won; ours was never seen */
 	}
 	struct mismatch *m = &__atomic_load_n(&mismatches, __ATOMIC_ACQUIRE)[i];
+	uintptr_t buf[HDS_CAPTURE_ROOM];
+	const uintptr_t *frames;
 	int truncated = 0;
 	uint64_t chain;
-	m->depth = (uint16_t)hds_capture(m->frames, hds.cfg.depth, &truncated, entry, &chain);
+	m->depth = (uint16_t)hds_capture(buf, &frames, hds.cfg.depth, &truncated, entry, &chain);
+	memcpy(m->frames, frames, sizeof *frames * m->depth);
 	m->alloc_stack = hds_entry_stack(e);
 	m->alloc_kind = (uint8_t)hds_entry_kind(e);
 	m->free_kind = (uint8_t)free_kind;

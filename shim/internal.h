@@ -408,14 +408,24 @@ HDS_HIDDEN void hds_cfi_forget(uint64_t lo, uint64_t hi);
 /* Load libunwind privately (RTLD_LOCAL) and note the shim's own text range.
  * Returns 0, or -1 when libunwind is unavailable (frame pointers are used). */
 HDS_HIDDEN int hds_capture_init(void);
-/* Fill out[] with up to `max` return addresses of the current thread,
- * innermost first, skipping the shim's own frames.  `entry` is the frame
- * address (__builtin_frame_address(0)) of the interposed function the
- * program called: the cfi unwinder starts at its caller.  Sets *truncated
- * when the stack was deeper than max.  Sets *chain to the stack's hash chain
- * (hds_hash_step over out[n-1] .. out[0]) when the unwinder knew it, else
- * 0.  Returns the number of frames. */
-HDS_HIDDEN int hds_capture(uintptr_t *out, int max, int *truncated, const void *entry, uint64_t *chain);
+/* Room for one capture: HD_MAX_DEPTH frames and the shim's own above them. */
+#define HDS_CAPTURE_ROOM (HD_MAX_DEPTH + 9)
+/* Capture up to `max` return addresses of the current thread into buf
+ * (HDS_CAPTURE_ROOM of them), innermost first; *frames is set to the first
+ * that is not the shim's own.  `entry` is the frame address
+ * (__builtin_frame_address(0)) of the interposed function the program
+ * called: the cfi unwinder starts at its caller.  Sets *truncated when the
+ * stack was deeper than max.  Sets *chain to the stack's hash chain
+ * (hds_hash_step over frames[n-1] .. frames[0]) when the unwinder knew it,
+ * else 0.  Returns the number of frames. */
+HDS_HIDDEN int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, int *truncated, const void *entry,
+			   uint64_t *chain);
+/* After an hds_capture on this thread that set *chain: the chain value of
+ * its frames[depth-1] .. frames[i] (that of frames[0] is *chain). */
+HDS_HIDDEN uint64_t hds_capture_chain_at(int i);
+/* After the same: the index of its first eval-loop frame (hds_is_eval) in
+ * frames[i..n), n if none. */
+HDS_HIDDEN int hds_capture_next_eval(int i, int n);
 /* Size of the unwinder's per-thread memory (threads.c keeps it in the
  * thread's bundle), and its reset for a new owner. */
 HDS_HIDDEN size_t hds_capture_mem_size(void);
@@ -453,10 +463,9 @@ static inline uint64_t hds_hash_step(uint64_t h, uint64_t frame)
 	return h ^ (h >> 29);
 }
 
-/* The hash of a stack that no unwinder chain covers (one with Python frames
- * spliced in: it is never interned through a chain): four independent
- * lanes, so that a deep stack is not one long chain of dependent
- * multiplications.  Any stack interned this way is always hashed this way. */
+/* A hash of f[0..depth) in four independent lanes, so that a long run of
+ * frames is not one long chain of dependent multiplications (the inner
+ * part of a stack with Python frames, python.c). */
 static inline uint64_t hds_hash_lanes(const uintptr_t *f, int depth)
 {
 	uint64_t h0 = HDS_HASH_SEED, h1 = ~HDS_HASH_SEED, h2 = HDS_HASH_SEED * 3, h3 = HDS_HASH_SEED * 5;
@@ -471,6 +480,15 @@ static inline uint64_t hds_hash_lanes(const uintptr_t *f, int depth)
 	for (; i < depth; i++)
 		h0 = hds_hash_step(h0, f[i]);
 	return hds_hash_step(hds_hash_step(hds_hash_step(h0, h1), h2), h3);
+}
+
+/* The chain of frames f[depth-1] .. f[0], continued from h (HDS_HASH_SEED
+ * for a whole stack). */
+static inline uint64_t hds_hash_chain(uint64_t h, const uintptr_t *f, int depth)
+{
+	for (int i = depth - 1; i >= 0; i--)
+		h = hds_hash_step(h, f[i]);
+	return h;
 }
 
 static inline uint64_t hds_hash_final(uint64_t chain, int depth, unsigned flags)
@@ -565,15 +583,24 @@ HDS_HIDDEN void hds_large_after_fork(void);
 
 /* ---- python.c: CPython's frames in the stacks ----------------------------- */
 
+/* The eval loop's code, [lo, hi); empty when Python frames are off. */
+HDS_HIDDEN extern uintptr_t hds_eval_lo, hds_eval_hi;
+static inline int hds_is_eval(uintptr_t ra)
+{
+	return ra - 1 - hds_eval_lo < hds_eval_hi - hds_eval_lo;
+}
+
 /* At start-up: find CPython 3.11's eval loop and thread state in this
  * process (nothing happens for other programs). */
 HDS_HIDDEN void hds_python_init(void);
 HDS_HIDDEN int hds_python_enabled(void);
-/* Replace each eval-loop frame of frames[0..n) by the Python frames it
- * runs (at most max frames in all; *truncated set when cut; *changed set
- * when there was one); returns the new count.  frames has room for
- * HD_MAX_DEPTH. */
-HDS_HIDDEN int hds_python_splice(uintptr_t *frames, int n, int max, int *truncated, int *changed);
+/* The stack in[0..n) with each eval-loop frame replaced by the Python
+ * frames it runs, into out[0..max) (*truncated set when cut): returns its
+ * depth and sets *chain to its hash (intern it with that, whatever its
+ * value), or returns -1 when in has no Python frames (in and *chain
+ * stand).  *chain on entry: in's chain from hds_capture, 0 if none. */
+HDS_HIDDEN int hds_python_splice(const uintptr_t *in, int n, uintptr_t *out, int max, int *truncated,
+				 uint64_t *chain);
 /* Code objects seen so far (ids 0 .. n-1), and one's CODE record (buf
  * NULL: only its size). */
 HDS_HIDDEN uint32_t hds_python_ncodes(void);

@@ -73,7 +73,7 @@ struct code {
 	uint32_t filename_off, filename_len, qualname_off, qualname_len, linetable_off, linetable_len;
 };
 
-static uintptr_t eval_lo, eval_hi;
+uintptr_t hds_eval_lo, hds_eval_hi;
 static void *(*get_tstate)(void);
 static int enabled;
 static struct code *codes;
@@ -121,8 +121,8 @@ void hds_python_init(void)
 	arena = hds_map(ARENA_BYTES);
 	if (!codes || !slots || !arena)
 		return;
-	eval_lo = (uintptr_t)eval;
-	eval_hi = eval_lo + sym->st_size;
+	hds_eval_lo = (uintptr_t)eval;
+	hds_eval_hi = hds_eval_lo + sym->st_size;
 	memcpy(&get_tstate, &tstate, sizeof tstate);
 	enabled = 1;
 	const char *pm = getenv("PYTHONMALLOC");
@@ -279,16 +279,13 @@ static int64_t code_id_slow(uintptr_t code)
 	return id;
 }
 
-static inline int is_eval(uintptr_t ra)
-{
-	return ra - 1 - eval_lo < eval_hi - eval_lo;
-}
-
 /* The Python frames one eval loop runs: from *frame back to the next entry
- * frame, into out[m..max); returns the new m. */
-static int python_frames(uintptr_t *frame, uintptr_t *out, int m, int max, int *walked)
+ * frame, into out[m..max); returns the new m, *cut set when some did not
+ * fit. */
+static int python_frames(uintptr_t *frame, uintptr_t *out, int m, int max, int *walked, int *cut)
 {
 	uintptr_t f = *frame;
+	int done = 0;
 
 	while (f && m < max && (*walked)++ < MAX_PY_FRAMES) {
 		uintptr_t code = rd_ptr(f, FRAME_CODE);
@@ -303,51 +300,80 @@ static int python_frames(uintptr_t *frame, uintptr_t *out, int m, int max, int *
 			if (id >= 0)
 				out[m++] = (UINT64_C(1) << 63) | (uint64_t)id << 32 | (uint32_t)((instr - start) / 2);
 		}
-		if (entry)
+		if (entry) {
+			done = 1;
 			break;
+		}
 	}
+	if (f && !done)
+		*cut = 1;
 	*frame = f;
 	return m;
 }
 
-int hds_python_splice(uintptr_t *frames, int n, int max, int *truncated, int *changed)
+/* The index of the first eval-loop frame of in[i..n), n if none: from the
+ * unwinder's records when it has them (*chain set), else by looking. */
+static inline int next_eval(const uintptr_t *in, int i, int n, int known)
 {
-	uintptr_t out[HD_MAX_DEPTH];
-	int first = 0;
+	if (known)
+		return hds_capture_next_eval(i, n);
+	while (i < n && !hds_is_eval(in[i]))
+		i++;
+	return i;
+}
 
-	while (first < n && !is_eval(frames[first]))
-		first++;
-	if (first == n)
-		return n;
+int hds_python_splice(const uintptr_t *in, int n, uintptr_t *out, int max, int *truncated, uint64_t *chain)
+{
+	int known = *chain != 0;
+	int i = next_eval(in, 0, n, known);
+
+	if (i == n)
+		return -1;
 	uintptr_t ts = (uintptr_t)get_tstate();
 	uintptr_t frame = 0;
 	if (ts && rd_ptr(ts, TSTATE_CFRAME))
 		frame = rd_ptr(rd_ptr(ts, TSTATE_CFRAME), CFRAME_CURRENT);
 	if (!frame)
-		return n;   /* no Python thread state: native frames only */
-	*changed = 1;
+		return -1;   /* no Python thread state: native frames only */
 
-	/* frames[0..first) stay; from the first eval loop on, native runs are
-	 * copied whole and each eval loop becomes its Python frames. */
-	int walked = 0, m = 0, room = max - first;
-	for (int i = first; i < n && m < room;) {
-		if (is_eval(frames[i])) {
-			m = python_frames(&frame, out, m, room, &walked);
-			i++;
-			continue;
+	/* in[0..i) stay; from the first eval loop on, each eval loop becomes
+	 * its Python frames and the native run after it is copied whole.
+	 * py_end: the end of the outermost Python frames in out; tail_in and
+	 * tail_out: where the native run after the last eval loop begins, in
+	 * in and in out. */
+	int walked = 0, m = i, py_end = 0, tail_in = n, tail_out = 0, cut = 0;
+	memcpy(out, in, sizeof *out * (size_t)i);
+	while (i < n && !cut) {
+		int before = m;
+		m = python_frames(&frame, out, m, max, &walked, &cut);
+		if (m > before)
+			py_end = m;
+		tail_in = ++i;
+		tail_out = m;
+		int j = next_eval(in, i, n, known);
+		int run = j - i;
+		if (run > max - m) {
+			run = max - m;
+			cut = 1;
 		}
-		int j = i + 1;
-		while (j < n && !is_eval(frames[j]))
-			j++;
-		int run = j - i < room - m ? j - i : room - m;
-		memcpy(out + m, frames + i, sizeof *out * (size_t)run);
+		memcpy(out + m, in + i, sizeof *out * (size_t)run);
 		m += run;
 		i = j;
 	}
-	if (m >= room)
+	if (cut)
 		*truncated = 1;
-	memcpy(frames + first, out, sizeof *out * (size_t)m);
-	return first + m;
+
+	/* The hash: the chain of the native frames outside the outermost
+	 * Python frame (the unwinder's, when they are its tail), stepped
+	 * once with the four-lane hash of the frames inside it.  Without a
+	 * Python frame, the plain chain, as the same native stack would have. */
+	uint64_t outer;
+	if (known && !*truncated && py_end == tail_out)
+		outer = tail_in < n ? hds_capture_chain_at(tail_in) : HDS_HASH_SEED;
+	else
+		outer = hds_hash_chain(HDS_HASH_SEED, out + py_end, m - py_end);
+	*chain = py_end ? hds_hash_step(outer, hds_hash_lanes(out, py_end)) : outer;
+	return m;
 }
 
 uint32_t hds_python_ncodes(void)

@@ -87,6 +87,17 @@ static void out_bytes(struct out *o, const void *p, size_t n)
 static void out_u32(struct out *o, uint32_t v) { unsigned char b[4]; hd_put_u32(b, v); out_bytes(o, b, 4); }
 static void out_u64(struct out *o, uint64_t v) { unsigned char b[8]; hd_put_u64(b, v); out_bytes(o, b, 8); }
 
+/* n 64-bit values, little-endian as every field. */
+static void out_u64s(struct out *o, const uint64_t *v, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	out_bytes(o, v, 8 * n);
+#else
+	for (size_t i = 0; i < n; i++)
+		out_u64(o, v[i]);
+#endif
+}
+
 static void out_section(struct out *o, uint32_t tag, uint64_t len)
 {
 	out_u32(o, tag);
@@ -217,8 +228,7 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 #endif
 
 	out_section(o, HD_SEC_META, sizeof f);
-	for (int i = 0; i < HD_META_NFIELDS; i++)
-		out_u64(o, f[i]);
+	out_u64s(o, f, HD_META_NFIELDS);
 }
 
 static void emit_strings(struct out *o, const char *label)
@@ -361,9 +371,7 @@ static void emit_stacks(struct out *o, const struct hds_sums *sums, uint32_t n, 
 		p = hd_put_u16(p, s->depth);
 		hd_put_u16(p, s->flags);
 		out_bytes(o, rec, sizeof rec);
-		const uintptr_t *f = hds_stack_frames(s);
-		for (int i = 0; i < s->depth; i++)
-			out_u64(o, f[i]);
+		out_u64s(o, hds_stack_frames(s), s->depth);
 		listed++;
 	}
 	section_end(o, at, listed);

@@ -62,15 +62,6 @@ int hds_stacks_init(uint32_t max)
 	return records && frames && slots ? 0 : -1;
 }
 
-static inline uint64_t stack_chain(const uintptr_t *f, int depth)
-{
-	uint64_t h = HDS_HASH_SEED;
-
-	for (int i = depth - 1; i >= 0; i--)
-		h = hds_hash_step(h, f[i]);
-	return h;
-}
-
 static inline int stack_equal(const struct hds_stack *s, uint64_t hash,
 			      const uintptr_t *f, int depth, unsigned flags)
 {
@@ -128,7 +119,7 @@ static int64_t stack_prepare(uint64_t hash, const uintptr_t *f, int depth, unsig
 
 int64_t hds_stack_intern(const uintptr_t *f, int depth, unsigned flags, int *fresh)
 {
-	return hds_stack_intern_chain(f, depth, flags, stack_chain(f, depth), fresh);
+	return hds_stack_intern_chain(f, depth, flags, hds_hash_chain(HDS_HASH_SEED, f, depth), fresh);
 }
 
 int64_t hds_stack_intern_chain(const uintptr_t *f, int depth, unsigned flags, uint64_t chain, int *fresh)

@@ -109,3 +109,30 @@ def native_site_chooses_the_innermost_native_frame_in_python_programs_too():
     native = top_json(snap, "--native-site")
     check(line not in by_site(native, "pyalloc.py"), f"with --native-site pyalloc.py:{line} is not a site")
     check(any(s["traceback"][0]["module"] == "python3.11" for s in native["stats"]), "native sites in python3.11")
+
+
+@test
+def every_stack_of_a_python_program_is_recorded_once():
+    # A stack with Python frames is hashed in two parts (the native frames
+    # outside its outermost Python frame, the rest apart), one without by
+    # the unwinder's chain: the same frames must never become two stacks,
+    # whichever path found them.  pyalloc.py's calls come from eval loops,
+    # C builtins, generators, coroutines and a second thread.
+    # A snapshot lists the stacks its bases did not: the run's snapshots
+    # together list each once.
+    d, _ = python_run("pyalloc.py", "heapdelta")
+    snaps = sorted(glob.glob(os.path.join(d, "heapdelta.*.snap")), key=snap_order)
+    eq(len({snap_order(s)[0] for s in snaps}), 1, "one process")
+    seen, total = {}, 0
+    for snap in snaps:
+        _, secs = snapshot_sections(snap)
+        buf = secs[8]
+        (n,), p = struct.unpack_from("<I", buf), 4
+        total += n
+        for _ in range(n):
+            sid, depth, flags = struct.unpack_from("<IHH", buf, p)
+            key = (flags, buf[p + 8:p + 8 + 8 * depth])
+            check(key not in seen, f"{os.path.basename(snap)}: stacks {seen.get(key)} and {sid} have the same frames")
+            seen[key] = sid
+            p += 8 + 8 * depth
+    check(total > 100, f"only {total} stacks")
