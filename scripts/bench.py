@@ -405,8 +405,11 @@ def main():
         if server:
             text += "\n" + server + "\n"
     extra = [] if args.only or args.quick else [analyzer_speed(), analyzer_at_scale(), thread_scaling(args.runs)]
+    if not args.quick and (not args.only or args.only in "python3 frames"):
+        extra.append(python_frames_cost(args.runs))
     for e in extra:
-        text += "\n" + e + "\n"
+        if e:
+            text += "\n" + e + "\n"
     print(text)
     with open(os.path.join(WORK, "results.md"), "w") as f:
         f.write(text)
@@ -690,6 +693,34 @@ def analyzer_at_scale():
         print(f"  {name}: {head}", file=sys.stderr)
         shutil.rmtree(d, ignore_errors=True)
     return "\n".join(rows)
+
+
+def python_frames_cost(runs):
+    """heapdelta on the python3 workload with native frames only and with
+    Python frames, the two interleaved round by round (the python3 rows of
+    the main table run one after the other, which on a noisy machine moves
+    their ratio more than the frames do), CPU time, medians."""
+    if missing(PYTHON, "no Python frames table"):
+        return None
+    cmd = [PYTHON, os.path.join(WORK, "alloc.py")]
+    env = {**os.environ, "PYTHONMALLOC": "malloc", "LD_PRELOAD": SHIM}
+    cpu = {"0": [], "1": []}
+    rounds = max(2 * runs + 1, 9)
+    for run in range(rounds):
+        for frames in ("0", "1"):
+            d = tempfile.mkdtemp(prefix="hd-bench-")
+            cpu[frames].append(measure(cmd, {**env, "HEAPDELTA_OUT": d, "HEAPDELTA_PYTHON": frames}, None)[1])
+            shutil.rmtree(d, ignore_errors=True)
+            print(f"  {'python3 frames':28} {'Python' if frames == '1' else 'native':13} run {run + 1}: "
+                  f"cpu {cpu[frames][-1]:6.2f}s", file=sys.stderr)
+    native, python = statistics.median(cpu["0"]), statistics.median(cpu["1"])
+    paired = statistics.median(b / a for a, b in zip(cpu["0"], cpu["1"]))
+    return (f"Python frames on the python3 workload, heapdelta only, {rounds} rounds interleaved, "
+            f"CPU time, medians:\n\n"
+            "| frames | heapdelta CPU | against native frames only | median of the rounds' ratios |\n"
+            "|---|---:|---:|---:|\n"
+            f"| native only | {native:.2f}s | - | - |\n"
+            f"| Python | {python:.2f}s | {(python / native - 1) * 100:+.0f}% | {(paired - 1) * 100:+.0f}% |")
 
 
 def thread_scaling(runs):

@@ -111,8 +111,6 @@ struct uframe {
 			     not from a slot: it cannot be checked unchanged */
 	int fp_step;      /* code without CFI: stepped out by its frame pointer */
 	int fp_outer;     /* it or a frame outside it was (mark_outer) */
-	int eval_out;     /* index in rev of the nearest eval-loop frame at or
-			     outside it (hds_is_eval), -1 if none */
 };
 
 #define L1_RULES 512
@@ -131,6 +129,9 @@ struct unwind_mem {
 	 * 30 slots and a few cache lines, not 30 frame records. */
 	uint64_t rip[CAP];
 	uint64_t rsp[CAP];
+	/* With Python frames on: the index in rev of the nearest eval-loop
+	 * frame (hds_is_eval) at or outside each frame, -1 if none. */
+	int16_t reval[CAP];
 	struct { uint64_t addr, val; } ck[2 * CAP];
 	uint16_t ck_end[CAP];
 };
@@ -250,13 +251,25 @@ static inline void uframe_copy(struct uframe *d, const struct uframe *f)
 }
 
 /* needs_bp and the hash chain of rev[from .. n-1] (innermost last), from
- * the frames outside them. */
-static void mark_outer(struct uframe *rev, int from, int n, int cut)
+ * the frames outside them.  With Python frames on (py), the chain leaves
+ * the eval-loop frames out (python.c replaces them: the chain is then that
+ * of the native frames the spliced stack keeps), and reval is kept. */
+static inline __attribute__((always_inline)) void mark_frames(struct unwind_mem *m, int from, const int py)
 {
-	for (int i = from; i < n; i++) {
+	struct uframe *rev = m->rev;
+
+	for (int i = from; i < m->n; i++) {
 		struct uframe *f = &rev[i];
-		int outer = i ? rev[i - 1].needs_bp : cut;   /* beyond a cut: assume so */
-		f->chain = hds_hash_step(i ? rev[i - 1].chain : HDS_HASH_SEED, f->ip);
+		int outer = i ? rev[i - 1].needs_bp : m->cut;   /* beyond a cut: assume so */
+		uint64_t chain = i ? rev[i - 1].chain : HDS_HASH_SEED;
+		if (py && hds_is_eval(f->ip)) {
+			f->chain = chain;
+			m->reval[i] = (int16_t)i;
+		} else {
+			f->chain = hds_hash_step(chain, f->ip);
+			if (py)
+				m->reval[i] = (int16_t)(i ? m->reval[i - 1] : -1);
+		}
 		f->fp_outer = f->fp_step || (i && rev[i - 1].fp_outer);
 		if (f->uses_bp)
 			f->needs_bp = 1;
@@ -267,14 +280,17 @@ static void mark_outer(struct uframe *rev, int from, int n, int cut)
 	}
 }
 
-/* rev[from .. n-1] into rip, rsp and ck (after mark_outer), and their
- * eval_out when Python frames are on. */
-static void index_rev(struct unwind_mem *m, int from)
+static void mark_outer(struct unwind_mem *m, int from)
 {
 	if (hds_eval_hi)
-		for (int i = from; i < m->n; i++)
-			m->rev[i].eval_out = hds_is_eval(m->rev[i].ip) ? i : i ? m->rev[i - 1].eval_out : -1;
+		mark_frames(m, from, 1);
+	else
+		mark_frames(m, from, 0);
+}
 
+/* rev[from .. n-1] into rip, rsp and ck (after mark_outer). */
+static void index_rev(struct unwind_mem *m, int from)
+{
 	uint32_t c = from ? m->ck_end[from - 1] : 0;
 
 	for (int i = from; i < m->n; i++) {
@@ -498,7 +514,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 					for (int t = 0; t < j; t++)
 						uframe_copy(&m->rev[outer + j - 1 - t], &m->scratch[t]);
 					m->n = outer + j;
-					mark_outer(m->rev, outer, m->n, m->cut);
+					mark_outer(m, outer);
 					index_rev(m, outer);
 				} else {
 					m->n = 0;   /* too deep to keep: next time from scratch */
@@ -576,7 +592,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 	}
 	m->n = j;
 	m->cut = j == want;
-	mark_outer(m->rev, 0, j, m->cut);
+	mark_outer(m, 0);
 	index_rev(m, 0);
 	return j;
 }
@@ -602,20 +618,14 @@ static int skip_own(const uintptr_t *buf, int n)
 	return skip;
 }
 
-/* The unwinder's frame records of this thread's last capture that gave a
- * chain, and the index there of its innermost recorded frame (frame i is
- * tl_rev[tl_top - i]). */
-static __thread const struct uframe *tl_rev __attribute__((tls_model("initial-exec")));
+/* This thread's last capture that gave a chain: its reval, and the index
+ * in rev of its innermost recorded frame (frame i is rev[tl_top - i]). */
+static __thread const int16_t *tl_reval __attribute__((tls_model("initial-exec")));
 static __thread int tl_top __attribute__((tls_model("initial-exec")));
-
-uint64_t hds_capture_chain_at(int i)
-{
-	return tl_rev[tl_top - i].chain;
-}
 
 int hds_capture_next_eval(int i, int n)
 {
-	int e = i < n ? tl_rev[tl_top - i].eval_out : -1;
+	int e = i < n ? tl_reval[tl_top - i] : -1;
 
 	return e < 0 ? n : tl_top - e;
 }
@@ -666,7 +676,7 @@ int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, int *truncate
 	*chain = 0;
 	if (from_cfi && m && m->n == n && !m->cut && n - skip <= max && n > skip) {
 		*chain = m->rev[n - 1 - skip].chain;
-		tl_rev = m->rev;
+		tl_reval = m->reval;
 		tl_top = n - 1 - skip;
 	}
 	n -= skip;

@@ -417,14 +417,13 @@ HDS_HIDDEN int hds_capture_init(void);
  * called: the cfi unwinder starts at its caller.  Sets *truncated when the
  * stack was deeper than max.  Sets *chain to the stack's hash chain
  * (hds_hash_step over frames[n-1] .. frames[0]) when the unwinder knew it,
- * else 0.  Returns the number of frames. */
+ * else 0 (with Python frames on, the chain leaves the eval-loop frames out:
+ * python.c).  Returns the number of frames. */
 HDS_HIDDEN int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, int *truncated, const void *entry,
 			   uint64_t *chain);
-/* After an hds_capture on this thread that set *chain: the chain value of
- * its frames[depth-1] .. frames[i] (that of frames[0] is *chain). */
-HDS_HIDDEN uint64_t hds_capture_chain_at(int i);
-/* After the same: the index of its first eval-loop frame (hds_is_eval) in
- * frames[i..n), n if none. */
+/* After an hds_capture on this thread that set *chain, with Python frames
+ * on: the index of its first eval-loop frame (hds_is_eval) in frames[i..n),
+ * n if none. */
 HDS_HIDDEN int hds_capture_next_eval(int i, int n);
 /* Size of the unwinder's per-thread memory (threads.c keeps it in the
  * thread's bundle), and its reset for a new owner. */
@@ -461,25 +460,6 @@ static inline uint64_t hds_hash_step(uint64_t h, uint64_t frame)
 {
 	h = (h ^ frame) * UINT64_C(0x9e3779b97f4a7c15);
 	return h ^ (h >> 29);
-}
-
-/* A hash of f[0..depth) in four independent lanes, so that a long run of
- * frames is not one long chain of dependent multiplications (the inner
- * part of a stack with Python frames, python.c). */
-static inline uint64_t hds_hash_lanes(const uintptr_t *f, int depth)
-{
-	uint64_t h0 = HDS_HASH_SEED, h1 = ~HDS_HASH_SEED, h2 = HDS_HASH_SEED * 3, h3 = HDS_HASH_SEED * 5;
-	int i = 0;
-
-	for (; i + 4 <= depth; i += 4) {
-		h0 = hds_hash_step(h0, f[i]);
-		h1 = hds_hash_step(h1, f[i + 1]);
-		h2 = hds_hash_step(h2, f[i + 2]);
-		h3 = hds_hash_step(h3, f[i + 3]);
-	}
-	for (; i < depth; i++)
-		h0 = hds_hash_step(h0, f[i]);
-	return hds_hash_step(hds_hash_step(hds_hash_step(h0, h1), h2), h3);
 }
 
 /* The chain of frames f[depth-1] .. f[0], continued from h (HDS_HASH_SEED

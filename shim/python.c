@@ -279,10 +279,17 @@ static int64_t code_id_slow(uintptr_t code)
 	return id;
 }
 
+/* A Python frame value (bit 63 set) at index i of a stack, into the hash
+ * of a stack's Python frames (hds_python_splice). */
+static inline uint64_t python_hash_step(uint64_t h, uintptr_t frame, int i)
+{
+	return hds_hash_step(h, frame + (uint64_t)i * UINT64_C(0xc2b2ae3d27d4eb4f));
+}
+
 /* The Python frames one eval loop runs: from *frame back to the next entry
- * frame, into out[m..max); returns the new m, *cut set when some did not
- * fit. */
-static int python_frames(uintptr_t *frame, uintptr_t *out, int m, int max, int *walked, int *cut)
+ * frame, into out[m..max), each into *h; returns the new m, *cut set when
+ * some did not fit. */
+static int python_frames(uintptr_t *frame, uintptr_t *out, int m, int max, int *walked, int *cut, uint64_t *h)
 {
 	uintptr_t f = *frame;
 	int done = 0;
@@ -297,8 +304,11 @@ static int python_frames(uintptr_t *frame, uintptr_t *out, int m, int max, int *
 		 * own tracebacks have it. */
 		if (instr >= start + 2 * (uintptr_t)first_traceable) {
 			int64_t id = code_id(code);
-			if (id >= 0)
-				out[m++] = (UINT64_C(1) << 63) | (uint64_t)id << 32 | (uint32_t)((instr - start) / 2);
+			if (id >= 0) {
+				out[m] = (UINT64_C(1) << 63) | (uint64_t)id << 32 | (uint32_t)((instr - start) / 2);
+				*h = python_hash_step(*h, out[m], m);
+				m++;
+			}
 		}
 		if (entry) {
 			done = 1;
@@ -322,35 +332,42 @@ static inline int next_eval(const uintptr_t *in, int i, int n, int known)
 	return i;
 }
 
+/*
+ * The hash of a spliced stack f[0..m), a function of its frames alone (the
+ * same frames must always hash alike, or the stack table would hold one
+ * stack twice): the chain of its native frames, outermost first, as if the
+ * Python frames were not there; with Python frames, stepped once with the
+ * hash of those and their places.  The unwinder's chain, with Python frames
+ * on, is already the first part (it leaves the eval-loop frames out), so
+ * only the few Python frames are hashed here; a stack with none has the
+ * plain chain of a native stack.
+ */
 int hds_python_splice(const uintptr_t *in, int n, uintptr_t *out, int max, int *truncated, uint64_t *chain)
 {
 	int known = *chain != 0;
 	int i = next_eval(in, 0, n, known);
 
 	if (i == n)
-		return -1;
+		return -1;   /* no eval loop: the unwinder's chain is the plain chain */
 	uintptr_t ts = (uintptr_t)get_tstate();
 	uintptr_t frame = 0;
 	if (ts && rd_ptr(ts, TSTATE_CFRAME))
 		frame = rd_ptr(rd_ptr(ts, TSTATE_CFRAME), CFRAME_CURRENT);
-	if (!frame)
-		return -1;   /* no Python thread state: native frames only */
+	if (!frame) {
+		/* No Python thread state: native frames only, eval loops
+		 * included, so the plain chain of them all. */
+		*chain = hds_hash_chain(HDS_HASH_SEED, in, n);
+		return -1;
+	}
 
 	/* in[0..i) stay; from the first eval loop on, each eval loop becomes
-	 * its Python frames and the native run after it is copied whole.
-	 * py_end: the end of the outermost Python frames in out; tail_in and
-	 * tail_out: where the native run after the last eval loop begins, in
-	 * in and in out. */
-	int walked = 0, m = i, py_end = 0, tail_in = n, tail_out = 0, cut = 0;
+	 * its Python frames and the native run after it is copied whole. */
+	int walked = 0, m = i, cut = 0;
+	uint64_t py = HDS_HASH_SEED;
 	memcpy(out, in, sizeof *out * (size_t)i);
 	while (i < n && !cut) {
-		int before = m;
-		m = python_frames(&frame, out, m, max, &walked, &cut);
-		if (m > before)
-			py_end = m;
-		tail_in = ++i;
-		tail_out = m;
-		int j = next_eval(in, i, n, known);
+		m = python_frames(&frame, out, m, max, &walked, &cut, &py);
+		int j = next_eval(in, ++i, n, known);
 		int run = j - i;
 		if (run > max - m) {
 			run = max - m;
@@ -363,16 +380,14 @@ int hds_python_splice(const uintptr_t *in, int n, uintptr_t *out, int max, int *
 	if (cut)
 		*truncated = 1;
 
-	/* The hash: the chain of the native frames outside the outermost
-	 * Python frame (the unwinder's, when they are its tail), stepped
-	 * once with the four-lane hash of the frames inside it.  Without a
-	 * Python frame, the plain chain, as the same native stack would have. */
-	uint64_t outer;
-	if (known && !*truncated && py_end == tail_out)
-		outer = tail_in < n ? hds_capture_chain_at(tail_in) : HDS_HASH_SEED;
-	else
-		outer = hds_hash_chain(HDS_HASH_SEED, out + py_end, m - py_end);
-	*chain = py_end ? hds_hash_step(outer, hds_hash_lanes(out, py_end)) : outer;
+	uint64_t native = *chain;
+	if (!known || cut) {
+		native = HDS_HASH_SEED;
+		for (int k = m - 1; k >= 0; k--)
+			if (!(out[k] >> 63))
+				native = hds_hash_step(native, out[k]);
+	}
+	*chain = py != HDS_HASH_SEED ? hds_hash_step(native, py) : native;
 	return m;
 }
 
