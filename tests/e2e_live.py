@@ -95,9 +95,14 @@ def watch_shows_the_growing_site_in_a_terminal_and_gives_the_terminal_back():
                 eq(len(pid), 1, "one watch running")
                 os.kill(int(pid[0]), signal.SIGTERM)
             wait_for(f"watch to end on {how}", lambda: os.path.exists(after) and os.path.getsize(after) > 0)
+            # The file is there once the shell ran stty, but tmux may not
+            # have read the pane's output up to it yet (a loaded machine):
+            # wait for the status line, which watch's last output precedes.
+            ended = wait_for(f"the status line after watch on {how}",
+                             lambda: re.search(r"^watch ended (\d+)$", term.screen(), re.M))
+            eq(ended.group(1), "0", f"{how}: exit status:\n{term.screen()}")
             check(not term.alternate(), f"{how}: back from the alternate screen")
             eq(open(after).read(), open(f"{d}/stty.before").read(), f"{how}: the terminal's modes")
-            check(re.search(r"^watch ended 0$", term.screen(), re.M), f"{how}: exit status 0:\n{term.screen()}")
             term.keys("clear", "Enter")
     finally:
         term.close()
