@@ -231,7 +231,13 @@ def snapshot_refuses_in_one_line_what_it_cannot_ask():
     d = tmpdir()
     # A traced program that ignores the signal: heapdelta's handler was not
     # installed, and nothing is sent.
-    ign = subprocess.Popen([HD, "run", "-o", d, "--", "sh", "-c", "trap '' USR2; echo $$; exec sleep 60"],
+    # The process that prints its pid is the one asked: the ignored signal
+    # is inherited through exec, and the pid is printed once the program
+    # runs with the shim loaded (an `echo $$` before `exec` left a moment
+    # when the new image had not mapped the shim yet).
+    ign = subprocess.Popen([HD, "run", "-o", d, "--", "sh", "-c",
+                            "trap '' USR2; exec /usr/bin/python3 -c 'import os, time; print(os.getpid(), flush=True); "
+                            "time.sleep(60)'"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     pid = int(ign.stdout.readline())
     refusal([str(pid)], rf"heapdelta: process {pid} ignores SIGUSR2, so heapdelta's handler was not installed: "
