@@ -478,18 +478,24 @@ HDS_EXPORT void free(void *p)
  * with the real free.  One interposed call per operation instead of the
  * operator's, then malloc's or free's, each through the shim.
  */
+static __attribute__((noinline)) void *new_record(void *p, size_t n, int kind, const void *entry)
+{
+	int saved = errno;
+
+	hds_busy = 1;
+	record_alloc(p, n, kind, entry);
+	hds_busy = 0;
+	errno = saved;
+	return p;
+}
+
 void *hds_new_fast(size_t n, int kind, const void *entry)
 {
 	if (unlikely(!hds_fast() || hds.foreign_malloc))
 		return NULL;
 	void *p = hds.real.malloc(n ? n : 1);
-	if (likely(p) && sample_this(n)) {
-		int saved = errno;
-		hds_busy = 1;
-		record_alloc(p, n, kind, entry);
-		hds_busy = 0;
-		errno = saved;
-	}
+	if (likely(p) && sample_this(n))
+		return new_record(p, n, kind, entry);
 	return p;
 }
 

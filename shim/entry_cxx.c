@@ -55,18 +55,15 @@ static void *resolve(_Atomic(void *) *slot, const char *name)
  * delete is free: a replacement a library brought is the program's
  * allocator and is always called.  Decided once per operator.
  */
-static int runtime_operator(_Atomic(void *) *slot, const char *name, _Atomic int *state)
+static __attribute__((noinline)) int runtime_operator_decide(_Atomic(void *) *slot, const char *name,
+								 _Atomic int *state)
 {
-	int v = atomic_load_relaxed(state);
-
-	if (likely(v))
-		return v == 1;
 	if (hds_busy || atomic_load_acquire(&hds.state) != HDS_ACTIVE)
 		return 0;   /* decide later, outside the shim */
 	hds_busy = 1;
 	void *fn = resolve(slot, name);
 	Dl_info dl;
-	v = 2;
+	int v = 2;
 	if (fn && dladdr(fn, &dl) && dl.dli_fname) {
 		const char *base = strrchr(dl.dli_fname, '/');
 		base = base ? base + 1 : dl.dli_fname;
@@ -76,6 +73,15 @@ static int runtime_operator(_Atomic(void *) *slot, const char *name, _Atomic int
 	atomic_store_relaxed(state, v);
 	hds_busy = 0;
 	return v == 1;
+}
+
+static inline int runtime_operator(_Atomic(void *) *slot, const char *name, _Atomic int *state)
+{
+	int v = atomic_load_relaxed(state);
+
+	if (likely(v))
+		return v == 1;
+	return runtime_operator_decide(slot, name, state);
 }
 
 static void restore_busy(int *outer)
@@ -101,21 +107,15 @@ static void end_delete(int *outer)
  * operator, is passed through: libstdc++'s new[] calls new).
  */
 #define HDS_NEW(name, kind, params, args, size, fast)                                      \
-	HDS_EXPORT void *name params;                                                       \
-	void *name params                                                                   \
+	static _Atomic(void *) name##_real;                                                 \
+	static _Atomic int name##_runtime;                                                  \
+	static __attribute__((noinline)) void *name##_forward params                        \
 	{                                                                                   \
-		static _Atomic(void *) real;                                                \
-		static _Atomic int runtime;                                                 \
-		if (fast && runtime_operator(&real, #name, &runtime)) {                     \
-			void *q = hds_new_fast(size, kind, __builtin_frame_address(0));     \
-			if (likely(q != NULL))                                              \
-				return q;                                                   \
-		}                                                                           \
 		int outer __attribute__((cleanup(restore_busy))) = hds_busy;                \
 		int record = !outer && atomic_load_relaxed(&hds.state) == HDS_ACTIVE;      \
 		hds_busy = HDS_BUSY_FORWARD;                                               \
 		void *(*fn) params;                                                         \
-		void *sym = resolve(&real, #name);                                          \
+		void *sym = resolve(&name##_real, #name);                                   \
 		if (!sym) {                                                                 \
 			errno = ENOSYS;                                                     \
 			__builtin_trap();   /* nothing to forward to: cannot happen */      \
@@ -125,10 +125,21 @@ static void end_delete(int *outer)
 		if (p && record) {                                                          \
 			int saved = errno;                                                  \
 			hds_busy = 1;                                                       \
+			/* from this frame: the operator's is the next, skipped as ours */ \
 			hds_record_alloc(p, size, kind, __builtin_frame_address(0));        \
 			errno = saved;                                                      \
 		}                                                                           \
 		return p;                                                                   \
+	}                                                                                   \
+	HDS_EXPORT void *name params;                                                       \
+	void *name params                                                                   \
+	{                                                                                   \
+		if (fast && runtime_operator(&name##_real, #name, &name##_runtime)) {       \
+			void *q = hds_new_fast(size, kind, __builtin_frame_address(0));     \
+			if (likely(q != NULL))                                              \
+				return q;                                                   \
+		}                                                                           \
+		return name##_forward args;                                                 \
 	}
 
 typedef struct { char c; } nothrow_t;   /* std::nothrow_t: an empty class, passed by reference */
@@ -167,22 +178,26 @@ static int delete_begin(void *p, int kind, const void *frame)
 }
 
 #define HDS_DELETE(name, kind, params, args)                                                \
-	HDS_EXPORT void name params;                                                        \
-	void name params                                                                    \
+	static _Atomic(void *) name##_real;                                                 \
+	static _Atomic int name##_runtime;                                                  \
+	static __attribute__((noinline)) void name##_forward params                         \
 	{                                                                                   \
-		static _Atomic(void *) real;                                                \
-		static _Atomic int runtime;                                                 \
-		if (runtime_operator(&real, #name, &runtime) &&                            \
-		    likely(hds_delete_fast(p, kind, __builtin_frame_address(0))))           \
-			return;                                                             \
 		int outer __attribute__((cleanup(end_delete))) =                            \
 			delete_begin(p, kind, __builtin_frame_address(0));                  \
 		void (*fn) params;                                                          \
-		void *sym = resolve(&real, #name);                                          \
+		void *sym = resolve(&name##_real, #name);                                   \
 		if (!sym)                                                                   \
 			__builtin_trap();                                                   \
 		memcpy(&fn, &sym, sizeof sym);                                              \
 		fn args;                                                                    \
+	}                                                                                   \
+	HDS_EXPORT void name params;                                                        \
+	void name params                                                                    \
+	{                                                                                   \
+		if (runtime_operator(&name##_real, #name, &name##_runtime) &&               \
+		    likely(hds_delete_fast(p, kind, __builtin_frame_address(0))))           \
+			return;                                                             \
+		name##_forward args;                                                        \
 	}
 
 HDS_DELETE(_ZdlPv, HDS_KIND_NEW, (void *p), (p))
