@@ -456,7 +456,7 @@ HDS_EXPORT void free(void *p)
 	if (p) {
 		/* Out of the map before the real free; the map and the counters
 		 * never touch errno nor allocate. */
-		uint64_t e = hds_live_remove_in(p, glibc_block_maps(p));
+		uint64_t e = hds_live_maybe(p) ? hds_live_remove_in(p, glibc_block_maps(p)) : 0;
 		if (e) {
 			hds_uncount(e);
 			if (unlikely(hds_entry_kind(e) != HDS_KIND_MALLOC))
@@ -514,7 +514,7 @@ int hds_delete_fast(void *p, int kind, const void *entry)
 	if (unlikely(!hds_fast() || hds.foreign_malloc))
 		return 0;
 	if (p) {
-		uint64_t e = hds_live_remove_in(p, glibc_block_maps(p));
+		uint64_t e = hds_live_maybe(p) ? hds_live_remove_in(p, glibc_block_maps(p)) : 0;
 		if (e) {
 			hds_uncount(e);
 			if (unlikely(hds_entry_kind(e) != kind))

@@ -531,6 +531,25 @@ HDS_HIDDEN uint64_t hds_live_remove(const void *p);
 #define HDS_LIVE_COARSE 2
 #define HDS_LIVE_BLOCK  256    /* requested sizes from here go to blocks_large.c */
 HDS_HIDDEN uint64_t hds_live_remove_in(const void *p, unsigned maps);
+/*
+ * Sampled mode: per hashed block address, how many recorded blocks start
+ * there (saturating: at 255 it stays), kept by hds_live_insert and
+ * hds_live_remove_in.  A free whose address counts 0 was not recorded and
+ * skips the maps: most frees, when one allocation in thousands is
+ * recorded.  An allocation is recorded before it is returned, so its free,
+ * wherever it happens, sees the count.
+ */
+#define HDS_LIVE_FILTER_BITS 16
+HDS_HIDDEN extern _Atomic uint8_t hds_live_filter[1u << HDS_LIVE_FILTER_BITS];
+static inline _Atomic uint8_t *hds_live_filter_of(const void *p)
+{
+	return &hds_live_filter[((uintptr_t)p >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> (64 - HDS_LIVE_FILTER_BITS)];
+}
+/* May block p be recorded?  (Sampled mode only; always 1 otherwise.) */
+static inline int hds_live_maybe(const void *p)
+{
+	return !hds.cfg.sample_bytes || atomic_load_relaxed(hds_live_filter_of(p)) != 0;
+}
 HDS_HIDDEN uint64_t hds_live_resident(void);
 /* Release resident pages of the map that hold no block; returns bytes
  * released.  From the writer thread only (one reclaimer at a time). */

@@ -219,7 +219,33 @@ static inline uint64_t slot_insert_done(struct leaf *l, _Atomic slot_t *slots, u
 	return slot_entry(old);
 }
 
+_Atomic uint8_t hds_live_filter[1u << HDS_LIVE_FILTER_BITS];
+
+/* A recorded block starts at p (+1) or no longer does (-1): its count in
+ * hds_live_filter, which sticks at 255. */
+static void filter_add(const void *p, int d)
+{
+	_Atomic uint8_t *c = hds_live_filter_of(p);
+	uint8_t v = atomic_load_relaxed(c);
+
+	while (v != 255 && (d > 0 || v != 0) &&
+	       !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v + d), memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+}
+
+static uint64_t live_insert(const void *p, uint32_t stack_id, uint64_t payload);
+
 uint64_t hds_live_insert(const void *p, uint32_t stack_id, uint64_t payload)
+{
+	uint64_t old = live_insert(p, stack_id, payload);
+
+	if (hds.cfg.sample_bytes && old == 0)
+		filter_add(p, 1);   /* (a replaced block at p keeps the count it had) */
+	return old;
+}
+
+static uint64_t live_insert(const void *p, uint32_t stack_id, uint64_t payload)
 {
 	if ((payload & HDS_LIVE_MAX_SIZE) >= LARGE_BLOCK)
 		return hds_large_insert(p, stack_id, payload);
@@ -295,6 +321,8 @@ uint64_t hds_live_remove_in(const void *p, unsigned maps)
 		e = radix_remove(&small, (uintptr_t)p);
 	if (!e && ((maps & HDS_LIVE_COARSE) || unlikely(atomic_load_relaxed(&spilled))))
 		e = hds_large_remove(p);
+	if (e && hds.cfg.sample_bytes)
+		filter_add(p, -1);
 	return e;
 }
 

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -241,6 +242,8 @@ static struct model_block blocks[NADDR];
 static void check_live_table_against_the_model(int sparse)
 {
 	ASSERT_EQ(hds_live_init(5, sparse), 0);
+	memset((void *)hds_live_filter, 0, sizeof hds_live_filter);
+	hds.cfg.sample_bytes = sparse ? 512 << 10 : 0;   /* the sparse map is sampled mode's */
 	/* Addresses in a few distant regions, 32-byte granules apart, half of
 	 * them 16 bytes into their granule (as glibc's blocks can be). */
 	static const uintptr_t regions[] = { 0x555555554000, 0x7f0000000000, 0x10000, 0x7ffffff00000 };
@@ -266,6 +269,11 @@ static void check_live_table_against_the_model(int sparse)
 			ASSERT_EQ(got, b->entry);
 			b->entry = 0;
 		}
+		/* A free may skip the maps only for a block not recorded. */
+		if (step % 4096 == 0)
+			for (int i = 0; i < NADDR; i++)
+				if (blocks[i].entry)
+					ASSERT_EQ(hds_live_maybe((void *)blocks[i].addr), 1);
 	}
 	for (int i = 0; i < NADDR; i++)
 		ASSERT_EQ(hds_live_remove((void *)blocks[i].addr), blocks[i].entry);
@@ -273,6 +281,44 @@ static void check_live_table_against_the_model(int sparse)
 	for (int i = 0; i < NADDR; i++)
 		ASSERT_EQ(hds_live_remove((void *)blocks[i].addr), 0);
 	ASSERT_EQ(hds_live_remove((void *)0x123456780), 0);
+	hds.cfg.sample_bytes = 0;
+}
+
+/* Sampled mode's filter: a count per hashed address, exact below 255,
+ * stuck at 255 from there (never a block recorded and said absent). */
+static void sampled_frees_skip_only_blocks_never_recorded(void)
+{
+	enum { N = 300 };
+	static uintptr_t same[N];
+	int n = 0;
+
+	ASSERT_EQ(hds_live_init(5, 1), 0);
+	memset((void *)hds_live_filter, 0, sizeof hds_live_filter);
+	hds.cfg.sample_bytes = 512 << 10;
+	/* N addresses 32 bytes apart that share one count. */
+	const _Atomic uint8_t *target = hds_live_filter_of((void *)0x200000);
+	for (uintptr_t a = 0x200000; n < N; a += 32)
+		if (hds_live_filter_of((void *)a) == target)
+			same[n++] = a;
+	ASSERT_EQ(hds_live_maybe((void *)same[0]), 0);
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(hds_live_insert((void *)same[i], 7, 24), 0);
+	ASSERT_EQ(hds_live_maybe((void *)same[5]), 1);   /* shares the count: looked up, not found */
+	ASSERT_EQ(hds_live_remove((void *)same[5]), 0);
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(hds_live_maybe((void *)same[i]), 1);
+		ASSERT_EQ(hds_entry_stack(hds_live_remove((void *)same[i])), 7);
+	}
+	ASSERT_EQ(hds_live_maybe((void *)same[0]), 0);
+	/* Past 255 the count sticks: every block is still looked up. */
+	for (int i = 0; i < N; i++)
+		ASSERT_EQ(hds_live_insert((void *)same[i], 9, 24), 0);
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(hds_live_maybe((void *)same[i]), 1);
+		ASSERT_EQ(hds_entry_stack(hds_live_remove((void *)same[i])), 9);
+	}
+	ASSERT_EQ(hds_live_maybe((void *)same[0]), 1);
+	hds.cfg.sample_bytes = 0;
 }
 
 static void live_table_matches_a_reference_model(void)
@@ -571,6 +617,7 @@ int main(void)
 		{ "a stack id too large for a slot spills to the large table",
 		  a_stack_id_too_large_for_a_slot_spills_to_the_large_table },
 		{ "sparse live table matches a reference model", sparse_live_table_matches_a_reference_model },
+		{ "sampled frees skip only blocks never recorded", sampled_frees_skip_only_blocks_never_recorded },
 		{ "reclaimed pages lose no block", reclaimed_pages_lose_no_block },
 		{ "every live block comes back with its address", every_live_block_comes_back_with_its_address },
 		{ "tables stay exact under eight threads and reclaims", tables_stay_exact_under_eight_threads_and_reclaims },
