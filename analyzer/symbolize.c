@@ -220,6 +220,49 @@ static int open_elf_file(const char *path, enum refusal *why, struct stat *st)
 	return -1;
 }
 
+/*
+ * A walk over candidate files: each opened in turn (open_elf_file) until
+ * the caller accepts one; when the list runs out, debuginfod is asked by
+ * build-id for each of `kinds` in turn (once each), and what it fetched
+ * is tried too.  The first candidate refused for what it is (a directory,
+ * a FIFO, not ELF; not for being absent) is kept for the warning.
+ */
+struct cand_walk {
+	struct cands c;
+	size_t next;                   /* the next candidate to open */
+	size_t cur;                    /* the one cand_walk_next opened */
+	struct debuginfod *dbg;        /* NULL: ask no server */
+	const unsigned char *id;
+	size_t idlen;
+	const enum debuginfod_kind *kinds;
+	int nkinds, fetched;
+	const char *refused;           /* a path in c, or NULL */
+	enum refusal why;
+	struct stat st;                /* of the file opened */
+};
+
+/* Open the next candidate that opens as a regular ELF file: its fd (its
+ * path c.v[cur], its stat in st), or -1 when none is left. */
+static int cand_walk_next(struct cand_walk *w)
+{
+	for (;; w->next++) {
+		while (w->next == w->c.n && w->dbg && w->idlen && w->fetched < w->nkinds)
+			cand_add(&w->c, debuginfod_fetch(w->dbg, w->kinds[w->fetched++], w->id, w->idlen));
+		if (w->next == w->c.n)
+			return -1;
+		enum refusal why;
+		int fd = open_elf_file(w->c.v[w->next], &why, &w->st);
+		if (fd >= 0) {
+			w->cur = w->next++;
+			return fd;
+		}
+		if (why != FILE_UNREADABLE && !w->refused) {
+			w->refused = w->c.v[w->next];
+			w->why = why;
+		}
+	}
+}
+
 static void warn_debug_file(struct sym_module *m, const char *path, enum refusal why)
 {
 	if (m->warned)
@@ -396,13 +439,11 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 			  const char *file_name, const char *debuglink, GElf_Word crc,
 			  char **debuginfo_file_name)
 {
+	static const enum debuginfod_kind kinds[] = { DEBUGINFOD_DEBUGINFO };
 	struct sym_module *m = *userdata;
 	const unsigned char *id = NULL;
 	GElf_Addr vaddr;
 	int idlen = dwfl_module_build_id(mod, &id, &vaddr);
-	struct cands c = { NULL, 0 };
-	char *refused = NULL;
-	enum refusal why = 0;
 	int fd = -1;
 
 	(void)modname;
@@ -413,44 +454,29 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 	/* Without a debuglink, libdwfl's standard guess: NAME.debug. */
 	const char *slash = strrchr(file_name, '/');
 	char *guess = debuglink ? NULL : xasprintf("%s.debug", slash ? slash + 1 : file_name);
-	debug_cands(m, &c, id, idlen, file_name, debuglink ? debuglink : guess);
-	for (size_t i = 0; fd < 0; i++) {
-		enum refusal w;
-		struct stat st;
+	struct cand_walk w = { .dbg = idlen > 0 && !m->asked ? m->sym->dbg : NULL, .id = id,
+			       .idlen = idlen > 0 ? (size_t)idlen : 0, .kinds = kinds, .nkinds = 1 };
+	debug_cands(m, &w.c, id, idlen, file_name, debuglink ? debuglink : guess);
+	while ((fd = cand_walk_next(&w)) >= 0) {
 		uint32_t got;
-		if (i == c.n) {
-			/* Nowhere here: ask debuginfod, once. */
-			if (idlen <= 0 || m->asked || !m->sym->dbg)
-				break;
-			m->asked = 1;
-			cand_add(&c, debuginfod_fetch(m->sym->dbg, DEBUGINFOD_DEBUGINFO, id, (size_t)idlen));
-			if (i == c.n)
-				break;
-		}
-		fd = open_elf_file(c.v[i], &w, &st);
-		if (fd < 0) {
-			if (w != FILE_UNREADABLE && !refused) {
-				refused = c.v[i];
-				why = w;
-			}
-			continue;
-		}
-		int ok = st.st_dev != m->dev || st.st_ino != m->ino;   /* not the module itself */
+		int ok = w.st.st_dev != m->dev || w.st.st_ino != m->ino;   /* not the module itself */
 		if (ok && idlen > 0)
 			ok = has_build_id(fd, id, (size_t)idlen);
 		else if (ok && debuglink && crc)
 			ok = file_crc32(fd, &got) == 0 && got == crc;
-		if (!ok) {
-			close(fd);
-			fd = -1;
-			continue;
-		}
-		m->debug_path = xstrdup(c.v[i]);
-		*debuginfo_file_name = xstrdup(c.v[i]);   /* libdwfl frees it */
+		if (ok)
+			break;
+		close(fd);
 	}
-	if (fd < 0 && refused)
-		warn_debug_file(m, refused, why);
-	cands_release(&c);
+	if (w.fetched)
+		m->asked = 1;
+	if (fd >= 0) {
+		m->debug_path = xstrdup(w.c.v[w.cur]);
+		*debuginfo_file_name = xstrdup(w.c.v[w.cur]);   /* libdwfl frees it */
+	} else if (w.refused) {
+		warn_debug_file(m, w.refused, w.why);
+	}
+	cands_release(&w.c);
 	free(guess);
 	errno = 0;
 	return fd;
@@ -541,35 +567,18 @@ void symbolizer_free(struct symbolizer *sym)
  * (it then never looks again).  0, or -1 when one of them is refused. */
 static int check_alt_file(struct sym_module *m, Dwarf *dw, const char *debugdir)
 {
+	static const enum debuginfod_kind kinds[] = { DEBUGINFOD_DEBUGINFO };   /* it serves dwz files by build-id */
 	const char *altname;
 	const void *id;
 	ssize_t n = dwelf_dwarf_gnu_debugaltlink(dw, &altname, &id);
-	struct cands c = { NULL, 0 };
-	enum refusal why = 0;
-	char *refused = NULL;
+	int fd;
 
 	if (n <= 0)
 		return 0;
-	build_id_cands(m, &c, id, (size_t)n, ".debug");
-	cand_add(&c, alt_path(debugdir, altname));
-	for (size_t i = 0; !m->alt; i++) {
-		struct stat st;
-		enum refusal w;
-		if (i == c.n) {
-			/* Nowhere here: ask debuginfod (it serves dwz files by build-id). */
-			if (m->sym->dbg)
-				cand_add(&c, debuginfod_fetch(m->sym->dbg, DEBUGINFOD_DEBUGINFO, id, (size_t)n));
-			if (i == c.n)
-				break;
-		}
-		int fd = open_elf_file(c.v[i], &w, &st);
-		if (fd < 0) {
-			if (w != FILE_UNREADABLE && !refused) {
-				refused = xstrdup(c.v[i]);
-				why = w;
-			}
-			continue;
-		}
+	struct cand_walk w = { .dbg = m->sym->dbg, .id = id, .idlen = (size_t)n, .kinds = kinds, .nkinds = 1 };
+	build_id_cands(m, &w.c, id, (size_t)n, ".debug");
+	cand_add(&w.c, alt_path(debugdir, altname));
+	while (!m->alt && (fd = cand_walk_next(&w)) >= 0) {
 		Dwarf *alt = has_build_id(fd, id, (size_t)n) ? dwarf_begin(fd, DWARF_C_READ) : NULL;
 		if (!alt) {
 			close(fd);
@@ -578,17 +587,17 @@ static int check_alt_file(struct sym_module *m, Dwarf *dw, const char *debugdir)
 		dwarf_setalt(dw, alt);
 		m->alt = alt;
 		m->alt_fd = fd;
-		m->alt_path = xstrdup(c.v[i]);
+		m->alt_path = xstrdup(w.c.v[w.cur]);
 		if ((size_t)n <= HD_MAX_BUILD_ID)
 			hex(m->alt_id, id, (size_t)n);
 	}
-	if (!m->alt && refused)
-		warn_debug_file(m, refused, why);
+	int refused = !m->alt && w.refused;
+	if (refused)
+		warn_debug_file(m, w.refused, w.why);
 	else if (!m->alt)
 		dwarf_getalt(dw);
-	cands_release(&c);
-	free(refused);
-	return !m->alt && refused ? -1 : 0;
+	cands_release(&w.c);
+	return refused ? -1 : 0;
 }
 
 /* Load the module's DWARF now, and refuse it when libdw would later open a
@@ -637,51 +646,36 @@ static void module_cands(const struct sym_module *m, struct cands *c)
  * one is, a refused or other-build-id file before it is named too. */
 static void module_open(struct sym_module *m, const struct hd_module *hm)
 {
-	struct cands c = { NULL, 0 };
+	static const enum debuginfod_kind kinds[] = { DEBUGINFOD_DEBUGINFO, DEBUGINFOD_EXECUTABLE };
 	unsigned char have[HD_MAX_BUILD_ID];
 	size_t havelen = 0;
-	const char *refused = NULL, *changed = NULL;
-	enum refusal why = 0;
-	struct stat st;
-	int fd = -1, fetched = 0;
+	const char *changed = NULL;
+	int fd = -1;
 
 	if (hm->flags & HD_MOD_VDSO || !m->path[0]) {
 		m->state = MOD_NOFILE;
 		return;
 	}
 	m->state = MOD_MISSING;
-	module_cands(m, &c);
-	for (size_t i = 0; fd < 0; i++) {
-		while (i == c.n && m->build_id_len && m->sym->dbg && fetched < 2) {
-			m->asked = 1;
-			cand_add(&c, debuginfod_fetch(m->sym->dbg, fetched++ ? DEBUGINFOD_EXECUTABLE : DEBUGINFOD_DEBUGINFO,
-						      m->build_id, m->build_id_len));
-		}
-		if (i == c.n)
-			break;
-		enum refusal w;
-		fd = open_elf_file(c.v[i], &w, &st);
-		if (fd < 0) {
-			if (w != FILE_UNREADABLE && !refused) {
-				refused = c.v[i];
-				why = w;
-			}
-			continue;
-		}
+	struct cand_walk w = { .dbg = m->sym->dbg, .id = m->build_id, .idlen = m->build_id_len, .kinds = kinds,
+			       .nkinds = 2 };
+	module_cands(m, &w.c);
+	while ((fd = cand_walk_next(&w)) >= 0) {
 		unsigned char got[HD_MAX_BUILD_ID];
 		size_t len = m->build_id_len ? file_build_id(fd, got) : 0;
-		if (m->build_id_len && (len != m->build_id_len || memcmp(got, m->build_id, len) != 0)) {
-			if (!changed) {
-				changed = c.v[i];
-				memcpy(have, got, len);
-				havelen = len;
-			}
-			close(fd);
-			fd = -1;
-			continue;
+		if (!m->build_id_len || (len == m->build_id_len && memcmp(got, m->build_id, len) == 0))
+			break;
+		if (!changed) {
+			changed = w.c.v[w.cur];
+			memcpy(have, got, len);
+			havelen = len;
 		}
-		m->file = xstrdup(c.v[i]);
+		close(fd);
 	}
+	if (w.fetched)
+		m->asked = 1;
+	if (fd >= 0)
+		m->file = xstrdup(w.c.v[w.cur]);
 
 	char want[2 * HD_MAX_BUILD_ID + 1], had[2 * HD_MAX_BUILD_ID + 1];
 	hex(want, m->build_id, m->build_id_len);
@@ -690,23 +684,23 @@ static void module_open(struct sym_module *m, const struct hd_module *hm)
 	else
 		strcpy(had, "none");
 	char *tail = m->file ? xasprintf("using '%s'", m->file) : xstrdup("its frames are shown as module+offset");
-	if (refused)
-		warning("'%s' %s; %s", refused, refusal_text(why), tail);
+	if (w.refused)
+		warning("'%s' %s; %s", w.refused, refusal_text(w.why), tail);
 	else if (changed)
 		warning("'%s' has changed since the snapshot was taken (build-id %s, snapshot has %s); %s", changed, had,
 			want, tail);
 	else if (!m->file)
-		warning("'%s' %s; %s", c.n ? c.v[0] : m->path, refusal_text(FILE_UNREADABLE), tail);
+		warning("'%s' %s; %s", w.c.n ? w.c.v[0] : m->path, refusal_text(FILE_UNREADABLE), tail);
 	free(tail);
 	if (!m->file) {
-		m->state = changed && !refused ? MOD_CHANGED : MOD_MISSING;
-		cands_release(&c);
+		m->state = changed && !w.refused ? MOD_CHANGED : MOD_MISSING;
+		cands_release(&w.c);
 		return;
 	}
-	cands_release(&c);
+	cands_release(&w.c);
 
-	m->dev = st.st_dev;
-	m->ino = st.st_ino;
+	m->dev = w.st.st_dev;
+	m->ino = w.st.st_ino;
 	m->dwfl = dwfl_begin(&callbacks);
 	if (m->dwfl)
 		m->mod = dwfl_report_elf(m->dwfl, m->name, m->file, fd, 0, false);
