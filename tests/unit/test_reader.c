@@ -30,6 +30,39 @@ static void end_section(struct buf *b, size_t start)
 	hd_put_u64(b->b + start - 8, b->n - start);
 }
 
+/* Every truncation of b is refused, each read from a copy of exactly its
+ * length (so that ASan sees an overread). */
+static void assert_truncations_refused(const struct buf *b, const char *name)
+{
+	struct snapshot s;
+
+	for (size_t n = 0; n < b->n; n++) {
+		unsigned char *copy = malloc(n ? n : 1);
+		memcpy(copy, b->b, n);
+		int rc = snapshot_parse(name, copy, n, &s);
+		snapshot_release(&s);
+		free(copy);
+		if (rc != -1)
+			printf("  truncated to %zu bytes was accepted\n", n);
+		ASSERT_EQ(rc, -1);
+	}
+}
+
+/* Every single-bit change of b is read, refused or not, without a fault
+ * (ASan and UBSan watch); b is as it was after. */
+static void survive_bit_flips(struct buf *b, const char *name)
+{
+	struct snapshot s;
+
+	for (size_t i = 0; i < b->n; i++)
+		for (int bit = 0; bit < 8; bit++) {
+			b->b[i] ^= (unsigned char)(1 << bit);
+			snapshot_parse(name, b->b, b->n, &s);
+			snapshot_release(&s);
+			b->b[i] ^= (unsigned char)(1 << bit);
+		}
+}
+
 static void build(struct buf *b)
 {
 	size_t s;
@@ -198,19 +231,8 @@ static void a_frame_names_the_module_mapped_there_in_its_stacks_epoch(void)
 	snapshot_release(&s);
 
 	/* Every truncation and single-byte change: an error or a clean read. */
-	for (size_t cut = 0; cut < b.n; cut++) {
-		if (snapshot_parse("mem", b.b, cut, &s) == 0)
-			ASSERT_TRUE(0);
-		snapshot_release(&s);
-	}
-	for (size_t i = 0; i < b.n; i++) {
-		for (int bit = 0; bit < 8; bit++) {
-			b.b[i] ^= (unsigned char)(1 << bit);
-			snapshot_parse("mem", b.b, b.n, &s);
-			snapshot_release(&s);
-			b.b[i] ^= (unsigned char)(1 << bit);
-		}
-	}
+	assert_truncations_refused(&b, "mem");
+	survive_bit_flips(&b, "mem");
 }
 
 /* Version 2, building on nothing: two stacks' frames, their counters as
@@ -281,18 +303,8 @@ static void a_version_2_snapshot_without_a_base_reads_back_exactly(void)
 	ASSERT_EQ(c->epoch, 2);
 	ASSERT_EQ(c->frames[0], 0x401005);
 	snapshot_release(&s);
-	for (size_t cut = 0; cut < b.n; cut++) {
-		if (snapshot_parse("mem", b.b, cut, &s) == 0)
-			ASSERT_TRUE(0);
-		snapshot_release(&s);
-	}
-	for (size_t i = 0; i < b.n; i++)
-		for (int bit = 0; bit < 8; bit++) {
-			b.b[i] ^= (unsigned char)(1 << bit);
-			snapshot_parse("mem", b.b, b.n, &s);
-			snapshot_release(&s);
-			b.b[i] ^= (unsigned char)(1 << bit);
-		}
+	assert_truncations_refused(&b, "mem");
+	survive_bit_flips(&b, "mem");
 	/* A base: the file alone is partial; its counters wait for the chain. */
 	build_v2(&b);
 	hd_put_u64(b.b + 16 + 16 + 8 * HD_META_BASE_SEQ, 1);
@@ -463,20 +475,8 @@ static void reach_that_disagrees_with_the_stacks_is_an_error(void)
 	/* Every truncation is an error; every single-bit change, either. */
 	build(&b);
 	put_reach(&b, HD_REACH_DONE, v1_reach, 2);
-	for (size_t n = 0; n < b.n; n++) {
-		unsigned char *copy = malloc(n ? n : 1);
-		memcpy(copy, b.b, n);
-		ASSERT_EQ(snapshot_parse("t", copy, n, &s), -1);
-		snapshot_release(&s);
-		free(copy);
-	}
-	for (size_t i = 0; i < b.n; i++)
-		for (int bit = 0; bit < 8; bit++) {
-			b.b[i] ^= (unsigned char)(1 << bit);
-			snapshot_parse("t", b.b, b.n, &s);
-			snapshot_release(&s);
-			b.b[i] ^= (unsigned char)(1 << bit);
-		}
+	assert_truncations_refused(&b, "t");
+	survive_bit_flips(&b, "t");
 }
 
 static void reach_in_a_version_2_file_is_checked_against_its_composed_stacks(void)
@@ -508,13 +508,7 @@ static void reach_in_a_version_2_file_is_checked_against_its_composed_stacks(voi
 	snapshot_release(&s);
 	build_v2(&b);
 	put_reach(&b, HD_REACH_DONE, r, 1);
-	for (size_t n = 0; n < b.n; n++) {
-		unsigned char *copy = malloc(n ? n : 1);
-		memcpy(copy, b.b, n);
-		ASSERT_EQ(snapshot_parse("mem", copy, n, &s), -1);
-		snapshot_release(&s);
-		free(copy);
-	}
+	assert_truncations_refused(&b, "mem");
 }
 
 /* ---- JIT ---------------------------------------------------------------- */
@@ -564,31 +558,15 @@ static void jit_entries_name_their_addresses_the_later_record_in_force(void)
 	snapshot_release(&s);
 	build_v2(&b);
 	put_jit(&b, 0);
-	for (size_t n = 0; n < b.n; n++) {
-		unsigned char *copy = malloc(n ? n : 1);
-		memcpy(copy, b.b, n);
-		ASSERT_EQ(snapshot_parse("mem", copy, n, &s), -1);
-		snapshot_release(&s);
-		free(copy);
-	}
+	assert_truncations_refused(&b, "mem");
 }
 
 static void every_truncation_is_an_error(void)
 {
 	struct buf b;
-	struct snapshot s;
 
 	build(&b);
-	for (size_t n = 0; n < b.n; n++) {
-		unsigned char *copy = malloc(n ? n : 1);   /* exact size: ASan sees overreads */
-		memcpy(copy, b.b, n);
-		int rc = snapshot_parse("t", copy, n, &s);
-		snapshot_release(&s);
-		free(copy);
-		if (rc != -1)
-			printf("  truncated to %zu bytes was accepted\n", n);
-		ASSERT_EQ(rc, -1);
-	}
+	assert_truncations_refused(&b, "t");
 }
 
 static void every_single_byte_corruption_is_handled(void)
