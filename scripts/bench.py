@@ -164,6 +164,28 @@ def tree_rss_kib(pid):
     return total
 
 
+class PeakRss:
+    """The peak RSS in KiB of the process tree under pid (tree_rss_kib),
+    sampled every 10 ms by a thread of its own between start() and stop()."""
+
+    def __init__(self, pid):
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(pid,), daemon=True)
+
+    def _sample(self, pid):
+        while not self._done.wait(0.01):
+            self.peak = max(self.peak, tree_rss_kib(pid))
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def measure(cmd, env, stdin_path, limit_as=None, timeout=600):
     """Run cmd; return wall, CPU (user+sys of the tree), peak RSS in KiB (the
     sum over the process tree, sampled every 10 ms, or the largest single
@@ -177,15 +199,8 @@ def measure(cmd, env, stdin_path, limit_as=None, timeout=600):
 
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL, env=env, preexec_fn=limits)
-    peak = [0]
-    done = threading.Event()
-
-    def sample():
-        while not done.wait(0.01):
-            peak[0] = max(peak[0], tree_rss_kib(p.pid))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    rss = PeakRss(p.pid)
+    rss.start()
     deadline = t0 + timeout
     while True:
         pid, status, ru = os.wait4(p.pid, os.WNOHANG)
@@ -197,14 +212,13 @@ def measure(cmd, env, stdin_path, limit_as=None, timeout=600):
             break
         time.sleep(0.002)
     wall = time.perf_counter() - t0
-    done.set()
-    sampler.join()
+    rss.stop()
     p.returncode = os.waitstatus_to_exitcode(status)
     out.seek(0)
     data = out.read()
     if stdin_path:
         stdin.close()
-    return wall, ru.ru_utime + ru.ru_stime, max(ru.ru_maxrss, peak[0]), data, p.returncode
+    return wall, ru.ru_utime + ru.ru_stime, max(ru.ru_maxrss, rss.peak), data, p.returncode
 
 
 def dir_size(pattern):
@@ -503,14 +517,7 @@ def redis_run(mode, odir):
         # Its own process group, so that all of it can be stopped at once.
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                              start_new_session=True, preexec_fn=limits)
-    peak = [0]
-    done = threading.Event()
-
-    def sample():
-        while not done.wait(0.01):
-            peak[0] = max(peak[0], tree_rss_kib(p.pid))
-
-    sampler = threading.Thread(target=sample, daemon=True)
+    rss = PeakRss(p.pid)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -524,11 +531,10 @@ def redis_run(mode, odir):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not answer PING within 60 s: {log_tail()}")
             time.sleep(0.05)
-        sampler.start()
+        rss.start()
         r = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), *REDIS_LOAD],
                            capture_output=True, text=True, timeout=900)
-        done.set()
-        sampler.join()
+        rss.stop()
         if r.returncode != 0:
             raise RuntimeError(f"redis-benchmark exited with status {r.returncode}: {r.stderr.strip()[-200:]}")
         redis_send(port, b"SHUTDOWN NOSAVE", timeout=30)
@@ -538,7 +544,7 @@ def redis_run(mode, odir):
     except OSError as e:
         raise RuntimeError(f"redis-server on port {port}: {e}")
     finally:
-        done.set()
+        rss.stop()
         if p.poll() is None or group_alive(p.pid):
             stop_group(p)
             if mode == "heaptrack":   # the script's FIFO, which its exit trap would have removed
@@ -548,7 +554,7 @@ def redis_run(mode, odir):
                     pass
     tests = {rec["test"]: (float(rec["rps"]), float(rec["p50_latency_ms"]), float(rec["p99_latency_ms"]))
              for rec in csv.DictReader(r.stdout.splitlines())}
-    return tests, peak[0], rc
+    return tests, rss.peak, rc
 
 
 def redis_bench(runs, modes):
