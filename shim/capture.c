@@ -98,40 +98,50 @@ static inline int in_range(const struct text_range *r, uintptr_t a)
 
 /* ---- per-thread state --------------------------------------------------- */
 
-/* One frame as the cfi unwinder saw it: its registers, and the slots read
- * to step out of it (address 0: none). */
+/* One frame as the cfi unwinder saw it while stepping out of it: its
+ * registers, and the slots read to step out of it (address 0: none). */
 struct uframe {
 	uint64_t ip, sp, bp;
 	uint64_t ra_addr, ra_val, bp_addr, bp_val;
-	uint64_t chain;   /* hash chain from the outermost frame to this one */
 	int uses_bp;      /* its rule reads fp (CFA = fp + off) */
-	int needs_bp;     /* the walk from here outwards reads this frame's fp
-			     before any frame restores it from the stack */
 	int ra_reg;       /* its return address came from the link register,
 			     not from a slot: it cannot be checked unchanged */
 	int fp_step;      /* code without CFI: stepped out by its frame pointer */
-	int fp_outer;     /* it or a frame outside it was (mark_outer) */
+};
+
+/* What the previous stack keeps of each frame (flags[]). */
+enum {
+	F_NEEDS_BP = 1,   /* the walk from here outwards reads this frame's fp
+			     before any frame restores it from the stack */
+	F_RA_REG = 2,     /* uframe.ra_reg */
+	F_FP_OUTER = 4,   /* it or a frame outside it was stepped by fp */
 };
 
 #define L1_RULES 512
 
+/*
+ * The previous stack is kept outermost first, as flat arrays: the reuse
+ * path reads a few of them for 30 frames (the stack pointers while it looks
+ * for the matching frame, the slots while it checks them), so each is a
+ * few cache lines, and a new stack's inner frames are written into them in
+ * one pass (commit_frames).
+ */
 struct unwind_mem {
 	struct { uint64_t pc, rule; } l1[L1_RULES];   /* this thread's recent rules */
 	uint32_t epoch;              /* map epoch the cached rules and stack belong to */
 	int n;                       /* frames of the previous stack */
 	int cut;                     /* it stopped at the cap, not at its end */
-	struct uframe rev[CAP];      /* previous stack, outermost first */
 	struct uframe scratch[CAP];  /* the stack being unwound, innermost first */
-	/* rev, flattened for the reuse path (index_rev): its return addresses
-	 * and stack pointers, and the stack slots its unwind read with the
-	 * values it found, those of rev[0 .. i] being ck[0 .. ck_end[i]).
-	 * Contiguous, so that the check of an outer part of 30 frames reads
-	 * 30 slots and a few cache lines, not 30 frame records. */
-	uint64_t rip[CAP];
-	uint64_t rsp[CAP];
-	/* With Python frames on: the index in rev of the nearest eval-loop
-	 * frame (hds_is_eval) at or outside each frame, -1 if none. */
+	uint64_t rip[CAP];           /* previous stack: return addresses */
+	uint64_t rsp[CAP];           /* stack pointers */
+	uint64_t rbp[CAP];           /* frame pointers */
+	uint64_t chain[CAP];         /* hash chain from the outermost frame to this one */
+	uint8_t flags[CAP];          /* F_* */
+	/* With Python frames on: the index of the nearest eval-loop frame
+	 * (hds_is_eval) at or outside each frame, -1 if none. */
 	int16_t reval[CAP];
+	/* The stack slots the previous unwind read, with the values it found,
+	 * those of frames 0 .. i being ck[0 .. ck_end[i]). */
 	struct { uint64_t addr, val; } ck[2 * CAP];
 	uint16_t ck_end[CAP];
 };
@@ -231,84 +241,64 @@ static inline int readable(uint64_t a, uint64_t lo, uint64_t hi)
 	return !(a & 7) && a >= lo && a <= hi - 8;
 }
 
-/* Plain stores: a struct assignment here compiles to `rep movs`, whose
- * start-up cost dominated the whole capture. */
-static inline void uframe_copy(struct uframe *d, const struct uframe *f)
+/*
+ * Make scratch[0 .. j) (innermost first) the previous stack's frames from
+ * `outer` inwards: frame scratch[t] becomes frame outer + j - 1 - t.  One
+ * pass, outermost first, computing what each frame needs from the frames
+ * outside it:
+ *  - F_NEEDS_BP: a frame whose rule reads fp needs it; one that restores fp
+ *    from a slot does not (nothing outside it sees this frame's fp); one
+ *    that keeps fp needs it if the frame outside it does (beyond a cut:
+ *    assume so);
+ *  - the hash chain; with Python frames on (py) it leaves the eval-loop
+ *    frames out (python.c replaces them: the chain is then that of the
+ *    native frames the spliced stack keeps), and reval is kept;
+ *  - the slots to check: every return-address slot, and the fp slot when
+ *    the walk outside the frame reads fp before a frame restores it.
+ */
+static inline __attribute__((always_inline)) void commit_frames(struct unwind_mem *m, int outer, int j, const int py)
 {
-	d->ip = f->ip;
-	d->sp = f->sp;
-	d->bp = f->bp;
-	d->ra_addr = f->ra_addr;
-	d->ra_val = f->ra_val;
-	d->bp_addr = f->bp_addr;
-	d->bp_val = f->bp_val;
-	d->uses_bp = f->uses_bp;
-	d->needs_bp = f->needs_bp;
-	d->ra_reg = f->ra_reg;
-	d->fp_step = f->fp_step;
-	d->fp_outer = f->fp_outer;
-	d->chain = f->chain;
-}
+	uint64_t chain = outer ? m->chain[outer - 1] : HDS_HASH_SEED;
+	unsigned up = outer ? m->flags[outer - 1] : (m->cut ? F_NEEDS_BP : 0);
+	int16_t ev = outer && py ? m->reval[outer - 1] : -1;
+	uint32_t c = outer ? m->ck_end[outer - 1] : 0;
 
-/* needs_bp and the hash chain of rev[from .. n-1] (innermost last), from
- * the frames outside them.  With Python frames on (py), the chain leaves
- * the eval-loop frames out (python.c replaces them: the chain is then that
- * of the native frames the spliced stack keeps), and reval is kept. */
-static inline __attribute__((always_inline)) void mark_frames(struct unwind_mem *m, int from, const int py)
-{
-	struct uframe *rev = m->rev;
-
-	for (int i = from; i < m->n; i++) {
-		struct uframe *f = &rev[i];
-		int outer = i ? rev[i - 1].needs_bp : m->cut;   /* beyond a cut: assume so */
-		uint64_t chain = i ? rev[i - 1].chain : HDS_HASH_SEED;
-		if (py && hds_is_eval(f->ip)) {
-			f->chain = chain;
-			m->reval[i] = (int16_t)i;
-		} else {
-			f->chain = hds_hash_step(chain, f->ip);
-			if (py)
-				m->reval[i] = (int16_t)(i ? m->reval[i - 1] : -1);
-		}
-		f->fp_outer = f->fp_step || (i && rev[i - 1].fp_outer);
-		if (f->uses_bp)
-			f->needs_bp = 1;
-		else if (f->bp_addr)
-			f->needs_bp = 0;   /* restores fp before anything outside reads it */
+	for (int t = j - 1, i = outer; t >= 0; t--, i++) {
+		const struct uframe *f = &m->scratch[t];
+		unsigned fl = (up & F_FP_OUTER) | (f->fp_step ? F_FP_OUTER : 0) | (f->ra_reg ? F_RA_REG : 0);
+		if (f->uses_bp || (!f->bp_addr && (f->ra_addr || f->ra_reg) && (up & F_NEEDS_BP)))
+			fl |= F_NEEDS_BP;
+		if (py && hds_is_eval(f->ip))
+			ev = (int16_t)i;
 		else
-			f->needs_bp = f->ra_addr || f->ra_reg ? outer : 0;
-	}
-}
-
-static void mark_outer(struct unwind_mem *m, int from)
-{
-	if (hds_eval_hi)
-		mark_frames(m, from, 1);
-	else
-		mark_frames(m, from, 0);
-}
-
-/* rev[from .. n-1] into rip, rsp and ck (after mark_outer). */
-static void index_rev(struct unwind_mem *m, int from)
-{
-	uint32_t c = from ? m->ck_end[from - 1] : 0;
-
-	for (int i = from; i < m->n; i++) {
-		const struct uframe *f = &m->rev[i];
+			chain = hds_hash_step(chain, f->ip);
+		if (py)
+			m->reval[i] = ev;
 		m->rip[i] = f->ip;
 		m->rsp[i] = f->sp;
+		m->rbp[i] = f->bp;
+		m->chain[i] = chain;
+		m->flags[i] = (uint8_t)fl;
 		if (f->ra_addr) {
 			m->ck[c].addr = f->ra_addr;
 			m->ck[c++].val = f->ra_val;
 		}
-		/* The fp it restores matters only when the walk outside it
-		 * reads fp before a frame restores it again. */
-		if (f->bp_addr && i > 0 && m->rev[i - 1].needs_bp) {
+		if (f->bp_addr && i > 0 && (up & F_NEEDS_BP)) {
 			m->ck[c].addr = f->bp_addr;
 			m->ck[c++].val = f->bp_val;
 		}
 		m->ck_end[i] = (uint16_t)c;
+		up = fl;
 	}
+	m->n = outer + j;
+}
+
+static void commit(struct unwind_mem *m, int outer, int j)
+{
+	if (hds_eval_hi)
+		commit_frames(m, outer, j, 1);
+	else
+		commit_frames(m, outer, j, 0);
 }
 
 /* Are the slots that the previous unwind read from frame k outwards
@@ -491,18 +481,19 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 		while (k < m->n && m->rsp[m->n - 1 - k] < sp)
 			k++;
 		if (k < m->n && run < 0) {
-			const struct uframe *p = &m->rev[m->n - 1 - k];
+			int at = m->n - 1 - k;
+			unsigned fl = m->flags[at];
 			/* fp is an ordinary register in code without frame
 			 * pointers: it matters only if the outer walk reads it. */
-			if (p->sp == sp && p->ip == ip && (!p->needs_bp || p->bp == bp) && (!m->cut || j >= k) &&
-			    !p->ra_reg && outer_unchanged(m, k)) {
-				/* Keep rev[0 .. n-1-k] (the outer part, frame k
+			if (m->rsp[at] == sp && m->rip[at] == ip && (!(fl & F_NEEDS_BP) || m->rbp[at] == bp) &&
+			    (!m->cut || j >= k) && !(fl & F_RA_REG) && outer_unchanged(m, k)) {
+				/* Keep frames 0 .. n-1-k (the outer part, frame k
 				 * included); put the j new inner frames after it. */
 				int outer = m->n - k;
 				int total = outer + j;
 				if (total > want)
 					total = want;
-				*nocfi = p->fp_outer;
+				*nocfi = !!(fl & F_FP_OUTER);
 				for (int t = 0; t < j && t < want; t++) {
 					out[t] = m->scratch[t].ip;
 					*nocfi |= m->scratch[t].fp_step;
@@ -511,11 +502,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 				for (int t = j; t < total; t++)
 					out[t] = rip[-t];
 				if (outer + j <= CAP) {
-					for (int t = 0; t < j; t++)
-						uframe_copy(&m->rev[outer + j - 1 - t], &m->scratch[t]);
-					m->n = outer + j;
-					mark_outer(m, outer);
-					index_rev(m, outer);
+					commit(m, outer, j);
 				} else {
 					m->n = 0;   /* too deep to keep: next time from scratch */
 				}
@@ -588,12 +575,9 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 	for (int t = 0; t < j; t++) {
 		out[t] = m->scratch[t].ip;
 		*nocfi |= m->scratch[t].fp_step;
-		uframe_copy(&m->rev[j - 1 - t], &m->scratch[t]);
 	}
-	m->n = j;
 	m->cut = j == want;
-	mark_outer(m, 0);
-	index_rev(m, 0);
+	commit(m, 0, j);
 	return j;
 }
 
@@ -619,7 +603,8 @@ static int skip_own(const uintptr_t *buf, int n)
 }
 
 /* This thread's last capture that gave a chain: its reval, and the index
- * in rev of its innermost recorded frame (frame i is rev[tl_top - i]). */
+ * in the previous stack of its innermost recorded frame (frame i is the
+ * previous stack's frame tl_top - i). */
 static __thread const int16_t *tl_reval __attribute__((tls_model("initial-exec")));
 static __thread int tl_top __attribute__((tls_model("initial-exec")));
 
@@ -675,7 +660,7 @@ int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, int *truncate
 	 * recorded frames are exactly its frames skip .. end. */
 	*chain = 0;
 	if (from_cfi && m && m->n == n && !m->cut && n - skip <= max && n > skip) {
-		*chain = m->rev[n - 1 - skip].chain;
+		*chain = m->chain[n - 1 - skip];
 		tl_reval = m->reval;
 		tl_top = n - 1 - skip;
 	}
