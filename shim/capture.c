@@ -103,18 +103,19 @@ static inline int in_range(const struct text_range *r, uintptr_t a)
 struct uframe {
 	uint64_t ip, sp, bp;
 	uint64_t ra_addr, ra_val, bp_addr, bp_val;
-	int uses_bp;      /* its rule reads fp (CFA = fp + off) */
-	int ra_reg;       /* its return address came from the link register,
-			     not from a slot: it cannot be checked unchanged */
-	int fp_step;      /* code without CFI: stepped out by its frame pointer */
+	unsigned bits;    /* F_RA_REG, F_FP_STEP, F_USES_BP */
 };
 
-/* What the previous stack keeps of each frame (flags[]). */
+/* Bits of a frame: uframe.bits while it is unwound, and what the previous
+ * stack keeps of it (flags[]: F_NEEDS_BP, F_RA_REG, F_FP_OUTER). */
 enum {
 	F_NEEDS_BP = 1,   /* the walk from here outwards reads this frame's fp
 			     before any frame restores it from the stack */
-	F_RA_REG = 2,     /* uframe.ra_reg */
-	F_FP_OUTER = 4,   /* it or a frame outside it was stepped by fp */
+	F_RA_REG = 2,     /* its return address came from the link register,
+			     not from a slot: it cannot be checked unchanged */
+	F_FP_STEP = 4,    /* code without CFI: stepped out by its frame pointer */
+	F_FP_OUTER = 4,   /* it or a frame outside it was (the same bit) */
+	F_USES_BP = 8,    /* its rule reads fp (CFA = fp + off) */
 };
 
 #define L1_RULES 512
@@ -265,28 +266,30 @@ static inline __attribute__((always_inline)) void commit_frames(struct unwind_me
 
 	for (int t = j - 1, i = outer; t >= 0; t--, i++) {
 		const struct uframe *f = &m->scratch[t];
-		unsigned fl = (up & F_FP_OUTER) | (f->fp_step ? F_FP_OUTER : 0) | (f->ra_reg ? F_RA_REG : 0);
-		if (f->uses_bp || (!f->bp_addr && (f->ra_addr || f->ra_reg) && (up & F_NEEDS_BP)))
+		uint64_t ip = f->ip, ra_addr = f->ra_addr, bp_addr = f->bp_addr;
+		unsigned bits = f->bits;
+		unsigned fl = (up & F_FP_OUTER) | (bits & (F_FP_STEP | F_RA_REG));
+		if ((bits & F_USES_BP) || (!bp_addr && (ra_addr || (bits & F_RA_REG)) && (up & F_NEEDS_BP)))
 			fl |= F_NEEDS_BP;
-		if (py && hds_is_eval(f->ip))
+		if (py && hds_is_eval(ip))
 			ev = (int16_t)i;
 		else
-			chain = hds_hash_step(chain, f->ip);
+			chain = hds_hash_step(chain, ip);
 		if (py)
 			m->reval[i] = ev;
-		m->rip[i] = f->ip;
+		m->rip[i] = ip;
 		m->rsp[i] = f->sp;
 		m->rbp[i] = f->bp;
 		m->chain[i] = chain;
 		m->flags[i] = (uint8_t)fl;
-		if (f->ra_addr) {
-			m->ck[c].addr = f->ra_addr;
-			m->ck[c++].val = f->ra_val;
-		}
-		if (f->bp_addr && i > 0 && (up & F_NEEDS_BP)) {
-			m->ck[c].addr = f->bp_addr;
-			m->ck[c++].val = f->bp_val;
-		}
+		/* Written whether kept or not (ck has room for two per frame):
+		 * no branch on what varies from frame to frame. */
+		m->ck[c].addr = ra_addr;
+		m->ck[c].val = f->ra_val;
+		c += ra_addr != 0;
+		m->ck[c].addr = bp_addr;
+		m->ck[c].val = f->bp_val;
+		c += bp_addr && i > 0 && (up & F_NEEDS_BP);
 		m->ck_end[i] = (uint16_t)c;
 		up = fl;
 	}
@@ -365,8 +368,7 @@ static inline int fp_step(uint64_t *ip, uint64_t *sp, uint64_t *bp, uint64_t lo,
 		return 0;
 	uint64_t caller_bp = ((const uint64_t *)rec)[0], ra = ((const uint64_t *)rec)[1];
 	if (f) {
-		f->uses_bp = 1;
-		f->fp_step = 1;
+		f->bits |= F_USES_BP | F_FP_STEP;
 		f->bp_addr = rec;
 		f->bp_val = caller_bp;
 		f->ra_addr = rec + 8;
@@ -473,9 +475,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 		f->sp = sp;
 		f->bp = bp;
 		f->ra_addr = f->bp_addr = 0;
-		f->uses_bp = 0;
-		f->ra_reg = 0;
-		f->fp_step = 0;
+		f->bits = 0;
 
 		/* Same frame as in the previous stack, with the same slots? */
 		while (k < m->n && m->rsp[m->n - 1 - k] < sp)
@@ -496,7 +496,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 				*nocfi = !!(fl & F_FP_OUTER);
 				for (int t = 0; t < j && t < want; t++) {
 					out[t] = m->scratch[t].ip;
-					*nocfi |= m->scratch[t].fp_step;
+					*nocfi |= !!(m->scratch[t].bits & F_FP_STEP);
 				}
 				const uint64_t *rip = &m->rip[m->n - 1 - k + j];
 				for (int t = j; t < total; t++)
@@ -527,11 +527,11 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 				 * CFI ended, at the run's first frame. */
 				struct uframe *r = &m->scratch[run];
 				r->ra_addr = r->bp_addr = 0;
-				r->uses_bp = r->fp_step = 0;
+				r->bits = 0;
 				j = run + 1;
 			} else {
 				f->ra_addr = f->bp_addr = 0;
-				f->uses_bp = f->fp_step = 0;
+				f->bits = 0;
 			}
 			break;
 		}
@@ -540,8 +540,9 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 			break;   /* outermost frame */
 		if (kind == (int)HDS_RULE_UNSUPPORTED)
 			return -1;
-		f->uses_bp = hds_rule_cfa_fp(rule);
-		uint64_t cfa = (f->uses_bp ? bp : sp) + (uint64_t)hds_rule_cfa_off(rule);
+		int uses_bp = hds_rule_cfa_fp(rule);
+		f->bits = uses_bp ? F_USES_BP : 0;
+		uint64_t cfa = (uses_bp ? bp : sp) + (uint64_t)hds_rule_cfa_off(rule);
 		if (!HDS_CIE_RA_ON_STACK && unlikely(hds_rule_ra_lr(rule))) {
 			/* aarch64: the return address is still in x30.  Only
 			 * the innermost frame's x30 is known (a frame outside
@@ -549,7 +550,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 			 * it may have no frame yet (CFA == sp). */
 			if (j != 1 || cfa < sp || cfa > hi)
 				return -1;
-			f->ra_reg = 1;
+			f->bits |= F_RA_REG;
 			f->ra_val = lr;
 		} else {
 			if (cfa <= sp || cfa > hi)
@@ -574,7 +575,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 	/* No reuse: the new stack replaces the previous one. */
 	for (int t = 0; t < j; t++) {
 		out[t] = m->scratch[t].ip;
-		*nocfi |= m->scratch[t].fp_step;
+		*nocfi |= !!(m->scratch[t].bits & F_FP_STEP);
 	}
 	m->cut = j == want;
 	commit(m, 0, j);
