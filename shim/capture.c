@@ -125,7 +125,10 @@ enum {
  * path reads a few of them for 30 frames (the stack pointers while it looks
  * for the matching frame, the slots while it checks them), so each is a
  * few cache lines, and a new stack's inner frames are written into them in
- * one pass (commit_frames).
+ * one pass (commit_frames).  The return addresses are kept the other way
+ * round, from the end of ripr (frame i at ripr[CAP - 1 - i]): innermost
+ * first, as a stack is recorded, so the whole stack is ripr[CAP - n ..)
+ * and a capture hands that out without copying it.
  */
 struct unwind_mem {
 	struct { uint64_t pc, rule; } l1[L1_RULES];   /* this thread's recent rules */
@@ -133,7 +136,7 @@ struct unwind_mem {
 	int n;                       /* frames of the previous stack */
 	int cut;                     /* it stopped at the cap, not at its end */
 	struct uframe scratch[CAP];  /* the stack being unwound, innermost first */
-	uint64_t rip[CAP];           /* previous stack: return addresses */
+	uintptr_t ripr[CAP];         /* previous stack: return addresses, from the end */
 	uint64_t rsp[CAP];           /* stack pointers */
 	uint64_t rbp[CAP];           /* frame pointers */
 	uint64_t chain[CAP];         /* hash chain from the outermost frame to this one */
@@ -277,7 +280,7 @@ static inline __attribute__((always_inline)) void commit_frames(struct unwind_me
 			chain = hds_hash_step(chain, ip);
 		if (py)
 			m->reval[i] = ev;
-		m->rip[i] = ip;
+		m->ripr[CAP - 1 - i] = ip;
 		m->rsp[i] = f->sp;
 		m->rbp[i] = f->bp;
 		m->chain[i] = chain;
@@ -441,16 +444,20 @@ static int cfi_walk_plain(uintptr_t *out, int want, const uint64_t *entry, int *
 	return j;
 }
 
-/* Unwind into out[0..want), starting in the function that called the
- * interposed entry point whose frame is `entry` (x86-64: the entry points
- * keep a frame pointer: entry[0] is the caller's rbp, entry[1] its return
- * address, and the caller's stack pointer is entry + 16), or on aarch64
- * here, through the shim's own frames (arch.h: HDS_WALK_START).  Returns
- * the number of frames, or -1 when the stack must go to libunwind; sets
- * *nocfi when the stack went through code without CFI. */
-static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwind_mem *m, int *nocfi)
+/* Unwind the stack, starting in the function that called the interposed
+ * entry point whose frame is `entry` (x86-64: the entry points keep a frame
+ * pointer: entry[0] is the caller's rbp, entry[1] its return address, and
+ * the caller's stack pointer is entry + 16), or on aarch64 here, through
+ * the shim's own frames (arch.h: HDS_WALK_START).  Sets *res to its frames,
+ * innermost first: in m's ripr, valid until this thread's next capture, or
+ * in out[0..want).  Returns the number of frames, or -1 when the stack
+ * must go to libunwind; sets *nocfi when the stack went through code
+ * without CFI. */
+static int cfi_walk(uintptr_t *out, const uintptr_t **res, int want, const uint64_t *entry, struct unwind_mem *m,
+		    int *nocfi)
 {
 	*nocfi = 0;
+	*res = out;
 	if (!m)
 		return cfi_walk_plain(out, want, entry, nocfi);
 	uint32_t epoch = atomic_load_relaxed(&hds.map_epoch);
@@ -485,7 +492,7 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 			unsigned fl = m->flags[at];
 			/* fp is an ordinary register in code without frame
 			 * pointers: it matters only if the outer walk reads it. */
-			if (m->rsp[at] == sp && m->rip[at] == ip && (!(fl & F_NEEDS_BP) || m->rbp[at] == bp) &&
+			if (m->rsp[at] == sp && m->ripr[CAP - 1 - at] == ip && (!(fl & F_NEEDS_BP) || m->rbp[at] == bp) &&
 			    (!m->cut || j >= k) && !(fl & F_RA_REG) && outer_unchanged(m, k)) {
 				/* Keep frames 0 .. n-1-k (the outer part, frame k
 				 * included); put the j new inner frames after it. */
@@ -493,19 +500,22 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 				int total = outer + j;
 				if (total > want)
 					total = want;
+				if (outer + j <= CAP) {
+					commit(m, outer, j);
+					*res = &m->ripr[CAP - m->n];
+					*nocfi = !!(m->flags[m->n - 1] & F_FP_OUTER);
+					return total;
+				}
+				/* Too deep to keep: copied out, and next time from scratch. */
 				*nocfi = !!(fl & F_FP_OUTER);
 				for (int t = 0; t < j && t < want; t++) {
 					out[t] = m->scratch[t].ip;
 					*nocfi |= !!(m->scratch[t].bits & F_FP_STEP);
 				}
-				const uint64_t *rip = &m->rip[m->n - 1 - k + j];
 				for (int t = j; t < total; t++)
-					out[t] = rip[-t];
-				if (outer + j <= CAP) {
-					commit(m, outer, j);
-				} else {
-					m->n = 0;   /* too deep to keep: next time from scratch */
-				}
+					out[t] = m->ripr[CAP - outer - j + t];
+				m->n = 0;
+				*res = out;
 				return total;
 			}
 		}
@@ -573,12 +583,10 @@ static int cfi_walk(uintptr_t *out, int want, const uint64_t *entry, struct unwi
 			break;
 	}
 	/* No reuse: the new stack replaces the previous one. */
-	for (int t = 0; t < j; t++) {
-		out[t] = m->scratch[t].ip;
-		*nocfi |= !!(m->scratch[t].bits & F_FP_STEP);
-	}
 	m->cut = j == want;
 	commit(m, 0, j);
+	*res = &m->ripr[CAP - j];
+	*nocfi = j && (m->flags[j - 1] & F_FP_OUTER);
 	return j;
 }
 
@@ -621,16 +629,18 @@ int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, int *truncate
 {
 	int want = max + SKIP_SLACK + 1, n = -1, skip, from_cfi = 0, nocfi = 0;
 	struct unwind_mem *m = NULL;
+	const uintptr_t *got = buf;
 
 	switch (hds.cfg.unwinder) {
 	case HD_UNWIND_CFI:
 		m = thread_mem();
-		n = cfi_walk(buf, want, entry, m, &nocfi);
+		n = cfi_walk(buf, &got, want, entry, m, &nocfi);
 		from_cfi = n >= 0;
 		if (n < 0) {
 			atomic_add_relaxed(&hds.unwind_fallbacks, 1);
 			if (m)
 				m->n = 0;
+			got = buf;
 			n = libunwind_walk(buf, want);
 		} else if (hds.cfg.unwind_check && nocfi) {
 			/* libunwind stops at the first frame without CFI: no
@@ -639,12 +649,13 @@ int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, int *truncate
 		} else if (hds.cfg.unwind_check && unw_backtrace_fn) {
 			uintptr_t ref[CAP];
 			int rn = libunwind_walk(ref, want);
-			int a = skip_own(buf, n), b = skip_own(ref, rn);
+			int a = skip_own(got, n), b = skip_own(ref, rn);
 			int na = n - a > max ? max : n - a, nb = rn - b > max ? max : rn - b;
 			atomic_add_relaxed(&hds.unwind_checked, 1);
-			if (na != nb || memcmp(buf + a, ref + b, sizeof *buf * (size_t)(na > 0 ? na : 0)) != 0) {
+			if (na != nb || memcmp(got + a, ref + b, sizeof *buf * (size_t)(na > 0 ? na : 0)) != 0) {
 				atomic_add_relaxed(&hds.unwind_mismatches, 1);
 				memcpy(buf, ref, sizeof *buf * (size_t)rn);
+				got = buf;
 				n = rn;
 				from_cfi = 0;
 			}
@@ -656,7 +667,7 @@ int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, int *truncate
 	default:
 		n = fp_walk(buf, want);
 	}
-	skip = skip_own(buf, n);
+	skip = skip_own(got, n);
 	/* The unwinder's chain covers the whole stack it kept: usable when the
 	 * recorded frames are exactly its frames skip .. end. */
 	*chain = 0;
@@ -669,7 +680,7 @@ int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, int *truncate
 	*truncated = n > max;
 	if (n > max)
 		n = max;
-	*frames = buf + skip;
+	*frames = got + skip;
 	return n > 0 ? n : 0;
 }
 

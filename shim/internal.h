@@ -410,9 +410,10 @@ HDS_HIDDEN void hds_cfi_forget(uint64_t lo, uint64_t hi);
 HDS_HIDDEN int hds_capture_init(void);
 /* Room for one capture: HD_MAX_DEPTH frames and the shim's own above them. */
 #define HDS_CAPTURE_ROOM (HD_MAX_DEPTH + 9)
-/* Capture up to `max` return addresses of the current thread into buf
- * (HDS_CAPTURE_ROOM of them), innermost first; *frames is set to the first
- * that is not the shim's own.  `entry` is the frame address
+/* Capture up to `max` return addresses of the current thread, innermost
+ * first; *frames is set to the first that is not the shim's own: in buf
+ * (room for HDS_CAPTURE_ROOM of them), or in this thread's unwinder memory,
+ * valid until its next capture.  `entry` is the frame address
  * (__builtin_frame_address(0)) of the interposed function the program
  * called: the cfi unwinder starts at its caller.  Sets *truncated when the
  * stack was deeper than max.  Sets *chain to the stack's hash chain
