@@ -137,7 +137,8 @@ struct unwind_mem {
 	int cut;                     /* it stopped at the cap, not at its end */
 	struct uframe scratch[CAP];  /* the stack being unwound, innermost first */
 	uintptr_t ripr[CAP];         /* previous stack: return addresses, from the end */
-	uint64_t rsp[CAP];           /* stack pointers */
+	uint64_t rsp_s[CAP + 1];     /* stack pointers, at rsp_s + 1 after a sentinel
+					(above any stack: the scan for a frame stops there) */
 	uint64_t rbp[CAP];           /* frame pointers */
 	uint64_t chain[CAP];         /* hash chain from the outermost frame to this one */
 	uint8_t flags[CAP];          /* F_* */
@@ -281,7 +282,7 @@ static inline __attribute__((always_inline)) void commit_frames(struct unwind_me
 		if (py)
 			m->reval[i] = ev;
 		m->ripr[CAP - 1 - i] = ip;
-		m->rsp[i] = f->sp;
+		m->rsp_s[1 + i] = f->sp;
 		m->rbp[i] = f->bp;
 		m->chain[i] = chain;
 		m->flags[i] = (uint8_t)fl;
@@ -307,14 +308,22 @@ static void commit(struct unwind_mem *m, int outer, int j)
 		commit_frames(m, outer, j, 0);
 }
 
-/* Are the slots that the previous unwind read from frame k outwards
- * unchanged?  All of them lie above frame k's sp, itself at or above ours,
+/* Are the slots that the previous unwind read from its frame `at` (counted
+ * from the outermost) outwards unchanged?  All of them lie above that
+ * frame's sp, itself at or above ours,
  * and below the top of the stack: they were checked readable when read. */
-static int outer_unchanged(const struct unwind_mem *m, int k)
+static int outer_unchanged(const struct unwind_mem *m, int at)
 {
-	uint32_t n = m->ck_end[m->n - 1 - k];
+	uint32_t n = m->ck_end[at], i = 0;
 
-	for (uint32_t i = 0; i < n; i++)
+	/* Nearly always unchanged: four slots per branch. */
+	for (; i + 4 <= n; i += 4)
+		if ((*(const uint64_t *)m->ck[i].addr ^ m->ck[i].val) |
+		    (*(const uint64_t *)m->ck[i + 1].addr ^ m->ck[i + 1].val) |
+		    (*(const uint64_t *)m->ck[i + 2].addr ^ m->ck[i + 2].val) |
+		    (*(const uint64_t *)m->ck[i + 3].addr ^ m->ck[i + 3].val))
+			return 0;
+	for (; i < n; i++)
 		if (*(const uint64_t *)m->ck[i].addr != m->ck[i].val)
 			return 0;
 	return 1;
@@ -473,7 +482,11 @@ static int cfi_walk(uintptr_t *out, const uintptr_t **res, int want, const uint6
 	uint64_t lo, hi = tl_stack_hi, ip, sp, bp, lr;
 	if (HDS_WALK_START(entry, hi, lo, ip, sp, bp, lr) < 0)
 		return -1;
-	int j = 0, k = 0;   /* k: cursor into the previous stack, innermost first */
+	/* at: cursor into the previous stack, from its innermost frame out;
+	 * k = m->n - 1 - at: how many of its inner frames it has passed. */
+	int j = 0, at = m->n - 1;
+	const uint64_t *rsp = m->rsp_s + 1;
+	m->rsp_s[0] = UINT64_MAX;
 	int run = -1;       /* the first frame of a run of chain steps (code without CFI) */
 
 	for (;;) {
@@ -485,15 +498,15 @@ static int cfi_walk(uintptr_t *out, const uintptr_t **res, int want, const uint6
 		f->bits = 0;
 
 		/* Same frame as in the previous stack, with the same slots? */
-		while (k < m->n && m->rsp[m->n - 1 - k] < sp)
-			k++;
-		if (k < m->n && run < 0) {
-			int at = m->n - 1 - k;
+		while (rsp[at] < sp)   /* rsp[-1]: the sentinel */
+			at--;
+		if (at >= 0 && run < 0) {
+			int k = m->n - 1 - at;
 			unsigned fl = m->flags[at];
 			/* fp is an ordinary register in code without frame
 			 * pointers: it matters only if the outer walk reads it. */
-			if (m->rsp[at] == sp && m->ripr[CAP - 1 - at] == ip && (!(fl & F_NEEDS_BP) || m->rbp[at] == bp) &&
-			    (!m->cut || j >= k) && !(fl & F_RA_REG) && outer_unchanged(m, k)) {
+			if (rsp[at] == sp && m->ripr[CAP - 1 - at] == ip && (!(fl & F_NEEDS_BP) || m->rbp[at] == bp) &&
+			    (!m->cut || j >= k) && !(fl & F_RA_REG) && outer_unchanged(m, at)) {
 				/* Keep frames 0 .. n-1-k (the outer part, frame k
 				 * included); put the j new inner frames after it. */
 				int outer = m->n - k;
