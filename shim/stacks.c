@@ -10,9 +10,21 @@
  *  - records[max]: one 64-byte record per id (counters, hash, depth, where
  *    the frames are);
  *  - frames[]: an append-only arena of return addresses;
- *  - slots[2^k >= 2*max]: open addressing with linear probing; a slot holds
- *    id + 1, or 0 when empty.  Slots never go back to 0 (stacks are never
- *    removed), so a probe that reaches an empty slot proves absence.
+ *  - slots: open addressing with linear probing; a slot holds id + 1, or 0
+ *    when empty.  Slots never go back to 0 (stacks are never removed), so a
+ *    probe that reaches an empty slot proves absence.  Two tables: near
+ *    (NEAR_SLOTS, 256 KiB) and far (2^k >= 2*max, sized for the most stacks
+ *    a process may have: 8 MiB by default).  A stack is in the near table
+ *    when one of the NEAR_PROBES slots from its home there was empty when
+ *    it was inserted, else in the far one.  Programs have thousands of
+ *    stacks, not millions: in the far table alone they would lie a cache
+ *    line and often a page apart, and the probe's load of its slot was
+ *    three quarters of the lookup's time in gcc's cc1.
+ *    Why a stack is never in both: its near run only fills up (slots never
+ *    empty), so once a thread finds those NEAR_PROBES slots all taken by
+ *    other stacks, every thread will, and they all go on to the far table;
+ *    a thread that still finds an empty slot there races for the same
+ *    first empty slot as any other inserting it (the CAS picks one).
  *
  * Insert (lock-free): take a fresh id and frame space with fetch-add, fill
  * the record while nobody can see it, then CAS the empty slot from 0 to
@@ -38,7 +50,10 @@
 
 static struct hds_stack *records;
 static uintptr_t *frames;
-static _Atomic uint32_t *slots;
+static _Atomic uint32_t *slots;        /* far */
+static _Atomic uint32_t *near;
+#define NEAR_SLOTS  (UINT64_C(1) << 16)
+#define NEAR_PROBES 16
 static uint32_t max_records;
 static uint64_t max_frames;
 static uint64_t slot_mask;
@@ -59,7 +74,8 @@ int hds_stacks_init(uint32_t max)
 	records = hds_map(sizeof *records * max);
 	frames = hds_map(sizeof *frames * max_frames);
 	slots = hds_map(sizeof *slots * nslots);
-	return records && frames && slots ? 0 : -1;
+	near = hds_map(sizeof *near * NEAR_SLOTS);
+	return records && frames && slots && near ? 0 : -1;
 }
 
 static inline int stack_equal(const struct hds_stack *s, uint64_t hash,
@@ -122,33 +138,53 @@ int64_t hds_stack_intern(const uintptr_t *f, int depth, unsigned flags, int *fre
 	return hds_stack_intern_chain(f, depth, flags, hds_hash_chain(HDS_HASH_SEED, f, depth), fresh);
 }
 
+/*
+ * Find the stack in table t (mask: its size - 1), probing at most `probes`
+ * slots, or insert it at the first empty one (*mine: the record prepared
+ * for it, -1 until one is needed).  Returns its id; -1 when the table
+ * holds no such stack in those slots and none is empty (or the stack
+ * table is full: then *mine is -2).
+ */
+static inline __attribute__((always_inline)) int64_t probe(_Atomic uint32_t *t, uint64_t mask, uint64_t probes,
+							   uint64_t hash, uint32_t epoch, const uintptr_t *f,
+							   int depth, unsigned flags, int64_t *mine, int *fresh)
+{
+	for (uint64_t i = hash & mask, n = 0; n < probes; i = (i + 1) & mask, n++) {
+		uint32_t v = atomic_load_acquire(&t[i]);
+		if (v == 0) {
+			if (*mine < 0 && (*mine = stack_prepare(hash, f, depth, flags, epoch)) < 0) {
+				*mine = -2;
+				return -1;
+			}
+			if (atomic_cas_acq_rel(&t[i], &v, (uint32_t)*mine + 1)) {
+				atomic_store_release(&records[*mine].ready, 1);
+				*fresh = 1;
+				return *mine;
+			}
+			/* Lost the slot: v is the winner; it may be our stack. */
+		}
+		if (stack_equal(&records[v - 1], hash, f, depth, flags) && stack_current(&records[v - 1], epoch)) {
+			if (*mine >= 0)
+				atomic_store_relaxed(&records[*mine].ready, 2);
+			return v - 1;
+		}
+	}
+	return -1;
+}
+
 int64_t hds_stack_intern_chain(const uintptr_t *f, int depth, unsigned flags, uint64_t chain, int *fresh)
 {
 	uint64_t hash = hds_hash_final(chain, depth, flags);
 	uint32_t epoch = atomic_load_relaxed(&hds.map_epoch);
 	int64_t mine = -1;
+	/* The near table is indexed by other bits of the hash than the far one. */
+	int64_t id = probe(near, NEAR_SLOTS - 1, NEAR_PROBES, hash >> 32, epoch, f, depth, flags, &mine, fresh);
 
-	for (uint64_t i = hash & slot_mask, n = 0; n <= slot_mask; i = (i + 1) & slot_mask, n++) {
-		uint32_t v = atomic_load_acquire(&slots[i]);
-		if (v == 0) {
-			if (mine < 0 && (mine = stack_prepare(hash, f, depth, flags, epoch)) < 0) {
-				atomic_add_relaxed(&hds.dropped_stacks, 1);
-				return -1;
-			}
-			if (atomic_cas_acq_rel(&slots[i], &v, (uint32_t)mine + 1)) {
-				atomic_store_release(&records[mine].ready, 1);
-				*fresh = 1;
-				return mine;
-			}
-			/* Lost the slot: v is the winner; it may be our stack. */
-		}
-		if (stack_equal(&records[v - 1], hash, f, depth, flags) && stack_current(&records[v - 1], epoch)) {
-			if (mine >= 0)
-				atomic_store_relaxed(&records[mine].ready, 2);
-			return v - 1;
-		}
-	}
-	return -1;  /* every slot full: cannot happen with nslots >= 2 * max */
+	if (id < 0 && mine != -2)   /* every far slot full cannot happen: nslots >= 2 * max */
+		id = probe(slots, slot_mask, slot_mask + 1, hash, epoch, f, depth, flags, &mine, fresh);
+	if (id < 0 && mine == -2)
+		atomic_add_relaxed(&hds.dropped_stacks, 1);
+	return id;
 }
 
 struct hds_stack *hds_stack_get(uint32_t id)
@@ -171,5 +207,6 @@ uint64_t hds_stacks_resident(void)
 {
 	return hds_resident(records, sizeof *records * max_records) +
 	       hds_resident(frames, sizeof *frames * max_frames) +
-	       hds_resident((const void *)slots, sizeof *slots * (slot_mask + 1));
+	       hds_resident((const void *)slots, sizeof *slots * (slot_mask + 1)) +
+	       hds_resident((const void *)near, sizeof *near * NEAR_SLOTS);
 }

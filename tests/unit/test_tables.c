@@ -81,6 +81,7 @@ static uint64_t rnd(void)
 /* ---- stack interning ---------------------------------------------------- */
 
 #define NSTACKS 600
+#define THREADS 8   /* in the tests of concurrent use */
 
 struct model_stack {
 	uintptr_t frames[64];
@@ -169,6 +170,63 @@ static void a_known_hash_chain_interns_to_the_same_id(void)
 	/* The same frames with another depth or flags are other stacks. */
 	ASSERT_TRUE(hds_stack_intern(f, 4, 0, &fresh) != a);
 	ASSERT_TRUE(hds_stack_intern(f, 5, HD_STACK_TRUNCATED, &fresh) != a);
+}
+
+/* More stacks than the near table has slots (65,536): the far table takes
+ * the rest, and each stack is found where it went. */
+static void stacks_beyond_the_near_table_are_each_interned_once(void)
+{
+	enum { N = 200000 };
+	int fresh;
+
+	ASSERT_EQ(hds_stacks_init(N), 0);
+	for (int round = 0; round < 2; round++)
+		for (uintptr_t i = 0; i < N; i++) {
+			uintptr_t f[2] = { 0x400000 + i, 0x500000 + i * 7 };
+			fresh = 0;
+			ASSERT_EQ(hds_stack_intern(f, 2, 0, &fresh), (int64_t)i);
+			ASSERT_EQ(fresh, round == 0);
+		}
+	ASSERT_EQ(hds_stacks_count(), N);
+}
+
+#define SHARED_STACKS 100000
+static int32_t seen_ids[THREADS][SHARED_STACKS];
+
+static void *intern_all(void *arg)
+{
+	uintptr_t t = (uintptr_t)arg;
+
+	/* Every thread the same stacks, each in its own order. */
+	for (uint64_t k = 0; k < SHARED_STACKS; k++) {
+		uint64_t i = (k * 7919 + t * 104729) % SHARED_STACKS;
+		uintptr_t f[3] = { 0x400000 + i, 0x600000, 0x700000 + i * 3 };
+		int fresh = 0;
+		int64_t id = hds_stack_intern(f, 3, 0, &fresh);
+		if (id < 0)
+			abort();
+		seen_ids[t][i] = (int32_t)id;
+	}
+	return NULL;
+}
+
+static void eight_threads_interning_the_same_stacks_agree_on_every_id(void)
+{
+	pthread_t th[THREADS];
+
+	ASSERT_EQ(hds_stacks_init(4 * SHARED_STACKS), 0);
+	for (uintptr_t t = 0; t < THREADS; t++)
+		pthread_create(&th[t], NULL, intern_all, (void *)t);
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	for (int i = 0; i < SHARED_STACKS; i++)
+		for (int t = 1; t < THREADS; t++)
+			ASSERT_EQ(seen_ids[t][i], seen_ids[0][i]);
+	/* Each stack published once: in the near table or the far, not both. */
+	int published = 0;
+	for (uint32_t id = 0; id < hds_stacks_count(); id++)
+		published += atomic_load(&hds_stack_get(id)->ready) == 1;
+	ASSERT_EQ(published, SHARED_STACKS);
 }
 
 static void a_full_stack_table_refuses_new_stacks_and_counts_them(void)
@@ -451,7 +509,6 @@ static void every_live_block_comes_back_with_its_address(void)
 
 /* ---- threads ------------------------------------------------------------ */
 
-#define THREADS 8
 #define PER_THREAD 20000
 
 static _Atomic(uintptr_t) handoff[1024];
@@ -608,6 +665,9 @@ int main(void)
 	static const struct unit_test tests[] = {
 		{ "interning matches a reference model", interning_matches_a_reference_model },
 		{ "a known hash chain interns to the same id", a_known_hash_chain_interns_to_the_same_id },
+		{ "stacks beyond the near table are each interned once", stacks_beyond_the_near_table_are_each_interned_once },
+		{ "eight threads interning the same stacks agree on every id",
+		  eight_threads_interning_the_same_stacks_agree_on_every_id },
 		{ "a full stack table refuses new stacks and counts them", a_full_stack_table_refuses_new_stacks_and_counts_them },
 		{ "a stack through an unloaded module is interned anew", a_stack_through_an_unloaded_module_is_interned_anew },
 		{ "live table matches a reference model", live_table_matches_a_reference_model },
