@@ -310,8 +310,8 @@ static void commit(struct unwind_mem *m, int outer, int j)
 
 /* Are the slots that the previous unwind read from its frame `at` (counted
  * from the outermost) outwards unchanged?  All of them lie above that
- * frame's sp, itself at or above ours,
- * and below the top of the stack: they were checked readable when read. */
+ * frame's sp, itself at or above ours, and below the top of the stack:
+ * they were checked readable when read. */
 static int outer_unchanged(const struct unwind_mem *m, int at)
 {
 	uint32_t n = m->ck_end[at], i = 0;
