@@ -22,9 +22,15 @@
  * given HDS_RULE_UNSUPPORTED, so that libunwind, which knows it, unwinds
  * that stack past the signal.
  *
- * Cache: one process-wide open-addressing table of 2^18 entries, keyed by
- * return address, never evicting.  Workload: a hit on nearly every frame
- * of nearly every allocation; a miss once per distinct return address.
+ * Cache: process-wide open-addressing tables keyed by return address, never
+ * evicting: a near one of 2^14 entries (256 KiB), and a far one of 2^18 for
+ * the addresses whose neighbourhood in the near one is full.  Workload: a
+ * hit on nearly every frame of nearly every allocation; a miss once per
+ * distinct return address.  A program's few thousand return addresses in
+ * the far table alone would each touch a page of its 4 MiB (a lookup that
+ * misses the TLB and the caches, and 4 MiB of the shim's memory for perl's
+ * 2,000); in the near one they share them.  An address may be in both (its
+ * neighbourhood filled between two lookups): both hold the same rule.
  * An entry is claimed by CAS of its key from 0 to (address | BUSY), filled,
  * then published by storing the bare address (release); readers that see
  * BUSY treat it as a miss.  A claim interrupted by fork stays BUSY: that
@@ -57,17 +63,21 @@ struct cache_slot {
 	_Atomic uint64_t rule;
 };
 
-static struct cache_slot *cache;
+static struct cache_slot *near_cache, *cache;
+#define NEAR_BITS    14
+#define NEAR_SLOTS   (1u << NEAR_BITS)
 
 int hds_cfi_init(void)
 {
+	near_cache = hds_map(sizeof *near_cache * NEAR_SLOTS);
 	cache = hds_map(sizeof *cache * CACHE_SLOTS);
-	return cache ? 0 : -1;
+	return near_cache && cache ? 0 : -1;
 }
 
 uint64_t hds_cfi_resident(void)
 {
-	return hds_resident(cache, sizeof *cache * CACHE_SLOTS);
+	return hds_resident(near_cache, sizeof *near_cache * NEAR_SLOTS) +
+	       hds_resident(cache, sizeof *cache * CACHE_SLOTS);
 }
 
 /* ---- decoding ----------------------------------------------------------- */
@@ -477,33 +487,53 @@ static uint64_t compute_rule(uint64_t pc)
  * neighbourhood compute their rule each time: slower, still correct. */
 #define TOMB (UINT64_C(1) << 62)
 
+static void forget_in(struct cache_slot *t, uint32_t n, uint64_t lo, uint64_t hi)
+{
+	for (uint32_t i = 0; t && i < n; i++) {
+		uint64_t k = atomic_load_relaxed(&t[i].key) & ~BUSY;
+		if (k >= lo && k < hi)
+			atomic_store_release(&t[i].key, k | TOMB);
+	}
+}
+
 void hds_cfi_forget(uint64_t lo, uint64_t hi)
 {
-	for (uint32_t i = 0; cache && i < CACHE_SLOTS; i++) {
-		uint64_t k = atomic_load_relaxed(&cache[i].key) & ~BUSY;
-		if (k >= lo && k < hi)
-			atomic_store_release(&cache[i].key, k | TOMB);
+	forget_in(near_cache, NEAR_SLOTS, lo, hi);
+	forget_in(cache, CACHE_SLOTS, lo, hi);
+}
+
+/* pc's rule from table t (2^bits slots), computed and put in the first
+ * empty slot of its neighbourhood if absent: 1 with *rule set, 0 when
+ * the neighbourhood holds neither pc nor an empty slot. */
+static inline int lookup(struct cache_slot *t, int bits, uint64_t pc, uint64_t *rule)
+{
+	uint64_t h = (pc * 0x9e3779b97f4a7c15u) >> (64 - bits);
+
+	for (int i = 0; i < PROBES; i++) {
+		struct cache_slot *e = &t[(h + (uint64_t)i) & ((UINT64_C(1) << bits) - 1)];
+		uint64_t k = atomic_load_acquire(&e->key);
+		if (k == pc) {
+			*rule = atomic_load_relaxed(&e->rule);
+			return 1;
+		}
+		if (k == 0) {
+			*rule = compute_rule(pc);
+			uint64_t expected = 0;
+			if (atomic_cas_acq_rel(&e->key, &expected, pc | BUSY)) {
+				atomic_store_relaxed(&e->rule, *rule);
+				atomic_store_release(&e->key, pc);
+			}
+			return 1;
+		}
 	}
+	return 0;
 }
 
 uint64_t hds_cfi_rule(uint64_t pc)
 {
-	uint64_t h = (pc * 0x9e3779b97f4a7c15u) >> (64 - CACHE_BITS);
+	uint64_t rule;
 
-	for (int i = 0; i < PROBES; i++) {
-		struct cache_slot *e = &cache[(h + (uint64_t)i) & (CACHE_SLOTS - 1)];
-		uint64_t k = atomic_load_acquire(&e->key);
-		if (k == pc)
-			return atomic_load_relaxed(&e->rule);
-		if (k == 0) {
-			uint64_t rule = compute_rule(pc);
-			uint64_t expected = 0;
-			if (atomic_cas_acq_rel(&e->key, &expected, pc | BUSY)) {
-				atomic_store_relaxed(&e->rule, rule);
-				atomic_store_release(&e->key, pc);
-			}
-			return rule;
-		}
-	}
-	return compute_rule(pc);   /* neighbourhood full: correct, only slower */
+	if (lookup(near_cache, NEAR_BITS, pc, &rule) || lookup(cache, CACHE_BITS, pc, &rule))
+		return rule;
+	return compute_rule(pc);   /* both neighbourhoods full: correct, only slower */
 }
