@@ -434,6 +434,15 @@ static inline unsigned glibc_block_maps(const void *p)
 	return HDS_LIVE_FINE | HDS_LIVE_COARSE;
 }
 
+/* Fast paths (glibc's allocator): take glibc block p out of the live map
+ * before the real free and return its entry, or 0 when it was never
+ * recorded.  In sampled mode most blocks were not, and hds_live_maybe
+ * spares their frees the maps. */
+static inline uint64_t forget_glibc_block(const void *p)
+{
+	return hds_live_maybe(p) ? hds_live_remove_in(p, glibc_block_maps(p)) : 0;
+}
+
 /* A block of new or new[] given to free (or realloc): recorded with both
  * stacks.  Out of line, with hds_busy set: it captures a stack. */
 static __attribute__((noinline)) void free_mismatch(uint64_t e, const void *entry)
@@ -456,7 +465,7 @@ HDS_EXPORT void free(void *p)
 	if (p) {
 		/* Out of the map before the real free; the map and the counters
 		 * never touch errno nor allocate. */
-		uint64_t e = hds_live_maybe(p) ? hds_live_remove_in(p, glibc_block_maps(p)) : 0;
+		uint64_t e = forget_glibc_block(p);
 		if (e) {
 			hds_uncount(e);
 			if (unlikely(hds_entry_kind(e) != HDS_KIND_MALLOC))
@@ -514,7 +523,7 @@ int hds_delete_fast(void *p, int kind, const void *entry)
 	if (unlikely(!hds_fast() || hds.foreign_malloc))
 		return 0;
 	if (p) {
-		uint64_t e = hds_live_maybe(p) ? hds_live_remove_in(p, glibc_block_maps(p)) : 0;
+		uint64_t e = forget_glibc_block(p);
 		if (e) {
 			hds_uncount(e);
 			if (unlikely(hds_entry_kind(e) != kind))
