@@ -39,7 +39,7 @@ SHIM_CFLAGS := $(BASE) $(CFLAGS) -flto -fPIC -fvisibility=hidden -ftls-model=ini
                -fno-omit-frame-pointer -Ishim -Iformat
 SHIM_SRC    := shim/init.c shim/reach.c shim/entry.c shim/capture.c shim/cfi.c shim/stacks.c shim/live.c \
                shim/modules.c shim/snapshot.c shim/creds.c shim/threads.c \
-               shim/entry_cxx.c shim/blocks_large.c shim/os.c shim/options.c shim/process.c shim/triggers.c shim/thin.c shim/python.c shim/jit.c
+               shim/entry_cxx.c shim/blocks_large.c shim/os.c shim/options.c shim/process.c shim/triggers.c shim/thin.c shim/python.c shim/jit.c shim/total.c
 SHIM_OBJ    := $(SHIM_SRC:shim/%.c=$(B)/shim/%.o)
 
 AN_CFLAGS   := $(BASE) $(CFLAGS) -Iformat -Ianalyzer -I$(B)/gen -DHD_PREFIX='"$(PREFIX)"'

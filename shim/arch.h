@@ -29,6 +29,9 @@
  *    looked up.  DW_CFA_AARCH64_negate_ra_state only says whether the
  *    saved value is signed: with every value stripped it changes nothing.
  *
+ *  - restartable sequences: total.c's per-CPU slot update is x86-64
+ *    assembly (HDS_ARCH_RSEQ); aarch64 takes the shared word every time;
+ *
  *  - aarch64 signal trampolines without CFI: the kernel's (in the vDSO)
  *    has CFI marking a signal frame, qemu-user's has none at all; an
  *    address without CFI holding rt_sigreturn's two instructions
@@ -93,6 +96,65 @@ static inline uint64_t hds_from_libunwind(uint64_t ra)
 	return ra;
 }
 
+/*
+ * Restartable sequences (total.c).  Add -d to the headroom in this CPU's
+ * slot, if W's mode is 0 (lease) and the result is in [0, 2^HDS_TOTAL_CAP_SHIFT):
+ * returns 1
+ * when done, 0 when the caller must take the slow path.  The critical
+ * section (1: to 2:) reads the CPU number glibc's rseq area holds, W and
+ * the slot, and commits with its one store; the kernel sends a thread that
+ * is preempted, migrated or signalled inside it to the abort handler (4:),
+ * which glibc's signature (RSEQ_SIG, 0x53053053, behind a ud1 opcode so
+ * disassemblers stay in step) must precede.  `off` is __rseq_offset, the
+ * area's place from the thread pointer; rseq_cs (at 8) is left set, as
+ * the ABI allows.  A thread without a registered area reads cpu_id -1 or
+ * -2: not below nslots.
+ */
+#define HDS_ARCH_RSEQ 1
+#ifndef HDS_TOTAL_CAP_SHIFT
+#define HDS_TOTAL_CAP_SHIFT 16   /* a slot holds less than 64 KiB of headroom */
+#endif
+static inline int hds_rseq_slot_add(long off, void *slots, uint32_t nslots, const void *w, int64_t d)
+{
+	__asm__ goto(
+		".pushsection __rseq_cs, \"aw\"\n\t"
+		".balign 32\n"
+		"3:\n\t"
+		".long 0, 0\n\t"
+		".quad 1f, 2f - 1f, 4f\n\t"
+		".popsection\n\t"
+		"leaq 3b(%%rip), %%rax\n\t"
+		"movq %%rax, %%fs:8(%[off])\n"
+		"1:\n\t"
+		"movl %%fs:4(%[off]), %%eax\n\t"
+		"cmpl %[n], %%eax\n\t"
+		"jae %l[slow]\n\t"
+		"shlq $6, %%rax\n\t"
+		"addq %[slots], %%rax\n\t"
+		"movq (%[w]), %%rcx\n\t"
+		"shrq $48, %%rcx\n\t"
+		"shlq $48, %%rcx\n\t"
+		"movq (%%rax), %%rdx\n\t"
+		"subq %%rcx, %%rdx\n\t"
+		"subq %[d], %%rdx\n\t"
+		"movq %%rdx, %%rcx\n\t"
+		"shrq %[cap], %%rcx\n\t"
+		"jnz %l[slow]\n\t"
+		"movq %%rdx, (%%rax)\n"
+		"2:\n\t"
+		".pushsection __rseq_failure, \"ax\"\n\t"
+		".byte 0x0f, 0xb9, 0x3d\n\t"
+		".long 0x53053053\n"
+		"4:\n\t"
+		"jmp %l[slow]\n\t"
+		".popsection"
+		: : [off] "r"(off), [slots] "r"(slots), [n] "r"(nslots), [w] "r"(w), [d] "r"(d), [cap] "i"(HDS_TOTAL_CAP_SHIFT)
+		: "rax", "rcx", "rdx", "memory", "cc" : slow);
+	return 1;
+slow:
+	return 0;
+}
+
 #elif defined(__aarch64__)
 
 #define HDS_ARCH_NAME      "aarch64"
@@ -153,6 +215,10 @@ static inline uint64_t hds_from_libunwind(uint64_t ra)
 {
 	return (hds_strip_ra(ra) + 3) & ~UINT64_C(3);
 }
+
+/* total.c's per-CPU slots are x86-64 only: every update takes the shared
+ * word (exact, and what the leases spare x86-64). */
+#define HDS_ARCH_RSEQ 0
 
 #else
 #error "heapdelta's shim supports x86-64 and aarch64 Linux"

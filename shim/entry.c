@@ -152,7 +152,7 @@ void hds_uncount(uint64_t entry)
 
 	weights(hds_entry_size(entry), &bytes, &count);
 	hds_count(hds_entry_stack(entry), -(int64_t)bytes, -(int64_t)count, 0, 0);
-	atomic_sub_relaxed(&hds.live_bytes, (int64_t)bytes);
+	hds_total_add(-(int64_t)bytes);
 }
 
 static void record_alloc(void *p, uint64_t size, int kind, const void *entry);
@@ -209,7 +209,7 @@ static __attribute__((noinline)) void record_alloc(void *p, uint64_t size, int k
 	uint64_t bytes, count;
 	weights(size, &bytes, &count);
 	hds_count((uint32_t)id, (int64_t)bytes, (int64_t)count, (int64_t)bytes, (int64_t)count);
-	hds_note_peak(atomic_add_relaxed(&hds.live_bytes, (int64_t)bytes) + (int64_t)bytes);
+	hds_total_add((int64_t)bytes);
 }
 
 /* The block at p is about to be released (free, or realloc that moves or

@@ -143,6 +143,7 @@ void hds_init_core(void)
 		hds_warn("cannot map memory for the tables; not tracing", NULL);
 		goto out;
 	}
+	hds_total_init();
 	if (hds_capture_init() < 0 && hds.cfg.unwinder != HD_UNWIND_FP)
 		hds_warn("libunwind.so.8 not found: stacks the CFI unwinder cannot follow use frame pointers", NULL);
 	hds_process_identity();
@@ -161,6 +162,7 @@ out:
 
 static void after_fork_child(void)
 {
+	hds_total_fork_child();
 	hds.pid = getpid();
 	hds_threads_after_fork();
 	hds_triggers_after_fork();
@@ -173,7 +175,7 @@ __attribute__((constructor)) static void hds_constructor(void)
 		return;
 	int outer = hds_busy;
 	hds_busy = 1;
-	pthread_atfork(NULL, NULL, after_fork_child);
+	pthread_atfork(hds_total_fork_prepare, hds_total_fork_parent, after_fork_child);
 	hds_busy = outer;
 	hds_triggers_start();
 }

@@ -93,9 +93,7 @@ struct hds_globals {
 	struct hds_config cfg;
 	int foreign_malloc;                /* malloc is not glibc's */
 
-	/* Process-wide counters.  live_bytes is signed: a free can be seen by a
-	 * snapshot before the matching malloc's add on another core. */
-	_Atomic int64_t  live_bytes;
+	/* Process-wide counters.  The live bytes are total.c's. */
 	_Atomic uint64_t peak_bytes;
 	_Atomic uint64_t peak_since_prev;
 	_Atomic uint64_t unknown_frees;
@@ -158,8 +156,52 @@ HDS_HIDDEN char *hds_put_dec(char *p, uint64_t v);
  * first word, then the second, in place (heapsort: no malloc, which
  * glibc's qsort may call). */
 HDS_HIDDEN void hds_sort_pairs(void *base, size_t n);
+
+/* ---- total.c: the live bytes and their exact peak ------------------------- */
+
+#define HDS_TOTAL_MODE_SHIFT 48
+#define HDS_TOTAL_S_MASK   ((UINT64_C(1) << HDS_TOTAL_MODE_SHIFT) - 1)
+#define HDS_TOTAL_BIAS     (UINT64_C(1) << 47)   /* S is kept biased: T can dip below 0 */
+#define HDS_TOTAL_LEASE    0                     /* the mode in which slots are valid */
+#define HDS_TOTAL_SLOTS    1024                  /* CPU numbers from here up take the shared word */
+
+struct hds_total_slot { _Atomic uint64_t v; char pad[56]; };   /* headroom, bytes */
+
+struct hds_total {
+	_Alignas(64) _Atomic uint64_t w;         /* mode << 48 | (S + bias) */
+	_Alignas(64) struct hds_total_slot *slots;   /* read-mostly from here */
+	uint32_t nslots;                         /* 0: no leases (no rseq) */
+	long rseq_off;                           /* glibc's __rseq_offset */
+};
+HDS_HIDDEN extern struct hds_total hds_total;
+
+/* Register for membarrier's rseq command and map the slots; without rseq
+ * (or on aarch64) leave the leases closed: every update takes the shared
+ * word. */
+HDS_HIDDEN void hds_total_init(void);
+/* The update a slot could not take. */
+HDS_HIDDEN void hds_total_slow(int64_t d);
 /* Raise peak_bytes and peak_since_prev to at least `live`. */
 HDS_HIDDEN void hds_note_peak(int64_t live);
+/* For a snapshot: the peak since the previous one, which starts again from
+ * the total now. */
+HDS_HIDDEN uint64_t hds_total_sync(void);
+/* Times the leases were closed (HEAPDELTA_DEBUG's exit line). */
+HDS_HIDDEN uint64_t hds_total_settlings(void);
+HDS_HIDDEN void hds_total_fork_prepare(void);
+HDS_HIDDEN void hds_total_fork_parent(void);
+HDS_HIDDEN void hds_total_fork_child(void);
+
+/* Move the live total by d bytes (an allocation's weight, or minus a
+ * release's): this CPU's slot when it can, the shared word otherwise. */
+static inline void hds_total_add(int64_t d)
+{
+#if HDS_ARCH_RSEQ
+	if (likely(hds_rseq_slot_add(hds_total.rseq_off, hds_total.slots, hds_total.nslots, &hds_total.w, d)))
+		return;
+#endif
+	hds_total_slow(d);
+}
 
 /* ---- entry.c: the interposed functions ---------------------------------- */
 

@@ -125,20 +125,6 @@ uint64_t hds_now_ns(int clock)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void hds_note_peak(int64_t live)
-{
-	uint64_t v = live > 0 ? (uint64_t)live : 0;
-	uint64_t cur = atomic_load_relaxed(&hds.peak_bytes);
-
-	while (v > cur && !atomic_compare_exchange_weak_explicit(&hds.peak_bytes, &cur, v,
-			memory_order_relaxed, memory_order_relaxed))
-		;
-	cur = atomic_load_relaxed(&hds.peak_since_prev);
-	while (v > cur && !atomic_compare_exchange_weak_explicit(&hds.peak_since_prev, &cur, v,
-			memory_order_relaxed, memory_order_relaxed))
-		;
-}
-
 char *hds_put_dec(char *p, uint64_t v)
 {
 	char tmp[24];

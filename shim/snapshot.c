@@ -200,10 +200,8 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 	f[HD_META_START_MONO_NS] = hds.start_mono_ns;
 	f[HD_META_LIVE_BYTES] = t->live_bytes;
 	f[HD_META_LIVE_COUNT] = t->live_count;
+	f[HD_META_PEAK_SINCE_PREV] = hds_total_sync();   /* first: it may raise the peak */
 	f[HD_META_PEAK_BYTES] = atomic_load_relaxed(&hds.peak_bytes);
-	int64_t live_now = atomic_load_relaxed(&hds.live_bytes);
-	f[HD_META_PEAK_SINCE_PREV] = atomic_exchange_explicit(&hds.peak_since_prev,
-		live_now > 0 ? (uint64_t)live_now : 0, memory_order_relaxed);
 	f[HD_META_ALLOC_BYTES] = t->alloc_bytes;
 	f[HD_META_ALLOC_COUNT] = t->alloc_count;
 	f[HD_META_FREE_BYTES] = t->alloc_bytes - t->live_bytes;

@@ -69,3 +69,35 @@ def every_snapshot_of_eight_churning_threads_is_consistent_per_site_and_in_total
                 check(not churning, f"{os.path.basename(snap)}: no churn site after {churning} snapshots with one")
         total += churning
     check(total >= 10, f"only {total} snapshots with a churn site in {runs} runs")
+
+
+def peaks_of_the_phases(env=None):
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "peak")], d, env=env)
+    eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
+    rises = {label: v[0] for label, v in expectations(p.stdout).items()}
+    eq(sorted(rises), ["climbed", "nudged", "steps", "together"], "the fixture's intervals")
+    infos = json.loads(hd("info", "--format", "json", *snaps_of(d, "api")).stdout)
+    eq([i["label"] for i in infos], ["held", "climbed", "together", "steps", "nudged"], "the snapshots requested")
+    highest = infos[0]["peak_since_prev"]
+    for prev, cur in zip(infos, infos[1:]):
+        eq(cur["peak_since_prev"], prev["live_bytes"] + rises[cur["label"]],
+           f"{cur['label']}: peak since '{prev['label']}' ({prev['live_bytes']} bytes live then)")
+        highest = max(highest, cur["peak_since_prev"])
+        eq(cur["peak_bytes"], highest, f"{cur['label']}: the peak of the whole run")
+
+
+@test
+def the_peak_is_exact_while_four_threads_churn_below_it_and_climb_past_it():
+    # The per-CPU leases (total.c): the fixture drops the total far below
+    # its peak, churns there on four threads (frees of each other's blocks
+    # included), then climbs past it from one thread and from four at once.
+    # Each interval's peak is the previous snapshot's live bytes plus the
+    # rise the fixture made, to the byte.
+    peaks_of_the_phases()
+
+
+@test
+def the_peak_is_exact_without_restartable_sequences():
+    # glibc's rseq registration off: every update takes the shared word.
+    peaks_of_the_phases(env=dict(os.environ, GLIBC_TUNABLES="glibc.pthread.rseq=0"))
