@@ -162,9 +162,9 @@ out:
 
 static void after_fork_child(void)
 {
-	hds_total_fork_child();
 	hds.pid = getpid();
 	hds_threads_after_fork();
+	hds_total_fork_child();   /* after the counters' cut updates are evened out */
 	hds_triggers_after_fork();
 }
 

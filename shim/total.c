@@ -275,9 +275,29 @@ void hds_total_fork_parent(void)
 
 void hds_total_fork_child(void)
 {
+	/* A thread fork cut in the middle of recording a block or taking it
+	 * off has changed its stack's counters and not the total, or the
+	 * reverse; the child has the block, or not, for good.  Its total is
+	 * taken again from the counters (after threads.c evened out their cut
+	 * updates), as its snapshots will report them.  The child is alone:
+	 * no slot update is in flight. */
+	uint32_t n = hds_stacks_count();
+	struct hds_sums *sums = n ? hds_map(sizeof *sums * n) : NULL;
+	if (sums) {
+		int64_t t = 0;
+		hds_counts_read(sums, n);
+		for (uint32_t id = 0; id < n; id++)
+			if (atomic_load_acquire(&hds_stack_get(id)->ready) == 1 && sums[id].alloc_count > 0 &&
+			    sums[id].live_bytes > 0 && sums[id].live_count > 0)
+				t += sums[id].live_bytes;
+		hds_unmap(sums, sizeof *sums * n);
+		for (uint32_t i = 0; i < hds_total.nslots; i++)
+			atomic_store_relaxed(&hds_total.slots[i].v, 0);
+		atomic_store_relaxed(&hds_total.w, with_mode((uint64_t)t + HDS_TOTAL_BIAS, MODE_DIRECT));
+		hds_note_peak(t);
+	}
 	if (hds_total.nslots && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
-		/* No settling possible here: close the leases for good (alone,
-		 * no slot update can be in flight). */
+		/* No settling possible here: close the leases for good. */
 		set_mode(MODE_REVOKING);
 		uint64_t held = 0;
 		for (uint32_t i = 0; i < hds_total.nslots; i++)

@@ -101,3 +101,29 @@ def the_peak_is_exact_while_four_threads_churn_below_it_and_climb_past_it():
 def the_peak_is_exact_without_restartable_sequences():
     # glibc's rseq registration off: every update takes the shared word.
     peaks_of_the_phases(env=dict(os.environ, GLIBC_TUNABLES="glibc.pthread.rseq=0"))
+
+
+@test
+def the_peak_is_exact_under_a_signal_storm_and_in_forked_children():
+    # A profiling timer every 200 us whose handler allocates (signals land
+    # inside the shim's slot updates and its slow path), ten forks while
+    # four threads churn (the lock is held across fork; each child opens
+    # and closes leases of its own): the program's output and status are
+    # its own, the parent's interval and every child's are exact.
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "peak"), "storm"], d)
+    eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
+    exp = expectations(p.stdout)
+    eq(exp["children"], (10, 0), "children forked, and those that did not exit 0")
+    infos = json.loads(hd("info", "--format", "json", *snaps_of(d, "api")).stdout)
+    by_pid = {}
+    for i in infos:
+        by_pid.setdefault(i["pid"], []).append(i)
+    parent = [v for v in by_pid.values() if v[0]["label"] == "held"]
+    eq(len(parent), 1, "one parent")
+    held, climbed = parent[0]
+    eq(climbed["peak_since_prev"], held["live_bytes"] + exp["climbed"][0], "the parent's climb")
+    kids = [v for v in by_pid.values() if v[0]["label"] == "child-start"]
+    eq(len(kids), 10, "children with snapshots")
+    for start, end in kids:
+        eq(end["peak_since_prev"], start["live_bytes"] + (1 << 20) + 4096, f"child {start['pid']}: its climb")
