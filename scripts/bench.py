@@ -305,7 +305,8 @@ def analysis_time(mode, odir, limit):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only", help="only the workloads whose name contains this (redis: the server)")
+    ap.add_argument("--only", help="only the workloads whose name contains this (redis: the server; "
+                    "threads: the thread-scaling table alone)")
     ap.add_argument("--modes", default="untraced,heaptrack,heapdelta,heapdelta-fp,sampled")
     ap.add_argument("--quick", action="store_true",
                     help="one run per mode, without the analyzer's and the thread-scaling tables")
@@ -322,6 +323,9 @@ def main():
         print("bench: heaptrack_gui is installed: `heaptrack` opens it after recording, inside the timed run",
               file=sys.stderr)
     generate_inputs()
+    if args.only == "threads":
+        print(thread_scaling(args.runs))
+        return
     base_env = dict(os.environ)
     rows = []
     for name, cmd, extra_env, stdin_path, fp_build in workloads():
@@ -732,19 +736,26 @@ def python_frames_cost(runs):
 def thread_scaling(runs):
     """The churn program's overhead with 1, 2 and 8 threads doing the same
     total work: with a global lock on the hot path, more threads would cost
-    more, not less."""
+    more, not less.  Wall time, and CPU time (user + system), whose ratio
+    is the work the shim adds whatever the machine's other load."""
     churn = os.path.join(WORK, "churn")
-    rows = ["| churn threads | untraced | heapdelta | ratio |", "|---:|---:|---:|---:|"]
+    rows = ["| churn threads | untraced | heapdelta | ratio | untraced CPU | heapdelta CPU | CPU ratio |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]
     for threads in (1, 2, 8):
         cmd = [churn, str(2000000 // threads), str(threads)]
-        u, h = [], []
+        u, h, uc, hc = [], [], [], []
         for _ in range(runs):
-            u.append(measure(cmd, os.environ, None)[0])
+            wall, cpu = measure(cmd, os.environ, None)[:2]
+            u.append(wall)
+            uc.append(cpu)
             d = tempfile.mkdtemp(prefix="hd-bench-")
-            h.append(measure(cmd, {**os.environ, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": d}, None)[0])
+            wall, cpu = measure(cmd, {**os.environ, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": d}, None)[:2]
+            h.append(wall)
+            hc.append(cpu)
             shutil.rmtree(d, ignore_errors=True)
         mu, mh = statistics.median(u), statistics.median(h)
-        rows.append(f"| {threads} | {mu:.2f}s | {mh:.2f}s | {mh / mu:.2f}x |")
+        cu, ch = statistics.median(uc), statistics.median(hc)
+        rows.append(f"| {threads} | {mu:.2f}s | {mh:.2f}s | {mh / mu:.2f}x | {cu:.2f}s | {ch:.2f}s | {ch / cu:.2f}x |")
     return "\n".join(rows)
 
 
