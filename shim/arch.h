@@ -107,8 +107,9 @@ static inline uint64_t hds_from_libunwind(uint64_t ra)
  * which glibc's signature (RSEQ_SIG, 0x53053053, behind a ud1 opcode so
  * disassemblers stay in step) must precede.  `off` is __rseq_offset, the
  * area's place from the thread pointer; rseq_cs (at 8) is left set, as
- * the ABI allows.  A thread without a registered area reads cpu_id -1 or
- * -2: not below nslots.
+ * the ABI allows.  The first store is to that area: only called once
+ * glibc's registration was found (total.c).  A thread glibc did not
+ * register reads cpu_id -1 or -2: not below nslots.
  */
 #define HDS_ARCH_RSEQ 1
 #ifndef HDS_TOTAL_CAP_SHIFT

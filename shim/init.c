@@ -175,7 +175,7 @@ __attribute__((constructor)) static void hds_constructor(void)
 		return;
 	int outer = hds_busy;
 	hds_busy = 1;
-	pthread_atfork(hds_total_fork_prepare, hds_total_fork_parent, after_fork_child);
+	pthread_atfork(NULL, NULL, after_fork_child);
 	hds_busy = outer;
 	hds_triggers_start();
 }

@@ -188,8 +188,7 @@ HDS_HIDDEN void hds_note_peak(int64_t live);
 HDS_HIDDEN uint64_t hds_total_sync(void);
 /* Times the leases were closed (HEAPDELTA_DEBUG's exit line). */
 HDS_HIDDEN uint64_t hds_total_settlings(void);
-HDS_HIDDEN void hds_total_fork_prepare(void);
-HDS_HIDDEN void hds_total_fork_parent(void);
+/* In a forked child, before its snapshots: the total from the counters. */
 HDS_HIDDEN void hds_total_fork_child(void);
 
 /* Move the live total by d bytes (an allocation's weight, or minus a
@@ -197,7 +196,10 @@ HDS_HIDDEN void hds_total_fork_child(void);
 static inline void hds_total_add(int64_t d)
 {
 #if HDS_ARCH_RSEQ
-	if (likely(hds_rseq_slot_add(hds_total.rseq_off, hds_total.slots, hds_total.nslots, &hds_total.w, d)))
+	/* nslots first: without leases rseq_off is not glibc's offset, and the
+	 * sequence's first store must not land at %fs:8 (the thread's DTV). */
+	if (likely(hds_total.nslots) &&
+	    likely(hds_rseq_slot_add(hds_total.rseq_off, hds_total.slots, hds_total.nslots, &hds_total.w, d)))
 		return;
 #endif
 	hds_total_slow(d);

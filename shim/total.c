@@ -13,13 +13,14 @@
  * headroom, each in a cache line of its own:
  *
  *    T = S - (headroom in the slots)      always;
- *    S <= P                               in lease mode, except while an
- *                                         allocation that broke it settles.
+ *    S <= P                               in lease mode, but for the
+ *                                         allocations that broke it, each
+ *                                         of which then settles.
  *
  * In lease mode a release adds its bytes to its CPU's slot and an
  * allocation takes them from it: T moves, S does not, nothing is shared.
  * T <= S <= P, so no new peak can pass unseen.  An operation the slot cannot
- * take (the slot is empty, or would grow past SLOT_CAP) adds to S itself
+ * take (the slot is empty, or would hold 64 KiB or more) adds to S itself
  * (one atomic add on W); an allocation that takes S past P settles the
  * total: under the lock it closes the leases (mode REVOKING; membarrier's
  * rseq command makes every CPU abort a slot update in flight, so the slots
@@ -41,17 +42,25 @@
  * sends it to the slow path on preemption, migration or signal delivery.
  * Lease mode is 0, so a slot holds nothing but headroom; W's mode bits are
  * subtracted before the range check, so in any other mode the check fails.
- * Without rseq (glibc's registration off, an old kernel, aarch64, a
- * thread glibc did not start) every operation takes the W path: still
- * exact, at the cost of the shared line.
+ * Without rseq (glibc's registration off, an old kernel, aarch64) there
+ * are no slots and every operation takes the W path: still exact, at the
+ * cost of the shared line.  A thread that shares another's TLS without
+ * its rseq registration (a vfork child, a raw clone) would update that
+ * thread's CPU slot without the kernel's protection; neither may call
+ * malloc (glibc's own per-thread state is as shared).
+ *
+ * A known gap: in direct mode the peak is raised just after the add, not
+ * with it; a snapshot that falls between the two, with a release on
+ * another thread in between as well, reports that interval's peak short
+ * of the value the add reached, and gives it to the next interval.  (The
+ * one shared counter before the leases had the same gap.)
  *
  * Signals and fork.  The lock is taken with every signal blocked, so a
  * handler never waits for the thread it interrupted.  An allocation that
  * finds the mode REVOKING waits for the lock: the settling counts it, and
  * the thread must not allocate again (a value the settling would not see)
- * before it is done.  fork() takes the lock first (pthread_atfork), so a
- * child never starts with the leases half closed; its slots and W are the
- * parent's, and T is still their difference.
+ * before it is done.  A forked child takes its total again from the
+ * counters (hds_total_fork_child).
  *
  * Workload: two slot updates per recorded allocation and its free (the
  * benchmark's churning threads: 94% of updates; the rest are blocks over
@@ -67,6 +76,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MODE_DIRECT   UINT64_C(1)
@@ -128,8 +138,16 @@ static void lock_take(sigset_t *saved)
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, saved);
-	while (atomic_exchange_explicit(&lock, 1, memory_order_acquire))
-		sched_yield();
+	for (unsigned spins = 0; atomic_exchange_explicit(&lock, 1, memory_order_acquire); spins++) {
+		if (spins < 64) {
+			sched_yield();
+		} else {
+			/* A real-time thread's sched_yield leaves a holder of
+			 * lower priority on its CPU waiting: sleep instead. */
+			struct timespec ts = { 0, 50000 };
+			nanosleep(&ts, NULL);
+		}
+	}
 }
 
 static void lock_drop(const sigset_t *saved)
@@ -245,8 +263,10 @@ uint64_t hds_total_sync(void)
 	lock_take(&saved);
 	int64_t t = close_leases();
 	hds_note_peak(t);
-	/* T's values up to now are in P.  The next interval starts from T;
-	 * the allocations waiting for the lock are ordered in it. */
+	/* T's values up to now are in P (t includes the allocations that
+	 * added to S before the slots were emptied).  The next interval starts
+	 * from T; allocations that add while the mode is still REVOKING wait
+	 * for the lock and are ordered in it, raised by reopen(). */
 	uint64_t p = atomic_exchange_explicit(&hds.peak_since_prev, t > 0 ? (uint64_t)t : 0, memory_order_relaxed);
 	reopen(0);
 	lock_drop(&saved);
@@ -258,53 +278,40 @@ uint64_t hds_total_settlings(void)
 	return atomic_load_relaxed(&n_settle);
 }
 
-/* fork (pthread_atfork): the lock is held across it, so a child never
- * starts with the leases half closed.  Its slots and S are the parent's,
- * and T is still their difference: the child goes on from them. */
-static sigset_t fork_saved;
-
-void hds_total_fork_prepare(void)
-{
-	lock_take(&fork_saved);
-}
-
-void hds_total_fork_parent(void)
-{
-	lock_drop(&fork_saved);
-}
-
+/*
+ * fork: the child is alone, and whatever another thread of the parent was
+ * doing here is cut: a settling half done (the lock taken, slots partly
+ * emptied), or a block's stack counter changed and the total not yet, or
+ * the reverse (the child has the block, or not, for good).  So the child
+ * takes its total again from the counters, as its snapshots will report
+ * them (after threads.c evened out their cut updates), empties the slots
+ * and starts in direct mode, its interval starting from that total.  The
+ * lock is not held across fork: a handler registered before ours, or
+ * glibc's own locks taken in fork, could then wait on it.  Costs a pass
+ * over every stack's counters per fork.
+ */
 void hds_total_fork_child(void)
 {
-	/* A thread fork cut in the middle of recording a block or taking it
-	 * off has changed its stack's counters and not the total, or the
-	 * reverse; the child has the block, or not, for good.  Its total is
-	 * taken again from the counters (after threads.c evened out their cut
-	 * updates), as its snapshots will report them.  The child is alone:
-	 * no slot update is in flight. */
+	atomic_store_relaxed(&lock, 0);
+	uint64_t held = 0;
+	for (uint32_t i = 0; i < hds_total.nslots; i++)
+		held += atomic_exchange_explicit(&hds_total.slots[i].v, 0, memory_order_relaxed);
+	int64_t t = t_of(atomic_load_relaxed(&hds_total.w)) - (int64_t)held;   /* if the counters cannot be read */
 	uint32_t n = hds_stacks_count();
 	struct hds_sums *sums = n ? hds_map(sizeof *sums * n) : NULL;
 	if (sums) {
-		int64_t t = 0;
 		hds_counts_read(sums, n);
+		t = 0;
 		for (uint32_t id = 0; id < n; id++)
 			if (atomic_load_acquire(&hds_stack_get(id)->ready) == 1 && sums[id].alloc_count > 0 &&
 			    sums[id].live_bytes > 0 && sums[id].live_count > 0)
 				t += sums[id].live_bytes;
 		hds_unmap(sums, sizeof *sums * n);
-		for (uint32_t i = 0; i < hds_total.nslots; i++)
-			atomic_store_relaxed(&hds_total.slots[i].v, 0);
-		atomic_store_relaxed(&hds_total.w, with_mode((uint64_t)t + HDS_TOTAL_BIAS, MODE_DIRECT));
-		hds_note_peak(t);
 	}
-	if (hds_total.nslots && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
-		/* No settling possible here: close the leases for good. */
-		set_mode(MODE_REVOKING);
-		uint64_t held = 0;
-		for (uint32_t i = 0; i < hds_total.nslots; i++)
-			held += atomic_exchange_explicit(&hds_total.slots[i].v, 0, memory_order_relaxed);
-		atomic_add_relaxed(&hds_total.w, -held);
+	atomic_store_relaxed(&hds_total.w, with_mode((uint64_t)t + HDS_TOTAL_BIAS, MODE_DIRECT));
+	atomic_store_relaxed(&hds.peak_since_prev, t > 0 ? (uint64_t)t : 0);
+	hds_note_peak(t);
+	/* Without the registration no settling is possible: no leases. */
+	if (hds_total.nslots && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0)
 		hds_total.nslots = 0;
-		set_mode(MODE_DIRECT);
-	}
-	lock_drop(&fork_saved);
 }

@@ -179,8 +179,7 @@ void hds_triggers_after_fork(void)
 {
 	atomic_store_relaxed(&exit_done, 0);
 	atomic_store_relaxed(&signal_pending, 0);
-	hds_snapshot_after_fork();
-	atomic_store_relaxed(&hds.peak_since_prev, 0);
+	hds_snapshot_after_fork();   /* the peak since the previous snapshot: total.c's */
 	hds_modules_after_fork();
 	hds_live_after_fork();
 	if (!atomic_load_relaxed(&stopping))

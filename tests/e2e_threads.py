@@ -127,3 +127,19 @@ def the_peak_is_exact_under_a_signal_storm_and_in_forked_children():
     eq(len(kids), 10, "children with snapshots")
     for start, end in kids:
         eq(end["peak_since_prev"], start["live_bytes"] + (1 << 20) + 4096, f"child {start['pid']}: its climb")
+
+
+@test
+def threads_using_a_dlopened_librarys_thread_local_storage_run_as_untraced():
+    # The DTV (glibc keeps it at %fs:8) reaches a dlopened library's TLS;
+    # the shim's per-CPU slot updates write into the thread's rseq area,
+    # also reached from %fs: with and without glibc's rseq registration,
+    # the program's output and status are its own.
+    cmd = [os.path.join(BIN, "dyntls"), os.path.join(BIN, "libtlsplug.so")]
+    for tunables in ("", "glibc.pthread.rseq=0"):
+        env = dict(os.environ, GLIBC_TUNABLES=tunables)
+        plain = run(cmd, env=env)
+        eq(plain.returncode, 0, f"untraced, GLIBC_TUNABLES={tunables!r}: exit status")
+        d = tmpdir()
+        p, _ = traced(cmd, d, env=env)
+        eq((p.returncode, p.stdout), (0, plain.stdout), f"traced, GLIBC_TUNABLES={tunables!r}: exit status and output")
