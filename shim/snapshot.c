@@ -181,7 +181,7 @@ static void warn_once(const char *what, int err)
 
 struct totals { uint64_t live_bytes, live_count, alloc_bytes, alloc_count; };
 
-static void emit_meta(struct out *o, int trigger, uint64_t n, const struct totals *t)
+static void emit_meta(struct out *o, int trigger, uint64_t n, const struct totals *t, uint64_t peak_since_prev)
 {
 	uint64_t f[HD_META_NFIELDS] = { 0 };
 	uint64_t dropped = atomic_load_relaxed(&hds.dropped_allocs) + atomic_load_relaxed(&hds.dropped_stacks);
@@ -200,7 +200,7 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 	f[HD_META_START_MONO_NS] = hds.start_mono_ns;
 	f[HD_META_LIVE_BYTES] = t->live_bytes;
 	f[HD_META_LIVE_COUNT] = t->live_count;
-	f[HD_META_PEAK_SINCE_PREV] = hds_total_sync();   /* first: it may raise the peak */
+	f[HD_META_PEAK_SINCE_PREV] = peak_since_prev;
 	f[HD_META_PEAK_BYTES] = atomic_load_relaxed(&hds.peak_bytes);
 	f[HD_META_ALLOC_BYTES] = t->alloc_bytes;
 	f[HD_META_ALLOC_COUNT] = t->alloc_count;
@@ -547,8 +547,8 @@ static void emit_reach(struct out *o)
 /* Write everything into o.  META goes first in the file but needs the
  * totals from the stack walk, so it is written with a placeholder and
  * patched: its length is fixed. */
-static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *label,
-			  const struct hds_sums *sums, uint32_t nstacks, int chained, uint32_t *codes_upto)
+static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *label, const struct hds_sums *sums,
+			  uint32_t nstacks, int chained, uint64_t peak_since_prev, uint32_t *codes_upto)
 {
 	struct totals t = { 0 };
 	unsigned char hdr[HD_FILE_HDR_LEN];
@@ -560,7 +560,7 @@ static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *la
 
 	uint64_t meta_at = o->off + o->len;
 	struct totals zero = { 0 };
-	emit_meta(o, trigger, n, &zero);
+	emit_meta(o, trigger, n, &zero, peak_since_prev);
 	emit_strings(o, label);
 	emit_modules(o);
 	emit_stacks(o, sums, nstacks, chained, &t);
@@ -584,6 +584,8 @@ static void emit_snapshot(struct out *o, int trigger, uint64_t n, const char *la
 	 * while other threads run). */
 	if (atomic_load_relaxed(&hds.peak_bytes) < t.live_bytes)
 		out_patch(o, base + 8 * HD_META_PEAK_BYTES, t.live_bytes, 8);
+	if (peak_since_prev < t.live_bytes)
+		out_patch(o, base + 8 * HD_META_PEAK_SINCE_PREV, t.live_bytes, 8);
 	out_flush(o);
 }
 
@@ -616,7 +618,7 @@ static int seq_taken(uint64_t n, char *name)
  * one.  0; -1 after a warning; 1 when the final name appeared meanwhile
  * (try another n). */
 static int write_file(int trigger, const char *label, uint64_t n, const struct hds_sums *sums, uint32_t nstacks,
-		      int chained, char *final, char *tmp, uint32_t *codes_upto)
+		      int chained, uint64_t peak_since_prev, char *final, char *tmp, uint32_t *codes_upto)
 {
 	const char *trig = hd_trigger_name((uint64_t)trigger);
 	struct out o = { .fd = -1 };
@@ -636,7 +638,7 @@ static int write_file(int trigger, const char *label, uint64_t n, const struct h
 	if (!o.buf) {
 		o.err = ENOMEM;
 	} else {
-		emit_snapshot(&o, trigger, n, label, sums, nstacks, chained, codes_upto);
+		emit_snapshot(&o, trigger, n, label, sums, nstacks, chained, peak_since_prev, codes_upto);
 		hds_unmap(o.buf, OUT_BUF);
 	}
 	if (close(o.fd) < 0 && !o.err)
@@ -706,6 +708,9 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 		goto done;
 	}
 	hds_counts_read(sums, nstacks);
+	/* The interval's peak, once: its next starts now (given back below if
+	 * no file is written). */
+	uint64_t peak_since_prev = hds_total_sync();
 
 	/* The next sequence number no file of ours has (an earlier process
 	 * with the same pid, a planted file): a file's name and its META seq
@@ -715,7 +720,8 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 		if (seq_taken(n, probe))
 			continue;
 		uint32_t codes_upto = 0;
-		int r = write_file(trigger, label ? label : "", n, sums, nstacks, chained, final, tmp, &codes_upto);
+		int r = write_file(trigger, label ? label : "", n, sums, nstacks, chained, peak_since_prev, final, tmp,
+				   &codes_upto);
 		if (r < 0)
 			break;
 		if (r == 0) {
@@ -727,6 +733,8 @@ int hds_snapshot_write(int trigger, const char *label, int refresh)
 			}
 		}
 	}
+	if (rc != 0)
+		hds_note_peak((int64_t)peak_since_prev);
 done:
 	if (sums)
 		hds_unmap(sums, sums_len);

@@ -55,8 +55,9 @@
  * of the value the add reached, and gives it to the next interval.  (The
  * one shared counter before the leases had the same gap.)
  *
- * Signals and fork.  The lock is taken with every signal blocked, so a
- * handler never waits for the thread it interrupted.  An allocation that
+ * Signals and fork.  The lock is taken with every asynchronous signal
+ * blocked, so a handler never waits for the thread it interrupted (see
+ * lock_take for the synchronous ones and for fork).  An allocation that
  * finds the mode REVOKING waits for the lock: the settling counts it, and
  * the thread must not allocate again (a value the settling would not see)
  * before it is done.  A forked child takes its total again from the
@@ -88,8 +89,8 @@
 struct hds_total hds_total = {
 	.w = (MODE_DIRECT << HDS_TOTAL_MODE_SHIFT) | HDS_TOTAL_BIAS,
 };
-static _Atomic int lock;
-static _Atomic uint64_t n_settle;           /* times the leases were closed */
+static _Atomic uint64_t n_settle;
+static uint32_t slots_mapped;               /* hds_total.slots' length; nslots drops to 0 without leases */           /* times the leases were closed */
 
 static inline uint64_t mode_of(uint64_t w) { return w >> HDS_TOTAL_MODE_SHIFT; }
 static inline int64_t t_of(uint64_t w) { return (int64_t)((w & HDS_TOTAL_S_MASK) - HDS_TOTAL_BIAS); }
@@ -111,6 +112,7 @@ void hds_total_init(void)
 		return;
 	hds_total.rseq_off = (long)__rseq_offset;
 	hds_total.slots = s;
+	slots_mapped = HDS_TOTAL_SLOTS;
 	atomic_signal_fence(memory_order_seq_cst);
 	hds_total.nslots = HDS_TOTAL_SLOTS;
 }
@@ -129,29 +131,61 @@ void hds_note_peak(int64_t live)
 		;
 }
 
-/* The lock, taken with every signal blocked (a handler never waits for the
- * thread it interrupted).  Held for a membarrier call and a pass over the
- * slots at most. */
-static void lock_take(sigset_t *saved)
+/*
+ * The lock: 0, or the pid of the process one of whose threads holds it.
+ * Taken with every asynchronous signal blocked, so a handler never waits
+ * for the thread it interrupted.  Synchronous signals stay deliverable
+ * (blocked, the kernel kills on them: a seccomp filter trapping
+ * membarrier); a handler of one that allocates finds `holding` set and
+ * does not wait.  A holder's pid that is not ours is a thread of the
+ * process we were forked from (fork without our handler, or a handler
+ * that ran before it): the lock is taken over.  Held for a membarrier call
+ * and a pass over the slots at most.  Returns 0 when this thread holds it
+ * already (nothing to drop).
+ */
+static _Atomic int lock;
+static __thread int holding __attribute__((tls_model("initial-exec")));
+
+static int lock_take(sigset_t *saved)
 {
+	static const int sync_signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS };
 	sigset_t all;
 
+	if (holding)
+		return 0;
 	sigfillset(&all);
+	for (size_t i = 0; i < sizeof sync_signals / sizeof *sync_signals; i++)
+		sigdelset(&all, sync_signals[i]);
 	pthread_sigmask(SIG_BLOCK, &all, saved);
-	for (unsigned spins = 0; atomic_exchange_explicit(&lock, 1, memory_order_acquire); spins++) {
+	int me = getpid();
+	for (unsigned spins = 0;; spins++) {
+		int held = 0;
+		if (atomic_compare_exchange_strong_explicit(&lock, &held, me, memory_order_acquire, memory_order_relaxed))
+			break;
+		if (held != me && atomic_compare_exchange_strong_explicit(&lock, &held, me, memory_order_acquire,
+									  memory_order_relaxed))
+			break;
 		if (spins < 64) {
 			sched_yield();
 		} else {
 			/* A real-time thread's sched_yield leaves a holder of
-			 * lower priority on its CPU waiting: sleep instead. */
+			 * lower priority on its CPU waiting: sleep instead (the
+			 * system call, not nanosleep: no cancellation point). */
 			struct timespec ts = { 0, 50000 };
-			nanosleep(&ts, NULL);
+			syscall(SYS_nanosleep, &ts, NULL);
 		}
 	}
+	holding = 1;
+	hds_tl_nopark++;   /* reach.c: a holder is never stopped */
+	return 1;
 }
 
-static void lock_drop(const sigset_t *saved)
+static void lock_drop(int taken, const sigset_t *saved)
 {
+	if (!taken)
+		return;
+	hds_tl_nopark--;
+	holding = 0;
 	atomic_store_release(&lock, 0);
 	pthread_sigmask(SIG_SETMASK, saved, NULL);
 }
@@ -176,11 +210,17 @@ static int64_t close_leases(void)
 
 	if (mode_of(w) == HDS_TOTAL_LEASE) {
 		/* Every CPU aborts a slot update in flight; an update that read
-		 * the old mode and committed is visible once this returns. */
-		syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+		 * the old mode and committed is visible once this returns.  If
+		 * the call fails (a seccomp filter installed since start-up),
+		 * the leases end for good: an update in flight may still land
+		 * in a slot read below, and be lost. */
+		if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
+			hds_total.nslots = 0;
+			hds_warn("membarrier failed: the live-byte total may miss a few updates from now on", NULL);
+		}
 		atomic_add_relaxed(&n_settle, 1);
 		uint64_t held = 0;
-		for (uint32_t i = 0; i < hds_total.nslots; i++) {
+		for (uint32_t i = 0; i < slots_mapped; i++) {
 			uint64_t v = atomic_load_relaxed(&hds_total.slots[i].v);
 			if (v) {
 				held += v;
@@ -238,20 +278,18 @@ void hds_total_slow(int64_t d)
 		break;
 	case HDS_TOTAL_LEASE:   /* T <= S; past P, T may be a new peak */
 		if (d > 0 && t > (int64_t)atomic_load_relaxed(&hds.peak_since_prev)) {
-			lock_take(&saved);
-			if (mode_of(atomic_load_relaxed(&hds_total.w)) == HDS_TOTAL_LEASE) {
+			int taken = lock_take(&saved);
+			if (taken && mode_of(atomic_load_relaxed(&hds_total.w)) == HDS_TOTAL_LEASE) {
 				hds_note_peak(close_leases());
 				reopen(1);
 			}
 			/* Otherwise a settling since our add counted it. */
-			lock_drop(&saved);
+			lock_drop(taken, &saved);
 		}
 		break;
 	default:   /* REVOKING: an allocation waits for the settling, which counts it */
-		if (d > 0) {
-			lock_take(&saved);
-			lock_drop(&saved);
-		}
+		if (d > 0)
+			lock_drop(lock_take(&saved), &saved);
 		break;
 	}
 }
@@ -259,8 +297,10 @@ void hds_total_slow(int64_t d)
 uint64_t hds_total_sync(void)
 {
 	sigset_t saved;
+	int taken = lock_take(&saved);
 
-	lock_take(&saved);
+	if (!taken)   /* a snapshot from a handler inside our own settling */
+		return atomic_load_relaxed(&hds.peak_since_prev);
 	int64_t t = close_leases();
 	hds_note_peak(t);
 	/* T's values up to now are in P (t includes the allocations that
@@ -269,7 +309,7 @@ uint64_t hds_total_sync(void)
 	 * for the lock and are ordered in it, raised by reopen(). */
 	uint64_t p = atomic_exchange_explicit(&hds.peak_since_prev, t > 0 ? (uint64_t)t : 0, memory_order_relaxed);
 	reopen(0);
-	lock_drop(&saved);
+	lock_drop(taken, &saved);
 	return p;
 }
 
@@ -288,13 +328,17 @@ uint64_t hds_total_settlings(void)
  * and starts in direct mode, its interval starting from that total.  The
  * lock is not held across fork: a handler registered before ours, or
  * glibc's own locks taken in fork, could then wait on it.  Costs a pass
- * over every stack's counters per fork.
+ * over every stack's counters per fork.  Left: a fork from a signal
+ * handler that interrupted this very thread between a block's counter and
+ * its total leaves the child's total off by that block (the update
+ * finishes after the recount).
  */
 void hds_total_fork_child(void)
 {
 	atomic_store_relaxed(&lock, 0);
+	holding = 0;
 	uint64_t held = 0;
-	for (uint32_t i = 0; i < hds_total.nslots; i++)
+	for (uint32_t i = 0; i < slots_mapped; i++)
 		held += atomic_exchange_explicit(&hds_total.slots[i].v, 0, memory_order_relaxed);
 	int64_t t = t_of(atomic_load_relaxed(&hds_total.w)) - (int64_t)held;   /* if the counters cannot be read */
 	uint32_t n = hds_stacks_count();

@@ -143,3 +143,22 @@ def threads_using_a_dlopened_librarys_thread_local_storage_run_as_untraced():
         d = tmpdir()
         p, _ = traced(cmd, d, env=env)
         eq((p.returncode, p.stdout), (0, plain.stdout), f"traced, GLIBC_TUNABLES={tunables!r}: exit status and output")
+
+
+@test
+def a_sandbox_that_makes_membarrier_fail_keeps_its_behaviour_and_an_exact_peak():
+    # A seccomp filter installed after start-up makes the settling's
+    # membarrier call raise SIGSYS (handled by the program, whose handler
+    # allocates) or fail with EPERM.  SIGSYS must not be blocked then: the
+    # kernel would kill the program.  The leases end, with one line.
+    for mode in ("trap", "errno"):
+        cmd = [os.path.join(BIN, "sandbox"), mode]
+        plain = run(cmd)
+        eq(plain.returncode, 0, f"{mode}: untraced exit status")
+        d = tmpdir()
+        p, _ = traced(cmd, d)
+        eq((p.returncode, p.stdout), (0, plain.stdout), f"{mode}: exit status and output")
+        check("heapdelta: membarrier failed" in p.stderr, f"{mode}: the warning (stderr: {p.stderr.strip()})")
+        before, after = json.loads(hd("info", "--format", "json", *snaps_of(d, "api")).stdout)
+        eq(after["peak_since_prev"], before["live_bytes"] + expectations(p.stdout)["sandboxed"][0],
+           f"{mode}: the peak since 'before'")
