@@ -186,8 +186,6 @@ HDS_HIDDEN void hds_note_peak(int64_t live);
 /* For a snapshot: the peak since the previous one, which starts again from
  * the total now. */
 HDS_HIDDEN uint64_t hds_total_sync(void);
-/* Times the leases were closed (HEAPDELTA_DEBUG's exit line). */
-HDS_HIDDEN uint64_t hds_total_settlings(void);
 /* In a forked child, before its snapshots: the total from the counters. */
 HDS_HIDDEN void hds_total_fork_child(void);
 

@@ -89,8 +89,7 @@
 struct hds_total hds_total = {
 	.w = (MODE_DIRECT << HDS_TOTAL_MODE_SHIFT) | HDS_TOTAL_BIAS,
 };
-static _Atomic uint64_t n_settle;
-static uint32_t slots_mapped;               /* hds_total.slots' length; nslots drops to 0 without leases */           /* times the leases were closed */
+static uint32_t slots_mapped;   /* hds_total.slots' length; nslots drops to 0 without leases */
 
 static inline uint64_t mode_of(uint64_t w) { return w >> HDS_TOTAL_MODE_SHIFT; }
 static inline int64_t t_of(uint64_t w) { return (int64_t)((w & HDS_TOTAL_S_MASK) - HDS_TOTAL_BIAS); }
@@ -218,7 +217,6 @@ static int64_t close_leases(void)
 			hds_total.nslots = 0;
 			hds_warn("membarrier failed: the live-byte total may miss a few updates from now on", NULL);
 		}
-		atomic_add_relaxed(&n_settle, 1);
 		uint64_t held = 0;
 		for (uint32_t i = 0; i < slots_mapped; i++) {
 			uint64_t v = atomic_load_relaxed(&hds_total.slots[i].v);
@@ -311,11 +309,6 @@ uint64_t hds_total_sync(void)
 	reopen(0);
 	lock_drop(taken, &saved);
 	return p;
-}
-
-uint64_t hds_total_settlings(void)
-{
-	return atomic_load_relaxed(&n_settle);
 }
 
 /*
