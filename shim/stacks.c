@@ -140,16 +140,18 @@ int64_t hds_stack_intern(const uintptr_t *f, int depth, unsigned flags, int *fre
 
 /*
  * Find the stack in table t (mask: its size - 1), probing at most `probes`
- * slots, or insert it at the first empty one (*mine: the record prepared
- * for it, -1 until one is needed).  Returns its id; -1 when the table
- * holds no such stack in those slots and none is empty (or the stack
- * table is full: then *mine is -2).
+ * slots from `home`, or insert it at the first empty one (*mine: the record
+ * prepared for it, -1 until one is needed; a record prepared in one table
+ * may go into the other, so it holds the stack's own hash, never a home).
+ * Returns its id; -1 when the table holds no such stack in those slots and
+ * none is empty (or the stack table is full: then *mine is -2).
  */
 static inline __attribute__((always_inline)) int64_t probe(_Atomic uint32_t *t, uint64_t mask, uint64_t probes,
-							   uint64_t hash, uint32_t epoch, const uintptr_t *f,
-							   int depth, unsigned flags, int64_t *mine, int *fresh)
+							   uint64_t home, uint64_t hash, uint32_t epoch,
+							   const uintptr_t *f, int depth, unsigned flags, int64_t *mine,
+							   int *fresh)
 {
-	for (uint64_t i = hash & mask, n = 0; n < probes; i = (i + 1) & mask, n++) {
+	for (uint64_t i = home & mask, n = 0; n < probes; i = (i + 1) & mask, n++) {
 		uint32_t v = atomic_load_acquire(&t[i]);
 		if (v == 0) {
 			if (*mine < 0 && (*mine = stack_prepare(hash, f, depth, flags, epoch)) < 0) {
@@ -178,10 +180,10 @@ int64_t hds_stack_intern_chain(const uintptr_t *f, int depth, unsigned flags, ui
 	uint32_t epoch = atomic_load_relaxed(&hds.map_epoch);
 	int64_t mine = -1;
 	/* The near table is indexed by other bits of the hash than the far one. */
-	int64_t id = probe(near, NEAR_SLOTS - 1, NEAR_PROBES, hash >> 32, epoch, f, depth, flags, &mine, fresh);
+	int64_t id = probe(near, NEAR_SLOTS - 1, NEAR_PROBES, hash >> 32, hash, epoch, f, depth, flags, &mine, fresh);
 
 	if (id < 0 && mine != -2)   /* every far slot full cannot happen: nslots >= 2 * max */
-		id = probe(slots, slot_mask, slot_mask + 1, hash, epoch, f, depth, flags, &mine, fresh);
+		id = probe(slots, slot_mask, slot_mask + 1, hash, hash, epoch, f, depth, flags, &mine, fresh);
 	if (id < 0 && mine == -2)
 		atomic_add_relaxed(&hds.dropped_stacks, 1);
 	return id;
