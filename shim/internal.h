@@ -716,6 +716,9 @@ HDS_HIDDEN int hds_snapshot_write(int trigger, const char *label, int refresh);
 HDS_HIDDEN void hds_snapshot_name(char *out, const char *prefix, uint64_t n, const char *trig, const char *suffix);
 /* Nonzero while some thread is writing a snapshot. */
 HDS_HIDDEN int hds_snapshot_writing(void);
+/* The live bytes a snapshot would report now, from the stacks' counters:
+ * 0, or -1 when no memory could be mapped for the sums. */
+HDS_HIDDEN int hds_snapshot_live_bytes(int64_t *live);
 /* The child after fork: its sequence starts again, as a new run. */
 HDS_HIDDEN void hds_snapshot_after_fork(void);
 /* At start-up: a run id, an empty chain. */

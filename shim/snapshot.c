@@ -333,6 +333,24 @@ static int stack_values(uint32_t id, const struct hds_sums *sums, struct prev *v
 	return 1;
 }
 
+int hds_snapshot_live_bytes(int64_t *live)
+{
+	uint32_t n = hds_stacks_count();
+	size_t len = sizeof(struct hds_sums) * (n ? n : 1);
+	struct hds_sums *sums = hds_map(len);
+	struct prev v;
+
+	if (!sums)
+		return -1;
+	hds_counts_read(sums, n);
+	*live = 0;
+	for (uint32_t id = 0; id < n; id++)
+		if (stack_values(id, sums, &v))
+			*live += v.live_bytes;
+	hds_unmap(sums, len);
+	return 0;
+}
+
 /* What the chain says of stack id: zeros when this file builds on nothing. */
 static inline const struct prev *chain_of(uint32_t id, int chained)
 {

@@ -230,6 +230,12 @@ static int64_t close_leases(void)
 	return t_of(w);
 }
 
+/* Are there leases, and is total t far enough below the peak to open them? */
+static inline int room_to_lease(int64_t t)
+{
+	return hds_total.nslots && t + LEASE_ROOM <= (int64_t)atomic_load_relaxed(&hds.peak_since_prev);
+}
+
 /*
  * Leave REVOKING for `mode` (DIRECT, or LEASE when there is room), the
  * lock held.  Allocations that added to S while the mode was REVOKING are
@@ -246,9 +252,7 @@ static int64_t reopen(int may_lease)
 	do {
 		t = t_of(w);
 		hds_note_peak(t);
-		int lease = may_lease && hds_total.nslots &&
-			    t + LEASE_ROOM <= (int64_t)atomic_load_relaxed(&hds.peak_since_prev);
-		to = with_mode(w, lease ? HDS_TOTAL_LEASE : MODE_DIRECT);
+		to = with_mode(w, may_lease && room_to_lease(t) ? HDS_TOTAL_LEASE : MODE_DIRECT);
 	} while (!atomic_compare_exchange_weak_explicit(&hds_total.w, &w, to, memory_order_seq_cst, memory_order_relaxed));
 	return t;
 }
@@ -263,12 +267,11 @@ void hds_total_slow(int64_t d)
 	case MODE_DIRECT:   /* S is T */
 		if (d > 0) {
 			hds_note_peak(t);
-		} else if (hds_total.nslots) {
+		} else {
 			/* Room below the peak: open the leases.  The slots are
 			 * empty: the last settling emptied them, and nothing
 			 * fills one outside lease mode. */
-			while (mode_of(w) == MODE_DIRECT &&
-			       t_of(w) + LEASE_ROOM <= (int64_t)atomic_load_relaxed(&hds.peak_since_prev) &&
+			while (mode_of(w) == MODE_DIRECT && room_to_lease(t_of(w)) &&
 			       !atomic_compare_exchange_weak_explicit(&hds_total.w, &w, with_mode(w, HDS_TOTAL_LEASE),
 					memory_order_seq_cst, memory_order_relaxed))
 				;
@@ -333,18 +336,9 @@ void hds_total_fork_child(void)
 	uint64_t held = 0;
 	for (uint32_t i = 0; i < slots_mapped; i++)
 		held += atomic_exchange_explicit(&hds_total.slots[i].v, 0, memory_order_relaxed);
-	int64_t t = t_of(atomic_load_relaxed(&hds_total.w)) - (int64_t)held;   /* if the counters cannot be read */
-	uint32_t n = hds_stacks_count();
-	struct hds_sums *sums = n ? hds_map(sizeof *sums * n) : NULL;
-	if (sums) {
-		hds_counts_read(sums, n);
-		t = 0;
-		for (uint32_t id = 0; id < n; id++)
-			if (atomic_load_acquire(&hds_stack_get(id)->ready) == 1 && sums[id].alloc_count > 0 &&
-			    sums[id].live_bytes > 0 && sums[id].live_count > 0)
-				t += sums[id].live_bytes;
-		hds_unmap(sums, sizeof *sums * n);
-	}
+	int64_t t;
+	if (hds_snapshot_live_bytes(&t) < 0)   /* no memory: the parent's, as it stood */
+		t = t_of(atomic_load_relaxed(&hds_total.w)) - (int64_t)held;
 	atomic_store_relaxed(&hds_total.w, with_mode((uint64_t)t + HDS_TOTAL_BIAS, MODE_DIRECT));
 	atomic_store_relaxed(&hds.peak_since_prev, t > 0 ? (uint64_t)t : 0);
 	hds_note_peak(t);
