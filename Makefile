@@ -119,7 +119,7 @@ T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
             $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so \
             $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan \
-            $(T)/teardown $(T)/churn $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so $(T)/cxxops $(T)/pyext/pyext.so
+            $(T)/teardown $(T)/churn $(T)/sampling_cpp $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so $(T)/cxxops $(T)/pyext/pyext.so
 FIXTURES += $(T)/zero $(T)/twostacks $(T)/wrappers $(T)/libgwrap.so $(T)/service $(T)/reach
 FIXTURES += $(T)/peak $(T)/dyntls $(T)/libtlsplug.so $(T)/sandbox
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -102,7 +102,7 @@ static inline int booting(void)
  * keeps the real size, so the free computes the very same weights and
  * takes back exactly what was added.
  */
-static __thread int64_t tl_sample_left __attribute__((tls_model("initial-exec")));
+__thread int64_t hds_tl_sample_left __attribute__((tls_model("initial-exec")));
 static __thread uint64_t tl_sample_rng __attribute__((tls_model("initial-exec")));
 
 static _Atomic uint64_t sample_threads;
@@ -123,12 +123,12 @@ static inline int sample_this(uint64_t size)
 {
 	if (likely(!hds.cfg.sample_bytes))
 		return 1;
-	if (unlikely(tl_sample_left == 0))
-		tl_sample_left = sample_distance();
-	tl_sample_left -= (int64_t)size;
-	if (likely(tl_sample_left > 0))
+	if (unlikely(hds_tl_sample_left == 0))
+		hds_tl_sample_left = sample_distance();
+	hds_tl_sample_left -= (int64_t)size;
+	if (likely(hds_tl_sample_left > 0))
 		return 0;
-	tl_sample_left = sample_distance();
+	hds_tl_sample_left = sample_distance();
 	return 1;
 }
 

@@ -134,6 +134,13 @@ static void end_delete(int *outer)
 	HDS_EXPORT void *name params;                                                       \
 	void *name params                                                                   \
 	{                                                                                   \
+		if (fast && likely(atomic_load_relaxed(&name##_runtime) == 1) &&            \
+		    hds_sampled_fast() && hds_sample_skip(size)) {                          \
+			void *q = hds.real.malloc(size ? size : 1);                         \
+			if (likely(q != NULL))                                              \
+				return q;                                                   \
+			return name##_forward args;                                         \
+		}                                                                           \
 		if (fast && runtime_operator(&name##_real, #name, &name##_runtime)) {       \
 			void *q = hds_new_fast(size, kind, __builtin_frame_address(0));     \
 			if (likely(q != NULL))                                              \
@@ -194,6 +201,11 @@ static int delete_begin(void *p, int kind, const void *frame)
 	HDS_EXPORT void name params;                                                        \
 	void name params                                                                    \
 	{                                                                                   \
+		if (likely(atomic_load_relaxed(&name##_runtime) == 1) && hds_sampled_fast() && \
+		    (!p || !hds_live_maybe(p))) {                                           \
+			hds.real.free(p);                                                   \
+			return;                                                             \
+		}                                                                           \
 		if (runtime_operator(&name##_real, #name, &name##_runtime) &&               \
 		    likely(hds_delete_fast(p, kind, __builtin_frame_address(0))))           \
 			return;                                                             \

@@ -593,6 +593,31 @@ static inline int hds_live_maybe(const void *p)
 {
 	return !hds.cfg.sample_bytes || atomic_load_relaxed(hds_live_filter_of(p)) != 0;
 }
+/*
+ * Sampled mode's common case for a C++ operator (entry_cxx.c), decided
+ * inline so that the operator goes straight to glibc: the shim active,
+ * this thread not inside it, glibc's malloc (hds_sampled_fast), and a new
+ * that is not sampled or a delete of a block never recorded.  A new is
+ * not sampled when this thread's countdown of bytes (entry.c's
+ * sample_this) stays above zero; when it would not, the countdown is left
+ * as it was and the full path draws and records.
+ */
+HDS_HIDDEN extern __thread int64_t hds_tl_sample_left __attribute__((tls_model("initial-exec")));
+static inline int hds_sampled_fast(void)
+{
+	return hds.cfg.sample_bytes && likely(atomic_load_relaxed(&hds.state) == HDS_ACTIVE) && likely(!hds_busy) &&
+	       likely(!hds.foreign_malloc);
+}
+static inline int hds_sample_skip(uint64_t size)
+{
+	int64_t left = hds_tl_sample_left - (int64_t)size;
+
+	if (likely(left > 0)) {
+		hds_tl_sample_left = left;
+		return 1;
+	}
+	return 0;
+}
 HDS_HIDDEN uint64_t hds_live_resident(void);
 /* Release resident pages of the map that hold no block; returns bytes
  * released.  From the writer thread only (one reclaimer at a time). */

@@ -111,3 +111,30 @@ def sampled_estimates_stay_within_fifteen_percent_of_the_exact_values():
         st = sites[marks[name]]
         check(abs(st["size"] - size) <= 0.15 * size, f"{name}: estimated {st['size']} bytes, exact {size}")
         check(abs(st["count"] - count) <= 0.15 * count, f"{name}: estimated {st['count']} blocks, exact {count}")
+
+
+@test
+def sampled_cxx_operators_take_out_every_recorded_block_they_delete():
+    # Most news and deletes go straight to glibc in sampled mode; a deleted
+    # block that was recorded must still leave the map (churn holds
+    # nothing), kept blocks are estimated, and releases by the wrong
+    # family are caught on blocks that were recorded.
+    d = tmpdir()
+    exe = os.path.join(BIN, "sampling_cpp")
+    plain = run([exe])
+    p, _ = traced([exe], d, "--sample", "16KiB")
+    eq((p.returncode, p.stdout), (plain.returncode, plain.stdout), "status and output as untraced")
+    snap = snaps_of(d, "exit")[0]
+    r = top_json(snap)
+    eq(r["snapshot"]["sampled"], 16384, "the snapshot holds estimates")
+    marks = markers("sampling_cpp.cpp")
+    sites = by_site(r, "sampling_cpp.cpp")
+    check(marks["churn"] not in sites, f"churn: every block deleted, yet {sites.get(marks['churn'])}")
+    check(marks["mismatched"] not in sites, f"mismatched: every block released, yet {sites.get(marks['mismatched'])}")
+    for name, (size, count) in expectations(p.stdout).items():
+        st = sites[marks[name]]
+        check(abs(st["size"] - size) <= 0.15 * size, f"{name}: estimated {st['size']} bytes, exact {size}")
+        check(abs(st["count"] - count) <= 0.15 * count, f"{name}: estimated {st['count']} blocks, exact {count}")
+    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    eq(info["mismatched_frees"], 4, "new[] blocks released by delete")
+    eq(info["unknown_frees"], 0, "frees of blocks never seen")
