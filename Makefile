@@ -118,7 +118,7 @@ clean:
 T := $(B)/tests
 FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/static_hello \
             $(T)/sites_fp $(T)/bindings $(T)/leaky $(T)/robust $(T)/longrun $(T)/libplugin.so $(T)/libmtrace_start.so \
-            $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan \
+            $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/sampling_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan \
             $(T)/teardown $(T)/churn $(T)/sampling_cpp $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so $(T)/cxxops $(T)/pyext/pyext.so
 FIXTURES += $(T)/zero $(T)/twostacks $(T)/wrappers $(T)/libgwrap.so $(T)/service $(T)/reach
 FIXTURES += $(T)/peak $(T)/dyntls $(T)/libtlsplug.so $(T)/sandbox

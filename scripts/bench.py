@@ -419,7 +419,7 @@ def main():
         text = (f"{args.runs} runs per mode, interleaved; medians; ratios to the untraced run.\n\n"
                 + "\n".join(lines) + "\n")
     if not args.only or args.only in "redis-server":
-        server = redis_bench(args.runs, [m for m in modes if m in ("untraced", "heaptrack", "heapdelta")])
+        server = redis_bench(args.runs, [m for m in modes if m in ("untraced", "heaptrack", "heapdelta", "sampled")])
         if server:
             text += "\n" + server + "\n"
     extra = [] if args.only or args.quick else [analyzer_speed(), analyzer_at_scale(), thread_scaling(args.runs)]
@@ -505,8 +505,10 @@ def redis_run(mode, odir):
     env, limit = dict(os.environ), None
     if mode == "heaptrack":
         cmd, limit = ["heaptrack", "-o", os.path.join(odir, "ht"), *cmd], HEAPTRACK_AS_LIMIT
-    elif mode == "heapdelta":
+    elif mode in ("heapdelta", "sampled"):
         env.update(LD_PRELOAD=SHIM, HEAPDELTA_OUT=odir, HEAPDELTA_INTERVAL="1")
+        if mode == "sampled":
+            env["HEAPDELTA_SAMPLE"] = str(512 << 10)
     log_path = os.path.join(odir, "server.log")
 
     def limits():
@@ -563,8 +565,8 @@ def redis_run(mode, odir):
 
 def redis_bench(runs, modes):
     """Debian's redis-server under load (REDIS_LOAD), untraced, recorded by
-    heaptrack and by heapdelta (a snapshot every second), interleaved, RUNS
-    times each: per command the median requests/s, the throughput kept
+    heaptrack and by heapdelta (a snapshot every second; every allocation,
+    and sampled), interleaved, RUNS times each: per command the median requests/s, the throughput kept
     under each tool and the median p50 and p99 latency; the server's peak
     RSS, each tool's analysis of what it wrote, and the shim's memory per
     live block at the interval snapshot with the most live blocks (the end
@@ -607,21 +609,23 @@ def redis_bench(runs, modes):
     def cell(v, fmt):
         return "-" if v is None else fmt.format(v)
 
+    shown = ("untraced", "heapdelta", "sampled", "heaptrack")
     lines = [f"`redis-server` on a loopback port under `redis-benchmark {' '.join(REDIS_LOAD)}`: "
-             f"{runs} runs per mode, interleaved; medians (heapdelta: a snapshot every second).", "",
-             "| command | untraced req/s | heapdelta req/s | heaptrack req/s | heapdelta / untraced "
-             "| heaptrack / untraced | p50 untraced | p50 heapdelta | p50 heaptrack | p99 untraced "
-             "| p99 heapdelta | p99 heaptrack |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"{runs} runs per mode, interleaved; medians (heapdelta: every allocation, a snapshot every "
+             f"second; sampled: the same with HEAPDELTA_SAMPLE={512 << 10}).", "",
+             "| command | " + " | ".join(f"{m} req/s" for m in shown) + " | "
+             + " | ".join(f"{m} / untraced" for m in shown[1:]) + " | "
+             + " | ".join(f"p{q} {m}" for q in (50, 99) for m in shown) + " |",
+             "|---|" + "---:|" * (len(shown) * 4 - 1)]
     for c in commands:
-        u, hd, ht = (med(m, c, 0) for m in ("untraced", "heapdelta", "heaptrack"))
-        lines.append(f"| {c} | {cell(u, '{:.0f}')} | {cell(hd, '{:.0f}')} | {cell(ht, '{:.0f}')} "
-                     f"| {cell(hd and hd / u * 100, '{:.0f}%')} | {cell(ht and ht / u * 100, '{:.0f}%')} "
-                     + "".join(f"| {cell(med(m, c, i), '{:.3f} ms')} "
-                               for i in (1, 2) for m in ("untraced", "heapdelta", "heaptrack")) + "|")
+        u = med("untraced", c, 0)
+        rps = [med(m, c, 0) for m in shown]
+        lines.append(f"| {c} | " + " | ".join(cell(v, '{:.0f}') for v in rps) + " | "
+                     + " | ".join(cell(v and v / u * 100, '{:.0f}%') for v in rps[1:]) + " "
+                     + "".join(f"| {cell(med(m, c, i), '{:.3f} ms')} " for i in (1, 2) for m in shown) + "|")
     base = statistics.median(rss["untraced"])
     notes = [f"server peak RSS: untraced {base / 1024:.0f} MiB"]
-    notes += [f"{m} {statistics.median(rss[m]) / base:.2f}x" for m in ("heapdelta", "heaptrack") if rss.get(m)]
+    notes += [f"{m} {statistics.median(rss[m]) / base:.2f}x" for m in ("heapdelta", "sampled", "heaptrack") if rss.get(m)]
     notes += [f"{tool} {statistics.median(analysis[m]):.2f} s"
               for m, tool in (("heaptrack", "heaptrack_print"), ("heapdelta", "heapdelta top")) if analysis.get(m)]
     if memory:

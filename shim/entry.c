@@ -223,7 +223,7 @@ uint64_t hds_forget(void *p, int by_program)
 {
 	uint64_t e;
 
-	if (!hds_tables_ready())
+	if (!hds_tables_ready() || !hds_live_maybe(p))   /* sampled: p was never recorded */
 		return 0;
 	e = hds_live_remove(p);
 	if (!e && by_program && !hds.cfg.sample_bytes)   /* sampled: most blocks are not in the map */

@@ -128,6 +128,30 @@ def a_program_linked_against_jemalloc_is_traced_through_jemalloc():
         check_sites(top_json(snaps_of(d, "exit")[0]), src, exp)
 
 
+
+@test
+def sampled_mode_through_jemalloc_takes_out_what_it_recorded():
+    # With another allocator every free goes through the shim's general
+    # path; in sampled mode the address filter spares the unrecorded ones
+    # the map, and a recorded block must still leave it (the small site
+    # frees half its blocks: counted twice, the estimate would double).
+    prog = os.path.join(BIN, "sampling_jemalloc")
+    check("libjemalloc" in run(["ldd", prog]).stdout, "sampling_jemalloc uses jemalloc")
+    plain = run([prog])
+    d = tmpdir()
+    p, _ = traced([prog], d, "--sample", "16KiB")
+    eq((p.returncode, p.stdout), (plain.returncode, plain.stdout), "status and output")
+    snap = snaps_of(d, "exit")[0]
+    r = top_json(snap)
+    eq(r["snapshot"]["sampled"], 16384, "the snapshot holds estimates")
+    sites, marks = by_site(r, "sampling.c"), markers("sampling.c")
+    for name, (size, count) in expectations(p.stdout).items():
+        st = sites[marks[name]]
+        check(abs(st["size"] - size) <= 0.15 * size, f"{name}: estimated {st['size']} bytes, exact {size}")
+        check(abs(st["count"] - count) <= 0.15 * count, f"{name}: estimated {st['count']} blocks, exact {count}")
+    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    eq(info["flags"] & 1, 1, "the snapshot says malloc is not glibc's")
+
 MALLOC_DEBUG = "/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
 
 
