@@ -342,8 +342,9 @@ static void check_live_table_against_the_model(int sparse)
 	hds.cfg.sample_bytes = 0;
 }
 
-/* Sampled mode's filter: a count per hashed address, exact below 255,
- * stuck at 255 from there (never a block recorded and said absent). */
+/* Sampled mode's filter: a count per page of addresses (pages far apart
+ * share one), exact below 255, stuck at 255 from there (never a block
+ * recorded and said absent). */
 static void sampled_frees_skip_only_blocks_never_recorded(void)
 {
 	enum { N = 300 };
