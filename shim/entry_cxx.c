@@ -102,9 +102,13 @@ static void end_delete(int *outer)
 }
 
 /*
- * An operator new: forward, then record what came back.  `record` is
- * decided before the call (a new inside the shim, or under another
- * operator, is passed through: libstdc++'s new[] calls new).
+ * An operator new: in sampled mode, when not sampled, glibc's malloc
+ * straight from the exported function (frameless, as a delete below);
+ * else the full path (name##_full: allocate and record on the fast path,
+ * hds_new_fast); else, or when malloc fails, forward, then record what
+ * came back.  `record` is decided before the call (a new inside the shim,
+ * or under another operator, is passed through: libstdc++'s new[] calls
+ * new).
  */
 #define HDS_NEW(name, kind, params, args, size, fast)                                      \
 	static _Atomic(void *) name##_real;                                                 \
@@ -131,8 +135,17 @@ static void end_delete(int *outer)
 		}                                                                           \
 		return p;                                                                   \
 	}                                                                                   \
+	static __attribute__((noinline)) void *name##_full params                           \
+	{                                                                                   \
+		if (fast && runtime_operator(&name##_real, #name, &name##_runtime)) {       \
+			void *q = hds_new_fast(size, kind, __builtin_frame_address(0));     \
+			if (likely(q != NULL))                                              \
+				return q;                                                   \
+		}                                                                           \
+		return name##_forward args;                                                 \
+	}                                                                                   \
 	HDS_EXPORT void *name params;                                                       \
-	void *name params                                                                   \
+	HDS_FRAMELESS void *name params                                                     \
 	{                                                                                   \
 		if (fast && likely(atomic_load_relaxed(&name##_runtime) == 1) &&            \
 		    hds_sampled_fast() && hds_sample_skip(size)) {                          \
@@ -141,12 +154,7 @@ static void end_delete(int *outer)
 				return q;                                                   \
 			return name##_forward args;                                         \
 		}                                                                           \
-		if (fast && runtime_operator(&name##_real, #name, &name##_runtime)) {       \
-			void *q = hds_new_fast(size, kind, __builtin_frame_address(0));     \
-			if (likely(q != NULL))                                              \
-				return q;                                                   \
-		}                                                                           \
-		return name##_forward args;                                                 \
+		return name##_full args;                                                    \
 	}
 
 typedef struct { char c; } nothrow_t;   /* std::nothrow_t: an empty class, passed by reference */
@@ -184,6 +192,16 @@ static int delete_begin(void *p, int kind, const void *frame)
 	return outer;
 }
 
+/*
+ * An operator delete: straight to glibc's free in sampled mode when the
+ * block was never recorded; else the full path (name##_full), which takes
+ * the block out of the map and checks its family, or forwards to the real
+ * operator (name##_forward).  The exported function keeps no frame of its
+ * own (HDS_FRAMELESS) and reaches either by a tail call, so the frame the
+ * full path passes on as the entry frame is, as for every entry point,
+ * the one right under the program's: its caller's frame pointer and
+ * return address.
+ */
 #define HDS_DELETE(name, kind, params, args)                                                \
 	static _Atomic(void *) name##_real;                                                 \
 	static _Atomic int name##_runtime;                                                  \
@@ -198,18 +216,22 @@ static int delete_begin(void *p, int kind, const void *frame)
 		memcpy(&fn, &sym, sizeof sym);                                              \
 		fn args;                                                                    \
 	}                                                                                   \
-	HDS_EXPORT void name params;                                                        \
-	void name params                                                                    \
+	static __attribute__((noinline)) void name##_full params                            \
 	{                                                                                   \
-		if (likely(atomic_load_relaxed(&name##_runtime) == 1) && hds_sampled_fast() && \
-		    (!p || !hds_live_maybe(p))) {                                           \
-			hds.real.free(p);                                                   \
-			return;                                                             \
-		}                                                                           \
 		if (runtime_operator(&name##_real, #name, &name##_runtime) &&               \
 		    likely(hds_delete_fast(p, kind, __builtin_frame_address(0))))           \
 			return;                                                             \
 		name##_forward args;                                                        \
+	}                                                                                   \
+	HDS_EXPORT void name params;                                                        \
+	HDS_FRAMELESS void name params                                                      \
+	{                                                                                   \
+		if (likely(atomic_load_relaxed(&name##_runtime) == 1) && hds_sampled_fast() && \
+		    (!p || !atomic_load_relaxed(hds_live_filter_of(p)))) {                  \
+			hds.real.free(p);                                                   \
+			return;                                                             \
+		}                                                                           \
+		name##_full args;                                                           \
 	}
 
 HDS_DELETE(_ZdlPv, HDS_KIND_NEW, (void *p), (p))

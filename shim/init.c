@@ -115,6 +115,7 @@ static void resolve_real(void)
 #undef RESOLVE
 	hds.foreign_malloc = r.malloc != __libc_malloc;
 	hds.real = r;
+	hds.sampled_glibc = hds.cfg.sample_bytes && !hds.foreign_malloc;
 }
 
 void hds_init_core(void)

@@ -27,6 +27,10 @@
 
 #define HDS_HIDDEN __attribute__((visibility("hidden")))
 #define HDS_EXPORT __attribute__((visibility("default")))   /* the interposed names only */
+/* An entry point whose common case calls nothing but its tail call, so
+ * needs no frame (the shim is built with frame pointers): its other cases
+ * go by a tail call to a function that keeps one. */
+#define HDS_FRAMELESS __attribute__((optimize("omit-frame-pointer")))
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -92,6 +96,7 @@ struct hds_globals {
 	struct hds_real real;              /* where allocations really go */
 	struct hds_config cfg;
 	int foreign_malloc;                /* malloc is not glibc's */
+	int sampled_glibc;                 /* sampled mode, glibc's malloc: set before ACTIVE */
 
 	/* Process-wide counters.  The live bytes are total.c's. */
 	_Atomic uint64_t peak_bytes;
@@ -603,18 +608,20 @@ static inline int hds_live_maybe(const void *p)
 }
 /*
  * Sampled mode's common case for a C++ operator (entry_cxx.c), decided
- * inline so that the operator goes straight to glibc: the shim active,
- * this thread not inside it, glibc's malloc (hds_sampled_fast), and a new
- * that is not sampled or a delete of a block never recorded.  A new is
- * not sampled when this thread's countdown of bytes (entry.c's
- * sample_this) stays above zero; when it would not, the countdown is left
- * as it was and the full path draws and records.
+ * inline so that the operator goes straight to glibc: the shim active in
+ * sampled mode with glibc's malloc (hds_sampled_fast), and a new that is
+ * not sampled or a delete of a block never recorded.  A new is not
+ * sampled when this thread's countdown of bytes (entry.c's sample_this)
+ * stays above zero; when it would not, the countdown is left as it was
+ * and the full path draws and records.  Whether the thread is inside the
+ * shim (hds_busy) does not matter here: there the full path too passes a
+ * new through unrecorded, and takes out of the map only a block that is
+ * in it.
  */
 HDS_HIDDEN extern __thread int64_t hds_tl_sample_left __attribute__((tls_model("initial-exec")));
 static inline int hds_sampled_fast(void)
 {
-	return hds.cfg.sample_bytes && likely(atomic_load_relaxed(&hds.state) == HDS_ACTIVE) && likely(!hds_busy) &&
-	       likely(!hds.foreign_malloc);
+	return hds.sampled_glibc && likely(atomic_load_relaxed(&hds.state) == HDS_ACTIVE);
 }
 static inline int hds_sample_skip(uint64_t size)
 {
