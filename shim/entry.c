@@ -377,13 +377,23 @@ static __attribute__((noinline)) void *malloc_record(size_t size, const void *en
  * real function as a tail call, and so does the free of a block that was
  * never recorded.
  */
-HDS_EXPORT void *malloc(size_t size)
+static __attribute__((noinline)) void *malloc_full(size_t size)
 {
 	if (unlikely(!hds_fast() || hds.foreign_malloc))
 		return malloc_general(size, __builtin_frame_address(0));
 	if (!sample_this(size))
 		return hds.real.malloc(size);
 	return malloc_record(size, __builtin_frame_address(0));
+}
+
+/* Sampled mode's common case first, without a frame (as entry_cxx.c's
+ * operators); the rest by a tail call to malloc_full, whose frame is then
+ * the one under the program's, as every entry point's. */
+HDS_EXPORT HDS_FRAMELESS void *malloc(size_t size)
+{
+	if (hds_sampled_fast() && likely(!hds_busy) && hds_sample_skip(size))
+		return hds.real.malloc(size);
+	return malloc_full(size);
 }
 
 static __attribute__((noinline)) void free_general(void *p, const void *entry)
@@ -455,7 +465,7 @@ static __attribute__((noinline)) void free_mismatch(uint64_t e, const void *entr
 	errno = saved;
 }
 
-HDS_EXPORT void free(void *p)
+static __attribute__((noinline)) void free_full(void *p)
 {
 	if (unlikely(!hds_fast() || hds.foreign_malloc)) {
 		if (p)
@@ -474,6 +484,17 @@ HDS_EXPORT void free(void *p)
 			atomic_add_relaxed(&hds.unknown_frees, 1);
 	}
 	hds.real.free(p);
+}
+
+/* Sampled mode: the free of a block never recorded goes straight to
+ * glibc, inside the shim or not (free_full would do the same). */
+HDS_EXPORT HDS_FRAMELESS void free(void *p)
+{
+	if (hds_sampled_fast() && (!p || !atomic_load_relaxed(hds_live_filter_of(p)))) {
+		hds.real.free(p);
+		return;
+	}
+	free_full(p);
 }
 
 /*
