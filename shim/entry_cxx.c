@@ -129,7 +129,8 @@ static void end_delete(int *outer)
 		if (p && record) {                                                          \
 			int saved = errno;                                                  \
 			hds_busy = 1;                                                       \
-			/* from this frame: the operator's is the next, skipped as ours */ \
+			/* from this frame: next the program's, or the operator's if it  \
+			 * called rather than jumped here (skipped as ours) */          \
 			hds_record_alloc(p, size, kind, __builtin_frame_address(0));        \
 			errno = saved;                                                      \
 		}                                                                           \
@@ -148,7 +149,7 @@ static void end_delete(int *outer)
 	HDS_FRAMELESS void *name params                                                     \
 	{                                                                                   \
 		if (fast && likely(atomic_load_relaxed(&name##_runtime) == 1) &&            \
-		    hds_sampled_fast() && hds_sample_skip(size)) {                          \
+		    hds_sampled_fast() && likely(!hds_busy) && hds_sample_skip(size)) {     \
 			void *q = hds.real.malloc(size ? size : 1);                         \
 			if (likely(q != NULL))                                              \
 				return q;                                                   \

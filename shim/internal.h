@@ -27,10 +27,13 @@
 
 #define HDS_HIDDEN __attribute__((visibility("hidden")))
 #define HDS_EXPORT __attribute__((visibility("default")))   /* the interposed names only */
-/* An entry point whose common case calls nothing but its tail call, so
- * needs no frame (the shim is built with frame pointers): its other cases
- * go by a tail call to a function that keeps one. */
-#define HDS_FRAMELESS __attribute__((optimize("omit-frame-pointer")))
+/* An entry point whose common case needs no frame of its own (the shim is
+ * built with frame pointers): it calls glibc at most, and reaches its other
+ * cases by a tail call to a function that keeps one, whose frame is then
+ * the one right under the program's.  The tail call is what keeps the
+ * frame-pointer unwinder from losing the program's allocating function:
+ * hence sibling calls here whatever the optimization level. */
+#define HDS_FRAMELESS __attribute__((optimize("omit-frame-pointer", "optimize-sibling-calls")))
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -613,10 +616,11 @@ static inline int hds_live_maybe(const void *p)
  * not sampled or a delete of a block never recorded.  A new is not
  * sampled when this thread's countdown of bytes (entry.c's sample_this)
  * stays above zero; when it would not, the countdown is left as it was
- * and the full path draws and records.  Whether the thread is inside the
- * shim (hds_busy) does not matter here: there the full path too passes a
- * new through unrecorded, and takes out of the map only a block that is
- * in it.
+ * and the full path draws and records.  Inside the shim (hds_busy) a new
+ * takes the full path, which passes it through without touching the
+ * countdown (a new under an operator that forwards would otherwise count
+ * its bytes twice); a delete may skip the map there too, since the full
+ * path takes out only a block that is in it.
  */
 HDS_HIDDEN extern __thread int64_t hds_tl_sample_left __attribute__((tls_model("initial-exec")));
 static inline int hds_sampled_fast(void)
