@@ -391,7 +391,7 @@ static __attribute__((noinline)) void *malloc_full(size_t size)
  * the one under the program's, as every entry point's. */
 HDS_EXPORT HDS_FRAMELESS void *malloc(size_t size)
 {
-	if (hds_sampled_fast() && likely(!hds_busy) && hds_sample_skip(size))
+	if (hds_sampled_alloc_skips(size))
 		return hds.real.malloc(size);
 	return malloc_full(size);
 }
@@ -490,7 +490,7 @@ static __attribute__((noinline)) void free_full(void *p)
  * glibc, inside the shim or not (free_full would do the same). */
 HDS_EXPORT HDS_FRAMELESS void free(void *p)
 {
-	if (hds_sampled_fast() && (!p || !atomic_load_relaxed(hds_live_filter_of(p)))) {
+	if (hds_sampled_free_skips(p)) {
 		hds.real.free(p);
 		return;
 	}

@@ -149,7 +149,7 @@ static void end_delete(int *outer)
 	HDS_FRAMELESS void *name params                                                     \
 	{                                                                                   \
 		if (fast && likely(atomic_load_relaxed(&name##_runtime) == 1) &&            \
-		    hds_sampled_fast() && likely(!hds_busy) && hds_sample_skip(size)) {     \
+		    hds_sampled_alloc_skips(size)) {                                        \
 			void *q = hds.real.malloc(size ? size : 1);                         \
 			if (likely(q != NULL))                                              \
 				return q;                                                   \
@@ -227,8 +227,8 @@ static int delete_begin(void *p, int kind, const void *frame)
 	HDS_EXPORT void name params;                                                        \
 	HDS_FRAMELESS void name params                                                      \
 	{                                                                                   \
-		if (likely(atomic_load_relaxed(&name##_runtime) == 1) && hds_sampled_fast() && \
-		    (!p || !atomic_load_relaxed(hds_live_filter_of(p)))) {                  \
+		if (likely(atomic_load_relaxed(&name##_runtime) == 1) &&                    \
+		    hds_sampled_free_skips(p)) {                                            \
 			hds.real.free(p);                                                   \
 			return;                                                             \
 		}                                                                           \

@@ -610,32 +610,38 @@ static inline int hds_live_maybe(const void *p)
 	return !hds.cfg.sample_bytes || atomic_load_relaxed(hds_live_filter_of(p)) != 0;
 }
 /*
- * Sampled mode's common case for a C++ operator (entry_cxx.c), decided
- * inline so that the operator goes straight to glibc: the shim active in
- * sampled mode with glibc's malloc (hds_sampled_fast), and a new that is
- * not sampled or a delete of a block never recorded.  A new is not
- * sampled when this thread's countdown of bytes (entry.c's sample_this)
- * stays above zero; when it would not, the countdown is left as it was
- * and the full path draws and records.  Inside the shim (hds_busy) a new
- * takes the full path, which passes it through without touching the
- * countdown (a new under an operator that forwards would otherwise count
- * its bytes twice); a delete may skip the map there too, since the full
- * path takes out only a block that is in it.
+ * Sampled mode's common case, decided inline by malloc, free and the C++
+ * operators so that they go straight to glibc: the shim active in sampled
+ * mode with glibc's malloc, and an allocation that is not sampled or the
+ * free of a block never recorded.  An allocation is not sampled when this
+ * thread's countdown of bytes (entry.c's sample_this) stays above zero;
+ * when it would not, the countdown is left as it was and the full path
+ * draws and records.  Inside the shim (hds_busy) an allocation takes the
+ * full path, which passes it through without touching the countdown (a new
+ * under an operator that forwards would otherwise count its bytes twice,
+ * and malloc's count of untracked allocations would miss it); a free may
+ * skip the map there too, since the full path takes out only a block that
+ * is in it.
  */
 HDS_HIDDEN extern __thread int64_t hds_tl_sample_left __attribute__((tls_model("initial-exec")));
 static inline int hds_sampled_fast(void)
 {
 	return hds.sampled_glibc && likely(atomic_load_relaxed(&hds.state) == HDS_ACTIVE);
 }
-static inline int hds_sample_skip(uint64_t size)
+static inline int hds_sampled_alloc_skips(uint64_t size)
 {
+	if (!hds_sampled_fast() || unlikely(hds_busy))
+		return 0;
 	int64_t left = hds_tl_sample_left - (int64_t)size;
-
 	if (likely(left > 0)) {
 		hds_tl_sample_left = left;
 		return 1;
 	}
 	return 0;
+}
+static inline int hds_sampled_free_skips(const void *p)
+{
+	return hds_sampled_fast() && (!p || !atomic_load_relaxed(hds_live_filter_of(p)));
 }
 HDS_HIDDEN uint64_t hds_live_resident(void);
 /* Release resident pages of the map that hold no block; returns bytes

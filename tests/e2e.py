@@ -154,6 +154,16 @@ def check_sites(report, src, exp, names=None):
     return sites
 
 
+def check_estimates(report, src, exp, within=0.15):
+    """Sampled mode: each site of exp {name: (bytes, count)} estimated
+    within a share of its exact bytes and count."""
+    marks, sites = markers(src), by_site(report, src)
+    for name, (size, count) in exp.items():
+        st = sites[marks[name]]
+        check(abs(st["size"] - size) <= within * size, f"{name}: estimated {st['size']} bytes, exact {size}")
+        check(abs(st["count"] - count) <= within * count, f"{name}: estimated {st['count']} blocks, exact {count}")
+
+
 def stat_line(key, size, count, size_diff=None, count_diff=None):
     text = f"{key}: size={_format_size(size, False)}"
     if size_diff is not None:

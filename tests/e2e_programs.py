@@ -144,11 +144,7 @@ def sampled_mode_through_jemalloc_takes_out_what_it_recorded():
     snap = snaps_of(d, "exit")[0]
     r = top_json(snap)
     eq(r["snapshot"]["sampled"], 16384, "the snapshot holds estimates")
-    sites, marks = by_site(r, "sampling.c"), markers("sampling.c")
-    for name, (size, count) in expectations(p.stdout).items():
-        st = sites[marks[name]]
-        check(abs(st["size"] - size) <= 0.15 * size, f"{name}: estimated {st['size']} bytes, exact {size}")
-        check(abs(st["count"] - count) <= 0.15 * count, f"{name}: estimated {st['count']} blocks, exact {count}")
+    check_estimates(r, "sampling.c", expectations(p.stdout))
     info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
     eq(info["flags"] & 1, 1, "the snapshot says malloc is not glibc's")
 

@@ -105,12 +105,7 @@ def sampled_estimates_stay_within_fifteen_percent_of_the_exact_values():
     r = top_json(snap)
     eq(r["snapshot"]["sampled"], 16384, "the snapshot says it holds estimates")
     check("Estimates: one allocation sampled per 16.0 KiB on average" in hd("top", snap).stdout, "the report says so")
-    sites = by_site(r, "sampling.c")
-    marks = markers("sampling.c")
-    for name, (size, count) in expectations(p.stdout).items():
-        st = sites[marks[name]]
-        check(abs(st["size"] - size) <= 0.15 * size, f"{name}: estimated {st['size']} bytes, exact {size}")
-        check(abs(st["count"] - count) <= 0.15 * count, f"{name}: estimated {st['count']} blocks, exact {count}")
+    check_estimates(r, "sampling.c", expectations(p.stdout))
 
 
 @test
@@ -131,9 +126,6 @@ def sampled_cxx_operators_take_out_every_recorded_block_they_delete():
     sites = by_site(r, "sampling_cpp.cpp")
     check(marks["churn"] not in sites, f"churn: every block deleted, yet {sites.get(marks['churn'])}")
     check(marks["mismatched"] not in sites, f"mismatched: every block released, yet {sites.get(marks['mismatched'])}")
-    for name, (size, count) in expectations(p.stdout).items():
-        st = sites[marks[name]]
-        check(abs(st["size"] - size) <= 0.15 * size, f"{name}: estimated {st['size']} bytes, exact {size}")
-        check(abs(st["count"] - count) <= 0.15 * count, f"{name}: estimated {st['count']} blocks, exact {count}")
+    check_estimates(r, "sampling_cpp.cpp", expectations(p.stdout))
     info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
     eq(info["mismatched_frees"], 4, "new[] blocks released by delete")
