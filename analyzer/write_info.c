@@ -15,6 +15,7 @@ static const char *const meta_names[HD_META_NFIELDS] = {
 	"unknown_frees", "dropped_allocs", "dropped_stacks", "rss_bytes", "shim_bytes",
 	"untracked_allocs", "unwind_fallbacks", "unwind_checked", "unwind_mismatches",
 	"mismatched_frees", "run_id", "base_seq", "machine", "unwind_nocfi",
+	"unwind_memo_hits",
 };
 
 static unsigned truncated_stacks(const struct snapshot *s)

@@ -82,6 +82,7 @@ enum hd_meta {
 	HD_META_BASE_SEQ,         /* v2: seq of the snapshot this one builds on; 0: none */
 	HD_META_MACHINE,          /* the architecture that wrote it: ELF e_machine (62 x86-64, 183 aarch64) */
 	HD_META_UNWIND_NOCFI,     /* check mode: stacks not compared, through code without CFI (JIT code) */
+	HD_META_UNWIND_MEMO_HITS, /* stacks the cfi unwinder found whole in its memo, without a walk */
 	HD_META_NFIELDS
 };
 

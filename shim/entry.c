@@ -182,8 +182,14 @@ static __attribute__((noinline)) void record_alloc(void *p, uint64_t size, int k
 		}
 	}
 	unsigned flags = truncated ? HD_STACK_TRUNCATED : 0;
-	int64_t id = chain || frames == spliced ? hds_stack_intern_chain(frames, depth, flags, chain, &fresh)
-			   : hds_stack_intern(frames, depth, flags, &fresh);
+	uint32_t known = frames != spliced ? hds_capture_known_stack() : 0;
+	int64_t id = (int64_t)known - 1;
+	if (!known) {
+		id = chain || frames == spliced ? hds_stack_intern_chain(frames, depth, flags, chain, &fresh)
+						: hds_stack_intern(frames, depth, flags, &fresh);
+		if (id >= 0 && frames != spliced)
+			hds_capture_note_stack((uint32_t)id);
+	}
 	uint64_t old;
 
 	/* A new stack may run through a library loaded since the module map

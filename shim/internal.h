@@ -305,6 +305,8 @@ HDS_HIDDEN void hds_count_slow(uint32_t id, int64_t lb, int64_t lc, int64_t ab, 
  * entry read at one moment (n: hds_stacks_count() at the snapshot). */
 HDS_HIDDEN void hds_counts_read(struct hds_sums *out, uint32_t n);
 HDS_HIDDEN uint64_t hds_threads_resident(void);
+/* Stacks every thread's unwinder found in its memo, since the start. */
+HDS_HIDDEN uint64_t hds_threads_memo_hits(void);
 HDS_HIDDEN void hds_threads_after_fork(void);
 
 /*
@@ -476,10 +478,19 @@ HDS_HIDDEN int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, in
  * on: the index of its first eval-loop frame (hds_is_eval) in frames[i..n),
  * n if none. */
 HDS_HIDDEN int hds_capture_next_eval(int i, int n);
+/* The stack of this thread's last capture as interned before, when the
+ * unwinder found the capture in its memo of whole stacks and was told the
+ * id: that id + 1; else 0.  hds_capture_note_stack tells it (the id of the
+ * stack of frames the last capture gave, as they were). */
+HDS_HIDDEN uint32_t hds_capture_known_stack(void);
+HDS_HIDDEN void hds_capture_note_stack(uint32_t id);
 /* Size of the unwinder's per-thread memory (threads.c keeps it in the
  * thread's bundle), and its reset for a new owner. */
 HDS_HIDDEN size_t hds_capture_mem_size(void);
 HDS_HIDDEN void hds_capture_mem_reset(void *mem);
+/* Stacks found in the memo by the threads that owned this memory (read
+ * from any thread: a relaxed load of a counter its owner stores). */
+HDS_HIDDEN uint64_t hds_capture_mem_memo_hits(const void *mem);
 /* Nonzero when pc lies in the shim's own code. */
 HDS_HIDDEN int hds_capture_in_shim(uint64_t pc);
 /* This thread's frame that called the function at [lo, hi): its stack

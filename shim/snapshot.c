@@ -217,6 +217,7 @@ static void emit_meta(struct out *o, int trigger, uint64_t n, const struct total
 	f[HD_META_UNWIND_CHECKED] = atomic_load_relaxed(&hds.unwind_checked);
 	f[HD_META_UNWIND_MISMATCHES] = atomic_load_relaxed(&hds.unwind_mismatches);
 	f[HD_META_UNWIND_NOCFI] = atomic_load_relaxed(&hds.unwind_nocfi);
+	f[HD_META_UNWIND_MEMO_HITS] = hds_threads_memo_hits();
 	f[HD_META_MISMATCHED_FREES] = atomic_load_relaxed(&hds.mismatched_frees);
 	f[HD_META_RUN_ID] = run_id;
 #if defined(__x86_64__)

@@ -347,6 +347,16 @@ uint64_t hds_threads_resident(void)
 	return total;
 }
 
+uint64_t hds_threads_memo_hits(void)
+{
+	uint64_t total = 0;
+
+	for (struct hds_thread *t = atomic_load_acquire(&registry); t; t = t->next)
+		if (t->unwind)
+			total += hds_capture_mem_memo_hits(t->unwind);
+	return total;
+}
+
 /* ---- fork ---------------------------------------------------------------- */
 
 /* The child, alone: free the bundles of the threads it does not have; even

@@ -3,7 +3,8 @@
 Every allocation API at its marked line with its exact bytes and count, in
 both unwinders; C++ sites with demangled names; eight threads freeing each
 other's blocks; the program's own bindings (backtrace, exit from a thread);
-stacks cut at --depth; sampled estimates.
+stacks cut at --depth; paths that meet at one stack pointer; sampled
+estimates.
 """
 from e2e import *
 
@@ -92,6 +93,28 @@ def deep_stacks_are_cut_at_the_depth_and_marked_truncated():
     r = top_json(snap)
     check(all(len(s["traceback"]) <= 3 for s in r["stats"]), "at most 2 return addresses (+1 inline frame)")
     check_sites(r, "grow.c", {"grow_a": (50000, 50)})
+
+
+@test
+def paths_that_meet_at_one_return_address_and_stack_pointer_keep_their_own_stacks():
+    """samesp.c: leaf is reached in turn by paths whose frames lie at the
+    same addresses.  The unwinder's memo of whole stacks finds an entry for
+    that place every time and must tell the paths apart by what the stack
+    holds further out: each path exact, with and without the check against
+    libunwind, and the memo in use (without it, or had it matched on the
+    place alone, the counts would be off)."""
+    prog = os.path.join(BIN, "samesp")
+    for env in ({}, {"HEAPDELTA_UNWIND_CHECK": "1"}):
+        d = tmpdir()
+        p, _ = traced([prog], d, env={**os.environ, **env})
+        eq(p.returncode, 0, f"exit status {env}: {p.stderr[-300:]}")
+        snap = snaps_of(d, "exit")[0]
+        info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+        eq(info["unwind_mismatches"], 0, f"stacks that differ from libunwind's {env}")
+        # 6,000 allocations from 6 stacks: each walked once, then found.
+        check(info["unwind_memo_hits"] >= 5990, f"memo hits {env}: {info['unwind_memo_hits']}")
+        r = top_json(snap, "--alloc-fn", "leaf", "--alloc-fn", "mid")
+        check_sites(r, "samesp.c", expectations(p.stdout))
 
 
 @test

@@ -54,6 +54,12 @@ void hds_capture_mem_reset(void *mem)
 	(void)mem;
 }
 
+uint64_t hds_capture_mem_memo_hits(const void *mem)
+{
+	(void)mem;
+	return 0;
+}
+
 /* The module map, as a model: address ranges [lo, hi) that changed (a
  * module loaded or unloaded there) in a given epoch. */
 static struct { uintptr_t lo, hi; uint32_t epoch; } changes[8];
