@@ -1,7 +1,7 @@
 """End-to-end tests: what real programs do to the shim.
 
 fork, exec, posix_spawn, vfork, daemons, dlopen/dlclose, signal handlers
-that allocate, every kind of exit, setuid programs, a full disk or an
+that allocate, coroutines on stacks the program maps, every kind of exit, setuid programs, a full disk or an
 unwritable directory, and the shim's own memory over a long run (fixture
 robust.c and longrun.c).
 """
@@ -92,6 +92,24 @@ def signal_handlers_that_allocate_and_a_handled_sigterm_keep_the_exit_snapshot()
     p, _ = traced([ROBUST, "signals"], d)
     eq(p.returncode, 0, "the program handled SIGTERM and exited normally")
     eq(list(exit_snaps_by_exe_line(d).values()), [{"handler_alloc": (99, 1)}], "the handler's allocation")
+
+
+@test
+def coroutines_on_stacks_the_program_maps_and_unmaps_are_counted_at_their_lines():
+    """coroutines.c: ucontext coroutines allocate on stacks of two sizes,
+    each unmapped after its coroutine ends, the next often mapped in its
+    place.  Output and status as without the shim, every block at its line,
+    with the unwinder alone and checked against libunwind."""
+    prog = os.path.join(BIN, "coroutines")
+    plain = run([prog])
+    for env in ({}, {"HEAPDELTA_UNWIND_CHECK": "1"}):
+        d = tmpdir()
+        p, _ = traced([prog], d, env={**os.environ, **env})
+        eq((p.returncode, p.stdout), (plain.returncode, plain.stdout), f"status and output {env}")
+        snap = snaps_of(d, "exit")[0]
+        info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+        eq(info["unwind_mismatches"], 0, f"stacks that differ from libunwind's {env}")
+        check_sites(top_json(snap), "coroutines.c", expectations(p.stdout))
 
 
 @test
