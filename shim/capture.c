@@ -12,9 +12,9 @@
  *    the rest of the walk would read the same values and compute the same
  *    frames, so they are copied instead.  Before any of that it looks in
  *    its memo of whole stacks seen before (same test, on a stack that
- *    need not be the last one).  Any rule it cannot interpret, or a
- *    frame outside the thread's stack (alternate signal stacks, coroutines),
- *    hands the whole stack to libunwind.
+ *    need not be the last one).  Both only on the thread's own stack (see
+ *    memory safety below).  Any rule it cannot interpret (signal frames on
+ *    an alternate stack included) hands the whole stack to libunwind.
  *  - libunwind: unw_backtrace(), libunwind's fast path.  Loaded with
  *    dlopen(RTLD_LOCAL): linking would put its `backtrace` and `_Unwind_*`
  *    in the global scope, where they could replace the program's own.
@@ -32,7 +32,13 @@
  * before it is recorded or compared.
  *
  * Memory safety: every stack read is bounds-checked against [our own frame,
- * top of the thread's stack]: everything in that range is mapped.
+ * top of the thread's stack].  On the thread's own stack (the range
+ * pthread reports for it) everything in that range is mapped.  A stack the
+ * program mapped itself (a coroutine's, under the thread's stack) is
+ * walked frame by frame, each read where the frame's rule says, and only
+ * fresh: a stack kept from before, with the same stack pointer, may have
+ * ended higher than this one, past its end, so neither the previous stack
+ * nor the memo is used there.
  *
  * All of this runs with hds_busy set by the caller: libunwind and the
  * loader may call malloc, and those calls pass through unrecorded.
@@ -56,6 +62,7 @@ struct text_range { uintptr_t lo, hi; };
 static struct text_range self_text, unwind_text;
 
 static __thread uintptr_t tl_stack_hi __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t tl_stack_lo __attribute__((tls_model("initial-exec")));
 
 /* ---- module text ranges ------------------------------------------------ */
 
@@ -135,7 +142,7 @@ enum {
  * value it held, the walk would read the same values and find the same
  * frames.  So it is not done, and the stack's id in the stack table, kept
  * with it, saves the table's lookup too.
- * The check reads only slots the earlier walk read from this thread's
+ * The check reads only slots the earlier walk read from this thread's own
  * stack, above a stack pointer equal to the current one, as the reuse of
  * the previous stack does.  MEMO_SETS sets of MEMO_WAYS entries, chosen by
  * return address and stack pointer: one call site at one depth is often
@@ -191,6 +198,10 @@ struct unwind_mem {
 	uint32_t epoch;              /* map epoch the cached rules and stack belong to */
 	int n;                       /* frames of the previous stack */
 	int cut;                     /* it stopped at the cap, not at its end */
+	/* It ended where a frame-pointer step failed (code without CFI):
+	 * where it ends depends on a frame pointer and on frame records that
+	 * no kept slot covers, so it is neither reused nor kept in the memo. */
+	int fp_end;
 	struct uframe scratch[CAP];  /* the stack being unwound, innermost first */
 	uintptr_t ripr[CAP];         /* previous stack: return addresses, from the end */
 	uint64_t rsp_s[CAP + 1];     /* stack pointers, at rsp_s + 1 after a sentinel
@@ -253,8 +264,10 @@ static void thread_bounds(void)
 	tl_stack_hi = 1;   /* tried: do not try again */
 	if (pthread_getattr_np(pthread_self(), &attr) != 0)
 		return;
-	if (pthread_attr_getstack(&attr, &addr, &size) == 0)
+	if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+		tl_stack_lo = (uintptr_t)addr;
 		tl_stack_hi = (uintptr_t)addr + size;
+	}
 	pthread_attr_destroy(&attr);
 }
 
@@ -624,8 +637,11 @@ static int cfi_walk(uintptr_t *out, const uintptr_t **res, int want, const uint6
 	uint64_t lo, hi = tl_stack_hi, ip, sp, bp, lr;
 	if (HDS_WALK_START(entry, hi, lo, ip, sp, bp, lr) < 0)
 		return -1;
-	m->memo_on = !m->memo_rest;
-	if (!m->memo_on) {
+	int own = sp >= tl_stack_lo;   /* on the thread's stack (memory safety above) */
+	m->memo_on = own && !m->memo_rest;
+	if (!own) {
+		/* walked fresh */
+	} else if (m->memo_rest) {
 		m->memo_rest--;
 	} else {
 		const struct memo *e = memo_find(m, ip, sp, bp);
@@ -646,10 +662,11 @@ static int cfi_walk(uintptr_t *out, const uintptr_t **res, int want, const uint6
 	}
 	/* at: cursor into the previous stack, from its innermost frame out;
 	 * k = m->n - 1 - at: how many of its inner frames it has passed. */
-	int j = 0, at = m->n - 1;
+	int j = 0, at = m->fp_end ? -1 : m->n - 1;
 	const uint64_t *rsp = m->rsp_s + 1;
 	m->rsp_s[0] = UINT64_MAX;
 	int run = -1;       /* the first frame of a run of chain steps (code without CFI) */
+	int fp_end = 0;
 
 	for (;;) {
 		struct uframe *f = &m->scratch[j];
@@ -662,7 +679,7 @@ static int cfi_walk(uintptr_t *out, const uintptr_t **res, int want, const uint6
 		/* Same frame as in the previous stack, with the same slots? */
 		while (rsp[at] < sp)   /* rsp[-1]: the sentinel */
 			at--;
-		if (at >= 0 && run < 0) {
+		if (at >= 0 && run < 0 && own) {
 			int k = m->n - 1 - at;
 			unsigned fl = m->flags[at];
 			/* fp is an ordinary register in code without frame
@@ -707,6 +724,7 @@ static int cfi_walk(uintptr_t *out, const uintptr_t **res, int want, const uint6
 					run = j - 1;
 				continue;
 			}
+			fp_end = 1;
 			if (run >= 0) {
 				/* The chain led nowhere: the stack ends where
 				 * CFI ended, at the run's first frame. */
@@ -759,6 +777,7 @@ static int cfi_walk(uintptr_t *out, const uintptr_t **res, int want, const uint6
 	}
 	/* No reuse: the new stack replaces the previous one. */
 	m->cut = j == want;
+	m->fp_end = fp_end;
 	commit(m, 0, j);
 	*res = &m->ripr[CAP - j];
 	*nocfi = j && (m->flags[j - 1] & F_FP_OUTER);
@@ -877,7 +896,7 @@ int hds_capture(uintptr_t *buf, const uintptr_t **frames, int max, int *truncate
 				tl_reval = m->reval;
 				tl_top = n - 1 - skip;
 			}
-			if (m->memo_on)
+			if (m->memo_on && !m->fp_end)
 				tl_memo = memo_keep(m, skip, *chain);
 		}
 	}

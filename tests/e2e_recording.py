@@ -111,8 +111,9 @@ def paths_that_meet_at_one_return_address_and_stack_pointer_keep_their_own_stack
         snap = snaps_of(d, "exit")[0]
         info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
         eq(info["unwind_mismatches"], 0, f"stacks that differ from libunwind's {env}")
-        # 6,000 allocations from 6 stacks: each walked once, then found.
-        check(info["unwind_memo_hits"] >= 5990, f"memo hits {env}: {info['unwind_memo_hits']}")
+        # 6,000 allocations from 4 stacks: each walked once, then found,
+        # the near pair's after the far pair's in between.
+        check(info["unwind_memo_hits"] >= 5996, f"memo hits {env}: {info['unwind_memo_hits']}")
         r = top_json(snap, "--alloc-fn", "leaf", "--alloc-fn", "mid")
         check_sites(r, "samesp.c", expectations(p.stdout))
 

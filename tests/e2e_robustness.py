@@ -98,10 +98,15 @@ def signal_handlers_that_allocate_and_a_handled_sigterm_keep_the_exit_snapshot()
 def coroutines_on_stacks_the_program_maps_and_unmaps_are_counted_at_their_lines():
     """coroutines.c: ucontext coroutines allocate on stacks of two sizes,
     each unmapped after its coroutine ends, the next often mapped in its
-    place.  Output and status as without the shim, every block at its line,
-    with the unwinder alone and checked against libunwind."""
+    place; then a coroutine whose frames lie where an earlier one's did,
+    on a stack that ends lower, under a page that cannot be read (an
+    unwinder that took the earlier stack's outer frames as still there
+    would read it).  Output and status as without the shim, every block at
+    its line, with the unwinder alone and checked against libunwind, none
+    handed to libunwind for want of a rule."""
     prog = os.path.join(BIN, "coroutines")
     plain = run([prog])
+    eq(plain.returncode, 0, "the fixture ran (its two coroutines' frames lined up)")
     for env in ({}, {"HEAPDELTA_UNWIND_CHECK": "1"}):
         d = tmpdir()
         p, _ = traced([prog], d, env={**os.environ, **env})
@@ -109,6 +114,7 @@ def coroutines_on_stacks_the_program_maps_and_unmaps_are_counted_at_their_lines(
         snap = snaps_of(d, "exit")[0]
         info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
         eq(info["unwind_mismatches"], 0, f"stacks that differ from libunwind's {env}")
+        eq(info["unwind_fallbacks"], 0, f"stacks handed to libunwind {env}")
         check_sites(top_json(snap), "coroutines.c", expectations(p.stdout))
 
 
