@@ -121,7 +121,7 @@ FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/
             $(T)/threads_jemalloc $(T)/leaky_jemalloc $(T)/sampling_jemalloc $(T)/slowleak $(T)/sampling $(T)/heapdelta_asan \
             $(T)/teardown $(T)/churn $(T)/sampling_cpp $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so $(T)/cxxops $(T)/pyext/pyext.so
 FIXTURES += $(T)/zero $(T)/twostacks $(T)/samesp $(T)/wrappers $(T)/libgwrap.so $(T)/service $(T)/reach
-FIXTURES += $(T)/peak $(T)/dyntls $(T)/libtlsplug.so $(T)/sandbox $(T)/coroutines
+FIXTURES += $(T)/peak $(T)/dyntls $(T)/libtlsplug.so $(T)/sandbox $(T)/coroutines $(T)/nocfi
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
 UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/unit_models $(T)/fuzz_reader

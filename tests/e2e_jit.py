@@ -1,6 +1,7 @@
 """End-to-end tests: JIT-compiled code (Node.js), its frames walked through
 by their frame pointers and named from the runtime's perf map, which the
-snapshot carries (format/FORMAT.md, the JIT section).
+snapshot carries (format/FORMAT.md, the JIT section); and a stack that ends
+where such a step fails (fixture nocfi.c).
 
 The fixture, tests/fixtures/jitbuffers.js, keeps Buffers of 100,000 bytes
 (beyond Node's 8 KiB pool: their memory comes from calloc) from a function
@@ -160,3 +161,23 @@ def node_without_a_perf_map_each_jit_frame_is_shown_by_its_own_address():
     check(len(unknown) >= 3, f"frames outside every module in the largest traceback: {unknown}")
     eq(len(set(unknown)), len(unknown), "their addresses, each its own")
     check(all(f["function"] == "??" for f in st["traceback"] if f["module"] == "?"), "unnamed")
+
+
+@test
+def a_stack_that_ends_where_a_frame_pointer_step_fails_is_not_handed_out_again():
+    """nocfi.c: a function without CFI calls malloc from one place, in turn
+    with a frame pointer that is no frame record (the walk ends there) and
+    with its caller's frame record (the walk goes on into main).  Only the
+    frame pointer differs, so the first stack must not be reused or taken
+    from the memo for the second: 1,000 blocks each, exactly."""
+    d = tmpdir()
+    p, _ = traced([os.path.join(BIN, "nocfi")], d)
+    eq(p.returncode, 0, p.stderr[-300:])
+    exp = expectations(p.stdout)
+    r = top_json(snaps_of(d, "exit")[0], "--by", "traceback")
+    got = {}
+    for st in r["stats"]:
+        fns = [f["function"] for f in st["traceback"]]
+        if fns and fns[0] == "nocfi_alloc":
+            got["goes_on" if "main" in fns else "ends_here"] = (st["size"], st["count"])
+    eq(got, exp, "the two stacks through the function without CFI")
