@@ -169,7 +169,11 @@ def a_stack_that_ends_where_a_frame_pointer_step_fails_is_not_handed_out_again()
     with a frame pointer that is no frame record (the walk ends there) and
     with its caller's frame record (the walk goes on into main).  Only the
     frame pointer differs, so the first stack must not be reused or taken
-    from the memo for the second: 1,000 blocks each, exactly."""
+    from the memo for the second: 1,000 blocks each, exactly.  x86-64: the
+    fixture's aarch64 variant builds, but a native aarch64 run of it has
+    not been checked (aarch64 is tested under qemu-user, tests/e2e_aarch64.py)."""
+    if os.uname().machine != "x86_64":
+        skip("the nocfi fixture's stacks are checked on x86-64 only")
     d = tmpdir()
     p, _ = traced([os.path.join(BIN, "nocfi")], d)
     eq(p.returncode, 0, p.stderr[-300:])
