@@ -169,6 +169,8 @@ enum {
  * the memo is set aside for MEMO_REST windows, then tried again. */
 #define MEMO_WINDOW 1024
 #define MEMO_REST   16
+/* A stack slot a walk read, with the value it found there. */
+struct slot { uint64_t addr, val; };
 struct memo_tag { uint64_t ip, sp; };   /* the innermost frame's; ip 0: empty */
 struct memo {
 	uint64_t bp;                     /* the innermost frame's */
@@ -178,7 +180,7 @@ struct memo {
 	uint8_t skip;                    /* the shim's own frames at the top */
 	uint8_t needs_bp : 1, nocfi : 1;
 	uint32_t stack;                  /* its id in the stack table + 1; 0: not yet known */
-	struct { uint64_t addr, val; } ck[MEMO_SLOTS];   /* as unwind_mem's ck */
+	struct slot ck[MEMO_SLOTS];      /* as unwind_mem's ck */
 	uintptr_t frames[MEMO_FRAMES];   /* innermost first */
 	int16_t reval[MEMO_FRAMES];      /* as unwind_mem's, outermost first */
 };
@@ -214,7 +216,7 @@ struct unwind_mem {
 	int16_t reval[CAP];
 	/* The stack slots the previous unwind read, with the values it found,
 	 * those of frames 0 .. i being ck[0 .. ck_end[i]). */
-	struct { uint64_t addr, val; } ck[2 * CAP];
+	struct slot ck[2 * CAP];
 	uint16_t ck_end[CAP];
 	uint32_t memo_gen;           /* entries of another generation are empty */
 	_Atomic uint64_t memo_hits;  /* written by the owner only, read by snapshots */
@@ -399,7 +401,10 @@ static int outer_unchanged(const struct unwind_mem *m, int at)
 {
 	uint32_t n = m->ck_end[at], i = 0;
 
-	/* Nearly always unchanged: four slots per branch. */
+	/* Nearly always unchanged: four slots per branch.  Outermost first,
+	 * unlike memo_unchanged: checking these innermost first too (one
+	 * check for both) cost cppcheck 2% more instructions, 25,446 M to
+	 * 25,963 M. */
 	for (; i + 4 <= n; i += 4)
 		if ((*(const uint64_t *)m->ck[i].addr ^ m->ck[i].val) |
 		    (*(const uint64_t *)m->ck[i + 1].addr ^ m->ck[i + 1].val) |
@@ -639,11 +644,9 @@ static int cfi_walk(uintptr_t *out, const uintptr_t **res, int want, const uint6
 		return -1;
 	int own = sp >= tl_stack_lo;   /* on the thread's stack (memory safety above) */
 	m->memo_on = own && !m->memo_rest;
-	if (!own) {
-		/* walked fresh */
-	} else if (m->memo_rest) {
+	if (own && m->memo_rest)
 		m->memo_rest--;
-	} else {
+	if (m->memo_on) {
 		const struct memo *e = memo_find(m, ip, sp, bp);
 		int found = e && e->n <= want;
 		m->memo_found += (uint16_t)found;
