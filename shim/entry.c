@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 
-__thread int hds_busy __attribute__((tls_model("initial-exec")));
+__thread struct hds_tl_entry hds_tl_entry __attribute__((tls_model("initial-exec")));
 
 /* Is this call to be recorded?  Runs init on the very first call, which may
  * come before any constructor (C++ runtimes allocate early). */
@@ -102,7 +102,6 @@ static inline int booting(void)
  * keeps the real size, so the free computes the very same weights and
  * takes back exactly what was added.
  */
-__thread int64_t hds_tl_sample_left __attribute__((tls_model("initial-exec")));
 static __thread uint64_t tl_sample_rng __attribute__((tls_model("initial-exec")));
 
 static _Atomic uint64_t sample_threads;
@@ -588,7 +587,7 @@ static __attribute__((noinline)) void *calloc_record(size_t n, size_t m, size_t 
 	return record_and_leave(hds.real.calloc(n, m), total, entry);
 }
 
-HDS_EXPORT void *calloc(size_t n, size_t m)
+static __attribute__((noinline)) void *calloc_full(size_t n, size_t m)
 {
 	size_t total;
 
@@ -597,6 +596,17 @@ HDS_EXPORT void *calloc(size_t n, size_t m)
 	if (__builtin_mul_overflow(n, m, &total) || !sample_this(total))
 		return hds.real.calloc(n, m);   /* overflow: the real calloc fails it */
 	return calloc_record(n, m, total, __builtin_frame_address(0));
+}
+
+/* Sampled mode's common case straight to glibc, as malloc's (an overflow
+ * takes the full path, which leaves it to the real calloc). */
+HDS_EXPORT HDS_FRAMELESS void *calloc(size_t n, size_t m)
+{
+	size_t total;
+
+	if (!__builtin_mul_overflow(n, m, &total) && hds_sampled_alloc_skips(total))
+		return hds.real.calloc(n, m);
+	return calloc_full(n, m);
 }
 
 /* realloc and reallocarray after their argument checks. */
@@ -643,11 +653,19 @@ static void *hds_realloc(void *old, size_t size, const void *entry)
 	return p;
 }
 
-HDS_EXPORT void *realloc(void *old, size_t size)
+static __attribute__((noinline)) void *realloc_full(void *old, size_t size)
 {
 	if (!old)
 		return malloc(size);
 	return hds_realloc(old, size, __builtin_frame_address(0));
+}
+
+/* Sampled mode's common case straight to glibc, as malloc's. */
+HDS_EXPORT HDS_FRAMELESS void *realloc(void *old, size_t size)
+{
+	if (hds_sampled_realloc_skips(old, size))
+		return hds.real.realloc(old, size);
+	return realloc_full(old, size);
 }
 
 HDS_EXPORT void *reallocarray(void *old, size_t n, size_t m)

@@ -115,7 +115,6 @@ static void resolve_real(void)
 #undef RESOLVE
 	hds.foreign_malloc = r.malloc != __libc_malloc;
 	hds.real = r;
-	hds.sampled_glibc = hds.cfg.sample_bytes && !hds.foreign_malloc;
 }
 
 void hds_init_core(void)
@@ -157,6 +156,10 @@ void hds_init_core(void)
 	final = HDS_ACTIVE;
 out:
 	atomic_store_release(&hds.state, final);
+	/* ACTIVE is for good: from here sampled mode's fast paths need only
+	 * this flag (internal.h's hds_sampled_fast) */
+	if (final == HDS_ACTIVE && hds.cfg.sample_bytes && !hds.foreign_malloc)
+		atomic_store_release(&hds.sampled_glibc, 1);
 	hds_busy = outer;
 	errno = saved;
 }

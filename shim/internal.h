@@ -99,7 +99,7 @@ struct hds_globals {
 	struct hds_real real;              /* where allocations really go */
 	struct hds_config cfg;
 	int foreign_malloc;                /* malloc is not glibc's */
-	int sampled_glibc;                 /* sampled mode, glibc's malloc: set before ACTIVE */
+	_Atomic int sampled_glibc;         /* sampled mode, glibc's malloc: set once ACTIVE */
 
 	/* Process-wide counters.  The live bytes are total.c's. */
 	_Atomic uint64_t peak_bytes;
@@ -245,10 +245,23 @@ HDS_HIDDEN void hds_note_mismatch(uint64_t entry, int free_kind, const void *fra
  * a margin (the kept records are at most HDS_MISMATCH_MAX). */
 HDS_HIDDEN size_t hds_mismatches_encode(unsigned char *buf, size_t cap);
 
-/* Nonzero while this thread runs shim code: allocations made then (by
- * libunwind, the loader, ourselves) are passed through unrecorded.  Also set
- * for the duration of a snapshot in the writing thread. */
-HDS_HIDDEN extern __thread int hds_busy __attribute__((tls_model("initial-exec")));
+/*
+ * What every interposed call reads of its thread, in one block of
+ * thread-local storage so that the fast paths find both with one address
+ * (a shared object's initial-exec variables each cost a load of their
+ * offset first).
+ *  - busy: nonzero while this thread runs shim code: allocations made then
+ *    (by libunwind, the loader, ourselves) are passed through unrecorded.
+ *    Also set for the duration of a snapshot in the writing thread.
+ *  - sample_left: sampled mode's countdown of bytes (entry.c's sample_this).
+ */
+struct hds_tl_entry {
+	int64_t sample_left;
+	int busy;
+};
+HDS_HIDDEN extern __thread struct hds_tl_entry hds_tl_entry __attribute__((tls_model("initial-exec")));
+#define hds_busy (hds_tl_entry.busy)
+#define hds_tl_sample_left (hds_tl_entry.sample_left)
 
 /* ---- threads.c: per-thread counter shards and unwinder memory ---------- */
 
@@ -634,14 +647,13 @@ static inline int hds_live_maybe(const void *p)
  * skip the map there too, since the full path takes out only a block that
  * is in it.
  */
-HDS_HIDDEN extern __thread int64_t hds_tl_sample_left __attribute__((tls_model("initial-exec")));
 static inline int hds_sampled_fast(void)
 {
-	return hds.sampled_glibc && likely(atomic_load_relaxed(&hds.state) == HDS_ACTIVE);
+	return atomic_load_relaxed(&hds.sampled_glibc);
 }
-static inline int hds_sampled_alloc_skips(uint64_t size)
+static inline int hds_sampled_countdown_skips(uint64_t size)
 {
-	if (!hds_sampled_fast() || unlikely(hds_busy))
+	if (unlikely(hds_busy))
 		return 0;
 	int64_t left = hds_tl_sample_left - (int64_t)size;
 	if (likely(left > 0)) {
@@ -650,9 +662,22 @@ static inline int hds_sampled_alloc_skips(uint64_t size)
 	}
 	return 0;
 }
+static inline int hds_sampled_alloc_skips(uint64_t size)
+{
+	return hds_sampled_fast() && hds_sampled_countdown_skips(size);
+}
+/* NULL's page is the filter's first counter: while it counts 0, free(NULL)
+ * skips too, and otherwise the full path takes it. */
 static inline int hds_sampled_free_skips(const void *p)
 {
-	return hds_sampled_fast() && (!p || !atomic_load_relaxed(hds_live_filter_of(p)));
+	return hds_sampled_fast() && !atomic_load_relaxed(hds_live_filter_of(p));
+}
+/* realloc of a block never recorded (or of NULL, as a malloc), to a size
+ * not sampled: the real realloc, and the countdown as the full path would
+ * leave it. */
+static inline int hds_sampled_realloc_skips(const void *old, uint64_t size)
+{
+	return hds_sampled_free_skips(old) && hds_sampled_countdown_skips(size);
 }
 HDS_HIDDEN uint64_t hds_live_resident(void);
 /* Release resident pages of the map that hold no block; returns bytes
