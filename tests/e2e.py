@@ -96,6 +96,16 @@ def hd(*args, timeout=120):
     return run([HD, *args], timeout=timeout)
 
 
+def snap_infos(*snaps):
+    """`heapdelta info --format json` of the snapshots: one dict each."""
+    return json.loads(hd("info", "--format", "json", *snaps).stdout)
+
+
+def snap_info(snap):
+    """`heapdelta info --format json` of one snapshot."""
+    return snap_infos(snap)[0]
+
+
 def traced(cmd, outdir, *opts, env=None, timeout=120):
     """Run cmd under `heapdelta run`; return the process and its snapshots."""
     p = run([HD, "run", "-o", outdir, *opts, "--", *cmd], env=env, timeout=timeout)

@@ -88,10 +88,6 @@ def qemu(prog, outdir, **env):
     return p, sorted(glob.glob(os.path.join(outdir, "heapdelta.*.snap")), key=snap_order)
 
 
-def info_of(snap):
-    return json.loads(hd("info", "--format", "json", snap).stdout)[0]
-
-
 def exit_snapshot(d):
     exits = snaps_of(d, "exit")
     eq(len(exits), 1, "exit snapshots")
@@ -109,7 +105,7 @@ def aarch64_every_allocation_api_is_recorded_exactly_at_its_line():
     exp = expectations(p.stdout)
     check(len(exp) >= 20, f"fixture printed {len(exp)} expectations")
     check_sites(top_json(snap), "sites.c", exp)
-    info = info_of(snap)
+    info = snap_info(snap)
     eq(info["unwinder"], "cfi", "default unwinder")
     eq(info["unknown_frees"], 1, "unknown frees (one __libc_malloc block freed)")
     eq(info["dropped_allocs"], 0, "dropped allocations")
@@ -140,7 +136,7 @@ def aarch64_frame_pointer_mode_gives_the_same_sites():
     p, _ = qemu("sites_fp", d, UNWIND="fp")
     eq(p.returncode, 0, f"fixture exit status (stderr: {p.stderr[-500:]})")
     snap = exit_snapshot(d)
-    eq(info_of(snap)["unwinder"], "fp", "unwinder recorded in the snapshot")
+    eq(snap_info(snap)["unwinder"], "fp", "unwinder recorded in the snapshot")
     # glibc is built without frame pointers: the walk cannot reach the
     # fixture's line from strdup or the stdio buffer's allocation.
     exp = {k: v for k, v in expectations(p.stdout).items() if k not in ("strdup", "stdout_buffer")}
@@ -162,7 +158,7 @@ def aarch64_cfi_unwinder_matches_libunwind_frame_for_frame_and_threads_end_exact
         p, _ = qemu(prog, d, UNWIND_CHECK="1")
         eq(p.returncode, 0, f"{prog} exit status (stderr: {p.stderr[-500:]})")
         snap = exit_snapshot(d)
-        info = info_of(snap)
+        info = snap_info(snap)
         check(info["unwind_checked"] >= least, f"{prog}: only {info['unwind_checked']} stacks compared")
         eq(info["unwind_mismatches"], 0, f"{prog}: stacks that differ from libunwind's (of {info['unwind_checked']})")
         eq(info["unwind_fallbacks"], 0, f"{prog}: stacks handed to libunwind")
@@ -185,7 +181,7 @@ def aarch64_return_addresses_signed_by_pointer_authentication_are_stripped():
     eq(p.returncode, 0, f"fixture exit status (stderr: {p.stderr[-500:]})")
     snap = exit_snapshot(d)
     check_sites(top_json(snap), "sites.c", expectations(p.stdout))
-    eq(info_of(snap)["unwind_fallbacks"], 0, "stacks handed to libunwind")
+    eq(snap_info(snap)["unwind_fallbacks"], 0, "stacks handed to libunwind")
     line = markers("sites.c")["malloc"]
     st = [s for s in top_json(snap, "--by", "traceback")["stats"] if s["line"] == line and s["file"].endswith("sites.c")]
     eq(len(st), 1, f"one traceback of the malloc site (sites.c:{line})")
@@ -271,8 +267,8 @@ def checkpoint_snapshots(d, sig):
     eq([snap_order(s)[1] for s in snaps], list(range(1, len(snaps) + 1)), "sequence numbers")
     api, signals, exits = snaps_of(d, "api"), snaps_of(d, "signal"), snaps_of(d, "exit")
     eq((len(api), signals, len(exits)), (1, [sig], 1), "api, signal and exit snapshots")
-    eq(info_of(api[0])["label"], "checkpoint 1", "the API snapshot's label")
-    eq(info_of(sig)["label"], "from outside", "the signal snapshot's label")
+    eq(snap_info(api[0])["label"], "checkpoint 1", "the API snapshot's label")
+    eq(snap_info(sig)["label"], "from outside", "the signal snapshot's label")
     ticks = snaps_of(d, "interval")
     return {"api": api, "signal": [sig], "exit": exits, "interval": ticks,
             "interval after the signal": [t for t in ticks if snap_order(t)[1] > snap_order(sig)[1]][:2]}
@@ -295,7 +291,7 @@ def aarch64_every_snapshot_trigger_holds_the_sites_of_the_x86_64_run():
         out, sig = checkpoints_run(cmd, host, d)
         check("api 0" in out.splitlines(), f"{arch}: heapdelta_snapshot() returned 0: {out}")
         snaps = checkpoint_snapshots(d, sig)
-        eq(info_of(snaps["exit"][0])["machine"], {"aarch64": 183, "x86-64": 62}[arch], f"{arch}: META machine")
+        eq(snap_info(snaps["exit"][0])["machine"], {"aarch64": 183, "x86-64": 62}[arch], f"{arch}: META machine")
         sites = {s: fixture_sites(s, "checkpoints.c") for s in glob.glob(os.path.join(d, "heapdelta.*.snap"))}
         api, waiting, at_exit = holds(out, "api"), holds(out, "waiting"), held_at_exit(out)
         want = {"api": api, "signal": waiting, "interval after the signal": waiting, "exit": at_exit}
@@ -338,7 +334,7 @@ def processes(d, *srcs):
     every snapshot in d."""
     out = {}
     for s in sorted(glob.glob(os.path.join(d, "heapdelta.*.snap")), key=snap_order):
-        i = info_of(s)
+        i = snap_info(s)
         sites = {f"{src}:{k}": v for src in srcs for k, v in fixture_sites(s, src).items()}
         out[(i["pid"], i["seq"], i["trigger"], i["label"], os.path.basename(i["exe"]))] = sites
     return out
@@ -429,7 +425,7 @@ def aarch64_a_signal_handlers_stack_goes_on_past_qemus_trampoline_as_on_x86_64()
         eq(len(st), 1, f"{arch}: the handler's allocation")
         frames[arch] = [(f["function"], f["line"]) for f in st[0]["traceback"] if (f["file"] or "").endswith("robust.c")]
         if arch == "aarch64":
-            eq(info_of(snap)["unwind_fallbacks"], 1, "aarch64: stacks handed to libunwind (the handler's)")
+            eq(snap_info(snap)["unwind_fallbacks"], 1, "aarch64: stacks handed to libunwind (the handler's)")
     eq(len(frames["x86-64"]), 2, f"x86-64: the handler's frame and main's ({frames['x86-64']})")
     eq(frames["aarch64"], frames["x86-64"], "the handler's stack in robust.c, aarch64 against x86-64")
 
@@ -537,7 +533,7 @@ def aarch64_debian_sqlite3_runs_identically_with_stacks_as_libunwind_has_them():
     eq(p.returncode, plain.returncode, "sqlite3's exit status with the shim")
     eq(p.stderr, plain.stderr, "sqlite3's standard error with the shim")
     snap = exit_snapshot(d)
-    info = info_of(snap)
+    info = snap_info(snap)
     eq(info["unwind_checked"], info["alloc_count"], "stacks compared with libunwind's (every allocation's)")
     check(info["unwind_checked"] > 10000, f"only {info['unwind_checked']} stacks compared")
     eq(info["unwind_mismatches"], 0, f"stacks that differ from libunwind's (of {info['unwind_checked']})")

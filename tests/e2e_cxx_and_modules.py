@@ -31,7 +31,7 @@ def every_operator_new_form_reports_the_size_the_program_asked_for():
     eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
     snap = snaps_of(d, "exit")[0]
     check_sites(top_json(snap), "cxxops.cpp", expectations(p.stdout))
-    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    info = snap_info(snap)
     eq(info["mismatched_frees"], 0, "a matched program's mismatched releases")
     leaks = hd("leaks", snap)
     check("Mismatched release" not in leaks.stdout, leaks.stdout)
@@ -44,7 +44,7 @@ def mismatched_releases_are_counted_and_listed_with_both_stacks():
     eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
     snap = snaps_of(d, "exit")[0]
     check_sites(top_json(snap), "cxxops.cpp", expectations(p.stdout))
-    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    info = snap_info(snap)
     eq(info["mismatched_frees"], 3, "mismatched releases")
     m = markers("cxxops.cpp")
     want = [("free", "operator new", 24, "free_a_new_block", "free_of_new", "mismatch_new"),

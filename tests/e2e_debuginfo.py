@@ -492,7 +492,7 @@ def a_bundle_analyzed_after_every_original_file_is_moved_away_gives_the_same_rep
     with tarfile.open(tar) as t:
         names = sorted(t.getnames())
         check(all(m.isreg() for m in t.getmembers()), "only regular files")
-        libc = [m["path"] for m in json.loads(hd("info", "--format", "json", ex).stdout)[0]["modules"]
+        libc = [m["path"] for m in snap_info(ex)["modules"]
                 if "/libc.so" in m["path"]]
         eq(len(libc), 1, "libc in the module map")
         for name in [os.path.basename(s) for s in snaps] + [build_id_path("", bid, ""), build_id_path("", bid)]:

@@ -49,5 +49,5 @@ def pprof_profiles_decode_against_profile_proto():
     locs = re.findall(r"location \{\n  id: \d+\n  mapping_id: \d+\n  address: \d+\n((?:  line \{\n    function_id: \d+\n    line: \d+\n  \}\n)+)", text)
     inline = [[fn_names[f] for f in re.findall(r"function_id: (\d+)", l)] for l in locs]
     check(["make_record", "add_records"] in inline, f"inline chain in one location: {inline[:5]}")
-    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    info = snap_info(snap)
     check(info["modules"][0]["build_id"] in strings, "the executable's build-id is in its mapping")

@@ -43,7 +43,7 @@ def rewrite_module_paths(snap, out, paths):
 
 
 def module_paths(snap):
-    return [m["path"] for m in json.loads(hd("info", "--format", "json", snap).stdout)[0]["modules"]]
+    return [m["path"] for m in snap_info(snap)["modules"]]
 
 
 def traced_copy_of_grow():
@@ -184,7 +184,7 @@ def two_hostile_modules_in_one_snapshot_warn_once_each():
     a1, a2, ex = (os.path.join(h, os.path.basename(s)) for s in snaps)
     # libc's installed debug file (libc6-dbg), found by build-id, stands in
     # for the refused path: libc's frames then symbolize from it.
-    info = json.loads(hd("info", "--format", "json", ex).stdout)[0]["modules"]
+    info = snap_info(ex)["modules"]
     bid = [m["build_id"] for m in info if m["path"] == directory][0]
     dbg = f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug"
     found = os.path.isfile(dbg)

@@ -126,7 +126,7 @@ def node_stacks_through_jit_code_are_counted_apart_from_the_libunwind_comparison
     # compared (META unwind_nocfi), and are kept as the cfi unwinder found
     # them.
     p, d, snap = node_run(env={**os.environ, "HEAPDELTA_UNWIND_CHECK": "1"})
-    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    info = snap_info(snap)
     eq(info["unwind_mismatches"], 0, f"stacks that differ from libunwind's (of {info['unwind_checked']})")
     check(info["unwind_checked"] > 0, f"stacks compared: {info['unwind_checked']}")
     check(info["unwind_nocfi"] > 0, f"stacks through code without CFI: {info['unwind_nocfi']}")

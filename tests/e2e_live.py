@@ -170,7 +170,7 @@ def snapshot_returns_the_path_of_a_complete_snapshot_of_a_traced_service():
             eq(p.stdout.count("\n"), 1, "one line")
         for k, path in enumerate(paths):
             check(re.fullmatch(rf"{re.escape(d)}/heapdelta\.{svc.pid}\.\d+\.signal\.snap", path), path)
-            info = json.loads(hd("info", "--format", "json", path).stdout)[0]
+            info = snap_info(path)
             eq((info["pid"], info["trigger"]), (svc.pid, "signal"), f"{path}: pid and trigger")
         check(paths[0] != paths[1], f"two snapshots, two files: {paths}")
         eq(hd("top", paths[1]).returncode, 0, "the snapshot reads")
@@ -186,11 +186,11 @@ def snapshot_with_a_label_writes_it_into_the_snapshot():
     try:
         p = hd("snapshot", str(svc.pid), "--label", "before the deploy")
         eq((p.returncode, p.stderr), (0, ""), "exit status and stderr")
-        info = json.loads(hd("info", "--format", "json", p.stdout.rstrip("\n")).stdout)[0]
+        info = snap_info(p.stdout.rstrip("\n"))
         eq((info["trigger"], info["label"]), ("signal", "before the deploy"), "trigger and label")
         eq(glob.glob(os.path.join(d, ".heapdelta.*.label")), [], "the label file is gone")
         p = hd("snapshot", str(svc.pid))
-        info = json.loads(hd("info", "--format", "json", p.stdout.rstrip("\n")).stdout)[0]
+        info = snap_info(p.stdout.rstrip("\n"))
         eq(info["label"], "", "the next snapshot has no label")
         # A pending request is not overwritten: a second one is refused.
         planted = os.path.join(d, f".heapdelta.{svc.pid}.label")

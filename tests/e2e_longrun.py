@@ -45,7 +45,7 @@ def a_python_services_snapshots_hold_what_changed_not_what_exists():
     # heapdelta composes the chain as the test's own reader does.
     for f in (files[len(files) // 2], files[-1]):
         meta, stacks = read_snapshot(f)
-        info = json.loads(hd("info", "--format", "json", f).stdout)[0]
+        info = snap_info(f)
         eq([info["live_bytes"], info["live_count"], info["alloc_bytes"], info["alloc_count"]],
            [sum(s[k] for s in stacks.values()) for k in range(1, 5)], f"{os.path.basename(f)}: totals of the chain")
         eq(info["stacks"], len(stacks), f"{os.path.basename(f)}: stacks in the chain")
@@ -98,7 +98,7 @@ def keep_holds_at_most_n_interval_snapshots_spread_over_the_run():
     intervals = [f for f in files if ".interval." in f]
     check(most <= 20, f"{most} interval snapshots on disk at once")
     eq(len(intervals), 20, "interval snapshots kept")
-    infos = sorted(json.loads(hd("info", "--format", "json", *files).stdout), key=lambda i: i["seq"])
+    infos = sorted(snap_infos(*files), key=lambda i: i["seq"])
     eq(infos[0]["seq"], 1, "the first snapshot is kept")
     check(infos[-1]["trigger"] == "exit" and infos[-2]["trigger"] == "interval", "the latest interval snapshot is kept")
     check(infos[-2]["seq"] > 200, f"the latest interval snapshot is number {infos[-2]['seq']}")

@@ -65,7 +65,7 @@ def gcc_compiles_identically():
     with open(plain_o, "rb") as a, open(traced_o, "rb") as b:
         check(a.read() == b.read(), "object files differ")
     names = " ".join(os.path.basename(s) for s in snaps_of(out, "exit"))
-    progs = {json.loads(hd("info", "--format", "json", s).stdout)[0]["exe"].split("/")[-1] for s in snaps_of(out, "exit")}
+    progs = {snap_info(s)["exe"].split("/")[-1] for s in snaps_of(out, "exit")}
     check("cc1" in progs, f"cc1 (a child of gcc) was traced: {progs} {names}")
 
 
@@ -104,7 +104,7 @@ def the_cfi_unwinder_matches_libunwind_frame_for_frame():
         eq(p.returncode, 0, f"{cmd[0]} exit status: {p.stderr[-500:]}")
         checked = mismatched = 0
         for s in snaps_of(out, "exit"):
-            info = json.loads(hd("info", "--format", "json", s).stdout)[0]
+            info = snap_info(s)
             eq(info["unwinder"], "cfi", "default unwinder")
             checked += info["unwind_checked"]
             mismatched += info["unwind_mismatches"]
@@ -145,7 +145,7 @@ def sampled_mode_through_jemalloc_takes_out_what_it_recorded():
     r = top_json(snap)
     eq(r["snapshot"]["sampled"], 16384, "the snapshot holds estimates")
     check_estimates(r, "sampling.c", expectations(p.stdout))
-    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    info = snap_info(snap)
     eq(info["flags"] & 1, 1, "the snapshot says malloc is not glibc's")
 
 MALLOC_DEBUG = "/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"

@@ -58,7 +58,7 @@ def an_asyncio_services_task_leak_is_first_in_diff_and_trend():
     pid = max({re.search(r"heapdelta\.(\d+)\.", f).group(1) for f in files},
               key=lambda q: sum(f"heapdelta.{q}." in f for f in files))
     files = [f for f in files if f"heapdelta.{pid}." in f]
-    infos = sorted(json.loads(hd("info", "--format", "json", *files).stdout), key=lambda i: i["seq"])
+    infos = sorted(snap_infos(*files), key=lambda i: i["seq"])
     # The steady state: from the service's start (its API snapshot, after
     # the imports) to the fullest snapshot (the interpreter frees
     # everything at exit).

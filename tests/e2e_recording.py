@@ -22,7 +22,7 @@ def every_allocation_api_is_recorded_exactly_at_its_line():
     # strdup and the buffer of standard output allocate inside glibc: the
     # fixture's line that called into glibc is their site.
     check_sites(top_json(exits[0]), "sites.c", exp)
-    info = json.loads(hd("info", "--format", "json", exits[0]).stdout)[0]
+    info = snap_info(exits[0])
     eq(info["unknown_frees"], 1, "unknown frees (one __libc_malloc block freed)")
     eq(info["dropped_allocs"], 0, "dropped allocations")
 
@@ -34,7 +34,7 @@ def frame_pointer_mode_gives_the_same_sites():
     eq(p.returncode, 0, "fixture exit status")
     exp = expectations(p.stdout)
     snap = snaps_of(d, "exit")[0]
-    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    info = snap_info(snap)
     eq(info["unwinder"], "fp", "unwinder recorded in the snapshot")
     # glibc is built without frame pointers: the walk stops in strdup and in
     # the stdio buffer's allocation, before the fixture's line.
@@ -64,7 +64,7 @@ def eight_threads_with_cross_thread_frees_end_exact():
     exp = expectations(p.stdout)
     snap = snaps_of(d, "exit")[0]
     check_sites(top_json(snap), "threads.c", exp)
-    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    info = snap_info(snap)
     check(info["alloc_count"] >= 8 * 150000, f"allocations recorded: {info['alloc_count']}")
     eq(info["dropped_allocs"], 0, "dropped allocations")
     eq(info["alloc_bytes"] - info["free_bytes"], info["live_bytes"], "allocated - freed = live")
@@ -87,7 +87,7 @@ def deep_stacks_are_cut_at_the_depth_and_marked_truncated():
     d = tmpdir()
     p, _ = traced([os.path.join(BIN, "grow")], d, "--depth", "2")
     snap = snaps_of(d, "exit")[0]
-    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    info = snap_info(snap)
     eq(info["depth"], 2, "depth recorded")
     check(info["truncated_stacks"] > 0, "some stacks are marked truncated")
     r = top_json(snap)
@@ -109,7 +109,7 @@ def paths_that_meet_at_one_return_address_and_stack_pointer_keep_their_own_stack
         p, _ = traced([prog], d, env={**os.environ, **env})
         eq(p.returncode, 0, f"exit status {env}: {p.stderr[-300:]}")
         snap = snaps_of(d, "exit")[0]
-        info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+        info = snap_info(snap)
         eq(info["unwind_mismatches"], 0, f"stacks that differ from libunwind's {env}")
         # 6,000 allocations from 4 stacks: each walked once, then found,
         # the near pair's after the far pair's in between.
@@ -155,5 +155,5 @@ def sampled_cxx_operators_take_out_every_recorded_block_they_delete():
     check(marks["churn"] not in sites, f"churn: every block deleted, yet {sites.get(marks['churn'])}")
     check(marks["mismatched"] not in sites, f"mismatched: every block released, yet {sites.get(marks['mismatched'])}")
     check_estimates(r, "sampling_cpp.cpp", expectations(p.stdout))
-    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    info = snap_info(snap)
     eq(info["mismatched_frees"], 4, "new[] blocks released by delete")

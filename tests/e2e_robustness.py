@@ -70,7 +70,7 @@ def a_dlclosed_librarys_frames_still_symbolize():
     p, _ = traced([ROBUST, "dlopen", os.path.join(BIN, "libplugin.so")], d)
     eq(p.returncode, 0, "exit status")
     snap = snaps_of(d, "exit")[0]
-    info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+    info = snap_info(snap)
     plug = [m for m in info["modules"] if m["path"].endswith("libplugin.so")]
     eq([m["unloaded"] for m in plug], [True], "the plugin is in the module map, unloaded")
     st = by_site(top_json(snap), "plugin.c")
@@ -112,7 +112,7 @@ def coroutines_on_stacks_the_program_maps_and_unmaps_are_counted_at_their_lines(
         p, _ = traced([prog], d, env={**os.environ, **env})
         eq((p.returncode, p.stdout), (plain.returncode, plain.stdout), f"status and output {env}")
         snap = snaps_of(d, "exit")[0]
-        info = json.loads(hd("info", "--format", "json", snap).stdout)[0]
+        info = snap_info(snap)
         eq(info["unwind_mismatches"], 0, f"stacks that differ from libunwind's {env}")
         eq(info["unwind_fallbacks"], 0, f"stacks handed to libunwind {env}")
         check_sites(top_json(snap), "coroutines.c", expectations(p.stdout))
@@ -203,7 +203,7 @@ def the_shims_memory_follows_the_live_blocks_not_the_allocation_count():
     p, _ = traced([os.path.join(BIN, "longrun"), "24", "rounds"], d, timeout=300)
     eq(p.returncode, 0, "exit status")
     check(int(p.stdout) > 30 << 30, f"only {int(p.stdout) >> 20} MiB allocated in total")
-    infos = json.loads(hd("info", "--format", "json", *snaps_of(d, "api")).stdout)
+    infos = snap_infos(*snaps_of(d, "api"))
     infos.sort(key=lambda i: i["seq"])
     eq([i["label"] for i in infos], [f"round {r}" for r in range(1, 25)], "one snapshot per round")
     fixed = 8 << 20   # stack table, module map, unwinder caches, per-thread counters
@@ -222,7 +222,7 @@ def the_shim_gives_back_the_memory_of_a_transient_peak():
     d = tmpdir()
     p, _ = traced([os.path.join(BIN, "longrun"), "3", "transient"], d, timeout=120)
     eq(p.returncode, 0, "exit status")
-    infos = {i["label"]: i for i in json.loads(hd("info", "--format", "json", *snaps_of(d, "api")).stdout)}
+    infos = {i["label"]: i for i in snap_infos(*snaps_of(d, "api"))}
     peak, after = infos["peak"], infos["after"]
     check(peak["live_count"] >= 2000000, "the peak holds two million blocks")
     check(after["shim_bytes"] < peak["shim_bytes"] / 3,

@@ -29,7 +29,7 @@ def every_trigger_writes_its_snapshot():
     eq(len(kinds.get("signal", [])), 1, "signal snapshots")
     eq(len(kinds.get("exit", [])), 1, "exit snapshots")
     check(len(kinds.get("interval", [])) >= 3, f"interval snapshots: {len(kinds.get('interval', []))}")
-    infos = json.loads(hd("info", "--format", "json", *snaps).stdout)
+    infos = snap_infos(*snaps)
     api = [i for i in infos if i["trigger"] == "api"][0]
     eq(api["label"], "first checkpoint", "api label")
     seqs = sorted(i["seq"] for i in infos)

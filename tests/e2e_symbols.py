@@ -13,8 +13,8 @@ def two_runs_of_one_program_diff_to_zero():
     traced([os.path.join(BIN, "sites")], a)
     traced([os.path.join(BIN, "sites")], b)
     sa, sb = snaps_of(a, "exit")[0], snaps_of(b, "exit")[0]
-    ia = json.loads(hd("info", "--format", "json", sa).stdout)[0]
-    ib = json.loads(hd("info", "--format", "json", sb).stdout)[0]
+    ia = snap_info(sa)
+    ib = snap_info(sb)
     check(ia["modules"][0]["base"] != ib["modules"][0]["base"], "the two runs loaded at different addresses")
     r = json.loads(hd("diff", sa, sb, "--limit", "0", "--format", "json").stdout)
     eq((r["total"]["size_diff"], r["total"]["count_diff"]), (0, 0), "total difference")

@@ -20,7 +20,7 @@ def a_hundred_thousand_short_lived_threads_leave_the_shims_memory_flat():
     d = tmpdir()
     p, _ = traced([os.path.join(BIN, "teardown"), "churn", "100000"], d, timeout=300)
     eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
-    infos = {i["label"]: i for i in json.loads(hd("info", "--format", "json", *snaps_of(d, "api")).stdout)}
+    infos = {i["label"]: i for i in snap_infos(*snaps_of(d, "api"))}
     early, late = infos["early"], infos["late"]
     # 90,000 threads between the two snapshots: each one takes the bundle
     # (counters and unwinder memory) the previous one gave back.  The shim
@@ -77,7 +77,7 @@ def peaks_of_the_phases(env=None):
     eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
     rises = {label: v[0] for label, v in expectations(p.stdout).items()}
     eq(sorted(rises), ["climbed", "nudged", "steps", "together"], "the fixture's intervals")
-    infos = json.loads(hd("info", "--format", "json", *snaps_of(d, "api")).stdout)
+    infos = snap_infos(*snaps_of(d, "api"))
     eq([i["label"] for i in infos], ["held", "climbed", "together", "steps", "nudged"], "the snapshots requested")
     highest = infos[0]["peak_since_prev"]
     for prev, cur in zip(infos, infos[1:]):
@@ -115,7 +115,7 @@ def the_peak_is_exact_under_a_signal_storm_and_in_forked_children():
     eq(p.returncode, 0, f"exit status (stderr: {p.stderr.strip()})")
     exp = expectations(p.stdout)
     eq(exp["children"], (10, 0), "children forked, and those that did not exit 0")
-    infos = json.loads(hd("info", "--format", "json", *snaps_of(d, "api")).stdout)
+    infos = snap_infos(*snaps_of(d, "api"))
     by_pid = {}
     for i in infos:
         by_pid.setdefault(i["pid"], []).append(i)
@@ -159,6 +159,6 @@ def a_sandbox_that_makes_membarrier_fail_keeps_its_behaviour_and_an_exact_peak()
         p, _ = traced(cmd, d)
         eq((p.returncode, p.stdout), (0, plain.stdout), f"{mode}: exit status and output")
         check("heapdelta: membarrier failed" in p.stderr, f"{mode}: the warning (stderr: {p.stderr.strip()})")
-        before, after = json.loads(hd("info", "--format", "json", *snaps_of(d, "api")).stdout)
+        before, after = snap_infos(*snaps_of(d, "api"))
         eq(after["peak_since_prev"], before["live_bytes"] + expectations(p.stdout)["sandboxed"][0],
            f"{mode}: the peak since 'before'")

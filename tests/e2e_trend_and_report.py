@@ -65,7 +65,7 @@ def trend_puts_the_steady_leak_first_with_its_true_rate():
     # and the noise goes down more often than up (steadiness below 0).
     d, held = slowleak_run()
     snaps = glob.glob(os.path.join(d, "heapdelta.*.snap"))
-    infos = sorted(json.loads(hd("info", "--format", "json", *snaps).stdout), key=lambda i: i["seq"])
+    infos = sorted(snap_infos(*snaps), key=lambda i: i["seq"])
     eq([(i["seq"], i["trigger"]) for i in infos], [(k, "api") for k in range(1, 31)] + [(31, "exit")],
        "sequence numbers and triggers: one snapshot per 20 ticks, then the exit snapshot")
     eq(len({i["pid"] for i in infos}), 1, "one process")
@@ -117,7 +117,7 @@ def service_run(ticks=700, interval="0.1"):
         elif f[0] == "teardown":
             teardown = int(f[1])
     eq(len(log), ticks, "ticks logged")
-    infos = sorted(json.loads(hd("info", "--format", "json", *snaps).stdout), key=lambda i: i["seq"])
+    infos = sorted(snap_infos(*snaps), key=lambda i: i["seq"])
     return d, infos, log, teardown
 
 
