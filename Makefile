@@ -122,6 +122,7 @@ FIXTURES := $(T)/sites $(T)/sites_cpp $(T)/threads $(T)/grow $(T)/triggers $(T)/
             $(T)/teardown $(T)/churn $(T)/sampling_cpp $(T)/reload $(T)/libreload_a.so $(T)/libreload_b.so $(T)/cxxops $(T)/pyext/pyext.so
 FIXTURES += $(T)/zero $(T)/twostacks $(T)/samesp $(T)/wrappers $(T)/libgwrap.so $(T)/service $(T)/reach
 FIXTURES += $(T)/peak $(T)/dyntls $(T)/libtlsplug.so $(T)/sandbox $(T)/coroutines $(T)/nocfi
+FIXTURES += $(T)/libpoolnew.so $(T)/cxxpool
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_AN_SRC := analyzer/snapshot.c analyzer/util.c
 UNITS := $(T)/unit_tables $(T)/unit_tables_tsan $(T)/unit_reader $(T)/unit_models $(T)/fuzz_reader
@@ -161,6 +162,14 @@ $(T)/libgwrap.so: tests/fixtures/gwrap.c | $(T)
 
 $(T)/wrappers: tests/fixtures/wrappers.c $(T)/libgwrap.so | $(T)
 	$(CC) -O2 -g -Ishim -o $@ $< -L$(T) -lgwrap -Wl,-rpath,'$$ORIGIN'
+
+# A library that replaces operator new and delete with a pool of its own,
+# and the program that uses it (found beside the program at run time).
+$(T)/libpoolnew.so: tests/fixtures/poolnew.cpp | $(T)
+	$(CXX) -O2 -g -fPIC -shared -o $@ $<
+
+$(T)/cxxpool: tests/fixtures/cxxpool.cpp $(T)/libpoolnew.so | $(T)
+	$(CXX) -O2 -g -o $@ $< -L$(T) -lpoolnew -Wl,-rpath,'$$ORIGIN'
 
 $(T)/libreload_%.so: tests/fixtures/reload_%.c | $(T)
 	$(CC) -O2 -g -fPIC -shared -o $@ $<

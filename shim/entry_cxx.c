@@ -53,8 +53,15 @@ static void *resolve(_Atomic(void *) *slot, const char *name)
  * hds_delete_fast)?  Only when the definition it would forward to is the
  * C++ runtime's own (libstdc++ or libc++), whose new is malloc and whose
  * delete is free: a replacement a library brought is the program's
- * allocator and is always called.  Decided once per operator.
+ * allocator and is always called.  Decided once per operator, into its
+ * name##_runtime: OP_RUNTIME or OP_REPLACED, or OP_SAMPLED, the runtime's
+ * in sampled mode with glibc's malloc, where the exported operator itself
+ * sends what is not sampled straight to glibc (so that it tests one value
+ * for both).  The mode and the allocator are known before the state is
+ * ACTIVE, and this decides only once it is.
  */
+enum { OP_UNDECIDED, OP_RUNTIME, OP_REPLACED, OP_SAMPLED };
+
 static __attribute__((noinline)) int runtime_operator_decide(_Atomic(void *) *slot, const char *name,
 								 _Atomic int *state)
 {
@@ -63,24 +70,24 @@ static __attribute__((noinline)) int runtime_operator_decide(_Atomic(void *) *sl
 	hds_busy = 1;
 	void *fn = resolve(slot, name);
 	Dl_info dl;
-	int v = 2;
+	int v = OP_REPLACED;
 	if (fn && dladdr(fn, &dl) && dl.dli_fname) {
 		const char *base = strrchr(dl.dli_fname, '/');
 		base = base ? base + 1 : dl.dli_fname;
 		if (!strncmp(base, "libstdc++.so", 12) || !strncmp(base, "libc++.so", 9))
-			v = 1;
+			v = hds.cfg.sample_bytes && !hds.foreign_malloc ? OP_SAMPLED : OP_RUNTIME;
 	}
 	atomic_store_relaxed(state, v);
 	hds_busy = 0;
-	return v == 1;
+	return v != OP_REPLACED;
 }
 
 static inline int runtime_operator(_Atomic(void *) *slot, const char *name, _Atomic int *state)
 {
 	int v = atomic_load_relaxed(state);
 
-	if (likely(v))
-		return v == 1;
+	if (likely(v != OP_UNDECIDED))
+		return v != OP_REPLACED;
 	return runtime_operator_decide(slot, name, state);
 }
 
@@ -148,9 +155,11 @@ static void end_delete(int *outer)
 	HDS_EXPORT void *name params;                                                       \
 	HDS_FRAMELESS void *name params                                                     \
 	{                                                                                   \
-		if (fast && likely(atomic_load_relaxed(&name##_runtime) == 1) &&            \
-		    hds_sampled_alloc_skips(size)) {                                        \
-			void *q = hds.real.malloc(size ? size : 1);                         \
+		if (fast && atomic_load_relaxed(&name##_runtime) == OP_SAMPLED &&           \
+		    hds_sampled_countdown_skips(size)) {                                    \
+			/* the runtime's new asks malloc for at least 1 byte: glibc's    \
+			 * malloc(0) takes the same smallest chunk as malloc(1) */         \
+			void *q = hds.real.malloc(size);                                    \
 			if (likely(q != NULL))                                              \
 				return q;                                                   \
 			return name##_forward args;                                         \
@@ -227,8 +236,8 @@ static int delete_begin(void *p, int kind, const void *frame)
 	HDS_EXPORT void name params;                                                        \
 	HDS_FRAMELESS void name params                                                      \
 	{                                                                                   \
-		if (likely(atomic_load_relaxed(&name##_runtime) == 1) &&                    \
-		    hds_sampled_free_skips(p)) {                                            \
+		if (atomic_load_relaxed(&name##_runtime) == OP_SAMPLED &&                   \
+		    !atomic_load_relaxed(hds_live_filter_of(p))) {                          \
 			hds.real.free(p);                                                   \
 			return;                                                             \
 		}                                                                           \

@@ -64,3 +64,21 @@ def mismatched_releases_are_counted_and_listed_with_both_stacks():
         check(re.search(rf"#0 0x[0-9a-f]+ in {fn} \S*cxxops\.cpp:{m[rel]}\n", block), f"release stack of {rw}:\n{block}")
         check(re.search(rf"  allocated at:\n    #0 0x[0-9a-f]+ in main \S*cxxops\.cpp:{m[alloc]}\n", block),
               f"allocation stack of {rw}:\n{block}")
+
+
+@test
+def operators_a_library_replaces_get_every_new_and_delete_in_every_mode():
+    # libpoolnew.so's operator new and delete are the program's allocator:
+    # the shim forwards to them rather than to glibc (the pool counts what
+    # it served), records what they hand out, and never gives a block of
+    # theirs to glibc's free or one of glibc's to them (either crashes).
+    exe = os.path.join(BIN, "cxxpool")
+    plain = run([exe])
+    eq(plain.returncode, 0, "untraced exit status")
+    for opts in ([], ["--sample", "16KiB"]):
+        d = tmpdir()
+        p, _ = traced([exe], d, *opts)
+        eq((p.returncode, p.stdout), (plain.returncode, plain.stdout), f"status and output {opts}")
+        r = top_json(snaps_of(d, "exit")[0])
+        if not opts:
+            check_sites(r, "cxxpool.cpp", {"kept": (32 * 1000, 1000), "churn": (0, 0), "array": (0, 0)})
