@@ -77,7 +77,7 @@ static __attribute__((noinline)) int runtime_operator_decide(_Atomic(void *) *sl
 		if (!strncmp(base, "libstdc++.so", 12) || !strncmp(base, "libc++.so", 9))
 			v = hds.cfg.sample_bytes && !hds.foreign_malloc ? OP_SAMPLED : OP_RUNTIME;
 	}
-	atomic_store_relaxed(state, v);
+	atomic_store_release(state, v);   /* after init's stores, as ACTIVE */
 	hds_busy = 0;
 	return v != OP_REPLACED;
 }
@@ -155,7 +155,7 @@ static void end_delete(int *outer)
 	HDS_EXPORT void *name params;                                                       \
 	HDS_FRAMELESS void *name params                                                     \
 	{                                                                                   \
-		if (fast && atomic_load_relaxed(&name##_runtime) == OP_SAMPLED &&           \
+		if (fast && atomic_load_acquire(&name##_runtime) == OP_SAMPLED &&           \
 		    hds_sampled_countdown_skips(size)) {                                    \
 			/* the runtime's new asks malloc for at least 1 byte: glibc's    \
 			 * malloc(0) takes the same smallest chunk as malloc(1) */         \
@@ -236,7 +236,7 @@ static int delete_begin(void *p, int kind, const void *frame)
 	HDS_EXPORT void name params;                                                        \
 	HDS_FRAMELESS void name params                                                      \
 	{                                                                                   \
-		if (atomic_load_relaxed(&name##_runtime) == OP_SAMPLED &&                   \
+		if (atomic_load_acquire(&name##_runtime) == OP_SAMPLED &&                   \
 		    !atomic_load_relaxed(hds_live_filter_of(p))) {                          \
 			hds.real.free(p);                                                   \
 			return;                                                             \

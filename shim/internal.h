@@ -649,7 +649,8 @@ static inline int hds_live_maybe(const void *p)
  */
 static inline int hds_sampled_fast(void)
 {
-	return atomic_load_relaxed(&hds.sampled_glibc);
+	/* acquire: what init set before it (hds.real) is seen after it */
+	return atomic_load_acquire(&hds.sampled_glibc);
 }
 static inline int hds_sampled_countdown_skips(uint64_t size)
 {
