@@ -157,3 +157,16 @@ def sampled_cxx_operators_take_out_every_recorded_block_they_delete():
     check_estimates(r, "sampling_cpp.cpp", expectations(p.stdout))
     info = snap_info(snap)
     eq(info["mismatched_frees"], 4, "new[] blocks released by delete")
+
+
+@test
+def the_snapshot_thread_is_started_only_for_intervals_and_the_signal():
+    # A second thread makes glibc's malloc take its arena's lock: without an
+    # interval and with the signal off, the shim starts none.  The program
+    # counts its own threads (the shim's start-up ran before its main).
+    count = ["/usr/bin/python3.11", "-c", "import os; print(len(os.listdir('/proc/self/task')))"]
+    for env, want in (({"HEAPDELTA_SIGNAL": "0"}, "1"), ({}, "2"), ({"HEAPDELTA_SIGNAL": "0", "HEAPDELTA_INTERVAL": "60"}, "2")):
+        d = tmpdir()
+        p = run(count, env={**os.environ, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": d, **env})
+        eq((p.returncode, p.stdout.strip()), (0, want), f"threads with {env}")
+        check(len(snaps_of(d, "exit")) == 1, f"an exit snapshot with {env}")
