@@ -4,6 +4,9 @@
 #   make demo       install missing build dependencies, build, run the demo
 #   make test       install missing test dependencies, build, run every test
 #   make bench      the benchmark against heaptrack (about 20 minutes)
+#   make bench-instructions
+#                   the same workloads under cachegrind: instructions executed
+#                   untraced, under heapdelta and sampled (about 25 minutes)
 #   make install    PREFIX=/usr/local DESTDIR= (shim, command, header)
 #   make ARCH=aarch64
 #                   cross-build the aarch64 shim and test fixtures into
@@ -102,6 +105,11 @@ bench:
 	$(MAKE) all
 	python3 scripts/bench.py
 
+bench-instructions:
+	scripts/deps.sh bench
+	$(MAKE) all
+	python3 scripts/bench.py --instructions
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/heapdelta $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(B)/heapdelta $(DESTDIR)$(PREFIX)/bin/heapdelta
@@ -111,7 +119,7 @@ install: all
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps demo test bench install clean
+.PHONY: all deps demo test bench bench-instructions install clean
 
 # ---- tests -------------------------------------------------------------
 # Fixtures are built the way users build: -O2 -g, no frame pointers forced.

@@ -20,8 +20,13 @@ the server's table: requests/s and p50/p99 latency per command.  Also writes
 it all to build/bench/results.md.
 
     scripts/bench.py [--runs N] [--only NAME] [--modes untraced,heaptrack,...] [--quick]
+    scripts/bench.py --instructions [--only NAME] [--modes heapdelta,sampled]
 
-Run by `make bench`.
+Run by `make bench`.  With --instructions (`make bench-instructions`), each
+workload runs once per mode under valgrind's cachegrind instead, and the
+table gives the instructions executed by the whole process tree: a cost that
+does not vary from run to run, where wall time on a shared machine varies by
+more than the differences to be seen (sampled mode's few percent).
 """
 import argparse
 import csv
@@ -310,6 +315,8 @@ def main():
     ap.add_argument("--modes", default="untraced,heaptrack,heapdelta,heapdelta-fp,sampled")
     ap.add_argument("--quick", action="store_true",
                     help="one run per mode, without the analyzer's and the thread-scaling tables")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instructions executed under cachegrind instead of times (one run per mode)")
     args = ap.parse_args()
     if args.quick:
         args.runs = 1
@@ -323,6 +330,13 @@ def main():
         print("bench: heaptrack_gui is installed: `heaptrack` opens it after recording, inside the timed run",
               file=sys.stderr)
     generate_inputs()
+    if args.instructions:
+        chosen = args.modes.split(",") if "--modes" in sys.argv else INSTRUCTION_MODES
+        text = instruction_counts([m for m in INSTRUCTION_MODES if m in chosen], args.only)
+        print(text)
+        with open(os.path.join(WORK, "instructions.md"), "w") as f:
+            f.write(text)
+        return
     if args.only == "threads":
         print(thread_scaling(args.runs))
         return
@@ -340,21 +354,10 @@ def main():
         for run in range(args.runs):
             for mode in wl_modes:   # interleaved: one run of each mode per round
                 odir = tempfile.mkdtemp(prefix="hd-bench-")
-                limit = None
-                if mode == "untraced":
-                    c, e = cmd, env
-                elif mode == "heaptrack":
-                    # heaptrack 1.4: the recorder and heaptrack_interpret
-                    # (compressed by zstd); heaptrack_print is not run.
-                    c, e = ["heaptrack", "-o", os.path.join(odir, "ht"), *cmd], env
-                    limit = HEAPTRACK_AS_LIMIT
-                else:
-                    c = cmd
-                    e = {**env, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": odir}
-                    if mode == "heapdelta-fp":
-                        e["HEAPDELTA_UNWIND"] = "fp"
-                    if mode == "sampled":
-                        e["HEAPDELTA_SAMPLE"] = str(512 << 10)
+                # heaptrack 1.4: the recorder and heaptrack_interpret
+                # (compressed by zstd); heaptrack_print is not run.
+                c, e = mode_command(mode, cmd, env, odir)
+                limit = HEAPTRACK_AS_LIMIT if mode == "heaptrack" else None
                 wall, cpu, rss, data, rc = measure(c, e, stdin_path, limit)
                 if mode == "heaptrack":
                     size = dir_size(os.path.join(odir, "ht*"))
@@ -431,6 +434,85 @@ def main():
     print(text)
     with open(os.path.join(WORK, "results.md"), "w") as f:
         f.write(text)
+
+
+INSTRUCTION_MODES = ["untraced", "heapdelta", "sampled"]   # heaptrack's script and processes are not counted
+
+
+def mode_command(mode, cmd, env, odir):
+    """The command and environment of one run of cmd in mode."""
+    if mode == "untraced":
+        return cmd, env
+    if mode == "heaptrack":
+        return ["heaptrack", "-o", os.path.join(odir, "ht"), *cmd], env
+    e = {**env, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": odir}
+    if mode == "heapdelta-fp":
+        e["HEAPDELTA_UNWIND"] = "fp"
+    if mode == "sampled":
+        e["HEAPDELTA_SAMPLE"] = str(512 << 10)
+    return cmd, e
+
+
+def instructions(cmd, env, stdin_path):
+    """Instructions executed by cmd and every process it starts, counted by
+    cachegrind (None if it did not run to the end)."""
+    log = tempfile.NamedTemporaryFile(prefix="hd-bench-", suffix=".log", delete=False)
+    log.close()
+    vg = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes",
+          "--cachegrind-out-file=/dev/null", f"--log-file={log.name}.%p"]
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    try:
+        p = subprocess.run(vg + cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env=env, timeout=3600)
+        total = 0
+        for f in glob.glob(log.name + ".*"):
+            with open(f) as fh:
+                for line in fh:
+                    if "I   refs:" in line:
+                        total += int(line.split()[-1].replace(",", ""))
+        return total if p.returncode == 0 and total else None
+    finally:
+        if stdin_path:
+            stdin.close()
+        for f in glob.glob(log.name + "*"):
+            os.unlink(f)
+
+
+def instruction_counts(modes, only):
+    """The --instructions table: per workload, the instructions of the
+    untraced run and each mode's ratio to it."""
+    if missing("valgrind", "no instruction counts"):
+        return ""
+    if "untraced" not in modes:
+        modes.insert(0, "untraced")
+    # Python's string hashes are salted per run, which moves its instruction
+    # count by a percent or so: fixed here.
+    base_env = {**os.environ, "PYTHONHASHSEED": "0"}
+    head = ["workload", "untraced"] + [m for m in modes if m != "untraced"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for name, cmd, extra_env, stdin_path, _ in workloads():
+        if only and only not in name:
+            continue
+        if missing(cmd[0], f"no {name} row"):
+            continue
+        counts = {}
+        for mode in modes:
+            odir = tempfile.mkdtemp(prefix="hd-bench-")
+            try:
+                c, e = mode_command(mode, cmd, {**base_env, **extra_env}, odir)
+                counts[mode] = instructions(c, e, stdin_path)
+            finally:
+                shutil.rmtree(odir, ignore_errors=True)
+            n = counts[mode]
+            print(f"  {name:28} {mode:13} {'failed' if n is None else f'{n:,} instructions'}", file=sys.stderr)
+        base = counts["untraced"]
+        cells = [name, "failed" if base is None else f"{base / 1e6:,.0f} M"]
+        for m in modes[1:]:
+            n = counts[m]
+            cells.append("failed" if n is None or base is None else f"{n / base:.3f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return ("Instructions executed (cachegrind, the whole process tree), one run per mode; "
+            "ratios to the untraced run.\n\n" + "\n".join(lines) + "\n")
 
 
 def workload_memory(cmd, env, stdin_path):

@@ -15,7 +15,7 @@ test)  want="$build python3 python3-jsonschema libxml2-utils sqlite3 perl clang 
        # Node.js, for the JIT tests (tests/e2e_jit.py; optional: they skip
        # without it).
        optional="nodejs" ;;
-bench) want="$build python3 sqlite3 perl heaptrack zstd clang-format cppcheck redis-server redis-tools time" ;;
+bench) want="$build python3 sqlite3 perl heaptrack zstd clang-format cppcheck redis-server redis-tools time valgrind" ;;
 *)     echo "usage: scripts/deps.sh build|test|bench" >&2; exit 2 ;;
 esac
 
