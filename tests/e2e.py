@@ -174,6 +174,15 @@ def check_estimates(report, src, exp, within=0.15):
         check(abs(st["count"] - count) <= within * count, f"{name}: estimated {st['count']} blocks, exact {count}")
 
 
+def check_gone(report, src):
+    """Every site of fixture src marked `@site gone...` released all its
+    blocks: none may be left at it."""
+    sites = by_site(report, src)
+    for name, line in markers(src).items():
+        if name.startswith("gone"):
+            check(line not in sites, f"{name}: every block released, yet {sites.get(line)}")
+
+
 def stat_line(key, size, count, size_diff=None, count_diff=None):
     text = f"{key}: size={_format_size(size, False)}"
     if size_diff is not None:

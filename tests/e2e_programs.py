@@ -145,6 +145,7 @@ def sampled_mode_through_jemalloc_takes_out_what_it_recorded():
     r = top_json(snap)
     eq(r["snapshot"]["sampled"], 16384, "the snapshot holds estimates")
     check_estimates(r, "sampling.c", expectations(p.stdout))
+    check_gone(r, "sampling.c")
     info = snap_info(snap)
     eq(info["flags"] & 1, 1, "the snapshot says malloc is not glibc's")
 

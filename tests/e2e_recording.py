@@ -130,10 +130,7 @@ def sampled_estimates_stay_within_fifteen_percent_of_the_exact_values():
     eq(r["snapshot"]["sampled"], 16384, "the snapshot says it holds estimates")
     check("Estimates: one allocation sampled per 16.0 KiB on average" in hd("top", snap).stdout, "the report says so")
     check_estimates(r, "sampling.c", expectations(p.stdout))
-    sites = by_site(r, "sampling.c")
-    for name, line in markers("sampling.c").items():
-        if name.startswith("gone"):
-            check(line not in sites, f"{name}: every block released, yet {sites.get(line)}")
+    check_gone(r, "sampling.c")
 
 
 @test
