@@ -71,6 +71,25 @@ def eight_threads_with_cross_thread_frees_end_exact():
 
 
 @test
+def sampled_blocks_that_other_threads_free_leave_the_map():
+    # The same eight threads in sampled mode: most frees go straight to
+    # glibc, and a recorded block freed by another thread than the one
+    # that recorded it must still be taken out (the churn site ends empty).
+    # Which thread draws which sampling seed depends on scheduling, so the
+    # kept blocks' estimate is left to sampling.c's tests.
+    d = tmpdir()
+    exe = os.path.join(BIN, "threads")
+    plain = run([exe], timeout=300)
+    p, _ = traced([exe], d, "--sample", "4KiB", timeout=300)
+    eq((p.returncode, p.stdout), (plain.returncode, plain.stdout), "status and output as untraced")
+    r = top_json(snaps_of(d, "exit")[0])
+    eq(r["snapshot"]["sampled"], 4096, "the snapshot holds estimates")
+    sites = by_site(r, "threads.c")
+    marks = markers("threads.c")
+    check(marks["churn"] not in sites, f"churn: every block freed, yet {sites.get(marks['churn'])}")
+
+
+@test
 def program_bindings_stay_glibcs_and_exit_from_a_thread_writes_the_exit_snapshot():
     d = tmpdir()
     p, _ = traced([os.path.join(BIN, "bindings")], d)
