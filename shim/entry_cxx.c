@@ -237,7 +237,7 @@ static int delete_begin(void *p, int kind, const void *frame)
 	HDS_FRAMELESS void name params                                                      \
 	{                                                                                   \
 		if (atomic_load_acquire(&name##_runtime) == OP_SAMPLED &&                   \
-		    !atomic_load_relaxed(hds_live_filter_of(p))) {                          \
+		    hds_sampled_filter_skips(p)) {                                          \
 			hds.real.free(p);                                                   \
 			return;                                                             \
 		}                                                                           \

@@ -667,11 +667,16 @@ static inline int hds_sampled_alloc_skips(uint64_t size)
 {
 	return hds_sampled_fast() && hds_sampled_countdown_skips(size);
 }
-/* NULL's page is the filter's first counter: while it counts 0, free(NULL)
- * skips too, and otherwise the full path takes it. */
+/* No recorded block starts in p's page (the C++ operators test this after
+ * their own decision).  NULL's page is the filter's first counter: while it
+ * counts 0, free(NULL) skips too, and otherwise the full path takes it. */
+static inline int hds_sampled_filter_skips(const void *p)
+{
+	return !atomic_load_relaxed(hds_live_filter_of(p));
+}
 static inline int hds_sampled_free_skips(const void *p)
 {
-	return hds_sampled_fast() && !atomic_load_relaxed(hds_live_filter_of(p));
+	return hds_sampled_fast() && hds_sampled_filter_skips(p);
 }
 /* realloc of a block never recorded (or of NULL, as a malloc), to a size
  * not sampled: the real realloc, and the countdown as the full path would
