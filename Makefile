@@ -6,7 +6,7 @@
 #   make bench      the benchmark against heaptrack (about 20 minutes)
 #   make bench-instructions
 #                   the same workloads under cachegrind: instructions executed
-#                   untraced, under heapdelta and sampled (about 25 minutes)
+#                   untraced, under heapdelta and sampled (about 12 minutes)
 #   make install    PREFIX=/usr/local DESTDIR= (shim, command, header)
 #   make ARCH=aarch64
 #                   cross-build the aarch64 shim and test fixtures into

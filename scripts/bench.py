@@ -354,8 +354,6 @@ def main():
         for run in range(args.runs):
             for mode in wl_modes:   # interleaved: one run of each mode per round
                 odir = tempfile.mkdtemp(prefix="hd-bench-")
-                # heaptrack 1.4: the recorder and heaptrack_interpret
-                # (compressed by zstd); heaptrack_print is not run.
                 c, e = mode_command(mode, cmd, env, odir)
                 limit = HEAPTRACK_AS_LIMIT if mode == "heaptrack" else None
                 wall, cpu, rss, data, rc = measure(c, e, stdin_path, limit)
@@ -436,7 +434,9 @@ def main():
         f.write(text)
 
 
-INSTRUCTION_MODES = ["untraced", "heapdelta", "sampled"]   # heaptrack's script and processes are not counted
+# --instructions counts heapdelta's modes against the untraced run; heaptrack,
+# a script that starts its interpreter and zstd beside the program, is left out.
+INSTRUCTION_MODES = ["untraced", "heapdelta", "sampled"]
 
 
 def mode_command(mode, cmd, env, odir):
@@ -444,6 +444,8 @@ def mode_command(mode, cmd, env, odir):
     if mode == "untraced":
         return cmd, env
     if mode == "heaptrack":
+        # heaptrack 1.4: the recorder and heaptrack_interpret (compressed by
+        # zstd); heaptrack_print is not run.
         return ["heaptrack", "-o", os.path.join(odir, "ht"), *cmd], env
     e = {**env, "LD_PRELOAD": SHIM, "HEAPDELTA_OUT": odir}
     if mode == "heapdelta-fp":
